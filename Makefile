@@ -1,0 +1,45 @@
+# Two entry points (README): `make synth` (main job) and `make test` (CI).
+# Both install what they need into ./.venv and ./node_modules first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CDK    := node_modules/.bin/cdk
+STAGE  ?= dev
+
+# Keep the CLI and jsii offline and quiet (see README, "Toolchain").
+export CDK_DISABLE_VERSION_CHECK := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install install-dev synth test seed clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: $(VENV)/bin/python requirements.txt
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt container/requirements.txt container/pyproject.toml
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e ./container
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+install: $(VENV)/.deps node_modules/.package-lock.json
+
+install-dev: $(VENV)/.deps-dev node_modules/.package-lock.json
+
+## Synthesize every stack with cdk-nag on (fails on any unacknowledged finding).
+synth: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --all --quiet -c stage=$(STAGE)
+	@ls cdk.out/*.template.json
+
+## Run the whole test suite.
+test: install-dev
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf cdk.out .pytest_cache
