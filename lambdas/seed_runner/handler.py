@@ -1,0 +1,211 @@
+"""Seed runner: starts one seeding task (`modelsync seed`) on Fargate and says where its logs go.
+
+Contract (docs/contracts.md, "Seed runner Lambda"):
+  environment  CLUSTER_ARN, TASK_DEFINITION_ARN, SUBNET_IDS, SECURITY_GROUP_IDS (comma lists),
+               CONTAINER_NAME, LOG_GROUP_NAME, LOG_STREAM_PREFIX
+  event        {"only": ["NAME", ...]}   (optional; overrides MODELSYNC_SEED_ONLY for this run)
+  returns      {"taskArn", "taskId", "logGroupName", "logStreamName"}
+
+Only boto3 from the Lambda runtime is used, so the function ships as this one file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+STARTED_BY = "seed-runner"
+# EFS volumes on Fargate need platform 1.4.0 or later; pin it so LATEST never surprises us.
+PLATFORM_VERSION = "1.4.0"
+SEED_ONLY_ENV = "MODELSYNC_SEED_ONLY"
+# Model / catalog entry names, as in docs/contracts.md ("Bucket layout").
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+EVENT_KEYS = frozenset({"only"})
+
+
+class ConfigError(Exception):
+    """The function's environment is incomplete (a deployment problem, not a caller problem)."""
+
+
+class InvalidSeedRequest(ValueError):
+    """The event is malformed; the caller must fix it. tools/seed.py maps this to exit code 2."""
+
+
+class SeedTaskNotStarted(RuntimeError):
+    """ECS accepted the call but did not start the task (RunTask `failures`, or no task)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster_arn: str
+    task_definition_arn: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    container_name: str
+    log_group_name: str
+    log_stream_prefix: str
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(
+            f"environment variable {name} is missing or empty: set it on the function "
+            "(the service stack does this; redeploy it)"
+        )
+    return value
+
+
+def _required_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in _required(environ, name).split(",") if item.strip())
+    if not items:
+        raise ConfigError(f"environment variable {name} lists no ids: give a comma-separated list")
+    return items
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    return Config(
+        cluster_arn=_required(environ, "CLUSTER_ARN"),
+        task_definition_arn=_required(environ, "TASK_DEFINITION_ARN"),
+        subnet_ids=_required_list(environ, "SUBNET_IDS"),
+        security_group_ids=_required_list(environ, "SECURITY_GROUP_IDS"),
+        container_name=_required(environ, "CONTAINER_NAME"),
+        log_group_name=_required(environ, "LOG_GROUP_NAME"),
+        log_stream_prefix=_required(environ, "LOG_STREAM_PREFIX"),
+    )
+
+
+def parse_only(event: Any) -> list[str] | None:
+    """The model names to seed, or None for the catalog's enabled entries."""
+    if event is None:
+        return None
+    if not isinstance(event, dict):
+        raise InvalidSeedRequest(
+            f"event must be a JSON object such as {{\"only\": [\"NAME\"]}}, got {type(event).__name__}"
+        )
+    unknown = sorted(set(event) - EVENT_KEYS)
+    if unknown:
+        raise InvalidSeedRequest(
+            f"unknown event key(s) {', '.join(map(repr, unknown))}: the only accepted key is 'only'"
+        )
+    only = event.get("only")
+    if only is None:
+        return None
+    if not isinstance(only, list) or not all(isinstance(name, str) for name in only):
+        raise InvalidSeedRequest(
+            "'only' must be a list of model names such as [\"SEG_M2F_GrapheneL\", \"paddleocr\"]"
+        )
+    if not only:
+        raise InvalidSeedRequest(
+            "'only' is empty: name at least one model, or leave 'only' out to seed the catalog's "
+            "enabled entries"
+        )
+    bad = [name for name in only if not MODEL_NAME.fullmatch(name)]
+    if bad:
+        raise InvalidSeedRequest(
+            f"invalid model name(s) {', '.join(map(repr, bad))}: names are 1-128 characters of "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return list(dict.fromkeys(only))  # drop repeats, keep the caller's order
+
+
+def run_task_request(config: Config, only: list[str] | None) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "cluster": config.cluster_arn,
+        "taskDefinition": config.task_definition_arn,
+        "launchType": "FARGATE",
+        "platformVersion": PLATFORM_VERSION,
+        "count": 1,
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": list(config.subnet_ids),
+                "securityGroups": list(config.security_group_ids),
+                "assignPublicIp": "DISABLED",
+            }
+        },
+        "startedBy": STARTED_BY,
+        "propagateTags": "TASK_DEFINITION",
+    }
+    if only is not None:
+        request["overrides"] = {
+            "containerOverrides": [
+                {
+                    "name": config.container_name,
+                    "environment": [{"name": SEED_ONLY_ENV, "value": ",".join(only)}],
+                }
+            ]
+        }
+    return request
+
+
+def _describe_failures(failures: list[dict[str, Any]]) -> str:
+    parts = []
+    for failure in failures:
+        text = f"{failure.get('arn', 'task')}: {failure.get('reason', 'unknown reason')}"
+        if failure.get("detail"):
+            text += f" ({failure['detail']})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def start_seed_task(config: Config, ecs: Any, only: list[str] | None) -> dict[str, str]:
+    """Start the seeding task and return the contract's dict."""
+    try:
+        response = ecs.run_task(**run_task_request(config, only))
+    except ClientError as err:
+        error = err.response.get("Error", {})
+        raise SeedTaskNotStarted(
+            f"RunTask was refused: {error.get('Code', 'error')}: {error.get('Message', err)}"
+        ) from None
+    except BotoCoreError as err:
+        raise SeedTaskNotStarted(f"RunTask could not be called: {err}") from None
+
+    failures = response.get("failures") or []
+    if failures:
+        raise SeedTaskNotStarted(f"RunTask did not start the seeding task: {_describe_failures(failures)}")
+    tasks = response.get("tasks") or []
+    if not tasks:
+        raise SeedTaskNotStarted("RunTask returned no task and no failure: check the cluster's capacity")
+
+    task_arn = tasks[0]["taskArn"]
+    task_id = task_arn.rsplit("/", 1)[-1]
+    return {
+        "taskArn": task_arn,
+        "taskId": task_id,
+        "logGroupName": config.log_group_name,
+        # awslogs driver naming: <prefix>/<container name>/<task id>
+        "logStreamName": f"{config.log_stream_prefix}/{config.container_name}/{task_id}",
+    }
+
+
+# Read once per execution environment (cold start). A broken environment is reported on every
+# invocation with the variable's name instead of as an opaque init failure.
+try:
+    _CONFIG: Config | None = load_config(os.environ)
+    _CONFIG_ERROR: ConfigError | None = None
+except ConfigError as _err:
+    _CONFIG, _CONFIG_ERROR = None, _err
+
+_ecs_client: Any = None
+
+
+def _ecs() -> Any:
+    global _ecs_client
+    if _ecs_client is None:
+        _ecs_client = boto3.client("ecs")
+    return _ecs_client
+
+
+def handler(event: Any, context: Any) -> dict[str, str]:
+    if _CONFIG_ERROR is not None:
+        raise _CONFIG_ERROR
+    assert _CONFIG is not None
+    only = parse_only(event)
+    result = start_seed_task(_CONFIG, _ecs(), only)
+    print(f"started seeding task {result['taskArn']} only={only or 'catalog defaults'}")
+    return result

@@ -1,0 +1,102 @@
+"""Constants and helpers shared by the seed runner and operator command tests.
+
+Everything AWS here is botocore's Stubber on real API shapes: requests are checked against the
+service models and expected parameters, responses are validated against the output shapes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import boto3
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HANDLER_PATH = REPO / "lambdas" / "seed_runner" / "handler.py"
+
+REGION = "eu-west-1"
+ACCOUNT = "111111111111"
+CLUSTER_NAME = "ModelDelivery-dev-Cluster"
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER_NAME}"
+TASK_DEFINITION_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ModelDeliverydevSeed:3"
+TASK_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER_NAME}/{TASK_ID}"
+LOG_GROUP = "/model-delivery/dev/seed"
+
+RUNNER_ENV = {
+    "CLUSTER_ARN": CLUSTER_ARN,
+    "TASK_DEFINITION_ARN": TASK_DEFINITION_ARN,
+    "SUBNET_IDS": "subnet-0aaa1111, subnet-0bbb2222",
+    "SECURITY_GROUP_IDS": "sg-0ccc3333",
+    "CONTAINER_NAME": "seed",
+    "LOG_GROUP_NAME": LOG_GROUP,
+    "LOG_STREAM_PREFIX": "seed",
+}
+
+
+def make_client(service: str):
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name=REGION)
+    return session.client(service)
+
+
+def load_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:
+    """Import lambdas/seed_runner/handler.py by path (it is not a package) under `env`.
+
+    Each call is a fresh import, i.e. a fresh Lambda cold start.
+    """
+    for name in RUNNER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("seed_runner_handler", HANDLER_PATH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_task_response(task_arn: str = TASK_ARN) -> dict:
+    """A RunTask answer as ECS gives it right after the call (task still PROVISIONING)."""
+    return {
+        "tasks": [{
+            "taskArn": task_arn,
+            "clusterArn": CLUSTER_ARN,
+            "taskDefinitionArn": TASK_DEFINITION_ARN,
+            "lastStatus": "PROVISIONING",
+            "desiredStatus": "RUNNING",
+            "launchType": "FARGATE",
+            "platformVersion": "1.4.0",
+            "startedBy": "seed-runner",
+            "containers": [{"name": "seed", "lastStatus": "PENDING", "taskArn": task_arn}],
+        }],
+        "failures": [],
+    }
+
+
+def expected_run_task(only: str | None = None) -> dict:
+    """The exact RunTask request the seed runner must send for RUNNER_ENV."""
+    request = {
+        "cluster": CLUSTER_ARN,
+        "taskDefinition": TASK_DEFINITION_ARN,
+        "launchType": "FARGATE",
+        "platformVersion": "1.4.0",
+        "count": 1,
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": ["subnet-0aaa1111", "subnet-0bbb2222"],
+            "securityGroups": ["sg-0ccc3333"],
+            "assignPublicIp": "DISABLED",
+        }},
+        "startedBy": "seed-runner",
+        "propagateTags": "TASK_DEFINITION",
+    }
+    if only is not None:
+        request["overrides"] = {"containerOverrides": [{
+            "name": "seed",
+            "environment": [{"name": "MODELSYNC_SEED_ONLY", "value": only}],
+        }]}
+    return request

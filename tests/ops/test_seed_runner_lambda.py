@@ -1,0 +1,159 @@
+"""The seed runner Lambda (lambdas/seed_runner/handler.py) against a stubbed ECS RunTask."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+import pytest
+from botocore.stub import Stubber
+
+from seed_fakes import (HANDLER_PATH, LOG_GROUP, RUNNER_ENV, TASK_ARN, TASK_DEFINITION_ARN, TASK_ID,
+                        expected_run_task, load_handler, make_client, run_task_response)
+
+
+@pytest.fixture
+def ecs():
+    client = make_client("ecs")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+def test_starts_the_seeding_task_in_the_private_subnets(runner, ecs):
+    client, stub = ecs
+    stub.add_response("run_task", run_task_response(), expected_run_task())
+
+    result = runner.start_seed_task(runner._CONFIG, client, runner.parse_only({}))
+
+    assert result == {
+        "taskArn": TASK_ARN,
+        "taskId": TASK_ID,
+        "logGroupName": LOG_GROUP,
+        "logStreamName": f"seed/seed/{TASK_ID}",
+    }
+
+
+def test_only_becomes_the_seed_containers_environment_override(runner, ecs):
+    client, stub = ecs
+    stub.add_response("run_task", run_task_response(),
+                      expected_run_task(only="SEG_M2F_GrapheneL,paddleocr"))
+
+    only = runner.parse_only({"only": ["SEG_M2F_GrapheneL", "paddleocr", "SEG_M2F_GrapheneL"]})
+    result = runner.start_seed_task(runner._CONFIG, client, only)
+
+    assert result["taskArn"] == TASK_ARN
+
+
+def test_handler_reads_the_event_and_returns_the_contract_dict(runner, ecs, monkeypatch):
+    client, stub = ecs
+    stub.add_response("run_task", run_task_response(), expected_run_task(only="CLS_GMM_WS2"))
+    monkeypatch.setattr(runner, "_ecs_client", client)
+
+    result = runner.handler({"only": ["CLS_GMM_WS2"]}, None)
+
+    assert set(result) == {"taskArn", "taskId", "logGroupName", "logStreamName"}
+    assert result["logStreamName"] == f"seed/seed/{TASK_ID}"
+
+
+def test_runtask_failures_are_reported_with_their_reason(runner, ecs):
+    client, stub = ecs
+    stub.add_response("run_task", {
+        "tasks": [],
+        "failures": [{"arn": TASK_DEFINITION_ARN, "reason": "RESOURCE:ENI",
+                      "detail": "no free IP addresses in subnet-0aaa1111"}],
+    }, expected_run_task())
+
+    with pytest.raises(runner.SeedTaskNotStarted) as raised:
+        runner.start_seed_task(runner._CONFIG, client, None)
+
+    message = str(raised.value)
+    assert "RESOURCE:ENI" in message and "no free IP addresses" in message
+    assert "\n" not in message
+
+
+def test_runtask_without_task_or_failure_is_an_error(runner, ecs):
+    client, stub = ecs
+    stub.add_response("run_task", {"tasks": [], "failures": []}, expected_run_task())
+
+    with pytest.raises(runner.SeedTaskNotStarted, match="returned no task"):
+        runner.start_seed_task(runner._CONFIG, client, None)
+
+
+def test_runtask_refusal_names_the_aws_error(runner, ecs):
+    client, stub = ecs
+    stub.add_client_error("run_task", service_error_code="AccessDeniedException",
+                          service_message="not authorized to perform: iam:PassRole",
+                          http_status_code=400, expected_params=expected_run_task())
+
+    with pytest.raises(runner.SeedTaskNotStarted,
+                       match="AccessDeniedException: not authorized to perform: iam:PassRole"):
+        runner.start_seed_task(runner._CONFIG, client, None)
+
+
+@pytest.mark.parametrize("event", [None, {}, {"only": None}])
+def test_no_only_means_the_catalog_defaults(runner, event):
+    assert runner.parse_only(event) is None
+
+
+@pytest.mark.parametrize("name", ["SEG_M2F_GrapheneL", "paddleocr", "PP_L2_material_agnostic",
+                                  "a", "v1.2-rc_3", "A" * 128])
+def test_contract_model_names_are_accepted(runner, name):
+    assert runner.parse_only({"only": [name]}) == [name]
+
+
+@pytest.mark.parametrize("event, complaint", [
+    (["SEG_M2F_GrapheneL"], "must be a JSON object"),
+    ({"onyl": ["paddleocr"]}, "unknown event key(s) 'onyl'"),
+    ({"only": "paddleocr"}, "must be a list of model names"),
+    ({"only": ["paddleocr", 7]}, "must be a list of model names"),
+    ({"only": []}, "'only' is empty"),
+    ({"only": ["../etc"]}, "invalid model name(s) '../etc'"),
+    ({"only": ["-x", "ok"]}, "invalid model name(s) '-x'"),
+    ({"only": [""]}, "invalid model name(s) ''"),
+    ({"only": ["A" * 129]}, "invalid model name(s)"),
+    ({"only": ["a,b"]}, "invalid model name(s) 'a,b'"),
+])
+def test_bad_events_are_refused_before_any_aws_call(runner, ecs, monkeypatch, event, complaint):
+    client, _stub = ecs  # no response queued: a RunTask call would fail the test
+    monkeypatch.setattr(runner, "_ecs_client", client)
+
+    with pytest.raises(runner.InvalidSeedRequest) as raised:
+        runner.handler(event, None)
+
+    assert complaint in str(raised.value)
+
+
+@pytest.mark.parametrize("missing", sorted(RUNNER_ENV))
+def test_a_missing_environment_variable_is_named(monkeypatch, missing):
+    env = {name: value for name, value in RUNNER_ENV.items() if name != missing}
+    runner = load_handler(monkeypatch, env)  # the import (cold start) itself must not fail
+
+    with pytest.raises(runner.ConfigError, match=f"environment variable {missing} is missing"):
+        runner.handler({}, None)
+
+
+def test_id_lists_without_ids_are_refused(monkeypatch):
+    runner = load_handler(monkeypatch, {**RUNNER_ENV, "SECURITY_GROUP_IDS": " , "})
+
+    with pytest.raises(runner.ConfigError, match="SECURITY_GROUP_IDS lists no ids"):
+        runner.handler({}, None)
+
+
+def test_configuration_is_read_once_at_cold_start(monkeypatch):
+    runner = load_handler(monkeypatch, RUNNER_ENV)
+    monkeypatch.setenv("CLUSTER_ARN", "arn:aws:ecs:eu-west-1:111111111111:cluster/changed")
+
+    assert runner._CONFIG.cluster_arn == RUNNER_ENV["CLUSTER_ARN"]
+    assert runner._CONFIG.subnet_ids == ("subnet-0aaa1111", "subnet-0bbb2222")
+
+
+def test_handler_imports_only_what_the_lambda_runtime_has():
+    tree = ast.parse(HANDLER_PATH.read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+
+    outside_stdlib = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert outside_stdlib == {"boto3", "botocore"}
