@@ -6,6 +6,7 @@ service models and expected parameters, responses are validated against the outp
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -37,10 +38,15 @@ RUNNER_ENV = {
 }
 
 
+@functools.cache
+def _session() -> boto3.Session:
+    # One session for all tests: loading the service models is the slow part of a client.
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                         region_name=REGION)
+
+
 def make_client(service: str):
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name=REGION)
-    return session.client(service)
+    return _session().client(service)
 
 
 def load_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:

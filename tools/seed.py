@@ -1,0 +1,284 @@
+"""Seed a deployed stack: start the seeding task through the seed-runner Lambda and follow it.
+
+    python -m tools.seed --stack ModelDelivery-dev-Service [--region R] [--only A,B] [--no-wait]
+
+Reads the service stack's outputs, invokes the seed runner, prints the task's CloudWatch log
+lines as they arrive and exits with the seed container's exit code. Exit codes and messages are
+described in docs/operations-seed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TextIO
+
+import boto3
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+PROG = "seed"
+POLL_SECONDS = 5.0
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Stack outputs this tool reads (docs/contracts.md, "Stacks and outputs").
+REQUIRED_OUTPUTS = ("ClusterName", "SeedRunnerFunctionName", "SeedContainerName")
+RUNNER_RESULT_KEYS = ("taskArn", "taskId", "logGroupName", "logStreamName")
+# errorType the seed runner raises for a bad request (lambdas/seed_runner/handler.py).
+RUNNER_BAD_REQUEST = "InvalidSeedRequest"
+CREDENTIAL_ERROR_CODES = frozenset(
+    {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+     "SignatureDoesNotMatch", "InvalidSignatureException"}
+)
+
+
+class SeedError(Exception):
+    """A failure reported as one line on stderr, with the exit code to use."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Clients:
+    cloudformation: Any
+    lambda_: Any
+    ecs: Any
+    logs: Any
+
+    @classmethod
+    def from_session(cls, session: boto3.Session) -> "Clients":
+        return cls(
+            cloudformation=session.client("cloudformation"),
+            lambda_=session.client("lambda"),
+            ecs=session.client("ecs"),
+            logs=session.client("logs"),
+        )
+
+
+def aws_error(action: str, err: ClientError) -> SeedError:
+    """One line for an AWS API error, with the fix when we know it."""
+    error = err.response.get("Error", {})
+    code, message = error.get("Code", "Error"), error.get("Message", str(err))
+    if code in CREDENTIAL_ERROR_CODES:
+        return SeedError(f"AWS rejected the credentials ({code}: {message}): refresh them "
+                         "(aws sso login, or new keys) and retry", EXIT_USAGE)
+    if "AccessDenied" in code:
+        return SeedError(f"access denied while {action}: {message}: use a role allowed to do this "
+                         "(see docs/operations-seed.md, 'Permissions')")
+    return SeedError(f"{action} failed: {code}: {message}")
+
+
+def read_stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as err:
+        message = err.response.get("Error", {}).get("Message", "")
+        if "does not exist" in message:
+            region = cloudformation.meta.region_name
+            raise SeedError(f"stack {stack} not found in region {region}: check --stack and --region "
+                            "(the service stack is ModelDelivery-<stage>-Service)", EXIT_USAGE) from None
+        raise aws_error(f"reading stack {stack}", err) from None
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
+    missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+    if missing:
+        raise SeedError(f"stack {stack} has no output {', '.join(missing)}: it was deployed from "
+                        "another version of this project; deploy the current one (cdk deploy)",
+                        EXIT_USAGE)
+    return outputs
+
+
+def invoke_seed_runner(lambda_: Any, function_name: str, only: list[str] | None) -> dict[str, str]:
+    event = {"only": only} if only else {}
+    try:
+        response = lambda_.invoke(FunctionName=function_name, InvocationType="RequestResponse",
+                                  Payload=json.dumps(event).encode())
+    except ClientError as err:
+        raise aws_error(f"invoking the seed runner {function_name}", err) from None
+    raw = response["Payload"].read()
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        payload = None
+
+    if response.get("FunctionError"):
+        detail = payload if isinstance(payload, dict) else {}
+        error_type = detail.get("errorType", response["FunctionError"])
+        message = str(detail.get("errorMessage", raw.decode(errors="replace"))).strip()
+        message = message.splitlines()[0] if message else "no message"
+        code = EXIT_USAGE if error_type == RUNNER_BAD_REQUEST else EXIT_FAILED
+        raise SeedError(f"the seed runner failed: {error_type}: {message}", code)
+
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in RUNNER_RESULT_KEYS):
+        raise SeedError(f"the seed runner answered {raw[:200]!r}, not {{{', '.join(RUNNER_RESULT_KEYS)}}}: "
+                        "the function and this tool are from different versions; redeploy")
+    return payload
+
+
+class LogFollower:
+    """Prints the new events of one CloudWatch log stream each time poll() is called."""
+
+    def __init__(self, logs: Any, group: str, stream: str, out: TextIO) -> None:
+        self._logs, self._group, self._stream, self._out = logs, group, stream, out
+        self._token: str | None = None
+        self.seen_stream = False
+
+    def poll(self) -> None:
+        while True:
+            request = {"logGroupName": self._group, "logStreamName": self._stream, "startFromHead": True}
+            if self._token:
+                request["nextToken"] = self._token
+            try:
+                response = self._logs.get_log_events(**request)
+            except ClientError as err:
+                # The awslogs driver creates the stream when the container starts.
+                if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return
+                raise aws_error(f"reading log stream {self._stream}", err) from None
+            self.seen_stream = True
+            for event in response.get("events", []):
+                print(event.get("message", "").rstrip("\n"), file=self._out, flush=True)
+            token = response.get("nextForwardToken")
+            # The same token back means we are at the end of the stream for now.
+            if not token or token == self._token:
+                return
+            self._token = token
+
+
+def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any]:
+    try:
+        response = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])
+    except ClientError as err:
+        raise aws_error(f"describing task {task_arn}", err) from None
+    if not response.get("tasks"):
+        reasons = "; ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
+        raise SeedError(f"ECS no longer knows the seeding task {task_arn} ({reasons}): look for it in "
+                        "the cluster's stopped tasks and its log stream")
+    return response["tasks"][0]
+
+
+def wait_until_stopped(ecs: Any, cluster: str, task_arn: str, follower: LogFollower,
+                       sleep: Callable[[float], None], err: TextIO) -> dict[str, Any]:
+    status = None
+    while True:
+        follower.poll()
+        task = describe_task(ecs, cluster, task_arn)
+        if task.get("lastStatus") != status:
+            status = task.get("lastStatus")
+            print(f"{PROG}: task is {status}", file=err, flush=True)
+        if status == "STOPPED":
+            # Give the log driver a moment to flush the last lines.
+            sleep(POLL_SECONDS)
+            follower.poll()
+            return task
+        sleep(POLL_SECONDS)
+
+
+def task_exit(task: dict[str, Any], container_name: str, err: TextIO) -> int:
+    """The seed container's exit code; explains the stop on stderr when it is not 0."""
+    container = next((c for c in task.get("containers", []) if c.get("name") == container_name), {})
+    code = container.get("exitCode")
+    if code == 0:
+        print(f"{PROG}: seeding finished: exit code 0", file=err)
+        return EXIT_OK
+    task_id = task["taskArn"].rsplit("/", 1)[-1]
+    if code is None:
+        print(f"{PROG}: seeding task {task_id} stopped before container {container_name} exited",
+              file=err)
+    else:
+        print(f"{PROG}: seeding failed: container {container_name} exit code {code}", file=err)
+    stop_code = task.get("stopCode")
+    reason = task.get("stoppedReason", "none given")
+    print(f"{PROG}: stopped reason: {reason}" + (f" ({stop_code})" if stop_code else ""), file=err)
+    if container.get("reason"):
+        print(f"{PROG}: container reason: {container['reason']}", file=err)
+    return code if isinstance(code, int) and 0 < code < 256 else EXIT_FAILED
+
+
+def parse_only(value: str | None) -> list[str] | None:
+    """Split --only A,B. The seed runner validates the names (one rule, one place)."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise SeedError("--only names no model: give NAME[,NAME...] or leave it out", EXIT_USAGE)
+    return names
+
+
+def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], None],
+         out: TextIO, err: TextIO) -> int:
+    only = parse_only(args.only)
+    outputs = read_stack_outputs(clients.cloudformation, args.stack)
+    started = invoke_seed_runner(clients.lambda_, outputs["SeedRunnerFunctionName"], only)
+    task_arn, cluster = started["taskArn"], outputs["ClusterName"]
+    print(f"{PROG}: started seeding task {started['taskId']} on cluster {cluster}", file=err)
+    print(f"{PROG}: logs: {started['logGroupName']} {started['logStreamName']}", file=err, flush=True)
+    if args.no_wait:
+        print(f"{PROG}: not waiting; follow it with: aws logs tail {started['logGroupName']} "
+              f"--log-stream-names {started['logStreamName']} --follow", file=err)
+        return EXIT_OK
+
+    follower = LogFollower(clients.logs, started["logGroupName"], started["logStreamName"], out)
+    try:
+        task = wait_until_stopped(clients.ecs, cluster, task_arn, follower, sleep, err)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: stopped waiting; the seeding task keeps running. Stop it with: "
+              f"aws ecs stop-task --cluster {cluster} --task {started['taskId']}", file=err)
+        return EXIT_INTERRUPTED
+    if not follower.seen_stream:
+        print(f"{PROG}: the task wrote no log stream ({started['logStreamName']})", file=err)
+    return task_exit(task, outputs["SeedContainerName"], err)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.seed",
+        description="Run the seeding task of a deployed stack and follow it to the end.")
+    parser.add_argument("--stack", required=True, help="service stack name, e.g. ModelDelivery-dev-Service")
+    parser.add_argument("--region", help="AWS region (default: the standard AWS configuration chain)")
+    parser.add_argument("--only", metavar="A,B", help="seed only these catalog entries")
+    parser.add_argument("--no-wait", action="store_true", help="start the task and return")
+    return parser
+
+
+def main(argv: list[str] | None = None, *, clients: Clients | None = None,
+         sleep: Callable[[float], None] = time.sleep,
+         out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        if clients is None:
+            session = boto3.Session(region_name=args.region)
+            if not session.region_name:
+                raise SeedError("no AWS region: pass --region or set AWS_REGION (or a profile region)",
+                                EXIT_USAGE)
+            clients = Clients.from_session(session)
+        return seed(args, clients, sleep, out, err)
+    except SeedError as exc:
+        print(f"{PROG}: error: {exc}", file=err)
+        return exc.exit_code
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        print(f"{PROG}: error: no usable AWS credentials ({exc}): set AWS_PROFILE, run aws sso login, "
+              "or export credentials", file=err)
+        return EXIT_USAGE
+    except NoRegionError:
+        print(f"{PROG}: error: no AWS region: pass --region or set AWS_REGION", file=err)
+        return EXIT_USAGE
+    except BotoCoreError as exc:
+        print(f"{PROG}: error: AWS call failed: {exc}", file=err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=err)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
