@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev synth test seed clean
+.PHONY: install install-dev synth test seed local clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ synth: install
 ## Run the whole test suite.
 test: install-dev
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+## Start the seeding task of a deployed stage and follow it to the end (needs AWS credentials).
+seed: install
+	$(PY) -m tools.seed --stack ModelDelivery-$(STAGE)-Service $(SEED_ARGS)
+
+## The whole pipeline on this machine, no AWS account and no Docker (Ctrl-C stops it).
+local: install-dev
+	$(PY) -m tools.local $(LOCAL_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache
