@@ -1,0 +1,124 @@
+"""Zenodo records API client: list a record's files and download one, verified by size and md5.
+
+Accepts the current field spellings (`key`, `size`, `checksum: "md5:<hex>"`, `links.self`) and the
+legacy ones Zenodo briefly returned during its 2023 migration (`filename`, `filesize`, a bare hex
+checksum, broken `links.self`), falling back to `{base}/records/{id}/files/{name}` when the API
+link does not serve the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from modelsync.errors import ModelsyncError
+from modelsync.seed.fetch import HttpFetcher, HttpStatusError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ZENODO_URL = "https://zenodo.org"
+_MD5 = re.compile(r"^(?:md5:)?([0-9a-fA-F]{32})$")
+
+
+@dataclass(frozen=True)
+class ZenodoFile:
+    record: str
+    key: str
+    size: int
+    md5: str
+    urls: tuple[str, ...]  # tried in order
+
+
+class ZenodoClient:
+    def __init__(self, base_url: str = DEFAULT_ZENODO_URL, *, fetcher: HttpFetcher | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.fetcher = fetcher or HttpFetcher()
+        self._records: dict[str, dict[str, ZenodoFile]] = {}
+
+    def record_files(self, record: str) -> dict[str, ZenodoFile]:
+        """The files of `record` by name (one API call per record per client)."""
+        record = str(record)
+        if record not in self._records:
+            url = f"{self.base_url}/api/records/{record}"
+            try:
+                doc = self.fetcher.get_json(url, what=f"Zenodo record {record}")
+            except HttpStatusError as err:
+                if err.status in (404, 410):
+                    raise ModelsyncError(
+                        f"Zenodo record {record} not found at {self.base_url} (HTTP {err.status}); "
+                        f"check the record id in the catalog and ZENODO_URL"
+                    ) from None
+                raise
+            self._records[record] = self._parse_files(record, doc)
+        return self._records[record]
+
+    def file(self, record: str, name: str) -> ZenodoFile:
+        files = self.record_files(record)
+        if name not in files:
+            known = ", ".join(sorted(files)[:6]) + (", ..." if len(files) > 6 else "")
+            raise ModelsyncError(
+                f"Zenodo record {record} has no file {name!r} (it has: {known or 'no files'}); "
+                f"fix the file name in the catalog"
+            )
+        return files[name]
+
+    def download(self, zfile: ZenodoFile, dest: Path, *, progress: Callable[[int], None] | None = None) -> int:
+        """Download into `dest` (verified size and md5), trying the API link, then the fallback."""
+        what = f"Zenodo {zfile.record}/{zfile.key}"
+        for i, url in enumerate(zfile.urls):
+            try:
+                return self.fetcher.download(
+                    url, dest, what=what, algorithm="md5", expected_digest=zfile.md5,
+                    expected_size=zfile.size, progress=progress,
+                )
+            except HttpStatusError as err:
+                if i + 1 < len(zfile.urls) and err.status in (400, 403, 404, 410):
+                    log.warning("%s: HTTP %d from %s; trying %s", what, err.status, url, zfile.urls[i + 1])
+                    continue
+                raise ModelsyncError(
+                    f"{what}: HTTP {err.status} from {url}; the file is listed in the record but "
+                    f"cannot be downloaded: check the record on {self.base_url} and re-run later"
+                ) from None
+        raise AssertionError("unreachable: ZenodoFile.urls is never empty")
+
+    # -- parsing --------------------------------------------------------------------------------
+
+    def _parse_files(self, record: str, doc) -> dict[str, ZenodoFile]:
+        entries = doc.get("files") if isinstance(doc, dict) else None
+        if isinstance(entries, dict):  # InvenioRDM shape: {"entries": [...] or {key: {...}}}
+            entries = entries.get("entries")
+            if isinstance(entries, dict):
+                entries = list(entries.values())
+        if not isinstance(entries, list):
+            raise ModelsyncError(
+                f"Zenodo record {record}: the records API answer has no file list; the record may "
+                f"be restricted or ZENODO_URL may not point at a Zenodo/InvenioRDM server"
+            )
+        files: dict[str, ZenodoFile] = {}
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            name = entry.get("key") or entry.get("filename")
+            size = entry.get("size", entry.get("filesize"))
+            match = _MD5.match(str(entry.get("checksum", "")).strip())
+            if not name or not isinstance(size, int) or not match:
+                log.warning("Zenodo record %s: ignoring a file entry without name, size or md5: %r",
+                            record, {k: entry.get(k) for k in ("key", "filename", "size", "checksum")})
+                continue
+            files[name] = ZenodoFile(
+                record=record, key=name, size=size, md5=match.group(1).lower(),
+                urls=self._urls(record, name, entry),
+            )
+        return files
+
+    def _urls(self, record: str, name: str, entry: dict) -> tuple[str, ...]:
+        fallback = f"{self.base_url}/records/{record}/files/{urllib.parse.quote(name)}?download=1"
+        links = entry.get("links") if isinstance(entry.get("links"), dict) else {}
+        api = links.get("self") or links.get("content") or links.get("download")
+        if isinstance(api, str) and api.startswith(("https://", "http://")) and api != fallback:
+            return (api, fallback)
+        return (fallback,)
