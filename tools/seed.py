@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -27,12 +28,16 @@ from botocore.exceptions import (
 
 PROG = "seed"
 POLL_SECONDS = 5.0
+MISSING_TASK_POLLS = 6  # how long (x POLL_SECONDS) a just-started task may be invisible
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Stack outputs this tool reads (docs/contracts.md, "Stacks and outputs").
 REQUIRED_OUTPUTS = ("ClusterName", "SeedRunnerFunctionName", "SeedContainerName")
 RUNNER_RESULT_KEYS = ("taskArn", "taskId", "logGroupName", "logStreamName")
 # errorType the seed runner raises for a bad request (lambdas/seed_runner/handler.py).
 RUNNER_BAD_REQUEST = "InvalidSeedRequest"
+# Invoke once and wait as long as a Lambda may run: a retried or timed-out-and-retried invoke
+# would be a second RunTask from the operator's point of view.
+INVOKE_CONFIG = Config(read_timeout=900, retries={"total_max_attempts": 1})
 CREDENTIAL_ERROR_CODES = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
      "SignatureDoesNotMatch", "InvalidSignatureException"}
@@ -56,11 +61,12 @@ class Clients:
 
     @classmethod
     def from_session(cls, session: boto3.Session) -> "Clients":
+        polling = Config(retries={"mode": "standard"})
         return cls(
-            cloudformation=session.client("cloudformation"),
-            lambda_=session.client("lambda"),
-            ecs=session.client("ecs"),
-            logs=session.client("logs"),
+            cloudformation=session.client("cloudformation", config=polling),
+            lambda_=session.client("lambda", config=INVOKE_CONFIG),
+            ecs=session.client("ecs", config=polling),
+            logs=session.client("logs", config=polling),
         )
 
 
@@ -153,24 +159,30 @@ class LogFollower:
             self._token = token
 
 
-def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any]:
+def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any] | None:
+    """The task, or None when ECS does not list it (yet, or any more)."""
     try:
         response = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])
     except ClientError as err:
         raise aws_error(f"describing task {task_arn}", err) from None
-    if not response.get("tasks"):
-        reasons = "; ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
-        raise SeedError(f"ECS no longer knows the seeding task {task_arn} ({reasons}): look for it in "
-                        "the cluster's stopped tasks and its log stream")
-    return response["tasks"][0]
+    tasks = response.get("tasks") or []
+    return tasks[0] if tasks else None
 
 
 def wait_until_stopped(ecs: Any, cluster: str, task_arn: str, follower: LogFollower,
                        sleep: Callable[[float], None], err: TextIO) -> dict[str, Any]:
-    status = None
+    status, unseen_polls = None, 0
     while True:
         follower.poll()
         task = describe_task(ecs, cluster, task_arn)
+        if task is None:
+            # DescribeTasks is eventually consistent: a task just started may be MISSING briefly.
+            unseen_polls += 1
+            if status is not None or unseen_polls > MISSING_TASK_POLLS:
+                raise SeedError(f"ECS does not list the seeding task {task_arn}: look for it in the "
+                                "cluster's stopped tasks and its log stream")
+            sleep(POLL_SECONDS)
+            continue
         if task.get("lastStatus") != status:
             status = task.get("lastStatus")
             print(f"{PROG}: task is {status}", file=err, flush=True)

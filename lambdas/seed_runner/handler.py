@@ -114,7 +114,8 @@ def parse_only(event: Any) -> list[str] | None:
     return list(dict.fromkeys(only))  # drop repeats, keep the caller's order
 
 
-def run_task_request(config: Config, only: list[str] | None) -> dict[str, Any]:
+def run_task_request(config: Config, only: list[str] | None,
+                     client_token: str | None = None) -> dict[str, Any]:
     request: dict[str, Any] = {
         "cluster": config.cluster_arn,
         "taskDefinition": config.task_definition_arn,
@@ -131,6 +132,9 @@ def run_task_request(config: Config, only: list[str] | None) -> dict[str, Any]:
         "startedBy": STARTED_BY,
         "propagateTags": "TASK_DEFINITION",
     }
+    if client_token:
+        # The invocation's request id: a retried invocation cannot start a second task.
+        request["clientToken"] = client_token
     if only is not None:
         request["overrides"] = {
             "containerOverrides": [
@@ -153,10 +157,11 @@ def _describe_failures(failures: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def start_seed_task(config: Config, ecs: Any, only: list[str] | None) -> dict[str, str]:
+def start_seed_task(config: Config, ecs: Any, only: list[str] | None,
+                    client_token: str | None = None) -> dict[str, str]:
     """Start the seeding task and return the contract's dict."""
     try:
-        response = ecs.run_task(**run_task_request(config, only))
+        response = ecs.run_task(**run_task_request(config, only, client_token))
     except ClientError as err:
         error = err.response.get("Error", {})
         raise SeedTaskNotStarted(
@@ -206,6 +211,6 @@ def handler(event: Any, context: Any) -> dict[str, str]:
         raise _CONFIG_ERROR
     assert _CONFIG is not None
     only = parse_only(event)
-    result = start_seed_task(_CONFIG, _ecs(), only)
+    result = start_seed_task(_CONFIG, _ecs(), only, getattr(context, "aws_request_id", None))
     print(f"started seeding task {result['taskArn']} only={only or 'catalog defaults'}")
     return result

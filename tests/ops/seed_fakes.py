@@ -84,7 +84,7 @@ def run_task_response(task_arn: str = TASK_ARN) -> dict:
     }
 
 
-def expected_run_task(only: str | None = None) -> dict:
+def expected_run_task(only: str | None = None, client_token: str | None = None) -> dict:
     """The exact RunTask request the seed runner must send for RUNNER_ENV."""
     request = {
         "cluster": CLUSTER_ARN,
@@ -100,6 +100,8 @@ def expected_run_task(only: str | None = None) -> dict:
         "startedBy": "seed-runner",
         "propagateTags": "TASK_DEFINITION",
     }
+    if client_token is not None:
+        request["clientToken"] = client_token
     if only is not None:
         request["overrides"] = {"containerOverrides": [{
             "name": "seed",

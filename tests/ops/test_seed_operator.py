@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
@@ -197,6 +198,43 @@ def test_only_is_passed_to_the_seed_runner(aws, runner):
 
     assert result.code == 0, result.err
     assert f"aws logs tail {LOG_GROUP} --log-stream-names {STREAM} --follow" in result.err
+
+
+def expect_task_missing(stubs):
+    stubs["ecs"].add_response("describe_tasks", {"tasks": [], "failures": [
+        {"arn": TASK_ARN, "reason": "MISSING"}]}, {"cluster": CLUSTER_NAME, "tasks": [TASK_ARN]})
+
+
+def test_a_task_not_yet_listed_by_ecs_is_waited_for(aws, runner):
+    clients, stubs = aws
+    expect_stack(stubs)
+    expect_invoke(stubs, runner_answer(runner, {}), event={})
+    expect_no_stream_yet(stubs)
+    expect_task_missing(stubs)  # DescribeTasks is eventually consistent right after RunTask
+    expect_no_stream_yet(stubs)
+    expect_task(stubs, "STOPPED", exit_code=0)
+    expect_no_stream_yet(stubs)
+
+    result = run_seed(clients)
+
+    assert result.code == 0, result.err
+    assert result.sleeps == [seed_tool.POLL_SECONDS] * 2
+
+
+def test_a_task_that_never_shows_up_is_an_error(aws, runner):
+    clients, stubs = aws
+    expect_stack(stubs)
+    expect_invoke(stubs, runner_answer(runner, {}), event={})
+    for _ in range(seed_tool.MISSING_TASK_POLLS + 1):
+        expect_no_stream_yet(stubs)
+        expect_task_missing(stubs)
+
+    result = run_seed(clients)
+
+    assert result.code == 1
+    assert result.err.splitlines()[-1] == (
+        f"seed: error: ECS does not list the seeding task {TASK_ARN}: look for it in the "
+        "cluster's stopped tasks and its log stream")
 
 
 def test_failed_task_exits_with_the_containers_code_and_reasons(aws, runner):
@@ -390,3 +428,13 @@ def test_no_credentials_as_a_real_process(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.startswith("seed: error: no usable AWS credentials")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_seed_runner_is_invoked_once_and_waited_for():
+    """A retried invoke would start a second seeding task, so botocore must not retry it."""
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name=REGION)
+    config = seed_tool.Clients.from_session(session).lambda_.meta.config
+
+    assert config.retries["total_max_attempts"] == 1
+    assert config.read_timeout >= 900  # the longest a Lambda function may run

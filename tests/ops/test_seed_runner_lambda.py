@@ -45,12 +45,18 @@ def test_only_becomes_the_seed_containers_environment_override(runner, ecs):
     assert result["taskArn"] == TASK_ARN
 
 
+class LambdaContext:
+    aws_request_id = "5f0e1d2c-0000-4000-8000-000000000001"
+
+
 def test_handler_reads_the_event_and_returns_the_contract_dict(runner, ecs, monkeypatch):
     client, stub = ecs
-    stub.add_response("run_task", run_task_response(), expected_run_task(only="CLS_GMM_WS2"))
+    # The request id is RunTask's idempotency token: a retried invocation starts no second task.
+    stub.add_response("run_task", run_task_response(),
+                      expected_run_task(only="CLS_GMM_WS2", client_token=LambdaContext.aws_request_id))
     monkeypatch.setattr(runner, "_ecs_client", client)
 
-    result = runner.handler({"only": ["CLS_GMM_WS2"]}, None)
+    result = runner.handler({"only": ["CLS_GMM_WS2"]}, LambdaContext())
 
     assert set(result) == {"taskArn", "taskId", "logGroupName", "logStreamName"}
     assert result["logStreamName"] == f"seed/seed/{TASK_ID}"
