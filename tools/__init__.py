@@ -1,1 +1,1 @@
-"""Operator tools run from a workstation against a deployed stack (see docs/operations-seed.md)."""
+"""Command-line tools for operators and contributors, run as `python -m tools.<name>`."""
