@@ -1,0 +1,166 @@
+"""Safe extraction of real zip files built by the tests, and locating the model folder."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from modelsync.errors import ModelsyncError
+from modelsync.seed.extract import UnsafeArchive, extract_zip
+from modelsync.seed.locate import locate_model_dir
+from tests.seed.fake_zenodo import FAMILY_FILES, make_zip
+
+M2F = ((("config.yaml",), ("model.pth", "model_final.pth")))
+MB = 1024 * 1024
+
+
+def write(tmp_path, data: bytes, name="a.zip"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def extract(tmp_path, data: bytes, *, max_bytes=10 * MB):
+    return extract_zip(write(tmp_path, data), tmp_path / "out", max_bytes=max_bytes)
+
+
+def test_extracts_files_and_folders(tmp_path):
+    written = extract(tmp_path, make_zip({"m/config.yaml": b"c", "m/sub/w.pth": b"weights"}))
+    assert written == 8
+    assert (tmp_path / "out/m/config.yaml").read_bytes() == b"c"
+    assert (tmp_path / "out/m/sub/w.pth").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("/etc/passwd", "has an absolute path"),
+    ("C:/Windows/evil", "has an absolute path"),
+    ("../evil", "escapes the archive tree with '..'"),
+    ("m/../../evil", "escapes the archive tree with '..'"),
+    ("m\\..\\..\\evil", "escapes the archive tree with '..'"),
+])
+def test_refuses_paths_escaping_the_tree(tmp_path, name, problem):
+    with pytest.raises(UnsafeArchive, match=problem):
+        extract(tmp_path, make_zip({"m/ok": b"ok", name: b"x"}))
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+    assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", "../.."])
+def test_refuses_links_pointing_outside(tmp_path, target):
+    with pytest.raises(UnsafeArchive, match=r"link 'm/l' points outside the archive tree"):
+        extract(tmp_path, make_zip({"m/f": b"x"}, links={"m/l": target}))
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_link_to_its_own_parent(tmp_path):
+    with pytest.raises(UnsafeArchive, match="points to its own parent"):
+        extract(tmp_path, make_zip({"m/f": b"x"}, links={"m/sub/l": ".."}))
+
+
+def test_links_inside_the_tree_become_plain_copies(tmp_path):
+    extract(tmp_path, make_zip({"m/model_final.pth": b"w", "m/d/x": b"d"},
+                               links={"m/model.pth": "model_final.pth", "m/e": "d", "m/chain": "model.pth"}))
+    out = tmp_path / "out/m"
+    for path in (out / "model.pth", out / "chain", out / "e/x"):
+        assert path.is_file() and not path.is_symlink()
+    assert (out / "chain").read_bytes() == b"w"
+
+
+def test_refuses_archive_expanding_beyond_the_bound(tmp_path):
+    data = make_zip({"big.bin": b"\0" * (2 * MB)})  # compresses to a few KB
+    assert len(data) < 20_000
+    with pytest.raises(UnsafeArchive, match=r"expands to 2097152 bytes, more than the bound of 1048576"):
+        extract(tmp_path, data, max_bytes=MB)
+
+
+def test_headers_understating_sizes_cannot_slip_past_the_bound(tmp_path):
+    data = bytearray(make_zip({"big.bin": b"\0" * (2 * MB)}))
+    # Rewrite the declared uncompressed size (local header and central directory) to 10 bytes.
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("big.bin")
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = bytes(data).index(signature)
+        data[at + offset: at + offset + 4] = (10).to_bytes(4, "little")
+    assert info.file_size == 2 * MB
+    # zipfile reads only the declared 10 bytes, then the CRC check fails.
+    with pytest.raises(UnsafeArchive, match=r"entry 'big.bin' cannot be read \(Bad CRC-32"):
+        extract(tmp_path, bytes(data), max_bytes=MB)
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_duplicate_entries(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf, pytest.warns(UserWarning):
+        zf.writestr("m/a", b"1")
+        zf.writestr("m/a", b"2")
+    with pytest.raises(UnsafeArchive, match="appears twice"):
+        extract(tmp_path, buffer.getvalue())
+
+
+def test_not_a_zip_is_a_clear_error(tmp_path):
+    with pytest.raises(UnsafeArchive, match=r"a.zip: not a valid zip archive .*re-run the seed"):
+        extract(tmp_path, b"<html>rate limited</html>")
+
+
+# -- locating the model folder ----------------------------------------------------------------
+
+def tree(root, files):
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def test_locates_a_top_level_folder(tmp_path):
+    tree(tmp_path, {f"SEG_M2F_WS2/{k}": v for k, v in FAMILY_FILES["m2f"].items()})
+    assert locate_model_dir(tmp_path, M2F, label="x") == tmp_path / "SEG_M2F_WS2"
+
+
+def test_locates_files_at_the_root_and_accepts_either_checkpoint_name(tmp_path):
+    tree(tmp_path, {"config.yaml": b"c", "model.pth": b"w", "__MACOSX/x/config.yaml": b"c"})
+    assert locate_model_dir(tmp_path, M2F, label="x") == tmp_path
+
+
+def test_prefers_the_shallowest_complete_folder(tmp_path):
+    tree(tmp_path, {"m/config.yaml": b"c", "m/model.pth": b"w", "m/old/config.yaml": b"c", "m/old/model.pth": b"w"})
+    assert locate_model_dir(tmp_path, M2F, label="x") == tmp_path / "m"
+
+
+def test_two_complete_folders_at_the_same_depth_are_ambiguous(tmp_path):
+    tree(tmp_path, {"a/config.yaml": b"c", "a/model.pth": b"w", "b/config.yaml": b"c", "b/model.pth": b"w"})
+    with pytest.raises(ModelsyncError, match=r"several folders hold a complete model \(a, b\)"):
+        locate_model_dir(tmp_path, M2F, label="x")
+
+
+def test_missing_required_file_names_the_closest_folder_and_what_is_missing(tmp_path):
+    tree(tmp_path, {"m/config.yaml": b"c", "m/notes.txt": b"n"})
+    with pytest.raises(ModelsyncError, match=r"SEG: no folder .* closest is 'm', missing model.pth or model_final.pth"):
+        locate_model_dir(tmp_path, M2F, label="SEG")
+
+
+def test_an_empty_required_file_does_not_count(tmp_path):
+    tree(tmp_path, {"m/config.yaml": b"c", "m/model.pth": b""})
+    with pytest.raises(ModelsyncError, match="missing model.pth or model_final.pth"):
+        locate_model_dir(tmp_path, M2F, label="x")
+
+
+def test_link_copies_count_against_the_bound(tmp_path):
+    data = make_zip({"m/w.bin": b"\1" * (600 * 1024)}, links={"m/a": "w.bin", "m/b": "w.bin"})
+    with pytest.raises(UnsafeArchive, match="its links expand beyond the bound of 1048576 bytes"):
+        extract(tmp_path, data, max_bytes=MB)
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_special_files(tmp_path):
+    import stat
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        info = zipfile.ZipInfo("m/fifo")
+        info.external_attr = (stat.S_IFIFO | 0o644) << 16
+        zf.writestr(info, b"")
+    with pytest.raises(UnsafeArchive, match="'m/fifo' is a special file"):
+        extract(tmp_path, buffer.getvalue())
