@@ -237,9 +237,11 @@ class _Parser:
             url = self.text(raw["url"], f"{where}.url")
             if not (url.startswith("https://") or any(url.startswith(f"http://{h}") for h in _LOCAL_HOSTS)):
                 raise self.fail(where, f"url {url!r} is not https", "use an https:// URL")
-            sha = str(raw["sha256"]).lower()
-            if not _SHA256.match(sha):
-                raise self.fail(where, "sha256 must be 64 hex digits", "put the archive's sha256 (sha256sum FILE)")
+            sha = raw["sha256"]
+            if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
+                raise self.fail(where, "sha256 must be 64 hex digits",
+                                "put the archive's sha256 (sha256sum FILE) in quotes")
+            sha = sha.lower()
             return HttpsSource(url=url, sha256=sha)
         if kind == "paddleocr":
             raw = self.mapping(raw, where, required={"type", "paddleocr_version", "lang", "expected_models"},

@@ -1,0 +1,101 @@
+"""modelsync seed: publish the catalog's models to the bucket and mirror them to EFS."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+
+from modelsync import config
+from modelsync.commands import _common
+from modelsync.seed.catalog import BUNDLED_CATALOG, HttpsSource, PaddleOCRSource, load_catalog, parse_only
+from modelsync.seed.zenodo import DEFAULT_ZENODO_URL
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "seed", help="download the catalog's models, verify them, publish them (and mirror them to EFS)",
+        description="For each selected catalog entry: skip it when the bucket already holds it from the same "
+                    "source; otherwise download (verified), extract safely, check its files, publish. Then bring "
+                    "the EFS mirror to the published versions. Exit 1 if any model failed.",
+    )
+    parser.add_argument("--catalog", default=config.env("MODELSYNC_CATALOG"),
+                        help=f"catalog file (env MODELSYNC_CATALOG, default the bundled {BUNDLED_CATALOG.name})")
+    parser.add_argument("--only", default=config.env("MODELSYNC_SEED_ONLY"), metavar="NAME,...",
+                        help="seed these entries, enabled or not (env MODELSYNC_SEED_ONLY; default the enabled ones)")
+    parser.add_argument("--efs-root", default=config.env("MODELSYNC_EFS_ROOT"), metavar="DIR",
+                        help="EFS mirror root to update after publishing (env MODELSYNC_EFS_ROOT)")
+    parser.add_argument("--zenodo-url", default=config.env("ZENODO_URL", DEFAULT_ZENODO_URL),
+                        help=f"Zenodo base URL (env ZENODO_URL, default {DEFAULT_ZENODO_URL})")
+    parser.add_argument("--workdir", default=None, metavar="DIR",
+                        help="scratch space for one model at a time: its archive and extracted tree (default TMPDIR)")
+    parser.add_argument("--list", action="store_true", help="print the catalog and the selection, then exit")
+    _common.add_bucket(parser)
+    _common.add_transfer(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    catalog = load_catalog(args.catalog)
+    selected = catalog.select(parse_only(args.only))
+    if args.list:
+        print(format_catalog(catalog, selected))
+        return 0
+    bucket, prefix = _common.bucket_and_prefix(args)
+    workers = _common.concurrency(args)
+    _log_to_stderr()
+
+    from modelsync.seed.run import Seeder, format_report  # boto3 import is slow: only when seeding
+    from modelsync.seed.zenodo import ZenodoClient
+
+    with tempfile.TemporaryDirectory(prefix="modelsync-seed-", dir=args.workdir) as workdir:
+        seeder = Seeder(
+            _common.client_for(args, workers), bucket, prefix=prefix, workdir=workdir,
+            zenodo=ZenodoClient(args.zenodo_url), concurrency=workers,
+            part_size=_common.part_size(args), progress=_common.make_progress(args),
+        )
+        report = seeder.run(selected, efs_root=args.efs_root)
+    print(format_report(report))
+    sys.stdout.flush()
+    return 1 if report.failed else 0
+
+
+def format_catalog(catalog, selected) -> str:
+    chosen = {e.name for e in selected}
+    rows = [("NAME", "ENABLED", "SELECTED", "APPROX_MB", "SOURCE")]
+    for e in catalog.entries:
+        source = e.source
+        if isinstance(source, PaddleOCRSource):
+            where = f"paddleocr {source.paddleocr_version} lang={source.lang}"
+        elif isinstance(source, HttpsSource):
+            where = source.url
+        else:
+            where = f"zenodo {source.record}/{source.file}"
+        rows.append((e.name, "yes" if e.enabled else "no", "yes" if e.name in chosen else "no",
+                     str(e.approx_size_mb), where))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    total = sum(e.approx_size_mb for e in selected)
+    lines.append(f"{len(selected)} selected, about {total} MB (estimates) from {catalog.path}")
+    return "\n".join(lines)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (it may be replaced after setup)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("modelsync")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

@@ -1,0 +1,227 @@
+"""The seeding run: for each selected catalog entry fetch, check and publish it; then bring the
+EFS mirror up to the published versions; report one row per model.
+
+One model failing never stops the others: every model that succeeds is published, and the run
+reports failure only at the end. Idempotent: a model whose LATEST manifest records the same
+source (same Zenodo md5, same sha256, same PaddleOCR settings) is skipped before anything is
+downloaded, so a second run transfers nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import botocore.exceptions as bx
+
+from modelsync.errors import JobFailed, ModelsyncError
+from modelsync.manifest import read_latest
+from modelsync.progress import Progress, human_bytes
+from modelsync.publish import PublishResult, publish_directory
+from modelsync.pull import pull
+from modelsync.s3 import translate_client_error
+from modelsync.seed.catalog import CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
+from modelsync.seed.extract import extract_zip
+from modelsync.seed.fetch import HttpFetcher
+from modelsync.seed.locate import locate_model_dir
+from modelsync.seed.paddle import PipelineFactory, prewarm
+from modelsync.seed.zenodo import ZenodoClient
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+
+@dataclass
+class ModelOutcome:
+    name: str
+    status: str  # "published", "unchanged" or "failed"
+    version: str | None = None
+    size_bytes: int = 0  # the model's files
+    downloaded_bytes: int = 0  # from the source (Zenodo, https)
+    uploaded_bytes: int = 0  # to the bucket
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class MirrorOutcome:
+    root: str
+    ok: bool
+    files: int = 0
+    bytes: int = 0
+    skipped_files: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class SeedReport:
+    models: list[ModelOutcome] = field(default_factory=list)
+    mirror: MirrorOutcome | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(m.status == "failed" for m in self.models) or (self.mirror is not None and not self.mirror.ok)
+
+
+class Seeder:
+    def __init__(self, client, bucket: str, *, prefix: str, workdir: Path, zenodo: ZenodoClient,
+                 fetcher: HttpFetcher | None = None, pipeline_factory: PipelineFactory | None = None,
+                 concurrency: int = 16, part_size: int | None = None, progress: Progress | None = None):
+        self.client, self.bucket, self.prefix = client, bucket, prefix
+        self.workdir = Path(workdir)
+        self.zenodo = zenodo
+        self.fetcher = fetcher or zenodo.fetcher
+        self.pipeline_factory = pipeline_factory
+        self.concurrency, self.part_size = concurrency, part_size
+        self.progress = progress
+
+    def run(self, entries: list[CatalogEntry], *, efs_root: str | None = None) -> SeedReport:
+        self._check_bucket()
+        report = SeedReport()
+        for entry in entries:
+            outcome = self.seed_one(entry)
+            report.models.append(outcome)
+            if outcome.status == "failed":
+                log.error("%s: failed: %s", entry.name, outcome.error)
+            else:
+                log.info("%s: %s %s (%.1f s)", entry.name, outcome.status, outcome.version, outcome.seconds)
+        if efs_root:
+            report.mirror = self.mirror(efs_root, [m for m in report.models if m.version and m.status != "failed"])
+        return report
+
+    # -- one model ------------------------------------------------------------------------------
+
+    def seed_one(self, entry: CatalogEntry) -> ModelOutcome:
+        started = time.monotonic()
+        outcome = ModelOutcome(entry.name, "failed")
+        work = self.workdir / entry.name
+        try:
+            source = self._source_record(entry)
+            latest = read_latest(self.client, self.bucket, entry.name, prefix=self.prefix)
+            if latest is not None and latest.source == source:
+                outcome.status, outcome.version, outcome.size_bytes = "unchanged", latest.version, latest.total_bytes
+                log.info("%s: %s already published from this source; nothing to do", entry.name, latest.version)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True)
+                folder = self._prepare(entry, work, outcome)
+                outcome.size_bytes = _tree_size(folder)
+                self._warn_if_larger(entry, outcome.size_bytes, "extracted model")
+                result: PublishResult = publish_directory(
+                    self.client, self.bucket, entry.name, folder, prefix=self.prefix, source=source,
+                    concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
+                )
+                outcome.version, outcome.uploaded_bytes = result.version, result.uploaded_bytes
+                outcome.status = "unchanged" if result.unchanged else "published"
+        except ModelsyncError as err:
+            outcome.error = str(err)
+        except Exception as err:  # a bug or an unforeseen failure: still finish the other models
+            log.error("%s: unexpected failure", entry.name, exc_info=True)
+            outcome.error = f"unexpected {type(err).__name__}: {' '.join(str(err).split())}; re-run the seed, and report it if it persists"
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _source_record(self, entry: CatalogEntry) -> dict:
+        """What the manifest records as the source: the catalog identity plus the checksum the
+        source publishes. Equal records mean the same bytes, so the model can be skipped."""
+        source = entry.source
+        if isinstance(source, ZenodoSource):
+            zfile = self.zenodo.file(source.record, source.file)
+            log.info("%s: Zenodo %s/%s is %s (md5 %s)", entry.name, source.record, source.file,
+                     human_bytes(zfile.size), zfile.md5)
+            self._warn_if_larger(entry, zfile.size, "archive")
+            return {**source.identity(), "md5": zfile.md5, "size": zfile.size}
+        return source.identity()  # https: holds its sha256; paddleocr: version and settings
+
+    def _prepare(self, entry: CatalogEntry, work: Path, outcome: ModelOutcome) -> Path:
+        """Fetch and check the model; return the folder to publish (inside `work`)."""
+        source = entry.source
+        if isinstance(source, PaddleOCRSource):
+            return prewarm(source, work / "cache", pipeline_factory=self.pipeline_factory, label=entry.name)
+        archive = work / "archive.zip"
+        if isinstance(source, ZenodoSource):
+            zfile = self.zenodo.file(source.record, source.file)
+            outcome.downloaded_bytes = self.zenodo.download(zfile, archive)
+        elif isinstance(source, HttpsSource):
+            outcome.downloaded_bytes = self.fetcher.download(
+                source.url, archive, what=f"{entry.name} ({source.url})", algorithm="sha256",
+                expected_digest=source.sha256,
+            )
+        else:  # pragma: no cover - the catalog parser only builds the three kinds above
+            raise ModelsyncError(f"{entry.name}: unsupported source {source!r}")
+        tree = work / "tree"
+        try:
+            extract_zip(archive, tree, max_bytes=entry.max_extracted_mb * MIB)
+        except ModelsyncError as err:
+            raise ModelsyncError(f"{entry.name}: {err}") from None
+        finally:
+            archive.unlink(missing_ok=True)  # halve the peak disk use
+        return locate_model_dir(tree, entry.requirements, label=entry.name)
+
+    def _warn_if_larger(self, entry: CatalogEntry, nbytes: int, what: str) -> None:
+        if nbytes > entry.approx_size_mb * MIB:
+            log.warning("%s: the %s is %s, above the catalog estimate approx_size_mb: %d; raise the estimate "
+                        "(the service's storage is sized from it)", entry.name, what, human_bytes(nbytes),
+                        entry.approx_size_mb)
+
+    # -- EFS mirror and preflight ---------------------------------------------------------------
+
+    def mirror(self, efs_root: str, published: list[ModelOutcome]) -> MirrorOutcome:
+        outcome = MirrorOutcome(root=efs_root, ok=True)
+        if not published:
+            return outcome
+        started = time.monotonic()
+        try:
+            result = pull(self.client, self.bucket, efs_root, [f"{m.name}@{m.version}" for m in published],
+                          prefix=self.prefix, concurrency=self.concurrency, progress=self.progress,
+                          part_size=self.part_size)
+        except ModelsyncError as err:  # JobFailed included: the other models were still pulled
+            outcome.ok, outcome.error = False, str(err)
+            result = getattr(err, "result", None)
+        if result is not None:
+            outcome.files = sum(m.downloaded_files for m in result.models)
+            outcome.bytes = sum(m.downloaded_bytes for m in result.models)
+            outcome.skipped_files = sum(m.skipped_files for m in result.models)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _check_bucket(self) -> None:
+        """A missing bucket or missing credentials are configuration errors: stop before any download."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (bx.ClientError, bx.BotoCoreError) as err:
+            raise translate_client_error(err, bucket=self.bucket) from None
+
+
+def _tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def format_report(report: SeedReport) -> str:
+    """The closing table: one row per model, the EFS mirror line, then each failure in full."""
+    header = ("MODEL", "STATUS", "VERSION", "SIZE", "DOWNLOADED", "UPLOADED", "SECONDS")
+    rows = [header] + [
+        (m.name, m.status, m.version or "-", human_bytes(m.size_bytes) if m.version else "-",
+         human_bytes(m.downloaded_bytes), human_bytes(m.uploaded_bytes), f"{m.seconds:.1f}")
+        for m in report.models
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    mirror = report.mirror
+    if mirror is not None:
+        state = "ok" if mirror.ok else "FAILED"
+        lines.append(f"EFS mirror {mirror.root}: {state}, {mirror.files} files ({human_bytes(mirror.bytes)}) copied, "
+                     f"{mirror.skipped_files} already in place, {mirror.seconds:.1f} s")
+    counts = {s: sum(m.status == s for m in report.models) for s in ("published", "unchanged", "failed")}
+    lines.append(f"seed: {counts['published']} published, {counts['unchanged']} unchanged, {counts['failed']} failed"
+                 + (" - EFS mirror failed" if mirror is not None and not mirror.ok else ""))
+    lines += [f"FAILED {m.name}: {m.error}" for m in report.models if m.status == "failed"]
+    if mirror is not None and not mirror.ok:
+        lines.append(f"FAILED EFS mirror: {mirror.error}")
+    return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""The seed flow end to end: the local fake Zenodo -> safe extraction -> publish to the moto S3
+server over HTTP -> pull into a temporary EFS root; then a second run that transfers nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+
+import pytest
+
+from modelsync.manifest import read_latest
+from modelsync.seed.catalog import load_catalog
+from modelsync.seed.fetch import HttpFetcher, RetryPolicy
+from modelsync.seed.run import Seeder, format_report
+from modelsync.seed.zenodo import ZenodoClient
+from tests.seed.fake_paddle import PADDLE_MODELS, FakePaddleOCR
+from tests.seed.fake_zenodo import FAMILY_FILES, make_zip, model_zip
+
+RECORD = "15765516"
+FAMILIES = """\
+families:
+  m2f: {required_files: [config.yaml, [model.pth, model_final.pth]]}
+  amm: {required_files: [loc.npy, cov.npy, model.pth, meta_data.json]}
+  gmm: {required_files: [contrast_dict.json]}
+  l2: {required_files: [model.joblib]}
+models:
+"""
+PADDLE_ENTRY = """\
+  - name: paddleocr
+    enabled: true
+    approx_size_mb: 1
+    source:
+      type: paddleocr
+      paddleocr_version: "3.7.0"
+      lang: es
+      options: {use_doc_orientation_classify: true, use_doc_unwarping: true, use_textline_orientation: true}
+      expected_models: [%s]
+""" % ", ".join(PADDLE_MODELS)
+
+
+def zenodo_entry(name: str, family: str, *, approx_mb: int = 1) -> str:
+    return (f"  - name: {name}\n    enabled: true\n    approx_size_mb: {approx_mb}\n    family: {family}\n"
+            f"    source: {{type: zenodo, record: {RECORD}, file: {name}.zip}}\n")
+
+
+def write_catalog(tmp_path, *entries: str):
+    path = tmp_path / "catalog.yaml"
+    path.write_text(FAMILIES + "".join(entries))
+    return load_catalog(path)
+
+
+@pytest.fixture
+def make_seeder(s3_client, bucket, tmp_path, sleeps):
+    def make(base_url: str, paddle: FakePaddleOCR | None = None) -> Seeder:
+        fetcher = HttpFetcher(RetryPolicy(attempts=3, backoff_seconds=0.1, timeout_seconds=5), sleep=sleeps)
+        return Seeder(s3_client, bucket, prefix="models/", workdir=tmp_path / "work",
+                      zenodo=ZenodoClient(base_url, fetcher=fetcher), pipeline_factory=paddle or FakePaddleOCR(),
+                      concurrency=4)
+    return make
+
+
+def efs_file(efs, name, path):
+    return (efs / name / path).read_bytes()
+
+
+def test_seed_end_to_end_then_a_second_run_transfers_nothing(zenodo, make_seeder, s3_client, bucket, tmp_path):
+    zenodo.add(RECORD, "SEG_M2F_WS2.zip", model_zip("m2f", "SEG_M2F_WS2"))  # with a top-level folder
+    zenodo.add(RECORD, "CLS_AMM_WS2.zip", make_zip(FAMILY_FILES["amm"]))  # without one
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", model_zip("l2", "PP_L2_material_agnostic"))
+    zenodo.add(RECORD, "SEG_M2F_MoSe2.zip", model_zip("m2f", "SEG_M2F_MoSe2"))  # in the record, not selected
+    catalog = write_catalog(tmp_path, zenodo_entry("SEG_M2F_WS2", "m2f"), zenodo_entry("CLS_AMM_WS2", "amm"),
+                            zenodo_entry("PP_L2_material_agnostic", "l2"), PADDLE_ENTRY)
+    efs = tmp_path / "efs"
+    paddle = FakePaddleOCR()
+
+    first = make_seeder(zenodo.url, paddle).run(catalog.select(), efs_root=str(efs))
+
+    assert [(m.name, m.status) for m in first.models] == [
+        ("SEG_M2F_WS2", "published"), ("CLS_AMM_WS2", "published"), ("PP_L2_material_agnostic", "published"),
+        ("paddleocr", "published")]
+    assert not first.failed and first.mirror.ok
+    assert len(zenodo.downloads()) == 3 and not zenodo.downloads("MoSe2")
+    # The bucket: the model folder's files at the top, the Zenodo source recorded in the manifest.
+    seg = read_latest(s3_client, bucket, "SEG_M2F_WS2")
+    data = model_zip("m2f", "SEG_M2F_WS2")
+    assert sorted(f.path for f in seg.files) == ["config.yaml", "model_final.pth"]
+    assert seg.source == {"type": "zenodo", "record": RECORD, "file": "SEG_M2F_WS2.zip",
+                          "md5": hashlib.md5(data).hexdigest(), "size": len(data)}
+    assert first.models[0].version == seg.version and first.models[0].downloaded_bytes == len(data)
+    paddle_manifest = read_latest(s3_client, bucket, "paddleocr")
+    assert {f.path.split("/")[1] for f in paddle_manifest.files if f.path.startswith("official_models/")} == set(PADDLE_MODELS)
+    assert paddle_manifest.source["paddleocr_version"] == "3.7.0"
+    # The EFS mirror: the stable paths the app opens.
+    assert efs_file(efs, "SEG_M2F_WS2", "config.yaml") == FAMILY_FILES["m2f"]["config.yaml"]
+    assert efs_file(efs, "CLS_AMM_WS2", "meta_data.json") == FAMILY_FILES["amm"]["meta_data.json"]
+    assert efs_file(efs, "paddleocr", "official_models/UVDoc/inference.yml").startswith(b"Global:")
+    assert first.mirror.files == sum(len(read_latest(s3_client, bucket, m.name).files) for m in first.models)
+
+    downloads_before, puts_before = len(zenodo.downloads()), _object_count(s3_client, bucket)
+    second = make_seeder(zenodo.url, paddle).run(catalog.select(), efs_root=str(efs))
+
+    assert [m.status for m in second.models] == ["unchanged"] * 4
+    assert [m.version for m in second.models] == [m.version for m in first.models]
+    assert len(zenodo.downloads()) == downloads_before  # only the records API was asked
+    assert len(paddle.calls) == 1  # the pipeline was not built again
+    assert sum(m.uploaded_bytes + m.downloaded_bytes for m in second.models) == 0
+    assert _object_count(s3_client, bucket) == puts_before
+    assert (second.mirror.files, second.mirror.bytes) == (0, 0) and second.mirror.skipped_files == first.mirror.files
+
+    table = format_report(second)
+    assert table.splitlines()[0].split() == ["MODEL", "STATUS", "VERSION", "SIZE", "DOWNLOADED", "UPLOADED", "SECONDS"]
+    assert "seed: 0 published, 4 unchanged, 0 failed" in table
+
+
+def test_failures_are_reported_and_every_other_model_is_still_published(zenodo, make_seeder, s3_client, bucket,
+                                                                         tmp_path, sleeps):
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))  # fine
+    zenodo.add(RECORD, "CLS_GMM_MoSe2.zip", model_zip("gmm", "CLS_GMM_MoSe2"))  # 429 first, then fine
+    zenodo.fail(r"CLS_GMM_MoSe2.zip/content$", 429, Retry_After="3")
+    zenodo.add(RECORD, "CLS_GMM_WSe2.zip", model_zip("gmm", "CLS_GMM_WSe2"))
+    zenodo.wrong_md5.add("CLS_GMM_WSe2.zip")  # md5 mismatch
+    zenodo.add(RECORD, "CLS_GMM_hBN_Thin.zip", make_zip({"CLS_GMM_hBN_Thin/contrast_dict.json": b"{}",
+                                                         "../../etc/cron.d/x": b"evil"}))  # escapes the tree
+    zenodo.add(RECORD, "CLS_AMM_WSe2.zip", make_zip({k: v for k, v in FAMILY_FILES["amm"].items() if k != "cov.npy"}))
+    zenodo.add(RECORD, "CLS_GMM_WSe2L.zip", b"x")
+    zenodo.missing_content.add("CLS_GMM_WSe2L.zip")  # 404 on download
+    names = ["CLS_GMM_WS2", "CLS_GMM_MoSe2", "CLS_GMM_WSe2", "CLS_GMM_hBN_Thin", "CLS_AMM_WSe2", "CLS_GMM_WSe2L",
+             "CLS_GMM_GrapheneL"]  # the last is not in the record at all
+    catalog = write_catalog(tmp_path, *(zenodo_entry(n, "amm" if "AMM" in n else "gmm") for n in names))
+    efs = tmp_path / "efs"
+
+    report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(efs))
+
+    status = {m.name: m.status for m in report.models}
+    errors = {m.name: m.error for m in report.models}
+    assert status == {"CLS_GMM_WS2": "published", "CLS_GMM_MoSe2": "published", "CLS_GMM_WSe2": "failed",
+                      "CLS_GMM_hBN_Thin": "failed", "CLS_AMM_WSe2": "failed", "CLS_GMM_WSe2L": "failed",
+                      "CLS_GMM_GrapheneL": "failed"}
+    assert report.failed and report.mirror.ok
+    assert 3.0 in sleeps.waits  # the 429's Retry-After was honoured
+    assert "md5 mismatch" in errors["CLS_GMM_WSe2"]
+    assert "escapes the archive tree with '..'" in errors["CLS_GMM_hBN_Thin"]
+    assert "missing cov.npy" in errors["CLS_AMM_WSe2"]
+    assert "HTTP 404" in errors["CLS_GMM_WSe2L"]
+    assert "has no file 'CLS_GMM_GrapheneL.zip'" in errors["CLS_GMM_GrapheneL"]
+    for name, state in status.items():
+        published = read_latest(s3_client, bucket, name)
+        assert (published is not None) == (state == "published"), name
+        assert (efs / name / "contrast_dict.json").is_file() == (state == "published"), name
+    assert list((tmp_path / "work").iterdir()) == []  # scratch space cleaned, nothing escaped into it
+    assert not (tmp_path / "etc").exists()
+
+    table = format_report(report)
+    assert "seed: 2 published, 0 unchanged, 5 failed" in table
+    assert f"FAILED CLS_GMM_WSe2: {errors['CLS_GMM_WSe2']}" in table.splitlines()
+
+
+def test_zenodo_unreachable_fails_its_models_but_paddleocr_is_published(make_seeder, s3_client, bucket, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    catalog = write_catalog(tmp_path, zenodo_entry("CLS_GMM_WS2", "gmm"), PADDLE_ENTRY)
+
+    report = make_seeder(closed).run(catalog.select())
+
+    assert [(m.name, m.status) for m in report.models] == [("CLS_GMM_WS2", "failed"), ("paddleocr", "published")]
+    assert "failed 3 times" in report.models[0].error and "check network access" in report.models[0].error
+    assert read_latest(s3_client, bucket, "paddleocr") is not None
+    assert report.mirror is None
+
+
+def test_a_new_archive_upstream_is_published_as_a_new_version(zenodo, make_seeder, s3_client, bucket, tmp_path):
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", make_zip({"model.joblib": b"v1"}))
+    catalog = write_catalog(tmp_path, zenodo_entry("PP_L2_material_agnostic", "l2"))
+    efs = tmp_path / "efs"
+    first = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(efs))
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", make_zip({"model.joblib": b"v2"}))
+
+    second = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(efs))
+
+    assert second.models[0].status == "published" and second.models[0].version != first.models[0].version
+    assert read_latest(s3_client, bucket, "PP_L2_material_agnostic").version == second.models[0].version
+    assert efs_file(efs, "PP_L2_material_agnostic", "model.joblib") == b"v2"
+
+
+def test_https_source_checked_by_sha256(zenodo, make_seeder, s3_client, bucket, tmp_path):
+    data = model_zip("l2", "custom")
+    zenodo.add(RECORD, "custom.zip", data)
+    url = f"{zenodo.url}/records/{RECORD}/files/custom.zip"
+    good = hashlib.sha256(data).hexdigest()
+    catalog = write_catalog(tmp_path, *(
+        f"  - name: {name}\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n"
+        f"    source: {{type: https, url: '{url}', sha256: '{sha}'}}\n"
+        for name, sha in (("custom", good), ("custom-bad", "0" * 64))))
+
+    report = make_seeder(zenodo.url).run(catalog.select())
+
+    assert [m.status for m in report.models] == ["published", "failed"]
+    assert "sha256 mismatch" in report.models[1].error
+    assert read_latest(s3_client, bucket, "custom").source == {"type": "https", "url": url, "sha256": good}
+
+
+def _object_count(client, bucket) -> int:
+    return sum(len(page.get("Contents", [])) for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket))
