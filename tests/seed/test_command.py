@@ -1,0 +1,88 @@
+"""`modelsync seed` through the real CLI: configuration errors are one line and exit 2, a run with
+a failed model prints the table and exits 1, a clean re-run exits 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from modelsync.cli import main
+from tests.seed.fake_zenodo import model_zip
+from tests.seed.test_seed_flow import FAMILIES, RECORD, zenodo_entry
+
+
+@pytest.fixture
+def catalog_file(tmp_path):
+    path = tmp_path / "catalog.yaml"
+    path.write_text(FAMILIES + zenodo_entry("CLS_GMM_WS2", "gmm") + zenodo_entry("CLS_GMM_WSe2", "gmm"))
+    return path
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("modelsync: error: "), err
+    return err
+
+
+def test_bad_catalog_is_exit_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FAMILIES + "  - name: A\n    enabled: maybe\n")
+    assert main(["seed", "--catalog", str(bad), "--bucket", "b"]) == 2
+    assert "models[0] (A): missing approx_size_mb, source; add the key(s)" in one_error_line(capsys)
+
+
+def test_unknown_only_name_is_exit_2(catalog_file, capsys):
+    assert main(["seed", "--catalog", str(catalog_file), "--bucket", "b", "--only", "CLS_GMM_WS2,NOPE"]) == 2
+    assert "not in the catalog" in one_error_line(capsys)
+
+
+def test_no_bucket_is_exit_2(catalog_file, capsys, monkeypatch):
+    monkeypatch.delenv("MODELSYNC_BUCKET", raising=False)
+    assert main(["seed", "--catalog", str(catalog_file)]) == 2
+    assert "no bucket given: pass --bucket NAME or set MODELSYNC_BUCKET" in one_error_line(capsys)
+
+
+def test_missing_bucket_stops_before_any_download(s3_endpoint, zenodo, catalog_file, capsys):
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
+    code = main(["seed", "--catalog", str(catalog_file), "--bucket", "no-such-bucket-here", "--zenodo-url", zenodo.url])
+    assert code == 2
+    assert "bucket 'no-such-bucket-here' does not exist" in one_error_line(capsys)
+    assert zenodo.log == []
+
+
+def test_list_shows_the_selection(catalog_file, capsys):
+    assert main(["seed", "--catalog", str(catalog_file), "--only", "CLS_GMM_WSe2", "--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:3] == ["CLS_GMM_WS2", "yes", "no"] and out[2].split()[:3] == ["CLS_GMM_WSe2", "yes", "yes"]
+    assert out[-1].startswith("1 selected, about 1 MB (estimates)")
+
+
+def test_cli_run_from_the_environment_exit_1_on_a_failed_model_then_0(s3_endpoint, bucket, zenodo, catalog_file,
+                                                                        tmp_path, monkeypatch):
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
+    zenodo.add(RECORD, "CLS_GMM_WSe2.zip", model_zip("gmm", "CLS_GMM_WSe2"))
+    zenodo.wrong_md5.add("CLS_GMM_WSe2.zip")
+    efs = tmp_path / "efs"
+    env = {**os.environ, "MODELSYNC_CATALOG": str(catalog_file), "MODELSYNC_BUCKET": bucket, "ZENODO_URL": zenodo.url,
+           "MODELSYNC_EFS_ROOT": str(efs)}
+    command = [sys.executable, "-m", "modelsync", "seed", "--progress", "quiet"]
+
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert first.returncode == 1, first.stderr
+    rows = {line.split()[0]: line.split()[1] for line in first.stdout.splitlines()[1:3]}
+    assert rows == {"CLS_GMM_WS2": "published", "CLS_GMM_WSe2": "failed"}
+    assert "seed: 1 published, 0 unchanged, 1 failed" in first.stdout
+    assert "FAILED CLS_GMM_WSe2: Zenodo 15765516/CLS_GMM_WSe2.zip: md5 mismatch" in first.stdout
+    assert "Traceback" not in first.stderr
+    assert (efs / "CLS_GMM_WS2" / "contrast_dict.json").is_file()
+
+    again = subprocess.run(command, env={**env, "MODELSYNC_SEED_ONLY": "CLS_GMM_WS2"}, capture_output=True,
+                           text=True, timeout=120)
+
+    assert again.returncode == 0, again.stderr
+    assert "seed: 0 published, 1 unchanged, 0 failed" in again.stdout
+    assert "EFS mirror " + str(efs) + ": ok, 0 files (0 B) copied, 1 already in place" in again.stdout
