@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""CDK entry point: settings from cdk.json context + `-c` overrides, three stacks, cdk-nag on.
+
+A bad setting stops synth with one line on stderr (no traceback) and exit code 2.
+"""
+
+import sys
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.assembly import build
+from stacks.errors import SettingsError
+from stacks.settings import load_settings
+
+
+def main() -> int:
+    app = cdk.App()
+    try:
+        settings = load_settings(app.node.try_get_context)
+    except SettingsError as error:
+        print(f"model-delivery: error: {error}", file=sys.stderr)
+        return 2
+    build(app, settings)
+    # Synth fails on any cdk-nag AwsSolutions finding that is neither cured nor acknowledged.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

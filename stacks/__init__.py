@@ -1,0 +1,1 @@
+"""CDK stacks and constructs of the model delivery app (entry point: app.py)."""

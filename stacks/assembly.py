@@ -1,0 +1,47 @@
+"""Builds the three stacks of one stage into an App (used by app.py and by the tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from stacks.containers import CONTAINER_DIR
+from stacks.network import NetworkStack
+from stacks.seeding import SEED_RUNNER_DIR
+from stacks.service import ServiceStack
+from stacks.settings import Settings
+from stacks.storage import StorageStack
+
+
+@dataclass(frozen=True)
+class ModelDelivery:
+    network: NetworkStack
+    storage: StorageStack
+    service: ServiceStack
+
+    @property
+    def stacks(self) -> tuple[cdk.Stack, ...]:
+        return (self.network, self.storage, self.service)
+
+
+def stack_id(stage: str, part: str) -> str:
+    return f"ModelDelivery-{stage}-{part}"  # docs/contracts.md
+
+
+def build(app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_DIR,
+          seed_runner_dir: Path = SEED_RUNNER_DIR) -> ModelDelivery:
+    env = cdk.Environment(account=settings.account, region=settings.region)
+    network = NetworkStack(app, stack_id(settings.stage, "Network"), settings=settings, env=env,
+                           description=f"Model delivery ({settings.stage}): VPC and security groups")
+    storage = StorageStack(app, stack_id(settings.stage, "Storage"), settings=settings, env=env,
+                           vpc=network.vpc, file_system_security_group=network.security_groups.file_system,
+                           description=f"Model delivery ({settings.stage}): KMS key, models bucket, EFS mirror")
+    service = ServiceStack(app, stack_id(settings.stage, "Service"), settings=settings, env=env,
+                           network=network, storage=storage, container_dir=container_dir,
+                           seed_runner_dir=seed_runner_dir,
+                           description=f"Model delivery ({settings.stage}): ECS service, seeding task, seed runner")
+    for key, value in {**settings.tags, "stage": settings.stage}.items():
+        cdk.Tags.of(app).add(key, value)
+    return ModelDelivery(network=network, storage=storage, service=service)

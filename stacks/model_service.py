@@ -1,0 +1,110 @@
+"""The Fargate model service in either delivery mode.
+
+s3:  init container `modelsync pull` fills a task-local volume at /models; the app starts only
+     after it exited 0 (dependsOn SUCCESS) and mounts the volume read-only.
+efs: the app mounts the mirror's access point read-only at /models; an init container
+     `modelsync verify` first checks the mirror is complete (it fails clearly if never seeded).
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from stacks.containers import MODELS_PATH, add_modelsync_container
+from stacks.log_groups import log_group
+from stacks.model_mirror import ModelMirror
+from stacks.nag import acknowledge_models_prefix, acknowledge_task_definition
+from stacks.policies import MODELS_PREFIX, mirror_access, models_objects_arn, models_read
+from stacks.settings import Settings
+from stacks.storage import StorageStack
+
+APP_CONTAINER = "app"
+APP_PORT = 8080
+MODELS_VOLUME = "models"
+
+
+def add_efs_volume(task_definition: ecs.TaskDefinition, mirror: ModelMirror) -> None:
+    """The mirror's access point with TLS and IAM authorization (both required with an access point)."""
+    task_definition.add_volume(name=MODELS_VOLUME, efs_volume_configuration=ecs.EfsVolumeConfiguration(
+        file_system_id=mirror.file_system.file_system_id,
+        transit_encryption="ENABLED",
+        authorization_config=ecs.AuthorizationConfig(access_point_id=mirror.access_point.access_point_id,
+                                                     iam="ENABLED")))
+
+
+class ModelService(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: ecs.ICluster,
+                 storage: StorageStack, image: ecs.ContainerImage, subnets: ec2.SubnetSelection,
+                 security_group: ec2.ISecurityGroup) -> None:
+        super().__init__(scope, id)
+        self.log_group = log_group(self, "Logs", settings)
+        self.task_role = iam.Role(self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                                  description=f"Model service ({settings.delivery_mode} mode): reads models only")
+        ephemeral = settings.ephemeral_storage_gib
+        self.task_definition = ecs.FargateTaskDefinition(
+            self, "TaskDefinition",
+            cpu=settings.service_cpu,
+            memory_limit_mib=settings.service_memory_mib,
+            ephemeral_storage_gib=ephemeral if ephemeral != 20 else None,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                                                 cpu_architecture=ecs.CpuArchitecture.X86_64),
+        )
+        models_env = {"MODELSYNC_DEST": MODELS_PATH, "MODELSYNC_MODELS": ",".join(settings.served_models)}
+        self.app = add_modelsync_container(
+            self.task_definition, APP_CONTAINER, image=image, command=["modelsync", "serve"],
+            log_group=self.log_group, stream_prefix="service",
+            environment={**models_env, "MODELSYNC_PORT": str(APP_PORT),
+                         "PADDLE_PDX_CACHE_HOME": f"{MODELS_PATH}/paddleocr"},
+            health_check=ecs.HealthCheck(command=["CMD", "modelsync", "healthcheck"],
+                                         interval=cdk.Duration.seconds(30), timeout=cdk.Duration.seconds(5),
+                                         retries=3, start_period=cdk.Duration.seconds(60)))
+        self.app.add_port_mappings(ecs.PortMapping(container_port=APP_PORT, protocol=ecs.Protocol.TCP))
+
+        if settings.delivery_mode == "s3":
+            self.task_definition.add_volume(name=MODELS_VOLUME)
+            self.init = add_modelsync_container(
+                self.task_definition, "model-pull", image=image, command=["modelsync", "pull"],
+                log_group=self.log_group, stream_prefix="service", essential=False,
+                environment={**models_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
+                             "MODELSYNC_PREFIX": MODELS_PREFIX})
+            self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
+                                                      read_only=False))
+            for statement in models_read(storage.models.bucket, storage.key):
+                self.task_role.add_to_policy(statement)
+            acknowledge_models_prefix(self.task_role, models_objects_arn(storage.models.bucket))
+        else:
+            add_efs_volume(self.task_definition, storage.mirror)
+            self.init = add_modelsync_container(
+                self.task_definition, "model-verify", image=image, command=["modelsync", "verify"],
+                log_group=self.log_group, stream_prefix="service", essential=False, environment=models_env)
+            self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
+                                                      read_only=True))
+            self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
+                                                       write=False))
+        self.app.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
+                                                 read_only=True))
+        acknowledge_task_definition(self.task_definition)
+        self.app.add_container_dependencies(ecs.ContainerDependency(
+            container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
+
+        self.service = ecs.FargateService(
+            self, "Service",
+            cluster=cluster,
+            task_definition=self.task_definition,
+            desired_count=settings.desired_count,
+            platform_version=ecs.FargatePlatformVersion.VERSION1_4,
+            vpc_subnets=subnets,
+            security_groups=[security_group],
+            assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+        )
+        scaling = self.service.auto_scale_task_count(min_capacity=settings.min_capacity,
+                                                     max_capacity=settings.max_capacity)
+        scaling.scale_on_cpu_utilization("CpuTarget", target_utilization_percent=settings.target_cpu_percent)

@@ -1,0 +1,51 @@
+"""The models bucket (source of truth) and the bucket that receives its server access logs."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.settings import Settings
+
+NONCURRENT_VERSION_DAYS = 30  # how long an overwritten LATEST pointer or manifest stays recoverable
+INCOMPLETE_UPLOAD_DAYS = 7  # parts of an interrupted multipart upload cost money until aborted
+
+
+class ModelsBucket(Construct):
+    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, settings: Settings,
+                 removal_policy: cdk.RemovalPolicy) -> None:
+        super().__init__(scope, id)
+        # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption.
+        self.access_logs = s3.Bucket(
+            self, "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(
+                id="expire-access-logs",
+                expiration=cdk.Duration.days(settings.log_retention_days),
+                noncurrent_version_expiration=cdk.Duration.days(1),
+                abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS))],
+            removal_policy=removal_policy,
+        )
+        self.bucket = s3.Bucket(
+            self, "Models",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="models-bucket/",
+            lifecycle_rules=[s3.LifecycleRule(
+                id="noncurrent-and-incomplete",
+                noncurrent_version_expiration=cdk.Duration.days(NONCURRENT_VERSION_DAYS),
+                abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS))],
+            removal_policy=removal_policy,
+        )

@@ -1,0 +1,62 @@
+"""IAM statements written out explicitly (no grant_* helpers: those add wildcard actions such as
+s3:GetObject* and s3:List*). Every statement names its actions and its narrowest resource."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+
+from stacks.model_mirror import CLIENT_MOUNT, CLIENT_WRITE
+
+MODELS_PREFIX = "models/"  # docs/contracts.md: everything lives under this prefix
+
+
+def models_objects_arn(bucket: s3.IBucket) -> str:
+    return bucket.arn_for_objects(f"{MODELS_PREFIX}*")
+
+
+def _list_models(bucket: s3.IBucket) -> iam.PolicyStatement:
+    return iam.PolicyStatement(sid="ListModelsPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+                               conditions={"StringLike": {"s3:prefix": [MODELS_PREFIX, f"{MODELS_PREFIX}*"]}})
+
+
+def _key_via_s3(key: kms.IKey, actions: list[str]) -> iam.PolicyStatement:
+    region = cdk.Stack.of(key).region
+    return iam.PolicyStatement(sid="ModelsKeyViaS3Only", actions=actions, resources=[key.key_arn],
+                               conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}})
+
+
+def models_read(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """Read the models prefix: get objects, list under the prefix, decrypt only through S3."""
+    return [
+        iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"],
+                            resources=[models_objects_arn(bucket)]),
+        _list_models(bucket),
+        _key_via_s3(key, ["kms:Decrypt"]),
+    ]
+
+
+def models_write(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """Publish under the models prefix. Reads too: publishing skips content that is already there."""
+    return [
+        iam.PolicyStatement(sid="ReadWriteModels",
+                            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                            resources=[models_objects_arn(bucket)]),
+        _list_models(bucket),
+        # Multipart uploads to an SSE-KMS bucket need Decrypt as well as GenerateDataKey.
+        _key_via_s3(key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+    ]
+
+
+def mirror_access(file_system: efs.IFileSystem, access_point: efs.IAccessPoint, *, write: bool) -> iam.PolicyStatement:
+    """Mount the EFS mirror through its access point only; write only when asked. Never root."""
+    return iam.PolicyStatement(
+        sid="MountModelMirror" + ("ReadWrite" if write else "ReadOnly"),
+        actions=[CLIENT_MOUNT, CLIENT_WRITE] if write else [CLIENT_MOUNT],
+        resources=[file_system.file_system_arn],
+        conditions={"StringEquals": {"elasticfilesystem:AccessPointArn": access_point.access_point_arn},
+                    "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+    )

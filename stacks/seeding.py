@@ -1,0 +1,152 @@
+"""The one-shot seeding task, the seed-runner Lambda that starts it, and the optional auto-seed.
+
+No native CloudFormation resource runs a one-shot task, and a long download from Zenodo inside the
+stack lifecycle would roll a deploy back on a flaky source. So seeding is started out of band: by
+the operator (`make seed` invokes the seed runner), or, with `seed_on_deploy`, by a custom resource
+that invokes the seed runner asynchronously (fire and forget) whenever the catalog or the seed
+selection changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.containers import add_modelsync_container
+from stacks.log_groups import log_group
+from stacks.model_service import MODELS_VOLUME, add_efs_volume
+from stacks.nag import acknowledge_models_prefix, acknowledge_task_definition, acknowledge_wildcard_resource
+from stacks.policies import MODELS_PREFIX, mirror_access, models_objects_arn, models_write
+from stacks.settings import Settings
+from stacks.storage import StorageStack
+
+SEED_CONTAINER = "seed"
+SEED_STREAM_PREFIX = "seed"  # stream: seed/seed/<task id> (docs/contracts.md)
+SEED_EFS_ROOT = "/mnt/models"
+SEED_RUNNER_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "seed_runner"
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
+
+
+class SeedingTask(Construct):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, storage: StorageStack,
+                 image: ecs.ContainerImage) -> None:
+        super().__init__(scope, id)
+        self.log_group = log_group(self, "Logs", settings)
+        self.task_role = iam.Role(self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                                  description="Seeding task: writes the models prefix and the EFS mirror")
+        for statement in models_write(storage.models.bucket, storage.key):
+            self.task_role.add_to_policy(statement)
+        acknowledge_models_prefix(self.task_role, models_objects_arn(storage.models.bucket))
+        self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
+                                                   write=True))
+        self.task_definition = ecs.FargateTaskDefinition(
+            self, "TaskDefinition",
+            cpu=settings.seed_cpu,
+            memory_limit_mib=settings.seed_memory_mib,
+            # Archives and their extracted trees sit on local disk while they are checked and published.
+            ephemeral_storage_gib=settings.seed_ephemeral_storage_gib,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                                                 cpu_architecture=ecs.CpuArchitecture.X86_64),
+        )
+        add_efs_volume(self.task_definition, storage.mirror)
+        self.container = add_modelsync_container(
+            self.task_definition, SEED_CONTAINER, image=image, command=["modelsync", "seed"],
+            log_group=self.log_group, stream_prefix=SEED_STREAM_PREFIX,
+            environment={"MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
+                         "MODELSYNC_PREFIX": MODELS_PREFIX,
+                         "MODELSYNC_SEED_ONLY": ",".join(settings.seed_models),
+                         "MODELSYNC_EFS_ROOT": SEED_EFS_ROOT})
+        self.container.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT,
+                                                       read_only=False))
+        acknowledge_task_definition(self.task_definition)
+
+
+class SeedRunner(Construct):
+    """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner, another part)."""
+
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: ecs.ICluster,
+                 seeding: SeedingTask, subnets: list[ec2.ISubnet], security_group: ec2.ISecurityGroup,
+                 code_dir: Path = SEED_RUNNER_DIR) -> None:
+        super().__init__(scope, id)
+        task_definition = seeding.task_definition
+        self.log_group = log_group(self, "Logs", settings)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="Seed runner: start the seeding task, write own logs")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="RunSeedingTask", actions=["ecs:RunTask"], resources=[task_definition.task_definition_arn],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}}))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="PassSeedingRoles", actions=["iam:PassRole"],
+            resources=[seeding.task_role.role_arn, task_definition.obtain_execution_role().role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}))
+        # The runner starts the task with propagateTags; tag-on-create is authorized as ecs:TagResource
+        # on the new task, whose id ECS only assigns then (hence the cluster-scoped task/* resource).
+        new_tasks = cdk.Stack.of(self).format_arn(service="ecs", resource="task",
+                                                  resource_name=f"{cluster.cluster_name}/*")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="TagSeedingTaskOnCreate", actions=["ecs:TagResource"], resources=[new_tasks],
+            conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}}))
+        acknowledge_wildcard_resource(self.role, new_tasks,
+                                      "Tag-on-create at RunTask is authorized against the new task's ARN, which "
+                                      "ECS assigns then; scoped to this cluster and to ecs:CreateAction RunTask.")
+        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
+        self.function = lambda_.Function(
+            self, "Function",
+            runtime=LAMBDA_RUNTIME,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(code_dir), exclude=["**/__pycache__", "**/*.pyc", "tests"]),
+            role=self.role,
+            log_group=self.log_group,
+            timeout=cdk.Duration.seconds(30),
+            memory_size=256,
+            description="Starts the one-shot model seeding task on Fargate",
+            environment={
+                "CLUSTER_ARN": cluster.cluster_arn,
+                "TASK_DEFINITION_ARN": task_definition.task_definition_arn,
+                "SUBNET_IDS": ",".join(subnet.subnet_id for subnet in subnets),
+                "SECURITY_GROUP_IDS": security_group.security_group_id,
+                "CONTAINER_NAME": SEED_CONTAINER,
+                "LOG_GROUP_NAME": seeding.log_group.log_group_name,
+                "LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
+            },
+        )
+
+
+def write_own_logs(log_group_arn: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                               resources=[log_group_arn])
+
+
+class AutoSeed(Construct):
+    """Invokes the seed runner (asynchronously) after a deploy that changed the catalog or the seed
+    selection: the fingerprint is the physical id, so CloudFormation only updates, and therefore
+    invokes, when it changes. Deleting the stack invokes nothing."""
+
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, runner: SeedRunner) -> None:
+        super().__init__(scope, id)
+        self.log_group = log_group(self, "Logs", settings)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="Auto-seed custom resource: invoke the seed runner, write own logs")
+        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
+        invoke = cr.AwsSdkCall(
+            service="Lambda", action="Invoke",
+            parameters={"FunctionName": runner.function.function_name, "InvocationType": "Event", "Payload": "{}"},
+            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{settings.seed_fingerprint}"))
+        self.resource = cr.AwsCustomResource(
+            self, "Invoke",
+            on_create=invoke, on_update=invoke,
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                sid="InvokeSeedRunner", actions=["lambda:InvokeFunction"], resources=[runner.function.function_arn])]),
+            role=self.role,
+            log_group=self.log_group,
+            install_latest_aws_sdk=False,
+            timeout=cdk.Duration.minutes(2),
+        )

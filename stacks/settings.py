@@ -1,0 +1,270 @@
+"""Deployment settings: one typed object built from cdk.json context, a named stage and `-c` overrides.
+
+Precedence (last wins): the `defaults` under the `model-delivery` context key, then the chosen
+stage's block (`-c stage=NAME`, default `dev`), then any `-c <setting>=<value>` on the command line.
+Values given with `-c` arrive as strings and are parsed by the setting's type (lists are comma
+separated, tags are JSON). Every problem raises SettingsError with one line naming the setting,
+the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from stacks.catalog import DEFAULT_CATALOG, Catalog, load_catalog
+from stacks.errors import SettingsError
+
+CONTEXT_KEY = "model-delivery"
+DEFAULT_STAGE = "dev"
+
+# CloudWatch Logs accepts exactly these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+
+# Fargate CPU units -> allowed memory (MiB): (lowest, highest, step).
+FARGATE_MEMORY = {
+    256: (512, 2048, None),  # 512, 1024 or 2048 only
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+FARGATE_DEFAULT_EPHEMERAL_GIB = 20  # what a task gets when the template sets nothing
+EPHEMERAL_RANGE_GIB = (21, 200)  # what Fargate accepts when set explicitly
+
+VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the stacks read. Defaults here equal the `defaults` block in cdk.json."""
+
+    stage: str = DEFAULT_STAGE
+    account: str | None = None
+    region: str | None = None
+    delivery_mode: str = "s3"
+    vpc_id: str = ""
+    max_azs: int = 2
+    nat_gateways: int = 1
+    service_cpu: int = 1024
+    service_memory_mib: int = 4096
+    desired_count: int = 1
+    min_capacity: int = 1
+    max_capacity: int = 4
+    target_cpu_percent: int = 60
+    ephemeral_storage_gib: int = 30
+    service_models: tuple[str, ...] = ()
+    seed_models: tuple[str, ...] = ()
+    seed_cpu: int = 2048
+    seed_memory_mib: int = 8192
+    seed_ephemeral_storage_gib: int = 50
+    image_source: str = "asset"
+    image_tag: str = ""
+    ecr_max_image_count: int = 20
+    removal_policy: str = "retain"
+    termination_protection: bool = False
+    log_retention_days: int = 30
+    tags: Mapping[str, str] = field(default_factory=lambda: {"project": "model-delivery"})
+    seed_on_deploy: bool = False
+    # Derived from the catalog (not settable): what gets seeded and its fingerprint.
+    seeded_models: tuple[str, ...] = ()
+    catalog_sha256: str = ""
+
+    @property
+    def uses_existing_vpc(self) -> bool:
+        return bool(self.vpc_id)
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The models the service loads: the explicit list, or every seeded model."""
+        return self.service_models or self.seeded_models
+
+    @property
+    def seed_fingerprint(self) -> str:
+        """Changes whenever the catalog file or the seed selection changes (drives seed_on_deploy)."""
+        digest = hashlib.sha256(f"{self.catalog_sha256}\n{','.join(self.seeded_models)}".encode())
+        return digest.hexdigest()[:32]
+
+
+SETTABLE = tuple(f.name for f in fields(Settings) if f.name not in ("stage", "seeded_models", "catalog_sha256"))
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def load_settings(get_context: Callable[[str], Any], *, environ: Mapping[str, str] | None = None,
+                  catalog_path: Path = DEFAULT_CATALOG) -> Settings:
+    """Build and validate the settings from CDK context (`app.node.try_get_context`)."""
+    environ = os.environ if environ is None else environ
+    config = get_context(CONTEXT_KEY)
+    if not isinstance(config, dict) or not isinstance(config.get("stages"), dict):
+        raise SettingsError(f"cdk.json context needs a '{CONTEXT_KEY}' object with 'defaults' and 'stages'; "
+                            "restore it from the repository")
+    stages = config["stages"]
+    stage = get_context("stage") or DEFAULT_STAGE
+    if stage not in stages:
+        raise SettingsError(f"setting 'stage' = {stage!r} is not allowed: use one of {', '.join(sorted(stages))} "
+                            f"(stages are defined under '{CONTEXT_KEY}.stages' in cdk.json)")
+
+    values: dict[str, Any] = {}
+    for origin, block in (("defaults", config.get("defaults", {})), (f"stages.{stage}", stages[stage])):
+        if not isinstance(block, dict):
+            raise SettingsError(f"'{CONTEXT_KEY}.{origin}' in cdk.json must be an object of settings")
+        for key, value in block.items():
+            if key not in SETTABLE:
+                raise SettingsError(f"unknown setting {key!r} in '{CONTEXT_KEY}.{origin}': "
+                                    f"allowed are {', '.join(SETTABLE)}")
+            values[key] = _coerce(key, value, from_cli=False)
+    for key in SETTABLE:
+        override = get_context(key)
+        if override is not None:
+            values[key] = _coerce(key, override, from_cli=isinstance(override, str))
+
+    values["account"] = values.get("account") or environ.get("CDK_DEFAULT_ACCOUNT") or None
+    values["region"] = values.get("region") or environ.get("CDK_DEFAULT_REGION") or None
+    settings = Settings(stage=stage, **values)
+    _validate(settings)
+    catalog = load_catalog(catalog_path)
+    return _with_catalog(settings, catalog)
+
+
+def _coerce(key: str, value: Any, *, from_cli: bool) -> Any:
+    """Turn a cdk.json value or a `-c` string into the setting's type."""
+    kind = _FIELD_TYPES[key]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if from_cli and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        _fail(key, value, "true or false")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_cli and re.fullmatch(r"-?[0-9]+", value.strip()):
+            return int(value)
+        _fail(key, value, "a whole number")
+    if kind == "tuple[str, ...]":
+        if from_cli:
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(item, str) and item for item in value):
+            return tuple(value)
+        _fail(key, value, "a list of catalog model names (on the command line: comma separated)")
+    if kind == "Mapping[str, str]":
+        if from_cli:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                _fail(key, value, 'a JSON object of strings, e.g. {"team":"ml"}')
+        if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return dict(value)
+        _fail(key, value, 'an object of string keys and string values, e.g. {"team":"ml"}')
+    if kind in ("str", "str | None"):
+        if isinstance(value, str):
+            return value.strip()
+        _fail(key, value, "a string")
+    raise AssertionError(f"no parser for setting type {kind}")  # a new field without a parser is a bug
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise SettingsError(f"setting {key!r} = {value!r} is not allowed: use {allowed}")
+
+
+def _validate(s: Settings) -> None:
+    """Checks that need no catalog. Ordered so the first message is about the first bad key."""
+    if s.account is not None and not ACCOUNT_ID.match(s.account):
+        _fail("account", s.account, "a 12-digit AWS account id (or leave empty to use CDK_DEFAULT_ACCOUNT)")
+    if s.region is not None and not REGION.match(s.region):
+        _fail("region", s.region, "an AWS region name such as eu-west-1 (or leave empty to use CDK_DEFAULT_REGION)")
+    if s.delivery_mode not in ("s3", "efs"):
+        _fail("delivery_mode", s.delivery_mode, "'s3' (each task downloads its models) or 'efs' (tasks read the EFS mirror)")
+    if s.vpc_id:
+        if not VPC_ID.match(s.vpc_id):
+            _fail("vpc_id", s.vpc_id, "an existing VPC id like vpc-0123456789abcdef0, or empty for a new VPC")
+        if not (s.account and s.region):
+            raise SettingsError(f"setting 'vpc_id' = {s.vpc_id!r} needs an explicit account and region to look the VPC "
+                                "up: set 'account' and 'region' for the stage, or export CDK_DEFAULT_ACCOUNT and "
+                                "CDK_DEFAULT_REGION (the CDK CLI does this when it has credentials)")
+    if not 2 <= s.max_azs <= 6:
+        _fail("max_azs", s.max_azs, "2 to 6 (EFS mount targets and the service span at least two AZs)")
+    if not 1 <= s.nat_gateways <= s.max_azs:
+        _fail("nat_gateways", s.nat_gateways, f"1 to max_azs ({s.max_azs}): the seeding task and image pulls need egress")
+    _validate_fargate_size("service_cpu", "service_memory_mib", s.service_cpu, s.service_memory_mib)
+    if not 1 <= s.max_capacity <= 100:
+        _fail("max_capacity", s.max_capacity, "1 to 100")
+    if not 1 <= s.min_capacity <= s.max_capacity:
+        _fail("min_capacity", s.min_capacity, f"1 to max_capacity ({s.max_capacity})")
+    if not s.min_capacity <= s.desired_count <= s.max_capacity:
+        _fail("desired_count", s.desired_count, f"min_capacity..max_capacity ({s.min_capacity}..{s.max_capacity})")
+    if not 10 <= s.target_cpu_percent <= 90:
+        _fail("target_cpu_percent", s.target_cpu_percent, "10 to 90 (percent CPU the autoscaling keeps the service at)")
+    for key in ("ephemeral_storage_gib", "seed_ephemeral_storage_gib"):
+        gib = getattr(s, key)
+        if gib != FARGATE_DEFAULT_EPHEMERAL_GIB and not EPHEMERAL_RANGE_GIB[0] <= gib <= EPHEMERAL_RANGE_GIB[1]:
+            _fail(key, gib, f"20 (the Fargate default) or {EPHEMERAL_RANGE_GIB[0]} to {EPHEMERAL_RANGE_GIB[1]} GiB")
+    _validate_fargate_size("seed_cpu", "seed_memory_mib", s.seed_cpu, s.seed_memory_mib)
+    if s.image_source not in ("asset", "ecr"):
+        _fail("image_source", s.image_source, "'asset' (built from container/ at deploy) or 'ecr' (image_tag in the project's repository)")
+    if s.image_source == "ecr" and not IMAGE_TAG.match(s.image_tag):
+        _fail("image_tag", s.image_tag, "an ECR tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) when image_source is 'ecr'")
+    if s.image_source == "asset" and s.image_tag:
+        _fail("image_tag", s.image_tag, "an empty tag when image_source is 'asset' (set image_source=ecr to deploy a tag)")
+    if not 1 <= s.ecr_max_image_count <= 1000:
+        _fail("ecr_max_image_count", s.ecr_max_image_count, "1 to 1000 images kept in the repository")
+    if s.removal_policy not in ("retain", "destroy"):
+        _fail("removal_policy", s.removal_policy, "'retain' (keep bucket, key and file system on delete) or 'destroy'")
+    if s.log_retention_days not in LOG_RETENTION_DAYS:
+        _fail("log_retention_days", s.log_retention_days, f"a CloudWatch Logs retention: {', '.join(map(str, LOG_RETENTION_DAYS))}")
+    for key, value in s.tags.items():
+        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:") or len(value) > 256:
+            _fail("tags", {key: value}, "keys of 1-128 characters not starting with 'aws:' and values up to 256 characters")
+
+
+def _validate_fargate_size(cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:
+    if cpu not in FARGATE_MEMORY:
+        _fail(cpu_key, cpu, f"a Fargate CPU value: {', '.join(map(str, FARGATE_MEMORY))}")
+    low, high, step = FARGATE_MEMORY[cpu]
+    if step is None:
+        if memory not in (512, 1024, 2048):
+            _fail(memory_key, memory, f"512, 1024 or 2048 MiB with {cpu_key} {cpu} (Fargate combinations)")
+    elif not (low <= memory <= high and (memory - low) % step == 0):
+        _fail(memory_key, memory, f"{low} to {high} MiB in steps of {step} with {cpu_key} {cpu} (Fargate combinations)")
+
+
+def _with_catalog(s: Settings, catalog: Catalog) -> Settings:
+    """Checks against the catalog: model names exist, the service only needs seeded models, sizes fit."""
+    for key in ("seed_models", "service_models"):
+        unknown = [name for name in getattr(s, key) if name not in catalog.names]
+        if unknown:
+            _fail(key, ",".join(unknown), f"names from {catalog.path.name}: {', '.join(catalog.names)}")
+    seeded = s.seed_models or catalog.enabled_names
+    if not seeded:
+        _fail("seed_models", "", f"at least one model: {catalog.path.name} enables none, so name them here")
+    missing = [name for name in s.service_models if name not in seeded]
+    if missing:
+        _fail("service_models", ",".join(missing), f"models that are seeded ({', '.join(seeded)}); add them to seed_models")
+    served = s.service_models or seeded
+    if s.delivery_mode == "s3":
+        # Pull writes a new version next to the old one before switching, so the volume holds it twice.
+        need_gib = math.ceil(2 * sum(catalog.size_mb(name) for name in served) / 1024)
+        if need_gib > s.ephemeral_storage_gib:
+            _fail("ephemeral_storage_gib", s.ephemeral_storage_gib,
+                  f"at least {need_gib} GiB in s3 mode: twice the selected models ({', '.join(served)}), "
+                  "by the size estimates in the catalog")
+    largest = max(catalog.size_mb(name) for name in seeded)
+    # The seeder keeps an archive and its extracted tree on local disk at the same time.
+    need_seed_gib = math.ceil(2 * largest / 1024)
+    if need_seed_gib > s.seed_ephemeral_storage_gib:
+        _fail("seed_ephemeral_storage_gib", s.seed_ephemeral_storage_gib,
+              f"at least {need_seed_gib} GiB: twice the largest seeded archive, by the catalog's size estimates")
+    return replace(s, seeded_models=tuple(seeded), catalog_sha256=catalog.sha256)

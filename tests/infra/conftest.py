@@ -1,0 +1,22 @@
+"""Module-scoped builds of the stack configurations (each App synthesizes once per test module)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import CONFIGS, Built
+
+
+@pytest.fixture(scope="module")
+def s3_built() -> Built:
+    return Built(CONFIGS["s3"])
+
+
+@pytest.fixture(scope="module")
+def efs_built() -> Built:
+    return Built(CONFIGS["efs"])
+
+
+@pytest.fixture(scope="module")
+def prod_built() -> Built:
+    return Built(CONFIGS["prod-ecr"])

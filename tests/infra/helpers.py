@@ -1,0 +1,110 @@
+"""Builders for the CDK tests (fixtures in conftest.py build each App once per test module).
+
+Apps here load cdk.json's context (feature flags and the `model-delivery` settings), use a fixed
+environment and the fixture catalog, and carry no cdk-nag plugin (test_nag.py checks nag on its own),
+so Template.from_stack never fails on a finding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parents[2]
+if str(PROJECT) not in sys.path:  # `stacks` is a top-level package of the project, like app.py sees it
+    sys.path.insert(0, str(PROJECT))
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "true")
+
+import aws_cdk as cdk  # noqa: E402  (after the jsii environment above)
+from aws_cdk.assertions import Template  # noqa: E402
+
+from stacks.assembly import ModelDelivery, build  # noqa: E402
+from stacks.settings import Settings, load_settings  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_CATALOG = FIXTURES / "catalog.yaml"
+FIXTURE_CONTAINER = FIXTURES / "container"
+ACCOUNT, REGION = "111111111111", "eu-west-1"
+ENVIRON = {"CDK_DEFAULT_ACCOUNT": ACCOUNT, "CDK_DEFAULT_REGION": REGION}
+# What `cdk synth` with credentials caches in cdk.context.json; without it CDK invents dummy AZ names.
+AZ_CONTEXT = {f"availability-zones:account={ACCOUNT}:region={REGION}": [f"{REGION}a", f"{REGION}b", f"{REGION}c"]}
+
+# The configurations the stack tests cover: the default (s3) and efs delivery, and prod with an ECR tag.
+CONFIGS: dict[str, dict[str, str]] = {
+    "s3": {},
+    "efs": {"delivery_mode": "efs", "seed_on_deploy": "true"},
+    "prod-ecr": {"stage": "prod", "image_source": "ecr", "image_tag": "v1.2.3"},
+}
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((PROJECT / "cdk.json").read_text())["context"]
+
+
+def settings_for(overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> Settings:
+    """Settings as `cdk synth -c key=value ...` would build them (overrides arrive as strings)."""
+    context = {**cdk_json_context(), **overrides}
+    return load_settings(context.get, environ=ENVIRON, catalog_path=catalog)
+
+
+def build_app(overrides: dict[str, Any], outdir: Path | None = None) -> tuple[cdk.App, ModelDelivery]:
+    context = {**cdk_json_context(), **AZ_CONTEXT, **overrides}
+    app = cdk.App(context=context, outdir=str(outdir) if outdir else None)
+    settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
+    return app, build(app, settings, container_dir=FIXTURE_CONTAINER)
+
+
+class Built:
+    """One synthesized configuration: templates as assertion Templates and as plain JSON."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self.app, self.delivery = build_app(overrides)
+        self.network = Template.from_stack(self.delivery.network)
+        self.storage = Template.from_stack(self.delivery.storage)
+        self.service = Template.from_stack(self.delivery.service)
+
+    def templates(self) -> dict[str, dict]:
+        return {"Network": self.network.to_json(), "Storage": self.storage.to_json(),
+                "Service": self.service.to_json()}
+
+
+def resources(template: Template, type_: str) -> dict[str, dict]:
+    return template.find_resources(type_)
+
+
+def only(template: Template, type_: str) -> dict:
+    found = list(resources(template, type_).values())
+    assert len(found) == 1, f"expected exactly one {type_}, found {len(found)}"
+    return found[0]
+
+
+def logical_id(template: Template, type_: str, pattern: str) -> str:
+    """The one logical id of `type_` matching `pattern` (construct ids are part of logical ids)."""
+    ids = [key for key in resources(template, type_) if re.search(pattern, key)]
+    assert len(ids) == 1, f"expected one {type_} matching {pattern!r}, found {ids}"
+    return ids[0]
+
+
+def statements(template: Template, role_pattern: str) -> list[dict]:
+    """All policy statements attached to the one role whose logical id matches role_pattern."""
+    role = logical_id(template, "AWS::IAM::Role", role_pattern)
+    found = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    assert found, f"role {role} has no policy"
+    return found
+
+
+def actions(statement_list: list[dict]) -> set[str]:
+    result: set[str] = set()
+    for statement in statement_list:
+        acts = statement["Action"]
+        result.update([acts] if isinstance(acts, str) else acts)
+    return result

@@ -1,0 +1,75 @@
+"""Network stack: VPC shape, flow logs, S3 endpoint, and the security-group rules between tasks and EFS."""
+
+from __future__ import annotations
+
+from .helpers import logical_id, resources
+
+
+def private_subnet_ids(template) -> set[str]:
+    return {key for key, subnet in resources(template, "AWS::EC2::Subnet").items()
+            if {"Key": "aws-cdk:subnet-type", "Value": "Private"} in subnet["Properties"]["Tags"]}
+
+
+def test_vpc_spans_two_azs_with_public_and_private_subnets(s3_built):
+    t = s3_built.network
+    subnets = resources(t, "AWS::EC2::Subnet")
+    assert len(subnets) == 4 and len(private_subnet_ids(t)) == 2
+    azs = {s["Properties"]["AvailabilityZone"] for s in subnets.values()}
+    assert azs == {"eu-west-1a", "eu-west-1b"}
+    for key in private_subnet_ids(t):
+        assert subnets[key]["Properties"]["MapPublicIpOnLaunch"] is False
+
+
+def test_nat_gateway_count_follows_the_stage(s3_built, prod_built):
+    assert len(resources(s3_built.network, "AWS::EC2::NatGateway")) == 1
+    assert len(resources(prod_built.network, "AWS::EC2::NatGateway")) == 2
+
+
+def test_flow_logs_capture_all_traffic_with_retention(s3_built):
+    t = s3_built.network
+    t.has_resource_properties("AWS::EC2::FlowLog", {
+        "ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
+    t.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+
+
+def test_s3_gateway_endpoint_on_the_private_route_tables(s3_built):
+    endpoint = list(resources(s3_built.network, "AWS::EC2::VPCEndpoint").values())
+    assert len(endpoint) == 1
+    props = endpoint[0]["Properties"]
+    assert props["VpcEndpointType"] == "Gateway"
+    assert props["ServiceName"] == {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, ".s3"]]}
+    route_tables = {rt["Ref"] for rt in props["RouteTableIds"]}
+    assert {rt for rt in route_tables if rt.startswith("Vpcprivate")} == {
+        key for key in resources(s3_built.network, "AWS::EC2::RouteTable") if key.startswith("Vpcprivate")}
+
+
+def test_efs_ingress_is_only_nfs_from_the_two_task_groups(s3_built):
+    t = s3_built.network
+    efs_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
+    service_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsService")
+    seed_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsSeed")
+    assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]
+    ingress = [r["Properties"] for r in resources(t, "AWS::EC2::SecurityGroupIngress").values()]
+    assert all(rule["GroupId"] == {"Fn::GetAtt": [efs_sg, "GroupId"]} for rule in ingress)
+    sources = sorted((rule["SourceSecurityGroupId"]["Fn::GetAtt"][0], rule["IpProtocol"], rule["FromPort"],
+                      rule["ToPort"]) for rule in ingress)
+    assert sources == sorted([(service_sg, "tcp", 2049, 2049), (seed_sg, "tcp", 2049, 2049)])
+
+
+def test_task_groups_allow_only_https_out_and_nfs_to_efs(s3_built):
+    t = s3_built.network
+    efs_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
+    egress = [r["Properties"] for r in resources(t, "AWS::EC2::SecurityGroupEgress").values()]
+    for task in ("SecurityGroupsService", "SecurityGroupsSeed"):
+        sg = logical_id(t, "AWS::EC2::SecurityGroup", task)
+        inline = resources(t, "AWS::EC2::SecurityGroup")[sg]["Properties"]["SecurityGroupEgress"]
+        assert [(rule["CidrIp"], rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for rule in inline] == [
+            ("0.0.0.0/0", "tcp", 443, 443)]
+        nfs = [rule for rule in egress if rule["GroupId"] == {"Fn::GetAtt": [sg, "GroupId"]}]
+        assert [(rule["DestinationSecurityGroupId"], rule["FromPort"], rule["ToPort"]) for rule in nfs] == [
+            ({"Fn::GetAtt": [efs_sg, "GroupId"]}, 2049, 2049)]
+        assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[sg]["Properties"]
+    # The EFS group sends nothing (CDK's placeholder rule that matches no traffic).
+    efs_egress = resources(t, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]["SecurityGroupEgress"]
+    assert [rule["CidrIp"] for rule in efs_egress] == ["255.255.255.255/32"]
+    assert not [rule for rule in egress if rule["GroupId"] == {"Fn::GetAtt": [efs_sg, "GroupId"]}]
