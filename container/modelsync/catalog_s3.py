@@ -1,0 +1,40 @@
+"""What the bucket holds: models, their versions, sizes, creation times and LATEST (for list/prune)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .manifest import model_prefix, read_latest_version, read_manifest
+from .s3 import list_subprefixes
+
+
+@dataclass
+class VersionInfo:
+    version: str
+    created: str | None  # None: no manifest (incomplete or in progress)
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    latest: str | None
+    versions: list[VersionInfo] = field(default_factory=list)
+
+
+def list_versions(client, bucket: str, *, prefix: str) -> list[ModelInfo]:
+    models = []
+    for model_dir in list_subprefixes(client, bucket, prefix):
+        name = model_dir[len(prefix):].rstrip("/")
+        info = ModelInfo(name, read_latest_version(client, bucket, name, prefix=prefix))
+        for version_dir in list_subprefixes(client, bucket, model_prefix(prefix, name)):
+            version = version_dir[len(model_prefix(prefix, name)):].rstrip("/")
+            manifest = read_manifest(client, bucket, name, version, prefix=prefix)
+            if manifest is None:
+                info.versions.append(VersionInfo(version, None))
+            else:
+                info.versions.append(VersionInfo(version, manifest.created, len(manifest.files), manifest.total_bytes))
+        info.versions.sort(key=lambda v: v.created or "", reverse=True)
+        models.append(info)
+    return models

@@ -1,0 +1,46 @@
+"""`modelsync` command line: one module per subcommand, each with register(subparsers)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import ModelsyncError
+
+# The one list of subcommand modules (each exposes register(subparsers)).
+COMMANDS = [
+    "modelsync.commands.publish",
+    "modelsync.commands.pull",
+    "modelsync.commands.verify",
+    "modelsync.commands.list",
+    "modelsync.commands.prune",
+    "modelsync.commands.serve",
+    "modelsync.commands.healthcheck",
+    "modelsync.seed.command",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelsync",
+        description="Deliver ML model files from S3 to containers: versioned, parallel, verified, atomic.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelsync {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except ModelsyncError as exc:
+        print(f"modelsync: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("modelsync: interrupted", file=sys.stderr)
+        return 130

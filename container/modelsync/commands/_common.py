@@ -1,0 +1,89 @@
+"""Options shared by the subcommands; defaults come from the MODELSYNC_* environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .. import config
+from ..errors import ModelsyncError
+from ..progress import Progress, human_bytes, mib_per_s
+
+
+def add_bucket(parser) -> None:
+    parser.add_argument("--bucket", default=config.default_bucket(),
+                        help="models bucket (env MODELSYNC_BUCKET)")
+    parser.add_argument("--prefix", default=None, help="key prefix (env MODELSYNC_PREFIX, default models/)")
+
+
+def add_dest(parser) -> None:
+    parser.add_argument("--dest", default=config.default_dest(),
+                        help="local model root (env MODELSYNC_DEST, default /models)")
+
+
+def add_models(parser) -> None:
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME[@VERSION]",
+                        help="model to handle (repeatable; env MODELSYNC_MODELS, comma list; default all)")
+
+
+def add_transfer(parser) -> None:
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="parallel transfers (env MODELSYNC_CONCURRENCY, default 16)")
+    parser.add_argument("--part-size-mib", type=int, default=None,
+                        help="byte-range/multipart part size in MiB (env MODELSYNC_PART_SIZE_MIB, default 32)")
+    parser.add_argument("--progress", choices=("auto", "bar", "json", "quiet"), default="auto",
+                        help="progress display: bar on a terminal, JSON lines otherwise (auto)")
+
+
+def bucket_and_prefix(args) -> tuple[str, str]:
+    bucket = config.require_bucket(args.bucket)
+    prefix = config.normalize_prefix(args.prefix) if args.prefix is not None else config.default_prefix()
+    return bucket, prefix
+
+
+def models(args) -> list[str] | None:
+    return args.models or config.default_models()
+
+
+def concurrency(args) -> int:
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise ModelsyncError("--concurrency must be at least 1")
+        return args.concurrency
+    return config.default_concurrency()
+
+
+def part_size(args) -> int:
+    if args.part_size_mib is not None:
+        if args.part_size_mib < 1:
+            raise ModelsyncError("--part-size-mib must be at least 1")
+        return args.part_size_mib * 1024 * 1024
+    return config.default_part_size()
+
+
+def make_progress(args) -> Progress:
+    return Progress(stream=sys.stderr, mode=None if args.progress == "auto" else args.progress)
+
+
+def client_for(args, workers: int):
+    from ..s3 import make_client  # boto3 import is slow: only commands that talk to S3 pay for it
+
+    # Range and file workers both hold connections (see download.Downloader).
+    return make_client(max_pool_connections=max(10, 2 * workers + 2))
+
+
+def print_summary(progress: Progress, summary: dict) -> None:
+    """The closing summary: a readable line on a terminal, one JSON object otherwise."""
+    if progress.mode == "bar" or (progress.mode == "quiet" and sys.stdout.isatty()):
+        print(
+            f"{summary['action']}: {summary['files']} files ({human_bytes(summary['bytes'])}), "
+            f"{summary['skipped']} already in place, {summary['seconds']:.2f} s, {summary['mib_per_s']} MiB/s"
+        )
+    else:
+        print(json.dumps({"event": "summary", **summary}, sort_keys=True))
+    sys.stdout.flush()
+
+
+def summary(action: str, files: int, nbytes: int, skipped: int, seconds: float, **extra) -> dict:
+    return {"action": action, "files": files, "bytes": nbytes, "skipped": skipped,
+            "seconds": round(seconds, 3), "mib_per_s": mib_per_s(nbytes, seconds), **extra}

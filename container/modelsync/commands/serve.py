@@ -1,0 +1,37 @@
+"""modelsync serve: HTTP /healthz, /readyz and /models for the default app container."""
+
+from __future__ import annotations
+
+import sys
+
+from . import _common
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="serve /healthz, /readyz and /models over HTTP")
+    _common.add_dest(parser)
+    _common.add_models(parser)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    parser.add_argument("--port", type=int, default=None, help="port (env MODELSYNC_PORT, default 8080)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from .. import config
+    from ..errors import ModelsyncError
+    from ..serve import make_server
+
+    port = args.port if args.port is not None else config.default_port()
+    try:
+        server = make_server(args.host, port, args.dest, _common.models(args))
+    except OSError as exc:
+        raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT") from None
+    print(f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,29 @@
+"""modelsync verify: exit 0 only when every model under DEST matches its manifest."""
+
+from __future__ import annotations
+
+import sys
+
+from . import _common
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("verify", help="check the local models against their manifests")
+    _common.add_dest(parser)
+    _common.add_models(parser)
+    parser.add_argument("--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..verify import verify
+
+    states = verify(args.dest, _common.models(args), deep=args.deep)
+    problems = [p for s in states for p in s.problems]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    for state in states:
+        if state.version:
+            status = "ok" if not state.problems else "FAILED"
+            print(f"{state.name}@{state.version}: {state.files} files, {state.bytes} bytes: {status}")
+    return 1 if problems else 0

@@ -1,0 +1,107 @@
+"""Defaults from the environment (task definitions set these) and checks of user-given names."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import ModelsyncError
+
+DEFAULT_PREFIX = "models/"
+DEFAULT_DEST = "/models"
+DEFAULT_CONCURRENCY = 16
+DEFAULT_PORT = 8080
+DEFAULT_PART_SIZE_MIB = 32
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Versions come from the bucket and become directory names: same safe alphabet, no "..".
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ModelsyncError(f"{name}={raw!r} is not a whole number: set it to e.g. {default}") from None
+    if value < minimum:
+        raise ModelsyncError(f"{name}={value} is too small: use at least {minimum}")
+    return value
+
+
+def default_bucket() -> str | None:
+    return env("MODELSYNC_BUCKET")
+
+
+def default_prefix() -> str:
+    return normalize_prefix(env("MODELSYNC_PREFIX", DEFAULT_PREFIX))
+
+
+def default_dest() -> str:
+    return env("MODELSYNC_DEST", DEFAULT_DEST)
+
+
+def default_concurrency() -> int:
+    return env_int("MODELSYNC_CONCURRENCY", DEFAULT_CONCURRENCY)
+
+
+def default_part_size() -> int:
+    return env_int("MODELSYNC_PART_SIZE_MIB", DEFAULT_PART_SIZE_MIB) * 1024 * 1024
+
+
+def default_port() -> int:
+    return env_int("MODELSYNC_PORT", DEFAULT_PORT)
+
+
+def default_models() -> list[str] | None:
+    """MODELSYNC_MODELS as a list; None (every model at LATEST) when unset or empty."""
+    raw = env("MODELSYNC_MODELS")
+    if raw is None:
+        return None
+    return [item.strip() for item in raw.split(",") if item.strip()] or None
+
+
+def normalize_prefix(prefix: str) -> str:
+    prefix = prefix.strip().lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return prefix
+
+
+def require_bucket(bucket: str | None) -> str:
+    if not bucket:
+        raise ModelsyncError("no bucket given: pass --bucket NAME or set MODELSYNC_BUCKET")
+    return bucket
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name or ""):
+        raise ModelsyncError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit, at most 128 characters)"
+        )
+    return name
+
+
+def check_version(version: str, *, name: str) -> str:
+    if not VERSION_RE.fullmatch(version or "") or ".." in version:
+        raise ModelsyncError(
+            f"invalid version {version!r} for model {name!r}: versions use letters, digits, '.', '_' or '-'"
+        )
+    return version
+
+
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """'NAME' -> (NAME, None); 'NAME@VERSION' -> (NAME, VERSION)."""
+    name, sep, version = spec.strip().partition("@")
+    check_name(name)
+    if sep:
+        return name, check_version(version, name=name)
+    return name, None

@@ -1,0 +1,154 @@
+"""Parallel verified downloads: many files at once, big files as parallel byte ranges.
+
+Each file goes to a unique temp file (caller's choice of name, same filesystem as its target),
+is checked against size and sha256, fsynced, and only then handed back for the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+import botocore.exceptions as bx
+import urllib3.exceptions
+
+from .errors import JobFailed
+from .hashing import sha256_file
+from .manifest import FileEntry
+from .progress import Progress, or_silent
+from .s3 import translate_client_error
+
+CHUNK = 1024 * 1024
+# Failures of the connection or of the body stream: botocore retries the request but not a body
+# that breaks half-way, so we retry those ourselves.
+TRANSIENT = (
+    bx.IncompleteReadError,
+    bx.ResponseStreamingError,
+    bx.ReadTimeoutError,
+    bx.ConnectTimeoutError,
+    bx.ConnectionClosedError,
+    bx.EndpointConnectionError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class ChecksumMismatch(Exception):
+    def __init__(self, path: str, expected: str, actual: str):
+        super().__init__(f"{path}: sha256 {actual} does not match the manifest's {expected}")
+        self.path, self.expected, self.actual = path, expected, actual
+
+
+class _ShortBody(Exception):
+    pass
+
+
+class Downloader:
+    """Fetches objects into local files; one instance serves a whole pull."""
+
+    def __init__(self, client, bucket: str, *, concurrency: int, part_size: int,
+                 progress: Progress | None = None, attempts: int = 5, backoff: float = 0.2,
+                 max_backoff: float = 5.0):
+        self.client = client
+        self.bucket = bucket
+        self.part_size = max(part_size, CHUNK)
+        self.progress = or_silent(progress)
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        # Range workers are separate from file workers so a file waiting on its ranges never
+        # occupies the thread one of its ranges needs.
+        self.ranges = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="range")
+        self.requests = 0
+        self._count_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.ranges.shutdown(wait=True, cancel_futures=True)
+
+    def fetch(self, key: str, entry: FileEntry, temp_path: str) -> None:
+        """Download key into temp_path (created here, exclusively) and verify it.
+
+        Raises ChecksumMismatch (temp file removed) or JobFailed."""
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        ok = False
+        try:
+            if entry.size <= self.part_size:
+                digest = self._get_range(key, fd, 0, entry.size, hash_it=True)
+            else:
+                os.ftruncate(fd, entry.size)
+                self._get_ranges(key, fd, entry.size)
+                digest = None
+            os.fsync(fd)
+            ok = True
+        finally:
+            os.close(fd)
+            if not ok:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp_path)
+        if digest is None:  # ranged: hash right after, while the file is still in page cache
+            digest = sha256_file(temp_path)
+        if digest != entry.sha256 or os.stat(temp_path).st_size != entry.size:
+            os.unlink(temp_path)
+            raise ChecksumMismatch(entry.path, entry.sha256, digest)
+
+    def _get_ranges(self, key: str, fd: int, size: int) -> None:
+        starts = range(0, size, self.part_size)
+        futures = [
+            self.ranges.submit(self._get_range, key, fd, start, min(self.part_size, size - start), False)
+            for start in starts
+        ]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        wait(pending)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception():
+                raise future.exception()
+
+    def _get_range(self, key: str, fd: int, start: int, length: int, hash_it: bool) -> str | None:
+        """GET bytes [start, start+length) into fd at start; retries broken transfers with backoff."""
+        last_error: Exception | None = None
+        for attempt in range(1, self.attempts + 1):
+            written = 0
+            digest = hashlib.sha256() if hash_it else None
+            try:
+                if length == 0:
+                    return digest.hexdigest() if digest else None
+                with self._count_lock:
+                    self.requests += 1
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+                )
+                body = response["Body"]
+                for chunk in body.iter_chunks(CHUNK):
+                    if written + len(chunk) > length:
+                        raise _ShortBody(f"more bytes than the {length} asked for")
+                    os.pwrite(fd, chunk, start + written)
+                    if digest:
+                        digest.update(chunk)
+                    written += len(chunk)
+                    self.progress.advance(len(chunk))
+                if written != length:
+                    raise _ShortBody(f"got {written} of {length} bytes")
+                return digest.hexdigest() if digest else None
+            except bx.ClientError as exc:
+                # botocore has already retried throttling and 5xx with backoff: give up cleanly.
+                raise translate_client_error(exc, bucket=self.bucket, key=key) from None
+            except (*TRANSIENT, _ShortBody) as exc:
+                last_error = exc
+                self.progress.advance(-written)
+                if attempt < self.attempts:
+                    delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                    self.progress.event("retry", key=key, attempt=attempt, error=str(exc)[:200],
+                                        message=f"retrying {key} after: {exc}")
+                    time.sleep(delay)
+        raise JobFailed(
+            f"downloading s3://{self.bucket}/{key} failed after {self.attempts} attempts "
+            f"({last_error}): check the network or the endpoint and pull again"
+        )

@@ -1,0 +1,44 @@
+"""sha256 of files: streaming, and many files at once on all cores (hashlib releases the GIL)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+READ_SIZE = 1024 * 1024
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            digest.update(view[:count])
+    return digest.hexdigest()
+
+
+def sha256_many(paths: list[str], *, workers: int | None = None) -> dict[str, str | OSError]:
+    """Path -> hex digest (or the OSError that prevented reading it), biggest files first."""
+    workers = workers or os.cpu_count() or 1
+    ordered = sorted(paths, key=_size_or_zero, reverse=True)
+
+    def one(path):
+        try:
+            return path, sha256_file(path)
+        except OSError as exc:
+            return path, exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(one, ordered))
+
+
+def _size_or_zero(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,74 @@
+"""`prune`: keep the last N versions per model in the bucket; drop non-current local versions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import botocore.exceptions as bx
+
+from .catalog_s3 import list_versions
+from .store import LocalStore
+from .s3 import list_keys, translate_client_error
+from .manifest import version_prefix
+
+
+@dataclass
+class PruneReport:
+    removed: list[str] = field(default_factory=list)  # "name@version"
+    kept: list[str] = field(default_factory=list)
+
+
+def prune_bucket(client, bucket: str, *, prefix: str, keep: int, dry_run: bool = False) -> PruneReport:
+    """Per model: keep the `keep` newest complete versions and always the LATEST one.
+    Versions without a manifest may be a publish in progress and are left alone."""
+    report = PruneReport()
+    for model in list_versions(client, bucket, prefix=prefix):
+        complete = [v for v in model.versions if v.created is not None]
+        complete.sort(key=lambda v: v.created, reverse=True)
+        keep_ids = {v.version for v in complete[:keep]} | ({model.latest} if model.latest else set())
+        for info in complete:
+            label = f"{model.name}@{info.version}"
+            if info.version in keep_ids:
+                report.kept.append(label)
+                continue
+            report.removed.append(label)
+            if not dry_run:
+                _delete_prefix(client, bucket, version_prefix(prefix, model.name, info.version))
+    return report
+
+
+def _delete_prefix(client, bucket: str, key_prefix: str) -> None:
+    # Manifest first, so a half-deleted version is never mistaken for a complete one.
+    keys = sorted((o["Key"] for o in list_keys(client, bucket, key_prefix)),
+                  key=lambda k: not k.endswith("/manifest.json"))
+    try:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            if response.get("Errors"):
+                error = response["Errors"][0]
+                raise bx.ClientError({"Error": {"Code": error.get("Code"), "Message": error.get("Message")}},
+                                     "DeleteObjects")
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate_client_error(exc, bucket=bucket, key=key_prefix) from None
+
+
+def prune_local(dest, *, dry_run: bool = False) -> PruneReport:
+    """Remove every version directory and record that no <dest>/<name> link points to."""
+    store = LocalStore(dest)
+    report = PruneReport()
+    for name in store.model_dirs():
+        with store.lock(name):
+            current = store.current_version(name)
+            for version in sorted(set(store.version_dirs(name)) | set(store.recorded_versions(name))):
+                label = f"{name}@{version}"
+                if version == current:
+                    report.kept.append(label)
+                    continue
+                report.removed.append(label)
+                if not dry_run:
+                    store.remove_version(name, version)
+    if not dry_run:
+        store.clean_stale_temps()
+    return report

@@ -1,0 +1,136 @@
+"""`publish`: upload a local model folder as an immutable, content-addressed version.
+
+Order: every file, then the manifest, then LATEST. A reader that follows LATEST therefore
+always finds a complete version; a publish killed half-way leaves only unreferenced objects
+that the next publish of the same content reuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import botocore.exceptions as bx
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from s3transfer.subscribers import BaseSubscriber
+
+from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
+from .errors import ModelsyncError
+from .hashing import sha256_many
+from .manifest import (FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
+                       read_latest_version, read_manifest, version_prefix)
+from .progress import Progress, or_silent
+from .s3 import list_keys, translate_client_error
+
+
+@dataclass
+class PublishResult:
+    name: str
+    version: str
+    uploaded_files: int
+    uploaded_bytes: int
+    skipped_files: int
+    unchanged: bool
+
+
+def scan_directory(directory: str) -> list[str]:
+    """Relative POSIX paths of every regular file; symlinks must stay inside the folder."""
+    root = os.path.realpath(directory)
+    if not os.path.isdir(root):
+        raise ModelsyncError(f"{directory} is not a directory: pass the model folder to publish")
+    paths = []
+    for current, dirnames, filenames in os.walk(root):
+        for dirname in dirnames:
+            if os.path.islink(os.path.join(current, dirname)):
+                raise ModelsyncError(
+                    f"{os.path.join(current, dirname)} is a symlinked directory: replace it with a real one to publish"
+                )
+        for filename in filenames:
+            full = os.path.join(current, filename)
+            real = os.path.realpath(full)
+            if os.path.commonpath([root, real]) != root:
+                raise ModelsyncError(f"{full} links outside {directory}: copy the file in or remove the link")
+            if not os.path.isfile(real):
+                raise ModelsyncError(f"{full} is not a regular file: remove it before publishing")
+            paths.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    if not paths:
+        raise ModelsyncError(f"{directory} contains no files: nothing to publish")
+    return sorted(paths)
+
+
+class _ProgressSubscriber(BaseSubscriber):
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def on_progress(self, future, bytes_transferred, **kwargs):
+        self.progress.advance(bytes_transferred)
+
+
+def publish_directory(client, bucket: str, name: str, directory, *, prefix: str = DEFAULT_PREFIX,
+                      source: dict | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                      progress: Progress | None = None, part_size: int | None = None) -> PublishResult:
+    check_name(name)
+    progress = or_silent(progress)
+    directory = os.fspath(directory)
+    root = os.path.realpath(directory)
+    paths = scan_directory(directory)
+    digests = sha256_many([os.path.join(root, p) for p in paths])
+    entries = []
+    for path in paths:
+        digest = digests[os.path.join(root, path)]
+        if isinstance(digest, OSError):
+            raise ModelsyncError(f"cannot read {os.path.join(directory, path)} ({digest.strerror}): fix its permissions")
+        entries.append(FileEntry(path, os.path.getsize(os.path.join(root, path)), digest))
+    version = content_version(entries)
+
+    existing = read_manifest(client, bucket, name, version, prefix=prefix)
+    if existing is not None:
+        if read_latest_version(client, bucket, name, prefix=prefix) != version:
+            _put_json(client, bucket, latest_key(prefix, name), {"version": version})
+        return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
+
+    # Objects already under this version's prefix come from an interrupted publish of the very
+    # same content (the version is the content hash); S3 writes whole objects only.
+    present = {
+        obj["Key"]: obj["Size"]
+        for obj in list_keys(client, bucket, version_prefix(prefix, name, version) + "files/")
+    }
+    todo = [e for e in entries if present.get(file_key(prefix, name, version, e.path)) != e.size]
+    uploaded_bytes = sum(e.size for e in todo)
+    progress.begin(f"{name}@{version}", uploaded_bytes, model=name, version=version, files=len(todo))
+    part_size = part_size or default_part_size()
+    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
+                            max_concurrency=concurrency)
+    try:
+        with create_transfer_manager(client, config) as manager:
+            futures = [
+                manager.upload(
+                    os.path.join(root, e.path), bucket, file_key(prefix, name, version, e.path),
+                    extra_args={"Metadata": {"sha256": e.sha256}},
+                    subscribers=[_ProgressSubscriber(progress)],
+                )
+                for e in todo
+            ]
+            for future in futures:
+                future.result()
+        manifest = Manifest(name, version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            dict(source or {}), entries)
+        _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
+        _put_json(client, bucket, latest_key(prefix, name), {"version": version})
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
+    progress.end(model=name, version=version, uploaded_files=len(todo))
+    return PublishResult(name, version, len(todo), uploaded_bytes, len(entries) - len(todo), unchanged=False)
+
+
+def _put_json(client, bucket: str, key: str, data: dict) -> None:
+    _put_body(client, bucket, key, json.dumps(data).encode())
+
+
+def _put_body(client, bucket: str, key: str, body: bytes) -> None:
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate_client_error(exc, bucket=bucket, key=key) from None

@@ -1,0 +1,284 @@
+"""`pull`: make <dest>/<name> hold exactly one published version, verified, switched atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, parse_model_spec
+from .download import ChecksumMismatch, Downloader
+from .errors import JobFailed, ModelsyncError
+from .hashing import sha256_file
+from .manifest import FileEntry, Manifest, file_key, model_prefix, read_latest_version, read_manifest
+from .progress import Progress, or_silent
+from .s3 import list_subprefixes
+from .store import LocalStore, Record, fsync_dir, stat_key
+
+
+@dataclass
+class ModelPullResult:
+    name: str
+    version: str
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+    skipped_files: int = 0
+
+
+@dataclass
+class PullResult:
+    models: list[ModelPullResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def downloaded_files(self) -> int:
+        return sum(m.downloaded_files for m in self.models)
+
+    @property
+    def downloaded_bytes(self) -> int:
+        return sum(m.downloaded_bytes for m in self.models)
+
+    @property
+    def skipped_files(self) -> int:
+        return sum(m.skipped_files for m in self.models)
+
+
+@dataclass
+class _Target:
+    name: str
+    version: str
+    record: Record | None  # a valid local record of this version, if any
+    manifest: Manifest | None  # fetched only when there is no record
+
+
+def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
+         concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None,
+         part_size: int | None = None) -> PullResult:
+    """Pull models ("NAME" or "NAME@VERSION"; None = every model at LATEST) into dest.
+
+    Raises ModelsyncError for a missing model/version/bucket before anything is downloaded, and
+    JobFailed (with .result set) after the other models are done when some model failed."""
+    started = time.monotonic()
+    progress = or_silent(progress)
+    store = LocalStore(dest)
+    store.ensure()
+    store.clean_stale_temps()
+    targets = _resolve(client, bucket, prefix, store, models)
+    result = PullResult()
+    failures: list[str] = []
+    downloader = Downloader(client, bucket, concurrency=concurrency,
+                            part_size=part_size or default_part_size(), progress=progress)
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
+            for target in targets:
+                try:
+                    result.models.append(
+                        _pull_model(client, bucket, prefix, store, target, downloader, files_pool, progress)
+                    )
+                except JobFailed as exc:
+                    failures.append(str(exc))
+                    progress.event("error", model=target.name, message=str(exc))
+    finally:
+        downloader.close()
+    result.seconds = time.monotonic() - started
+    if failures:
+        error = JobFailed("; ".join(failures))
+        error.result = result
+        raise error
+    return result
+
+
+def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]:
+    """Versions and manifests of every requested model: one small request per model when the
+    local record already covers the version, so errors come before any download."""
+    if models is None:
+        specs = [(p[len(prefix):].rstrip("/"), None) for p in list_subprefixes(client, bucket, prefix)]
+        specs = [(n, v) for n, v in specs if n]
+        latest_only = True
+    else:
+        specs = [parse_model_spec(m) for m in models]
+        latest_only = False
+    targets = []
+    for name, version in specs:
+        if version is None:
+            version = read_latest_version(client, bucket, name, prefix=prefix)
+            if version is None:
+                if latest_only:
+                    continue  # a folder without LATEST: a first publish still in progress
+                raise ModelsyncError(
+                    f"model {name!r} not found in s3://{bucket}/{prefix}: publish it first "
+                    "(modelsync publish) or check the name and --prefix / MODELSYNC_PREFIX"
+                )
+        record = store.read_record(name, version)
+        manifest = None
+        if record is None:
+            manifest = read_manifest(client, bucket, name, version, prefix=prefix)
+            if manifest is None:
+                raise ModelsyncError(
+                    f"version {version!r} of model {name!r} not found in s3://{bucket}/{prefix}: "
+                    f"run `modelsync list` to see the published versions"
+                )
+        targets.append(_Target(name, version, record, manifest))
+    return targets
+
+
+def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: Downloader,
+                files_pool: ThreadPoolExecutor, progress: Progress) -> ModelPullResult:
+    name, version = target.name, target.version
+    with store.lock(name):
+        # Another process may have finished this version while we waited for the lock.
+        record = store.read_record(name, version) or target.record
+        if record is not None and not store.stat_mismatches(record):
+            if store.current_version(name) != version:
+                store.switch(name, version)
+            return ModelPullResult(name, version, skipped_files=len(record.manifest.files))
+        manifest = record.manifest if record else target.manifest
+        if manifest is None:
+            manifest = read_manifest(client, bucket, name, version, prefix=prefix)
+        trusted = dict(record.stats) if record else {}
+        return _build_version(bucket, prefix, store, manifest, trusted, downloader, files_pool, progress)
+
+
+def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, trusted: dict,
+                   downloader: Downloader, files_pool: ThreadPoolExecutor,
+                   progress: Progress) -> ModelPullResult:
+    name, version = manifest.name, manifest.version
+    vdir = store.version_dir(name, version)
+    os.makedirs(vdir, exist_ok=True)
+    reusable = _reusable_local_files(store, name, version)
+    result = ModelPullResult(name, version)
+    progress.begin(f"{name}@{version}", manifest.total_bytes, model=name, version=version,
+                   files=len(manifest.files))
+
+    def one(entry: FileEntry):
+        return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+
+    errors = []
+    parents = {vdir}
+    for entry, outcome in files_pool.map(_capture(one), manifest.files):
+        if isinstance(outcome, Exception):
+            errors.append(outcome)
+            continue
+        parents.add(os.path.dirname(os.path.join(vdir, entry.path)))
+        if outcome:
+            result.downloaded_files += 1
+            result.downloaded_bytes += entry.size
+        else:
+            result.skipped_files += 1
+    if errors:
+        progress.end(model=name, version=version, failed=True)
+        raise _first_user_error(errors, name)
+
+    for parent in parents:
+        fsync_dir(parent)
+    stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
+    store.write_record(Record(manifest, stats))  # the record and then the link are written last
+    store.switch(name, version)
+    progress.end(model=name, version=version, downloaded_files=result.downloaded_files,
+                 skipped_files=result.skipped_files)
+    return result
+
+
+def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: FileEntry, trusted: dict,
+                 reusable: dict, downloader: Downloader, progress: Progress) -> bool:
+    """Make the version directory hold a verified copy of entry. True when it was downloaded."""
+    target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
+    try:
+        st = os.stat(target)
+        if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
+            return False
+        # Left by an interrupted or concurrent pull: it was verified before its rename, but we
+        # check the bytes again rather than trust a file we have no record of.
+        if st.st_size == entry.size and sha256_file(target) == entry.sha256:
+            return False
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    source = reusable.get((entry.sha256, entry.size))
+    if source and _place_local_copy(store, source, target, entry):
+        return False
+    key = file_key(prefix, manifest.name, manifest.version, entry.path)
+    for attempt in (1, 2):
+        temp = store.new_temp_path()
+        try:
+            downloader.fetch(key, entry, temp)
+        except ChecksumMismatch as exc:
+            if attempt == 2:
+                raise JobFailed(
+                    f"{manifest.name}/{entry.path}: downloaded twice and both copies fail the sha256 check "
+                    f"(got {exc.actual[:12]}..., manifest says {exc.expected[:12]}...): the object "
+                    f"s3://{bucket}/{key} does not match its manifest; republish the model"
+                ) from None
+            progress.event("retry", model=manifest.name, path=entry.path,
+                           message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again")
+            continue
+        os.replace(temp, target)
+        return True
+    raise AssertionError("unreachable")
+
+
+def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:
+    """(sha256, size) -> path of an unchanged, verified file in another recorded version."""
+    found = {}
+    for other in store.recorded_versions(name):
+        if other == version:
+            continue
+        record = store.read_record(name, other)
+        if record is None:
+            continue
+        vdir = store.version_dir(name, other)
+        for entry in record.manifest.files:
+            path = os.path.join(vdir, entry.path)
+            try:
+                if stat_key(os.stat(path)) == record.stats.get(entry.path):
+                    found.setdefault((entry.sha256, entry.size), path)
+            except OSError:
+                continue
+    return found
+
+
+def _place_local_copy(store: LocalStore, source: str, target: str, entry: FileEntry) -> bool:
+    """Hard-link (or copy and check) an identical file from another version instead of downloading."""
+    temp = store.new_temp_path()
+    try:
+        try:
+            os.link(source, temp)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            shutil.copyfile(source, temp)
+            if sha256_file(temp) != entry.sha256:
+                os.unlink(temp)
+                return False
+        os.replace(temp, target)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        return False
+
+
+def _capture(fn):
+    def wrapped(arg):
+        try:
+            return fn(arg)
+        except Exception as exc:  # collected and reported per model
+            return arg, exc
+    return wrapped
+
+
+def _first_user_error(errors: list[Exception], name: str) -> Exception:
+    for exc in errors:
+        if isinstance(exc, ModelsyncError) and not isinstance(exc, JobFailed):
+            return exc  # configuration problems (access denied, missing bucket) keep exit code 2
+    for exc in errors:
+        if isinstance(exc, JobFailed):
+            return exc
+    exc = errors[0]
+    if isinstance(exc, OSError):
+        return JobFailed(f"model {name}: cannot write {exc.filename or ''}: {exc.strerror}: check free space and permissions")
+    raise exc

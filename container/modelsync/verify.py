@@ -1,0 +1,83 @@
+"""`verify`: does every model under dest match its manifest (sizes; deep: every byte)?"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .config import parse_model_spec
+from .hashing import sha256_many
+from .store import LocalStore
+
+
+@dataclass
+class ModelState:
+    name: str
+    version: str | None
+    files: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def verify(dest, models: list[str] | None = None, *, deep: bool = False,
+           workers: int | None = None) -> list[ModelState]:
+    """One ModelState per model; an empty problems list everywhere means the tree is good."""
+    store = LocalStore(dest)
+    if not os.path.isdir(store.dest):
+        return [ModelState("*", None, problems=[f"{store.dest} does not exist: mount or pull the models first"])]
+    specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
+    if not specs:
+        return [ModelState("*", None, problems=[f"no models under {store.dest}: run modelsync pull first"])]
+    states = [_check_model(store, name, wanted) for name, wanted in specs]
+    if deep:
+        _check_content(store, states, workers)
+    return states
+
+
+def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState:
+    state = ModelState(name, store.current_version(name))
+    if state.version is None:
+        state.problems.append(f"{name}: not installed in {store.dest} (no {name} link): run modelsync pull")
+        return state
+    if wanted and wanted != state.version:
+        state.problems.append(f"{name}: version {state.version} is installed but {wanted} is wanted: run modelsync pull")
+    record = store.read_record(name, state.version)
+    if record is None:
+        state.problems.append(f"{name}@{state.version}: no verified record: run modelsync pull")
+        return state
+    state.record = record
+    vdir = store.version_dir(name, state.version)
+    expected = {e.path: e for e in record.manifest.files}
+    state.files, state.bytes = len(expected), record.manifest.total_bytes
+    for path, entry in expected.items():
+        try:
+            size = os.stat(os.path.join(vdir, path)).st_size
+        except OSError:
+            state.problems.append(f"{name}/{path}: missing")
+            continue
+        if size != entry.size:
+            state.problems.append(f"{name}/{path}: size {size} but the manifest says {entry.size}")
+    for current, _dirs, filenames in os.walk(vdir):
+        for filename in filenames:
+            rel = os.path.relpath(os.path.join(current, filename), vdir).replace(os.sep, "/")
+            if rel not in expected:
+                state.problems.append(f"{name}/{rel}: not in the manifest")
+    return state
+
+
+def _check_content(store: LocalStore, states: list[ModelState], workers: int | None) -> None:
+    wanted = {}
+    for state in states:
+        record = getattr(state, "record", None)
+        if record is None:
+            continue
+        vdir = store.version_dir(state.name, state.version)
+        for entry in record.manifest.files:
+            wanted[os.path.join(vdir, entry.path)] = (state, entry)
+    digests = sha256_many(list(wanted), workers=workers)
+    for path, (state, entry) in wanted.items():
+        digest = digests.get(path)
+        if isinstance(digest, OSError):
+            continue  # already reported as missing
+        if digest != entry.sha256:
+            state.problems.append(f"{state.name}/{entry.path}: sha256 {digest[:12]}... does not match the manifest")

@@ -1,0 +1,59 @@
+"""Fixtures of the runtime tests (the shared S3 server fixtures live in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelsync.publish import publish_directory
+from modelsync.s3 import make_client
+
+from .helpers import FaultProxy, random_bytes, write_model
+
+# Small parts keep moto's per-request cost low while still exercising ranged downloads.
+PART = 1024 * 1024
+
+
+@pytest.fixture
+def client(s3_endpoint):
+    return make_client()
+
+
+@pytest.fixture
+def publish(client, bucket, tmp_path):
+    """publish(name, {path: bytes}) -> version, via the real publish code."""
+    counter = iter(range(10_000))
+
+    def _publish(name: str, files: dict[str, bytes], **kwargs) -> str:
+        folder = write_model(tmp_path / f"src-{name}-{next(counter)}", files)
+        return publish_directory(client, bucket, name, folder, part_size=PART, **kwargs).version
+
+    return _publish
+
+
+@pytest.fixture
+def proxy(s3_endpoint):
+    with FaultProxy(s3_endpoint) as running:
+        yield running
+
+
+@pytest.fixture
+def proxy_env(proxy):
+    """Environment for a subprocess whose S3 traffic goes through the fault proxy."""
+    return {"AWS_ENDPOINT_URL_S3": proxy.url, "MODELSYNC_PART_SIZE_MIB": "1"}
+
+
+@pytest.fixture
+def proxy_client(proxy, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    return make_client()
+
+
+def model_files(seed: int = 0, big: int = 3 * PART + 12345) -> dict[str, bytes]:
+    """A small model: one file bigger than a part (ranged download), nested and empty files."""
+    return {
+        "model.pth": random_bytes(big, seed),
+        "config.yaml": f"seed: {seed}\n".encode(),
+        "sub/dir/weights.npy": random_bytes(5000, seed + 1),
+        "empty.txt": b"",
+    }

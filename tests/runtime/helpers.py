@@ -1,0 +1,174 @@
+"""Helpers for the runtime tests: model folders, the real CLI in a subprocess, a fault proxy."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+CONTAINER = os.path.join(os.path.dirname(__file__), "..", "..", "container")
+
+
+def write_model(root, files: dict[str, bytes]) -> str:
+    """Create a model folder from {relative path: content}."""
+    for rel, content in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(content)
+    return str(root)
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    """Deterministic incompressible bytes (fast: sha256 blocks expanded with os.urandom-free PRNG)."""
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree(root) -> dict[str, bytes]:
+    """{relative path: content} of every file under root (following the model symlink)."""
+    found = {}
+    for current, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(current, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root).replace(os.sep, "/")] = handle.read()
+    return found
+
+
+def run_cli(*args, env: dict | None = None, timeout: float = 60, check: bool = False):
+    """Run `python -m modelsync ARGS` as the image would, with the session's environment."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelsync", *map(str, args)],
+        capture_output=True, text=True, env=full_env, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"modelsync {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+def popen_cli(*args, env: dict | None = None):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelsync", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+    )
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    """Non-zero exit, exactly one stderr line `modelsync: error: ...` naming the problem, no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("{")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("modelsync: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+class FaultProxy:
+    """A real HTTP proxy in front of the S3 server that can throttle, cut, corrupt or slow
+    responses to object GETs, and counts them. `fault(method, path, count)` returns None,
+    "slowdown", "truncate" or "corrupt"; count is how many times that path was requested."""
+
+    def __init__(self, upstream: str):
+        self.upstream = urlsplit(upstream)
+        self.fault = lambda method, path, count: None
+        self.bytes_per_second: float | None = None  # slows object bodies when set
+        self.counts: Counter = Counter()
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def file_gets(self) -> Counter:
+        """GET count per object path under .../files/ (the model files, not manifests)."""
+        return Counter({p: n for (m, p), n in self.counts.items() if m == "GET" and "/files/" in p})
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                path_only = self.path.split("?", 1)[0]
+                with proxy._lock:
+                    proxy.counts[(self.command, path_only)] += 1
+                    count = proxy.counts[(self.command, path_only)]
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                action = proxy.fault(self.command, path_only, count)
+                if action == "slowdown":
+                    payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+                               b"<Message>Please reduce your request rate.</Message></Error>")
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = proxy.upstream.netloc
+                conn.request(self.command, self.path, body=body, headers=headers)
+                upstream = conn.getresponse()
+                data = upstream.read()
+                conn.close()
+                if action == "corrupt" and data:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                self.send_response(upstream.status)
+                for key, value in upstream.getheaders():
+                    lower = key.lower()
+                    if lower in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        continue
+                    if action == "corrupt" and lower.startswith("x-amz-checksum"):
+                        continue
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if action == "truncate":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if proxy.bytes_per_second and "/files/" in path_only:
+                    step = 64 * 1024
+                    for start in range(0, len(data), step):
+                        self.wfile.write(data[start:start + step])
+                        time.sleep(step / proxy.bytes_per_second)
+                else:
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        return Handler

@@ -1,0 +1,106 @@
+import json
+import os
+
+import pytest
+
+from modelsync.errors import ModelsyncError
+from modelsync.manifest import read_latest
+from modelsync.publish import publish_directory
+
+from .conftest import PART, model_files
+from .helpers import assert_one_line_error, run_cli, sha256, write_model
+
+
+def keys(s3_client, bucket):
+    return sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_publish_writes_files_manifest_and_latest(client, s3_client, bucket, tmp_path):
+    files = model_files()
+    folder = write_model(tmp_path / "m", files)
+    result = publish_directory(client, bucket, "SEG_M2F_GrapheneL", folder, part_size=PART,
+                               source={"zenodo": 15765516})
+    v = result.version
+    assert not result.unchanged and result.uploaded_files == 4 and result.skipped_files == 0
+    assert result.uploaded_bytes == sum(map(len, files.values()))
+    prefix = f"models/SEG_M2F_GrapheneL/{v}/"
+    assert keys(s3_client, bucket) == sorted(
+        [f"{prefix}files/{p}" for p in files] + [f"{prefix}manifest.json", "models/SEG_M2F_GrapheneL/LATEST"]
+    )
+    for path, content in files.items():
+        assert s3_client.get_object(Bucket=bucket, Key=f"{prefix}files/{path}")["Body"].read() == content
+    latest = json.loads(s3_client.get_object(Bucket=bucket, Key="models/SEG_M2F_GrapheneL/LATEST")["Body"].read())
+    assert latest == {"version": v}
+    manifest = read_latest(client, bucket, "SEG_M2F_GrapheneL")
+    assert manifest.source == {"zenodo": 15765516}
+    assert {(f.path, f.size, f.sha256) for f in manifest.files} == {
+        (p, len(c), sha256(c)) for p, c in files.items()
+    }
+    assert manifest.created.endswith("Z")
+
+
+def test_same_content_is_the_same_version_and_uploads_nothing(client, s3_client, bucket, tmp_path):
+    folder = write_model(tmp_path / "m", model_files())
+    first = publish_directory(client, bucket, "m", folder, part_size=PART)
+    before = {o["Key"]: o["LastModified"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    again = publish_directory(client, bucket, "m", write_model(tmp_path / "copy", model_files()), part_size=PART)
+    assert again.version == first.version and again.unchanged
+    assert again.uploaded_files == 0 and again.uploaded_bytes == 0
+    after = {o["Key"]: o["LastModified"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert after == before
+
+
+def test_changed_content_is_a_new_version_and_moves_latest(client, bucket, publish):
+    v1 = publish("m", model_files(seed=1))
+    v2 = publish("m", model_files(seed=2))
+    assert v1 != v2
+    assert read_latest(client, bucket, "m").version == v2
+    assert read_latest(client, bucket, "never-published") is None
+
+
+def test_interrupted_publish_is_resumed_without_reuploading(client, s3_client, bucket, tmp_path):
+    folder = write_model(tmp_path / "m", model_files())
+    v = publish_directory(client, bucket, "m", folder, part_size=PART).version
+    # What a publish killed before the manifest leaves: the files only.
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/manifest.json")
+    s3_client.delete_object(Bucket=bucket, Key="models/m/LATEST")
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml")
+    resumed = publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert resumed.version == v and not resumed.unchanged
+    assert resumed.uploaded_files == 1 and resumed.skipped_files == 3
+    assert read_latest(client, bucket, "m").version == v
+
+
+def test_cli_prints_the_version(bucket, tmp_path):
+    folder = write_model(tmp_path / "m", {"a.txt": b"hello"})
+    proc = run_cli("publish", folder, "--name", "tiny", "--bucket", bucket, check=True)
+    version = proc.stdout.strip()
+    assert len(version) == 16 and proc.stdout == version + "\n"
+    again = run_cli("publish", folder, "--name", "tiny", "--bucket", bucket, check=True)
+    assert again.stdout.strip() == version
+
+
+def test_symlink_out_of_the_folder_is_refused(client, bucket, tmp_path):
+    outside = tmp_path / "secret"
+    outside.write_text("x")
+    folder = write_model(tmp_path / "m", {"a": b"1"})
+    os.symlink(outside, os.path.join(folder, "link"))
+    with pytest.raises(ModelsyncError, match="links outside"):
+        publish_directory(client, bucket, "m", folder)
+
+
+@pytest.mark.parametrize("setup, args, fragment", [
+    ("empty", ["--name", "m"], "contains no files"),
+    ("missing", ["--name", "m"], "is not a directory"),
+    ("ok", ["--name", "../m"], "invalid model name"),
+    ("ok", ["--name", "m", "--source", "[1]"], "--source must be a JSON object"),
+])
+def test_publish_bad_input_is_one_line(bucket, tmp_path, setup, args, fragment):
+    folder = tmp_path / "m"
+    if setup == "empty":
+        folder.mkdir()
+    elif setup == "ok":
+        write_model(folder, {"a": b"1"})
+    proc = run_cli("publish", folder, "--bucket", bucket, *args)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, fragment)
