@@ -7,9 +7,8 @@ A bad setting stops synth with one line on stderr (no traceback) and exit code 2
 import sys
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
 
-from stacks.assembly import build
+from stacks.assembly import build, enable_nag
 from stacks.errors import SettingsError
 from stacks.settings import load_settings
 
@@ -22,8 +21,7 @@ def main() -> int:
         print(f"model-delivery: error: {error}", file=sys.stderr)
         return 2
     build(app, settings)
-    # Synth fails on any cdk-nag AwsSolutions finding that is neither cured nor acknowledged.
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    enable_nag(app)
     app.synth()
     return 0
 

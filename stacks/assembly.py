@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
 from stacks.containers import CONTAINER_DIR
 from stacks.network import NetworkStack
@@ -45,3 +46,8 @@ def build(app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_D
     for key, value in {**settings.tags, "stage": settings.stage}.items():
         cdk.Tags.of(app).add(key, value)
     return ModelDelivery(network=network, storage=storage, service=service)
+
+
+def enable_nag(app: cdk.App) -> None:
+    """From here on, synth fails on any cdk-nag AwsSolutions finding neither cured nor acknowledged."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -17,8 +17,8 @@ from constructs import Construct
 from stacks.containers import MODELS_PATH, add_modelsync_container
 from stacks.log_groups import log_group
 from stacks.model_mirror import ModelMirror
-from stacks.nag import acknowledge_models_prefix, acknowledge_task_definition
-from stacks.policies import MODELS_PREFIX, mirror_access, models_objects_arn, models_read
+from stacks.nag import acknowledge_task_definition
+from stacks.policies import MODELS_PREFIX, mirror_access
 from stacks.settings import Settings
 from stacks.storage import StorageStack
 
@@ -74,9 +74,7 @@ class ModelService(Construct):
                              "MODELSYNC_PREFIX": MODELS_PREFIX})
             self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
                                                       read_only=False))
-            for statement in models_read(storage.models.bucket, storage.key):
-                self.task_role.add_to_policy(statement)
-            acknowledge_models_prefix(self.task_role, models_objects_arn(storage.models.bucket))
+            self.task_role.add_managed_policy(storage.models_read_policy)
         else:
             add_efs_volume(self.task_definition, storage.mirror)
             self.init = add_modelsync_container(

@@ -22,8 +22,8 @@ from constructs import Construct
 from stacks.containers import add_modelsync_container
 from stacks.log_groups import log_group
 from stacks.model_service import MODELS_VOLUME, add_efs_volume
-from stacks.nag import acknowledge_models_prefix, acknowledge_task_definition, acknowledge_wildcard_resource
-from stacks.policies import MODELS_PREFIX, mirror_access, models_objects_arn, models_write
+from stacks.nag import acknowledge_task_definition, acknowledge_wildcard_resource
+from stacks.policies import MODELS_PREFIX, mirror_access
 from stacks.settings import Settings
 from stacks.storage import StorageStack
 
@@ -41,9 +41,7 @@ class SeedingTask(Construct):
         self.log_group = log_group(self, "Logs", settings)
         self.task_role = iam.Role(self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                                   description="Seeding task: writes the models prefix and the EFS mirror")
-        for statement in models_write(storage.models.bucket, storage.key):
-            self.task_role.add_to_policy(statement)
-        acknowledge_models_prefix(self.task_role, models_objects_arn(storage.models.bucket))
+        self.task_role.add_managed_policy(storage.models_write_policy)
         self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
                                                    write=True))
         self.task_definition = ecs.FargateTaskDefinition(

@@ -1,14 +1,22 @@
-"""Storage stack: everything stateful (KMS key, models bucket + access-log bucket, EFS mirror)."""
+"""Storage stack: everything stateful (KMS key, models bucket + access-log bucket, EFS mirror), and the
+two managed policies that say who may read and who may write the models prefix.
+
+The policies live here, next to the bucket and key they name, and the task roles in the service stack
+attach them. That keeps the wildcard object ARN (models/*) a same-stack reference, so its cdk-nag
+acknowledgment can name it exactly (a cross-stack reference only gets its final form at synth).
+"""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks.model_mirror import ModelMirror
 from stacks.models_bucket import ModelsBucket
+from stacks.policies import models_objects_arn, models_read, models_write
 from stacks import nag
 from stacks.settings import Settings
 
@@ -24,5 +32,12 @@ class StorageStack(cdk.Stack):
         self.models = ModelsBucket(self, "Bucket", key=self.key, settings=settings, removal_policy=removal_policy)
         self.mirror = ModelMirror(self, "Mirror", vpc=vpc, security_group=file_system_security_group,
                                   key=self.key, removal_policy=removal_policy)
-        nag.acknowledge(self.models.access_logs, "AwsSolutions-S1",
-                    "This bucket is the server-access-log destination; logging it into itself would loop.")
+        bucket = self.models.bucket
+        self.models_read_policy = iam.ManagedPolicy(
+            self, "ModelsReadAccess", statements=models_read(bucket, self.key),
+            description="Read the models prefix of the models bucket (model service tasks)")
+        self.models_write_policy = iam.ManagedPolicy(
+            self, "ModelsWriteAccess", statements=models_write(bucket, self.key),
+            description="Publish under the models prefix of the models bucket (seeding task)")
+        for policy in (self.models_read_policy, self.models_write_policy):
+            nag.acknowledge_models_prefix(policy, models_objects_arn(bucket))

@@ -91,14 +91,21 @@ def logical_id(template: Template, type_: str, pattern: str) -> str:
     return ids[0]
 
 
-def statements(template: Template, role_pattern: str) -> list[dict]:
-    """All policy statements attached to the one role whose logical id matches role_pattern."""
-    role = logical_id(template, "AWS::IAM::Role", role_pattern)
+def statements(built: Built, role_pattern: str) -> list[dict]:
+    """Every statement a service-stack role gets: its inline policies in the service stack and the
+    customer-managed policies of the storage stack it attaches (followed through the stack outputs)."""
+    service, storage = built.service, built.storage
+    role_id = logical_id(service, "AWS::IAM::Role", role_pattern)
     found = []
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        if {"Ref": role} in policy["Properties"]["Roles"]:
+    for policy in resources(service, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
             found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
-    assert found, f"role {role} has no policy"
+    published = {name: output["Value"] for name, output in storage.find_outputs("*").items()}
+    managed = resources(storage, "AWS::IAM::ManagedPolicy")
+    for arn in resources(service, "AWS::IAM::Role")[role_id]["Properties"].get("ManagedPolicyArns", []):
+        policy_id = published[arn["Fn::GetStackOutput"]["OutputName"]]["Ref"]
+        found.extend(managed[policy_id]["Properties"]["PolicyDocument"]["Statement"])
+    assert found, f"role {role_id} has no policy"
     return found
 
 

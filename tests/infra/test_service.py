@@ -1,0 +1,347 @@
+"""Service stack: repository, cluster, service, both task-definition modes, seeding task, seed runner,
+auto-seed, IAM least privilege and the outputs other parts read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stacks.settings import Settings
+
+from .helpers import Built, actions, logical_id, only, resources, settings_for, statements
+
+CONTRACT_OUTPUTS = {"ClusterName", "ServiceName", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
+                    "SeedLogGroupName", "SeedContainerName", "SeedLogStreamPrefix", "RepositoryUri",
+                    "ModelsBucketName", "FileSystemId"}
+
+
+def task_definition(t, pattern: str) -> dict:
+    return resources(t, "AWS::ECS::TaskDefinition")[logical_id(t, "AWS::ECS::TaskDefinition", pattern)]["Properties"]
+
+
+def containers(t, pattern: str) -> dict[str, dict]:
+    return {c["Name"]: c for c in task_definition(t, pattern)["ContainerDefinitions"]}
+
+
+def env(container: dict) -> dict[str, object]:
+    return {item["Name"]: item["Value"] for item in container.get("Environment", [])}
+
+
+def mounts(container: dict) -> dict[str, tuple[str, bool]]:
+    return {m["ContainerPath"]: (m["SourceVolume"], m["ReadOnly"]) for m in container["MountPoints"]}
+
+
+def all_statements(t) -> list[dict]:
+    """Statements of every AWS::IAM::Policy and every inline policy of every role."""
+    found = [s for type_ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") for p in resources(t, type_).values()
+             for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    for role in resources(t, "AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", []):
+            found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+# ---- repository, cluster, service -------------------------------------------------------------
+
+def test_repository_is_immutable_scanned_and_pruned(s3_built):
+    props = only(s3_built.service, "AWS::ECR::Repository")["Properties"]
+    assert props["ImageTagMutability"] == "IMMUTABLE"
+    assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    rules = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert [r["selection"]["countType"] for r in rules] == ["imageCountMoreThan"]
+    assert rules[0]["selection"]["countNumber"] == Settings().ecr_max_image_count
+
+
+def test_cluster_has_container_insights(s3_built):
+    props = only(s3_built.service, "AWS::ECS::Cluster")["Properties"]
+    assert props["ClusterSettings"] == [{"Name": "containerInsights", "Value": "enabled"}]
+
+
+def test_service_runs_on_fargate_1_4_in_private_subnets_with_rollback(s3_built):
+    network, service = s3_built.network, s3_built.service
+    props = only(service, "AWS::ECS::Service")["Properties"]
+    assert props["LaunchType"] == "FARGATE" and props["PlatformVersion"] == "1.4.0"
+    assert props["DesiredCount"] == 1
+    assert props["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    vpc = props["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert vpc["AssignPublicIp"] == "DISABLED"
+    published = {name: o["Value"] for name, o in network.find_outputs("*").items()}
+    subnets = {published[s["Fn::GetStackOutput"]["OutputName"]]["Ref"] for s in vpc["Subnets"]}
+    assert subnets and all(s.startswith("VpcprivateSubnet") for s in subnets)
+    [sg] = vpc["SecurityGroups"]
+    service_sg = logical_id(network, "AWS::EC2::SecurityGroup", "SecurityGroupsService")
+    assert published[sg["Fn::GetStackOutput"]["OutputName"]] == {"Fn::GetAtt": [service_sg, "GroupId"]}
+
+
+def test_service_scales_on_cpu_within_the_bounds(s3_built, prod_built):
+    for built, (low, high) in ((s3_built, (1, 4)), (prod_built, (2, 8))):
+        target = only(built.service, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+        assert (target["MinCapacity"], target["MaxCapacity"]) == (low, high)
+        policy = only(built.service, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]
+        config = policy["TargetTrackingScalingPolicyConfiguration"]
+        assert config["PredefinedMetricSpecification"] == {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}
+        assert config["TargetValue"] == 60
+
+
+# ---- both modes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["s3", "efs"])
+def test_every_container_is_non_root_read_only_logged_with_a_scratch_tmp(s3_built, efs_built, mode):
+    t = (s3_built if mode == "s3" else efs_built).service
+    log_groups = resources(t, "AWS::Logs::LogGroup")
+    for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
+        for name, container in containers(t, pattern).items():
+            assert container["User"] == "10001:10001", name
+            assert container["ReadonlyRootFilesystem"] is True, name
+            assert mounts(container)["/tmp"] == (f"{name}-tmp", False), name
+            log = container["LogConfiguration"]
+            assert log["LogDriver"] == "awslogs", name
+            group = log["Options"]["awslogs-group"]["Ref"]
+            assert log_groups[group]["Properties"]["RetentionInDays"] == 30, name
+
+
+@pytest.mark.parametrize("mode", ["s3", "efs"])
+def test_app_container_serves_with_health_check_and_contract_environment(s3_built, efs_built, mode):
+    built = s3_built if mode == "s3" else efs_built
+    app = containers(built.service, "ModelServiceTaskDefinition")["app"]
+    assert app["Command"] == ["modelsync", "serve"] and app["Essential"] is True
+    assert app["HealthCheck"]["Command"] == ["CMD", "modelsync", "healthcheck"]
+    assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
+    assert env(app) == {"MODELSYNC_DEST": "/models",
+                        "MODELSYNC_MODELS": "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL,paddleocr",
+                        "MODELSYNC_PORT": "8080", "PADDLE_PDX_CACHE_HOME": "/models/paddleocr"}
+    assert mounts(app)["/models"] == ("models", True)  # read-only in both modes
+
+
+def test_s3_mode_pulls_into_a_task_volume_before_the_app_starts(s3_built):
+    t = s3_built.service
+    task = task_definition(t, "ModelServiceTaskDefinition")
+    models = [v for v in task["Volumes"] if v["Name"] == "models"]
+    assert models == [{"Name": "models"}]  # task-local (Fargate ephemeral storage), no EFS
+    assert task["EphemeralStorage"] == {"SizeInGiB": 30}
+    c = containers(t, "ModelServiceTaskDefinition")
+    pull = c["model-pull"]
+    assert pull["Command"] == ["modelsync", "pull"] and pull["Essential"] is False
+    assert mounts(pull)["/models"] == ("models", False)
+    assert c["app"]["DependsOn"] == [{"ContainerName": "model-pull", "Condition": "SUCCESS"}]
+    pull_env = env(pull)
+    assert pull_env["MODELSYNC_PREFIX"] == "models/" and pull_env["MODELSYNC_DEST"] == "/models"
+    assert pull_env["MODELSYNC_MODELS"] == env(c["app"])["MODELSYNC_MODELS"]
+    assert "Fn::GetStackOutput" in pull_env["MODELSYNC_BUCKET"]
+
+
+def test_efs_mode_verifies_the_read_only_mirror_before_the_app_starts(efs_built):
+    t = efs_built.service
+    c = containers(t, "ModelServiceTaskDefinition")
+    verify = c["model-verify"]
+    assert verify["Command"] == ["modelsync", "verify"] and verify["Essential"] is False
+    assert mounts(verify)["/models"] == ("models", True)
+    assert c["app"]["DependsOn"] == [{"ContainerName": "model-verify", "Condition": "SUCCESS"}]
+    assert "MODELSYNC_BUCKET" not in env(verify)
+
+
+@pytest.mark.parametrize("mode", ["s3", "efs"])
+def test_every_efs_volume_uses_tls_iam_and_the_access_point(s3_built, efs_built, mode):
+    built = s3_built if mode == "s3" else efs_built
+    efs_volumes = [v for task in resources(built.service, "AWS::ECS::TaskDefinition").values()
+                   for v in task["Properties"].get("Volumes", []) if "EFSVolumeConfiguration" in v]
+    assert len(efs_volumes) == (1 if mode == "s3" else 2)  # seeding always; the service in efs mode
+    for volume in efs_volumes:
+        config = volume["EFSVolumeConfiguration"]
+        assert config["TransitEncryption"] == "ENABLED"
+        assert config["AuthorizationConfig"]["IAM"] == "ENABLED"
+        assert "AccessPointId" in config["AuthorizationConfig"]
+        assert "RootDirectory" not in config  # an access point with a root other than / is rejected
+
+
+# ---- IAM ----------------------------------------------------------------------------------------
+
+def test_s3_mode_service_role_only_reads_the_models_prefix(s3_built):
+    found = statements(s3_built, "ModelServiceTaskRole")
+    assert actions(found) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
+    by_sid = {s["Sid"]: s for s in found}
+    assert by_sid["ReadModels"]["Resource"]["Fn::Join"][1][1] == "/models/*"
+    assert by_sid["ListModelsPrefix"]["Condition"] == {"StringLike": {"s3:prefix": ["models/", "models/*"]}}
+    assert by_sid["ModelsKeyViaS3Only"]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}
+
+
+def test_efs_mode_service_role_only_mounts_read_only_through_the_access_point(efs_built):
+    found = statements(efs_built, "ModelServiceTaskRole")
+    assert actions(found) == {"elasticfilesystem:ClientMount"}
+    condition = found[0]["Condition"]
+    assert condition["Bool"] == {"elasticfilesystem:AccessedViaMountTarget": "true"}
+    assert "elasticfilesystem:AccessPointArn" in condition["StringEquals"]
+
+
+@pytest.mark.parametrize("mode", ["s3", "efs"])
+def test_service_role_can_never_write(s3_built, efs_built, mode):
+    granted = actions(statements(s3_built if mode == "s3" else efs_built, "ModelServiceTaskRole"))
+    assert not [a for a in granted if a.startswith(("s3:Put", "s3:Delete"))]
+    assert not granted & {"elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"}
+
+
+def test_seeding_role_writes_models_and_the_mirror_but_never_as_root(s3_built):
+    found = statements(s3_built, "SeedingTaskRole")
+    assert actions(found) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
+                              "kms:Decrypt", "kms:GenerateDataKey",
+                              "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
+    mirror = next(s for s in found if s["Sid"] == "MountModelMirrorReadWrite")
+    assert "elasticfilesystem:AccessPointArn" in mirror["Condition"]["StringEquals"]
+
+
+@pytest.mark.parametrize("config", ["s3", "efs", "prod-ecr"])
+def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(s3_built, efs_built, prod_built, config):
+    built = {"s3": s3_built, "efs": efs_built, "prod-ecr": prod_built}[config]
+    for template in (built.network, built.storage, built.service):
+        for statement in all_statements(template):
+            acts = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not [a for a in acts if "*" in a], statement
+            res = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for resource in res:
+                text = json.dumps(resource)
+                if resource == "*":
+                    assert acts == ["ecr:GetAuthorizationToken"], statement
+                elif "*" in text:
+                    assert text.endswith(('/models/*"]]}', '"/*"]]}')), statement
+
+
+def test_no_aws_managed_policies_except_on_cdks_default_security_group_provider(s3_built):
+    # CDK's custom resource that strips the default security group's rules (feature flag
+    # restrictDefaultSecurityGroup) runs with AWSLambdaBasicExecutionRole; every role we create has
+    # explicit statements only, inline or in the storage stack's customer-managed policies.
+    for template in (s3_built.network, s3_built.storage, s3_built.service):
+        for key, role in resources(template, "AWS::IAM::Role").items():
+            for arn in role["Properties"].get("ManagedPolicyArns", []):
+                if "Fn::GetStackOutput" in arn:
+                    assert arn["Fn::GetStackOutput"]["StackName"] == "ModelDelivery-dev-Storage"
+                else:
+                    assert key.startswith("CustomVpcRestrictDefaultSGCustomResourceProviderRole"), key
+
+
+def test_execution_roles_pull_only_from_the_repository_in_use(s3_built, prod_built):
+    for pattern in ("ModelServiceTaskDefinitionExecutionRole", "SeedingTaskDefinitionExecutionRole"):
+        for built, repository in ((s3_built, "asset"), (prod_built, "project")):
+            pulls = [s for s in statements(built, pattern) if "ecr:BatchGetImage" in s["Action"]]
+            assert len(pulls) == 1
+            if repository == "asset":
+                assert pulls[0]["Resource"].endswith(":repository/cdk-hnb659fds-container-assets-111111111111-eu-west-1")
+            else:
+                repo = logical_id(built.service, "AWS::ECR::Repository", "Repository")
+                assert pulls[0]["Resource"] == {"Fn::GetAtt": [repo, "Arn"]}
+
+
+def test_ecr_image_source_uses_the_tag_in_the_project_repository(prod_built):
+    for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
+        for container in containers(prod_built.service, pattern).values():
+            assert json.dumps(container["Image"]).endswith(':v1.2.3"]]}')
+            assert "Repository" in json.dumps(container["Image"])
+
+
+# ---- seeding task, seed runner, auto-seed -------------------------------------------------------
+
+def test_seeding_task_writes_the_mirror_with_room_for_the_largest_archive(s3_built):
+    t = s3_built.service
+    task = task_definition(t, "SeedingTaskDefinition")
+    assert task["EphemeralStorage"] == {"SizeInGiB": 50}
+    assert (task["Cpu"], task["Memory"]) == ("2048", "8192")
+    [seed] = containers(t, "SeedingTaskDefinition").values()
+    assert seed["Name"] == "seed" and seed["Command"] == ["modelsync", "seed"]
+    assert seed["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "seed"
+    assert mounts(seed)["/mnt/models"] == ("models", False)
+    seed_env = env(seed)
+    assert seed_env["MODELSYNC_EFS_ROOT"] == "/mnt/models" and seed_env["MODELSYNC_PREFIX"] == "models/"
+    assert seed_env["MODELSYNC_SEED_ONLY"] == ""  # empty: the catalog's enabled entries
+
+
+def test_seed_runner_function_matches_the_contract(s3_built):
+    t = s3_built.service
+    props = only(t, "AWS::Lambda::Function")["Properties"]
+    assert props["Runtime"] == "python3.14" and props["Handler"] == "handler.handler"
+    variables = props["Environment"]["Variables"]
+    assert set(variables) == {"CLUSTER_ARN", "TASK_DEFINITION_ARN", "SUBNET_IDS", "SECURITY_GROUP_IDS",
+                              "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX"}
+    assert (variables["CONTAINER_NAME"], variables["LOG_STREAM_PREFIX"]) == ("seed", "seed")
+    seed_task = logical_id(t, "AWS::ECS::TaskDefinition", "SeedingTaskDefinition")
+    assert variables["TASK_DEFINITION_ARN"] == {"Ref": seed_task}
+    own_logs = props["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resources(t, "AWS::Logs::LogGroup")[own_logs]["Properties"]["RetentionInDays"] == 30
+    seed_logs = logical_id(t, "AWS::Logs::LogGroup", "SeedingLogs")
+    assert variables["LOG_GROUP_NAME"] == {"Ref": seed_logs}
+
+
+def test_seed_runner_role_can_only_start_the_seeding_task(s3_built):
+    t = s3_built.service
+    by_sid = {s["Sid"]: s for s in statements(s3_built, "SeedRunnerRole")}
+    assert set(by_sid) == {"RunSeedingTask", "PassSeedingRoles", "TagSeedingTaskOnCreate", "WriteOwnLogs"}
+    seed_task = logical_id(t, "AWS::ECS::TaskDefinition", "SeedingTaskDefinition")
+    cluster = logical_id(t, "AWS::ECS::Cluster", "Cluster")
+    assert by_sid["RunSeedingTask"]["Action"] == "ecs:RunTask"
+    assert by_sid["RunSeedingTask"]["Resource"] == {"Ref": seed_task}
+    assert by_sid["RunSeedingTask"]["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+    passed = {r["Fn::GetAtt"][0] for r in by_sid["PassSeedingRoles"]["Resource"]}
+    assert passed == {logical_id(t, "AWS::IAM::Role", "SeedingTaskRole"),
+                      logical_id(t, "AWS::IAM::Role", "SeedingTaskDefinitionExecutionRole")}
+    assert by_sid["TagSeedingTaskOnCreate"]["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+    runner_logs = logical_id(t, "AWS::Logs::LogGroup", "SeedRunnerLogs")
+    assert by_sid["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": [runner_logs, "Arn"]}
+
+
+def test_auto_seed_only_when_enabled(s3_built):
+    assert not resources(s3_built.service, "Custom::AWS")
+
+
+def test_auto_seed_invokes_the_runner_asynchronously_keyed_by_the_catalog(efs_built):
+    t = efs_built.service
+    props = only(t, "Custom::AWS")["Properties"]
+    create = props["Create"]
+    text = json.dumps(create)
+    fingerprint = settings_for({"delivery_mode": "efs"}).seed_fingerprint
+    assert f"seed-{fingerprint}" in text
+    assert '\\"InvocationType\\":\\"Event\\"' in text and '\\"Payload\\":\\"{}\\"' in text
+    assert props["Update"] == create  # an update (catalog or selection changed) invokes again
+    assert "Delete" not in props
+    runner = logical_id(t, "AWS::Lambda::Function", "SeedRunnerFunction")
+    policy = [p for key, p in resources(t, "AWS::IAM::Policy").items() if key.startswith("AutoSeedInvoke")]
+    assert [s["Resource"] for s in policy[0]["Properties"]["PolicyDocument"]["Statement"]] == [
+        {"Fn::GetAtt": [runner, "Arn"]}]
+
+
+# ---- outputs and assets -------------------------------------------------------------------------
+
+def test_outputs_carry_the_contract_keys(s3_built):
+    outputs = s3_built.service.find_outputs("*")
+    assert CONTRACT_OUTPUTS <= set(outputs)
+    assert outputs["SeedContainerName"]["Value"] == "seed" and outputs["SeedLogStreamPrefix"]["Value"] == "seed"
+    assert {"PrivateSubnetIds", "ServiceSecurityGroupId", "SeedSecurityGroupId", "ServiceTaskDefinitionArn",
+            "ModelsAccessPointId"} <= set(outputs)
+
+
+def test_image_assets_exclude_tests_and_caches_and_seed_with_paddleocr(tmp_path):
+    container = tmp_path / "container"
+    (container / "pkg" / "__pycache__").mkdir(parents=True)
+    (container / "tests").mkdir()
+    (container / "Dockerfile").write_text("FROM scratch\n")
+    (container / "pkg" / "code.py").write_text("x = 1\n")
+    (container / "pkg" / "__pycache__" / "code.cpython-311.pyc").write_bytes(b"\0")
+    (container / "tests" / "test_code.py").write_text("")
+    import aws_cdk as cdk
+
+    from stacks.assembly import build
+
+    from .helpers import AZ_CONTEXT, ENVIRON, FIXTURE_CATALOG, cdk_json_context
+    from stacks.settings import load_settings
+
+    app = cdk.App(context={**cdk_json_context(), **AZ_CONTEXT}, outdir=str(tmp_path / "out"))
+    settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
+    build(app, settings, container_dir=container)
+    assembly = app.synth()
+    manifest = json.loads((tmp_path / "out" / "ModelDelivery-dev-Service.assets.json").read_text())
+    images = list(manifest["dockerImages"].values())
+    assert sorted(json.dumps(i["source"].get("dockerBuildArgs", {})) for i in images) == [
+        "{\"WITH_PADDLEOCR\": \"1\"}", "{}"]
+    for image in images:
+        staged = tmp_path / "out" / image["source"]["directory"]
+        files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
+        assert files == ["Dockerfile", "pkg/code.py"]
+    assert assembly.directory == str(tmp_path / "out")
