@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -154,12 +155,22 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
     progress.begin(f"{name}@{version}", manifest.total_bytes, model=name, version=version,
                    files=len(manifest.files))
 
+    failed = threading.Event()  # after one file fails, the model fails: start no more transfers
+
     def one(entry: FileEntry):
-        return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+        if failed.is_set():
+            return entry, _Skipped()
+        try:
+            return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+        except Exception:
+            failed.set()
+            raise
 
     errors = []
     parents = {vdir}
     for entry, outcome in files_pool.map(_capture(one), manifest.files):
+        if isinstance(outcome, _Skipped):
+            continue
         if isinstance(outcome, Exception):
             errors.append(outcome)
             continue
@@ -260,6 +271,10 @@ def _place_local_copy(store: LocalStore, source: str, target: str, entry: FileEn
         with contextlib.suppress(OSError):
             os.unlink(temp)
         return False
+
+
+class _Skipped:
+    """A file not attempted because another file of the model had already failed."""
 
 
 def _capture(fn):

@@ -19,7 +19,7 @@ def make_client(*, max_pool_connections: int = 32):
     attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
     config = Config(
         max_pool_connections=max_pool_connections,
-        retries={"mode": "adaptive", "max_attempts": attempts},
+        retries={"mode": "adaptive", "total_max_attempts": attempts},
         connect_timeout=10,
         read_timeout=60,
         tcp_keepalive=True,
@@ -41,6 +41,8 @@ def translate_client_error(exc: Exception, *, bucket: str, key: str | None = Non
         return ModelsyncError(
             "no AWS credentials found: use a task role, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
+    if isinstance(exc, bx.CredentialRetrievalError):
+        return ModelsyncError(f"cannot get AWS credentials ({exc}): check the task role or the credential settings")
     if isinstance(exc, bx.EndpointConnectionError):
         return JobFailed(f"cannot reach the S3 endpoint for {where}: check network access and AWS_ENDPOINT_URL_S3")
     if isinstance(exc, bx.ClientError):

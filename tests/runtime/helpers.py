@@ -48,10 +48,20 @@ def tree(root) -> dict[str, bytes]:
     return found
 
 
+def merged_env(env: dict | None) -> dict:
+    """The session's environment with env applied; a value of None removes the variable."""
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    return full_env
+
+
 def run_cli(*args, env: dict | None = None, timeout: float = 60, check: bool = False):
     """Run `python -m modelsync ARGS` as the image would, with the session's environment."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
+    full_env = merged_env(env)
     proc = subprocess.run(
         [sys.executable, "-m", "modelsync", *map(str, args)],
         capture_output=True, text=True, env=full_env, timeout=timeout,
@@ -62,8 +72,7 @@ def run_cli(*args, env: dict | None = None, timeout: float = 60, check: bool = F
 
 
 def popen_cli(*args, env: dict | None = None):
-    full_env = dict(os.environ)
-    full_env.update(env or {})
+    full_env = merged_env(env)
     return subprocess.Popen(
         [sys.executable, "-m", "modelsync", *map(str, args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
