@@ -17,10 +17,10 @@ def main() -> int:
     app = cdk.App()
     try:
         settings = load_settings(app.node.try_get_context)
+        build(app, settings)
     except SettingsError as error:
         print(f"model-delivery: error: {error}", file=sys.stderr)
         return 2
-    build(app, settings)
     enable_nag(app)
     app.synth()
     return 0

@@ -10,6 +10,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 
+from stacks.errors import SettingsError
 from stacks.settings import Settings
 
 CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
@@ -26,6 +27,9 @@ def images(settings: Settings, repository: ecr.IRepository,
         # One image, several roles: the tag must be built with WITH_PADDLEOCR=1 for seeding to work.
         image = ecs.ContainerImage.from_ecr_repository(repository, settings.image_tag)
         return image, image
+    if not (container_dir / "Dockerfile").is_file():
+        raise SettingsError(f"setting 'image_source' = 'asset' builds the image from {container_dir}, but it has no "
+                            "Dockerfile: restore it, or use image_source=ecr with an image_tag in the project's repository")
     service = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES)
     seeding = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES,
                                             build_args={"WITH_PADDLEOCR": "1"})

@@ -9,7 +9,7 @@ import pytest
 
 from stacks.settings import Settings
 
-from .helpers import Built, actions, logical_id, only, resources, settings_for, statements
+from .helpers import AZ_CONTEXT, Built, actions, cdk_json_context, logical_id, only, resources, settings_for, statements
 
 CONTRACT_OUTPUTS = {"ClusterName", "ServiceName", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
                     "SeedLogGroupName", "SeedContainerName", "SeedLogStreamPrefix", "RepositoryUri",
@@ -345,3 +345,14 @@ def test_image_assets_exclude_tests_and_caches_and_seed_with_paddleocr(tmp_path)
         files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
         assert files == ["Dockerfile", "pkg/code.py"]
     assert assembly.directory == str(tmp_path / "out")
+
+
+def test_asset_images_without_a_dockerfile_are_a_one_line_settings_error(tmp_path):
+    import aws_cdk as cdk
+
+    from stacks.assembly import build
+    from stacks.errors import SettingsError
+
+    app = cdk.App(context={**cdk_json_context(), **AZ_CONTEXT})
+    with pytest.raises(SettingsError, match=r"^setting 'image_source' = 'asset' builds the image from .* no Dockerfile"):
+        build(app, settings_for({}), container_dir=tmp_path)
