@@ -1,0 +1,127 @@
+"""A pull killed at any moment, and several pulls into one dest at once (separate processes)."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from modelsync.pull import pull
+from modelsync.store import LocalStore
+from modelsync.verify import verify
+
+from .conftest import PART
+from .helpers import popen_cli, random_bytes, run_cli, tree
+
+V1 = {"config.yaml": b"v: 1\n", "shared.bin": random_bytes(200_000, 7)}
+V2 = {
+    "config.yaml": b"v: 2\n",
+    "shared.bin": V1["shared.bin"],
+    "big.bin": random_bytes(3 * PART + 777, 8),
+    **{f"shards/{i:02d}.bin": random_bytes(150_000, 100 + i) for i in range(8)},
+}
+
+
+def part_files(dest) -> list[str]:
+    tmp = os.path.join(dest, ".modelsync", "tmp")
+    return [n for n in os.listdir(tmp) if n.endswith(".part")] if os.path.isdir(tmp) else []
+
+
+def assert_old_version_intact(dest):
+    assert tree(dest / "m") == V1  # the app's view: exactly v1, nothing partial, nothing from v2
+    [state] = verify(dest, deep=True)
+    assert state.problems == []
+
+
+@pytest.fixture
+def two_versions(client, bucket, publish, tmp_path):
+    v1 = publish("m", V1)
+    dest = tmp_path / "d"
+    pull(client, bucket, dest)
+    v2 = publish("m", V2)
+    return dest, v1, v2
+
+
+def test_a_pull_killed_mid_way_keeps_the_old_version_and_the_next_pull_completes(
+        two_versions, bucket, proxy, proxy_env):
+    dest, v1, v2 = two_versions
+    proxy.bytes_per_second = 2_000_000
+    vdir = LocalStore(dest).version_dir("m", v2)
+    proc = popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=proxy_env)
+    deadline = time.monotonic() + 20
+    # Mid-way: some files already renamed into the new version, others still being written.
+    while not (os.path.isdir(vdir) and os.listdir(vdir) and part_files(dest)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert part_files(dest), "the kill should have left a temp file behind"
+    assert_old_version_intact(dest)
+
+    proxy.bytes_per_second = None
+    resumed = run_cli("pull", "--bucket", bucket, "--dest", dest, env=proxy_env, check=True)
+    assert tree(dest / "m") == V2
+    assert os.readlink(dest / "m").endswith(v2)
+    assert part_files(dest) == []  # the dead process's temp files are cleaned up
+    # Files verified and renamed before the kill are not downloaded again.
+    assert '"skipped": 0' not in resumed.stdout
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.6, 0.9, 1.2])
+def test_a_pull_killed_at_other_moments_never_exposes_a_partial_tree(two_versions, bucket, proxy, proxy_env, delay):
+    dest, v1, v2 = two_versions
+    proxy.bytes_per_second = 3_000_000
+    proc = popen_cli("pull", "--bucket", bucket, "--dest", dest, env=proxy_env)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    current = tree(dest / "m")
+    assert current in (V1, V2)
+    [state] = verify(dest, deep=True)
+    assert state.problems == []
+    proxy.bytes_per_second = None
+    run_cli("pull", "--bucket", bucket, "--dest", dest, env=proxy_env, check=True)
+    assert tree(dest / "m") == V2
+
+
+def expected_gets(bucket, version) -> dict:
+    """Object GETs a single cold pull of V2 needs: one per 1 MiB part (shared.bin is reused)."""
+    return {
+        f"/{bucket}/models/m/{version}/files/{path}": max(1, -(-len(data) // PART))
+        for path, data in V2.items() if path != "shared.bin"
+    }
+
+
+def start_pulls(count, bucket, dest, env):
+    procs = [popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "4", env=env)
+             for _ in range(count)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    return procs, outputs
+
+
+def test_concurrent_pulls_into_one_dest_fetch_each_file_once(two_versions, bucket, proxy, proxy_env):
+    dest, v1, v2 = two_versions
+    proxy.bytes_per_second = 8_000_000  # long enough for the three processes to overlap
+    procs, outputs = start_pulls(3, bucket, dest, proxy_env)
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert tree(dest / "m") == V2
+    assert verify(dest, deep=True)[0].problems == []
+    assert dict(proxy.file_gets()) == expected_gets(bucket, v2)
+
+
+def test_concurrent_pulls_are_correct_even_without_the_lock(two_versions, bucket, proxy, proxy_env):
+    """flock can silently succeed for everyone on some NFS mounts: correctness must not need it."""
+    dest, v1, v2 = two_versions
+    proxy.bytes_per_second = 8_000_000
+    procs, outputs = start_pulls(3, bucket, dest, {**proxy_env, "MODELSYNC_NO_LOCK": "1"})
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert tree(dest / "m") == V2
+    assert verify(dest, deep=True)[0].problems == []
+    assert part_files(dest) == []
+    gets = proxy.file_gets()
+    expected = expected_gets(bucket, v2)
+    assert set(gets) == set(expected)
+    assert all(expected[k] <= n <= 3 * expected[k] for k, n in gets.items())
+    # Precondition of this test: the processes really overlapped (without the lock they duplicate work).
+    assert sum(gets.values()) > sum(expected.values())
