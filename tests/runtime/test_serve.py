@@ -1,0 +1,63 @@
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from modelsync.pull import pull
+from modelsync.serve import READY_CACHE_SECONDS
+
+from .helpers import popen_cli, run_cli
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def served(client, bucket, publish, tmp_path):
+    publish("m", {"a.bin": b"a" * 100, "b/c.txt": b"c"})
+    dest = tmp_path / "d"
+    pull(client, bucket, dest)
+    proc = popen_cli("serve", "--host", "127.0.0.1", "--port", "0", "--dest", dest)
+    line = proc.stderr.readline()
+    assert "listening on" in line, line
+    port = int(line.split("127.0.0.1:")[1].split(",")[0])
+    yield dest, port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_health_ready_and_models(served):
+    dest, port = served
+    base = f"http://127.0.0.1:{port}"
+    assert get(f"{base}/healthz") == (200, {"status": "ok"})
+    status, body = get(f"{base}/readyz")
+    assert status == 200 and body["ready"] is True
+    status, models = get(f"{base}/models")
+    assert status == 200 and len(models) == 1
+    assert models[0]["name"] == "m" and models[0]["files"] == 2 and models[0]["size"] == 101
+    assert models[0]["version"] == os.readlink(dest / "m").rsplit("/", 1)[1]
+    assert get(f"{base}/nope")[0] == 404
+
+
+def test_readyz_fails_while_the_models_do_not_verify(served):
+    dest, port = served
+    os.unlink(dest / "m" / "a.bin")
+    time.sleep(READY_CACHE_SECONDS + 0.1)  # readiness is re-checked at most every 5 s
+    status, body = get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503 and body["problems"] == ["m/a.bin: missing"]
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive, just not ready
+
+
+def test_healthcheck_command(served):
+    _dest, port = served
+    assert run_cli("healthcheck", env={"MODELSYNC_PORT": str(port)}).returncode == 0
+    down = run_cli("healthcheck", "--port", "1", "--timeout", "1")
+    assert down.returncode == 1 and "unreachable" in down.stderr

@@ -1,0 +1,117 @@
+import json
+import os
+
+from modelsync.prune import prune_bucket
+from modelsync.pull import pull
+from modelsync.store import LocalStore
+
+from .conftest import PART, model_files
+from .helpers import run_cli, tree
+
+
+def pulled(client, bucket, publish, tmp_path, files=None):
+    files = files or model_files()
+    publish("m", files)
+    dest = tmp_path / "d"
+    pull(client, bucket, dest)
+    return dest, files
+
+
+def test_verify_passes_on_a_pulled_tree(client, bucket, publish, tmp_path):
+    dest, _ = pulled(client, bucket, publish, tmp_path)
+    for extra in ([], ["--deep"]):
+        proc = run_cli("verify", "--dest", dest, *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == "" and ": ok" in proc.stdout
+
+
+def test_verify_reports_size_problems_missing_and_extra_files(client, bucket, publish, tmp_path):
+    dest, _ = pulled(client, bucket, publish, tmp_path)
+    with open(dest / "m" / "model.pth", "r+b") as handle:
+        handle.truncate(10)
+    os.unlink(dest / "m" / "config.yaml")
+    (dest / "m" / "stray.txt").write_text("?")
+    proc = run_cli("verify", "--dest", dest)
+    assert proc.returncode == 1
+    assert sorted(proc.stderr.splitlines()) == [
+        "m/config.yaml: missing",
+        f"m/model.pth: size 10 but the manifest says {3 * PART + 12345}",
+        "m/stray.txt: not in the manifest",
+    ]
+
+
+def test_deep_verify_catches_a_flipped_byte_that_sizes_miss(client, bucket, publish, tmp_path):
+    dest, _ = pulled(client, bucket, publish, tmp_path)
+    with open(dest / "m" / "model.pth", "r+b") as handle:
+        handle.seek(2_000_000)
+        byte = handle.read(1)
+        handle.seek(2_000_000)
+        handle.write(bytes([byte[0] ^ 1]))
+    assert run_cli("verify", "--dest", dest).returncode == 0
+    deep = run_cli("verify", "--dest", dest, "--deep")
+    assert deep.returncode == 1
+    assert deep.stderr.startswith("m/model.pth: sha256 ") and "does not match the manifest" in deep.stderr
+
+
+def test_verify_of_an_empty_or_missing_dest_or_model_fails(tmp_path, client, bucket, publish):
+    assert "does not exist" in run_cli("verify", "--dest", tmp_path / "nowhere").stderr
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("verify", "--dest", tmp_path / "empty")
+    assert proc.returncode == 1 and "no models under" in proc.stderr
+    dest, _ = pulled(client, bucket, publish, tmp_path)
+    proc = run_cli("verify", "--dest", dest, env={"MODELSYNC_MODELS": "m,other"})
+    assert proc.returncode == 1 and "other: not installed" in proc.stderr
+    wrong = run_cli("verify", "--dest", dest, "--model", "m@0123456789abcdef")
+    assert wrong.returncode == 1 and "0123456789abcdef is wanted" in wrong.stderr
+
+
+def test_list_shows_versions_sizes_and_latest(bucket, publish):
+    v1 = publish("alpha", {"a": b"x" * 2048})
+    v2 = publish("alpha", {"a": b"y" * 4096, "b": b"z"})
+    publish("beta", {"c": b"1"})
+    proc = run_cli("list", "--bucket", bucket, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["MODEL", "VERSION", "CREATED", "FILES", "SIZE", "LATEST"]
+    row2 = next(l for l in lines if v2 in l).split()
+    row1 = next(l for l in lines if v1 in l).split()
+    assert row2[0] == "alpha" and row2[3] == "2" and row2[4:6] == ["4.0", "KiB"] and row2[-1] == "*"
+    assert row1[3] == "1" and row1[-1] != "*"
+    data = json.loads(run_cli("list", "--bucket", bucket, "--json", check=True).stdout)
+    alpha = next(m for m in data if m["name"] == "alpha")
+    assert alpha["latest"] == v2 and {v["version"] for v in alpha["versions"]} == {v1, v2}
+
+
+def test_prune_bucket_keeps_the_newest_versions_and_latest(client, s3_client, bucket, publish):
+    versions = [publish("m", {"a": bytes([i]) * 100}) for i in range(4)]
+    # created has one-second resolution: make the order explicit for the test.
+    for i, v in enumerate(versions):
+        key = f"models/m/{v}/manifest.json"
+        data = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data["created"] = f"2026-01-0{i + 1}T00:00:00Z"
+        s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(data))
+    s3_client.put_object(Bucket=bucket, Key="models/m/inprogress/files/x", Body=b"x")
+    dry = run_cli("prune", "--bucket", bucket, "--keep", "2", "--dry-run", check=True)
+    assert f"would remove m@{versions[0]}" in dry.stdout and f"would remove m@{versions[1]}" in dry.stdout
+    report = prune_bucket(client, bucket, prefix="models/", keep=2)
+    assert sorted(report.removed) == sorted(f"m@{v}" for v in versions[:2])
+    left = {o["Key"].split("/")[2] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert left == {versions[2], versions[3], "LATEST", "inprogress"}
+    # The version LATEST points to is always kept, also when it is not among the newest.
+    s3_client.put_object(Bucket=bucket, Key="models/m/LATEST", Body=json.dumps({"version": versions[2]}))
+    report = prune_bucket(client, bucket, prefix="models/", keep=1)
+    assert report.removed == [] and sorted(report.kept) == sorted(f"m@{v}" for v in versions[2:])
+
+
+def test_prune_local_removes_versions_that_are_no_longer_current(client, bucket, publish, tmp_path):
+    dest, _ = pulled(client, bucket, publish, tmp_path, files={"a": b"1", "big": b"b" * 5000})
+    store = LocalStore(dest)
+    old = store.current_version("m")
+    new_files = {"a": b"2", "big": b"b" * 5000}
+    publish("m", new_files)
+    pull(client, bucket, dest)
+    new = store.current_version("m")
+    proc = run_cli("prune", "--local", "--dest", dest, check=True)
+    assert f"removed m@{old}" in proc.stdout
+    assert store.version_dirs("m") == [new] and store.recorded_versions("m") == [new]
+    assert tree(dest / "m") == new_files  # the hard-linked file survives in the current version
+    assert run_cli("verify", "--dest", dest, "--deep").returncode == 0
