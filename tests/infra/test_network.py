@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .helpers import logical_id, resources
+from .helpers import Built, logical_id, resources
 
 
 def private_subnet_ids(template) -> set[str]:
@@ -73,3 +73,35 @@ def test_task_groups_allow_only_https_out_and_nfs_to_efs(s3_built):
     efs_egress = resources(t, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]["SecurityGroupEgress"]
     assert [rule["CidrIp"] for rule in efs_egress] == ["255.255.255.255/32"]
     assert not [rule for rule in egress if rule["GroupId"] == {"Fn::GetAtt": [efs_sg, "GroupId"]}]
+
+
+PUBLIC_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+PRIVATE_SUBNETS = ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
+
+
+def lookup_answer(vpc_id: str) -> dict:
+    """What `cdk synth` with credentials caches in cdk.context.json for Vpc.from_lookup."""
+    def subnets(ids: list[str], third_octet: int) -> list[dict]:
+        return [{"subnetId": subnet, "cidr": f"10.1.{third_octet + i}.0/24", "availabilityZone": f"eu-west-1{az}",
+                 "routeTableId": f"rtb-0{third_octet + i:016x}"} for i, (subnet, az) in enumerate(zip(ids, "ab"))]
+
+    key = (f"vpc-provider:account=111111111111:filter.vpc-id={vpc_id}:region=eu-west-1:"
+           "returnAsymmetricSubnets=true")
+    return {key: {"vpcId": vpc_id, "vpcCidrBlock": "10.1.0.0/16", "ownerAccountId": "111111111111",
+                  "availabilityZones": [],
+                  "subnetGroups": [{"name": "Public", "type": "Public", "subnets": subnets(PUBLIC_SUBNETS, 0)},
+                                   {"name": "Private", "type": "Private", "subnets": subnets(PRIVATE_SUBNETS, 10)}]}}
+
+
+def test_an_existing_vpc_is_looked_up_not_created():
+    vpc_id = "vpc-0123456789abcdef0"
+    built = Built({"vpc_id": vpc_id, **lookup_answer(vpc_id)})
+    network, storage, service = built.network, built.storage, built.service
+    for type_ in ("AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::NatGateway", "AWS::EC2::FlowLog"):
+        assert not resources(network, type_), type_
+    groups = resources(network, "AWS::EC2::SecurityGroup").values()
+    assert len(groups) == 3 and all(g["Properties"]["VpcId"] == vpc_id for g in groups)
+    assert sorted(t["Properties"]["SubnetId"] for t in resources(storage, "AWS::EFS::MountTarget").values()) \
+        == PRIVATE_SUBNETS
+    [ecs_service] = resources(service, "AWS::ECS::Service").values()
+    assert sorted(ecs_service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]) == PRIVATE_SUBNETS
