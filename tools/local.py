@@ -1,0 +1,443 @@
+"""`make local`: the whole model pipeline on this machine, with no AWS account and no Docker.
+
+    python -m tools.local [--only A,B] [--root .local] [--s3-port 9100] [--port 8080] [--exit-after-ready]
+
+What runs, each step the same `modelsync` command a container runs:
+
+1. an S3-compatible server (moto) on 127.0.0.1, its bucket restored from `<root>/s3/`;
+2. a local Zenodo-compatible server serving small generated archives shaped like MaskTerial's
+   (kept in `<root>/zenodo/` so their checksums stay the same between runs), or ZENODO_URL when set;
+3. `modelsync seed --efs-root <root>/efs`     (the seeding task; the directory stands in for EFS);
+4. `modelsync verify --dest <root>/efs`       (the efs-mode init container);
+5. `modelsync pull --dest <root>/task`        (the s3-mode init container and its task volume);
+6. `modelsync serve --dest <root>/task`       (the app), until Ctrl-C.
+
+A second run reuses everything under <root>: the seed finds the models unchanged and the pull finds
+the files in place. Delete <root> to start from scratch. Exit codes: 0 stopped cleanly (or ready, with
+--exit-after-ready), 2 bad input, a failed step's own code, 130 interrupted before ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = REPO / ".local"
+BUCKET = "modelsync-local"
+HOST = "127.0.0.1"
+DEFAULT_S3_PORT = 9100
+DEFAULT_APP_PORT = 8080  # the app's port in the task definition (docs/contracts.md)
+READY_TIMEOUT_S = 60.0
+# Fixed fake keys: moto accepts anything, and real ones must never be sent to a local server.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class LocalError(Exception):
+    """Bad input or a step that failed; printed as one line `local: error: ...`."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything a run keeps under its root directory."""
+
+    root: Path
+
+    @property
+    def s3(self) -> Path:  # the bucket's objects between runs
+        return self.root / "s3"
+
+    @property
+    def zenodo(self) -> Path:  # generated archives (stable bytes, so stable md5s)
+        return self.root / "zenodo"
+
+    @property
+    def efs(self) -> Path:
+        return self.root / "efs"
+
+    @property
+    def task(self) -> Path:
+        return self.root / "task"
+
+    @property
+    def work(self) -> Path:  # the seeder's scratch space
+        return self.root / "work"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "env.sh"
+
+
+# -- arguments and the model selection ----------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.local",
+        description="Run seed -> verify -> pull -> serve against local S3 and Zenodo stand-ins (Ctrl-C stops all).")
+    parser.add_argument("--only", default="", metavar="NAME,...",
+                        help="catalog entries to seed and serve (default: the catalog's enabled Zenodo entries)")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"state directory (default {DEFAULT_ROOT})")
+    parser.add_argument("--s3-port", type=int, default=DEFAULT_S3_PORT,
+                        help=f"port of the local S3 server (default {DEFAULT_S3_PORT}; 0 picks a free one)")
+    parser.add_argument("--port", type=int, default=DEFAULT_APP_PORT,
+                        help=f"port of `modelsync serve` (default {DEFAULT_APP_PORT}; 0 picks a free one)")
+    parser.add_argument("--exit-after-ready", action="store_true",
+                        help="stop everything once the app is ready (for tests and CI)")
+    return parser.parse_args(argv)
+
+
+def select_models(only: str) -> list:
+    """The catalog entries to run with. Bad names fail here, before anything starts."""
+    from modelsync.errors import ModelsyncError
+    from modelsync.seed.catalog import ZenodoSource, load_catalog, parse_only
+
+    try:
+        catalog = load_catalog()
+        names = parse_only(only)
+        if names:
+            return catalog.select(names)
+    except ModelsyncError as err:
+        raise LocalError(str(err)) from None
+    # PaddleOCR downloads from the internet through its own library: not part of the default local run.
+    return [e for e in catalog.select() if isinstance(e.source, ZenodoSource)]
+
+
+def check_port_free(port: int, what: str, option: str) -> None:
+    if port == 0:
+        return
+    if not 0 < port < 65536:
+        raise LocalError(f"{option} {port} is not a TCP port: use 1-65535, or 0 for a free one")
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            raise LocalError(f"port {port} on {HOST} ({what}) is in use, maybe by another `make local`: "
+                             f"stop it or pass {option} N (LOCAL_ARGS='{option} N' with make)") from None
+
+
+# -- the local S3 server and its bucket saved between runs --------------------------------------
+
+def start_s3(stack: ExitStack, port: int) -> str:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+    server.start()
+    stack.callback(server.stop)
+    host, bound = server.get_host_and_port()
+    return f"http://{host}:{bound}"
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
+    ).client("s3", endpoint_url=endpoint)
+
+
+def _index_path(folder: Path) -> Path:
+    return folder / "index.json"
+
+
+def _local_path(folder: Path, key: str) -> Path:
+    path = (folder / BUCKET / key).resolve()
+    if not path.is_relative_to((folder / BUCKET).resolve()):
+        raise LocalError(f"object key {key!r} would leave {folder}: delete {folder} and run again")
+    return path
+
+
+def restore_bucket(client, folder: Path) -> int:
+    """Create the bucket and upload what the last run saved. Returns the number of objects."""
+    client.create_bucket(Bucket=BUCKET)
+    saved = folder / BUCKET
+    count = 0
+    if saved.is_dir():
+        for path in sorted(p for p in saved.rglob("*") if p.is_file()):
+            client.upload_file(str(path), BUCKET, path.relative_to(saved).as_posix())
+            count += 1
+    _write_index(folder, _bucket_etags(client))  # fresh ETags: the next save downloads nothing
+    return count
+
+
+def save_bucket(client, folder: Path) -> None:
+    """Mirror the bucket into `folder`: download new or changed objects, drop deleted ones."""
+    etags = _bucket_etags(client)
+    index_file = _index_path(folder)
+    known = json.loads(index_file.read_text()) if index_file.is_file() else {}
+    for key, etag in etags.items():
+        path = _local_path(folder, key)
+        if known.get(key) == etag and path.is_file():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        client.download_file(BUCKET, key, str(partial))
+        os.replace(partial, path)
+    for key in set(known) - set(etags):
+        _local_path(folder, key).unlink(missing_ok=True)
+    _write_index(folder, etags)
+
+
+def _bucket_etags(client) -> dict[str, str]:
+    etags = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        etags.update({obj["Key"]: obj["ETag"] for obj in page.get("Contents", [])})
+    return etags
+
+
+def _write_index(folder: Path, etags: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _index_path(folder).with_suffix(".tmp")
+    tmp.write_text(json.dumps(etags, indent=1, sort_keys=True))
+    os.replace(tmp, _index_path(folder))
+
+
+# -- the local Zenodo ---------------------------------------------------------------------------
+
+def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
+    """A Zenodo records API on 127.0.0.1 serving one generated archive per Zenodo entry."""
+    from modelsync.seed.catalog import ZenodoSource
+    # The seeding tests' server; see the report of issue 5 about moving it into a shared module.
+    from tests.seed.fake_zenodo import FakeZenodo, model_zip
+
+    server = FakeZenodo()
+    stack.callback(server.close)
+    archives.mkdir(parents=True, exist_ok=True)
+    for entry in (e for e in entries if isinstance(e.source, ZenodoSource)):
+        path = archives / entry.source.file
+        if not path.is_file():  # generated once: zip timestamps would change the md5 every run
+            tmp = path.with_name(f".{path.name}.partial")
+            tmp.write_bytes(model_zip(entry.family, entry.name))
+            os.replace(tmp, path)
+        server.add(entry.source.record, entry.source.file, path.read_bytes())
+    return server.url
+
+
+# -- the modelsync steps ------------------------------------------------------------------------
+
+def child_environment(endpoint: str, zenodo_url: str, names: list[str]) -> dict[str, str]:
+    """The environment a task definition would set, pointed at the local servers. Nothing AWS or
+    MODELSYNC from the caller's shell is passed on: no real credential can reach a local server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODELSYNC_"))}
+    env.update(LOCAL_CREDENTIALS)
+    env.update({
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MODELSYNC_BUCKET": BUCKET,
+        "MODELSYNC_MODELS": ",".join(names),
+        "ZENODO_URL": zenodo_url,
+    })
+    return env
+
+
+def modelsync(*args: str) -> list[str]:
+    return [sys.executable, "-m", "modelsync", *args]
+
+
+def run_step(title: str, command: list[str], env: dict[str, str]) -> None:
+    print(f"\n== {title}: {' '.join(shlex.quote(a) for a in command[2:])}", flush=True)
+    proc = subprocess.Popen(command, env=env, cwd=REPO)
+    try:
+        code = proc.wait()
+    finally:
+        stop_process(proc)
+    if code != 0:
+        raise LocalError(f"{title} failed (exit {code}); its output above says why", exit_code=code)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """Ctrl-C first (modelsync exits cleanly on it), then terminate, then kill."""
+    if proc.poll() is not None:
+        return
+    for send in (lambda: proc.send_signal(signal.SIGINT), proc.terminate, proc.kill):
+        send()
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def start_serve(stack: ExitStack, dest: Path, port: int, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """Start `modelsync serve`; return it and the port it reports (it may have picked one)."""
+    command = modelsync("serve", "--dest", str(dest), "--host", HOST, "--port", str(port))
+    print(f"\n== app: {' '.join(shlex.quote(a) for a in command[2:])}", flush=True)
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True, bufsize=1)
+    stack.callback(stop_process, proc)
+    found: list[int] = []
+    listening = threading.Event()
+
+    def relay() -> None:  # pass its log through, and catch "listening on HOST:PORT"
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            match = re.search(r"listening on [^\s:]+:(\d+)", line)
+            if match and not found:
+                found.append(int(match.group(1)))
+                listening.set()
+        listening.set()
+
+    threading.Thread(target=relay, daemon=True).start()
+    listening.wait(READY_TIMEOUT_S)
+    if not found:
+        code = proc.poll()
+        raise LocalError(f"modelsync serve did not start (exit {code}); its output above says why", exit_code=1)
+    return proc, found[0]
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen) -> list[dict]:
+    """Poll /readyz until 200; return what /models lists."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalError(f"modelsync serve exited with code {proc.returncode} before it was ready", exit_code=1)
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                if response.status == 200:
+                    with urllib.request.urlopen(f"{url}/models", timeout=5) as models:
+                        return json.load(models)
+        except urllib.error.HTTPError as err:
+            last = err.read().decode(errors="replace").strip()
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException) as err:
+            last = str(err)
+        time.sleep(0.2)
+    raise LocalError(f"{url}/readyz did not answer 200 within {READY_TIMEOUT_S:.0f} s (last: {last})", exit_code=1)
+
+
+# -- what the user sees ---------------------------------------------------------------------------
+
+def write_env_file(layout: Layout, env: dict[str, str]) -> None:
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",
+             "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED",
+             "MODELSYNC_BUCKET", "MODELSYNC_MODELS", "ZENODO_URL")
+    lines = ["# Written by `make local` (tools/local.py): `source` it to talk to the local stand-ins.",
+             "unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL"]
+    lines += [f"export {name}={shlex.quote(env[name])}" for name in names]
+    lines.append(f"export MODELSYNC_DEST={shlex.quote(str(layout.task))}")
+    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"")
+    layout.env_file.write_text("\n".join(lines) + "\n")
+
+
+def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, models: list[dict],
+                 exit_after_ready: bool) -> str:
+    def shown(path: Path) -> str:
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+
+    served = ", ".join(f"{m['name']}@{m['version']}" for m in models)
+    env_file = shown(layout.env_file)
+    lines = [
+        "",
+        "== make local is ready" + ("" if exit_after_ready else ": Ctrl-C stops everything it started"),
+        f"  S3 (moto)        {s3_url}  bucket {BUCKET}, saved in {shown(layout.s3)}",
+        f"  Zenodo           {zenodo_url}",
+        f"  EFS mirror       {shown(layout.efs)}  (verified)",
+        f"  task volume      {shown(layout.task)}",
+        f"  app              {app_url}  serving {len(models)} models: {served}",
+        "",
+        "Try, in another shell:",
+        f"  curl -s {app_url}/models",
+        f"  curl -s {app_url}/readyz",
+        f"  source {env_file}          # local endpoint, fake keys, bucket, modelsync on PATH",
+        "  modelsync list",
+        f"  modelsync verify --dest {shown(layout.efs)} --deep",
+        f"  modelsync pull --dest {shown(layout.root / 'task2')}",
+        "  modelsync publish SOME_FOLDER --name my-model",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace, progress: dict) -> int:
+    if importlib.util.find_spec("modelsync") is None:
+        raise LocalError("modelsync is not installed in this Python: run `make install-dev` "
+                         "(or `pip install -e ./container`) and try again")
+    entries = select_models(args.only)
+    names = [e.name for e in entries]
+    check_port_free(args.s3_port, "local S3", "--s3-port")
+    check_port_free(args.port, "the app", "--port")
+    layout = Layout(args.root.resolve())
+    for folder in (layout.efs, layout.task, layout.work):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    with ExitStack() as stack:
+        s3_url = start_s3(stack, args.s3_port)
+        client = s3_client(s3_url)
+        restored = restore_bucket(client, layout.s3)
+        stack.callback(save_bucket, client, layout.s3)  # runs before the server stops (LIFO)
+        print(f"== local S3 on {s3_url}: bucket {BUCKET}, {restored} objects restored from {layout.s3}")
+        zenodo_url = os.environ.get("ZENODO_URL", "").strip()
+        if zenodo_url:
+            print(f"== Zenodo: {zenodo_url} (ZENODO_URL; real archives, hundreds of MB each)")
+        else:
+            zenodo_url = start_zenodo(stack, entries, layout.zenodo)
+            print(f"== local Zenodo on {zenodo_url}: generated archives in {layout.zenodo}")
+        env = child_environment(s3_url, zenodo_url, names)
+
+        run_step("seed", modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs),
+                                   "--workdir", str(layout.work)), env)
+        save_bucket(client, layout.s3)
+        run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), env)
+        run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task)), env)
+        proc, port = start_serve(stack, layout.task, args.port, env)
+        app_url = f"http://{HOST}:{port}"
+        models = wait_until_ready(app_url, proc)
+        write_env_file(layout, env)
+        print(ready_banner(layout, s3_url, zenodo_url, app_url, models, args.exit_after_ready), flush=True)
+        progress["ready"] = True
+        if args.exit_after_ready:
+            return 0
+        code = proc.wait()
+        if code != 0:
+            raise LocalError(f"modelsync serve stopped with exit code {code}", exit_code=code)
+    return 0
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # same clean-up path as Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    progress = {"ready": False}
+    try:
+        return run(args, progress)
+    except LocalError as err:
+        print(f"local: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("\nlocal: stopped everything it started; state is kept in "
+              f"{args.root} (delete it to start from scratch)", file=sys.stderr)
+        return 0 if progress["ready"] else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
