@@ -90,11 +90,15 @@ class ModelService(Construct):
         self.app.add_container_dependencies(ecs.ContainerDependency(
             container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
 
+        # Before the first seed there is nothing to pull or verify: every task would fail and the first
+        # deploy would roll back. start_service=false deploys the service with no tasks (and lets
+        # autoscaling go to zero); the next deploy after seeding starts it.
+        running = settings.start_service
         self.service = ecs.FargateService(
             self, "Service",
             cluster=cluster,
             task_definition=self.task_definition,
-            desired_count=settings.desired_count,
+            desired_count=settings.desired_count if running else 0,
             platform_version=ecs.FargatePlatformVersion.VERSION1_4,
             vpc_subnets=subnets,
             security_groups=[security_group],
@@ -103,6 +107,6 @@ class ModelService(Construct):
             min_healthy_percent=100,
             max_healthy_percent=200,
         )
-        scaling = self.service.auto_scale_task_count(min_capacity=settings.min_capacity,
+        scaling = self.service.auto_scale_task_count(min_capacity=settings.min_capacity if running else 0,
                                                      max_capacity=settings.max_capacity)
         scaling.scale_on_cpu_utilization("CpuTarget", target_utilization_percent=settings.target_cpu_percent)

@@ -79,6 +79,7 @@ class Settings:
     log_retention_days: int = 30
     tags: Mapping[str, str] = field(default_factory=lambda: {"project": "model-delivery"})
     seed_on_deploy: bool = False
+    start_service: bool = True
     # Derived from the catalog (not settable): what gets seeded and its fingerprint.
     seeded_models: tuple[str, ...] = ()
     catalog_sha256: str = ""

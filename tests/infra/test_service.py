@@ -84,6 +84,14 @@ def test_service_scales_on_cpu_within_the_bounds(s3_built, prod_built):
         assert config["TargetValue"] == 60
 
 
+def test_start_service_false_deploys_the_service_without_tasks():
+    # The first deploy, before anything is seeded: no task may start (each would fail its init container).
+    built = Built({"start_service": "false"})
+    assert only(built.service, "AWS::ECS::Service")["Properties"]["DesiredCount"] == 0
+    target = only(built.service, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 4)
+
+
 # ---- both modes ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["s3", "efs"])
