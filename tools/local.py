@@ -128,6 +128,8 @@ def check_port_free(port: int, what: str, option: str) -> None:
     if not 0 < port < 65536:
         raise LocalError(f"{option} {port} is not a TCP port: use 1-65535, or 0 for a free one")
     with socket.socket() as sock:
+        # As the servers do: a port held only by closed connections (TIME_WAIT) is free to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -271,7 +273,7 @@ def run_step(title: str, command: list[str], env: dict[str, str]) -> None:
         raise LocalError(f"{title} failed (exit {code}); its output above says why", exit_code=code)
 
 
-def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+def stop_process(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     """Ctrl-C first (modelsync exits cleanly on it), then terminate, then kill."""
     if proc.poll() is not None:
         return
