@@ -11,7 +11,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 
 from stacks.errors import SettingsError
-from stacks.settings import Settings
+from stacks.settings import FARGATE_DEFAULT_EPHEMERAL_GIB, Settings
 
 CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
 IMAGE_USER = "10001:10001"  # docs/contracts.md: uid/gid of the image user
@@ -34,6 +34,11 @@ def images(settings: Settings, repository: ecr.IRepository,
     seeding = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES,
                                             build_args={"WITH_PADDLEOCR": "1"})
     return service, seeding
+
+
+def ephemeral_storage(gib: int) -> int | None:
+    """Fargate takes 21-200 GiB when set; the 20 GiB default is expressed by not setting it."""
+    return None if gib == FARGATE_DEFAULT_EPHEMERAL_GIB else gib
 
 
 def scratch_volume(task_definition: ecs.TaskDefinition, name: str) -> str:

@@ -14,7 +14,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.containers import MODELS_PATH, add_modelsync_container
+from stacks.containers import MODELS_PATH, add_modelsync_container, ephemeral_storage
 from stacks.log_groups import log_group
 from stacks.model_mirror import ModelMirror
 from stacks.nag import acknowledge_task_definition
@@ -44,12 +44,11 @@ class ModelService(Construct):
         self.log_group = log_group(self, "Logs", settings)
         self.task_role = iam.Role(self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                                   description=f"Model service ({settings.delivery_mode} mode): reads models only")
-        ephemeral = settings.ephemeral_storage_gib
         self.task_definition = ecs.FargateTaskDefinition(
             self, "TaskDefinition",
             cpu=settings.service_cpu,
             memory_limit_mib=settings.service_memory_mib,
-            ephemeral_storage_gib=ephemeral if ephemeral != 20 else None,
+            ephemeral_storage_gib=ephemeral_storage(settings.ephemeral_storage_gib),
             task_role=self.task_role,
             runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
                                                  cpu_architecture=ecs.CpuArchitecture.X86_64),
@@ -86,9 +85,9 @@ class ModelService(Construct):
                                                        write=False))
         self.app.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
                                                  read_only=True))
-        acknowledge_task_definition(self.task_definition)
         self.app.add_container_dependencies(ecs.ContainerDependency(
             container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
+        acknowledge_task_definition(self.task_definition)
 
         # Before the first seed there is nothing to pull or verify: every task would fail and the first
         # deploy would roll back. start_service=false deploys the service with no tasks (and lets

@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.containers import add_modelsync_container
+from stacks.containers import add_modelsync_container, ephemeral_storage
 from stacks.log_groups import log_group
 from stacks.model_service import MODELS_VOLUME, add_efs_volume
 from stacks.nag import acknowledge_task_definition, acknowledge_wildcard_resource
@@ -49,7 +49,7 @@ class SeedingTask(Construct):
             cpu=settings.seed_cpu,
             memory_limit_mib=settings.seed_memory_mib,
             # Archives and their extracted trees sit on local disk while they are checked and published.
-            ephemeral_storage_gib=settings.seed_ephemeral_storage_gib,
+            ephemeral_storage_gib=ephemeral_storage(settings.seed_ephemeral_storage_gib),
             task_role=self.task_role,
             runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
                                                  cpu_architecture=ecs.CpuArchitecture.X86_64),

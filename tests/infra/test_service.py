@@ -84,6 +84,12 @@ def test_service_scales_on_cpu_within_the_bounds(s3_built, prod_built):
         assert config["TargetValue"] == 60
 
 
+def test_20_gib_is_the_fargate_default_and_left_unset():
+    built = Built({"ephemeral_storage_gib": "20", "seed_ephemeral_storage_gib": "20"})
+    for task in resources(built.service, "AWS::ECS::TaskDefinition").values():
+        assert "EphemeralStorage" not in task["Properties"]
+
+
 def test_start_service_false_deploys_the_service_without_tasks():
     # The first deploy, before anything is seeded: no task may start (each would fail its init container).
     built = Built({"start_service": "false"})
