@@ -17,7 +17,7 @@ CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
 IMAGE_USER = "10001:10001"  # docs/contracts.md: uid/gid of the image user
 MODELS_PATH = "/models"
 # Keep build leftovers and tests out of the asset: they would change its hash without changing the image.
-ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "tests", "**/tests", ".pytest_cache", ".venv"]
+ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "tests", "**/tests", ".pytest_cache", ".venv"]
 
 
 def images(settings: Settings, repository: ecr.IRepository,
