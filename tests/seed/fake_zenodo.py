@@ -23,14 +23,20 @@ FAMILY_FILES = {
 }
 
 
+FIXED_TIME = (2025, 6, 27, 12, 0, 0)
+
+
 def make_zip(files: dict[str, bytes], *, top: str | None = None, links: dict[str, str] | None = None) -> bytes:
     """A zip of `files` (optionally under the folder `top`), plus symlink entries name -> target."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
-            zf.writestr(f"{top}/{name}" if top else name, data)
+            # A fixed timestamp: the same files always give the same bytes (and md5).
+            info = zipfile.ZipInfo(f"{top}/{name}" if top else name, date_time=FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
         for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(f"{top}/{name}" if top else name)
+            info = zipfile.ZipInfo(f"{top}/{name}" if top else name, date_time=FIXED_TIME)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             zf.writestr(info, target)
     return buffer.getvalue()
@@ -58,7 +64,7 @@ class FakeZenodo:
         self.truncate_once: set[str] = set()  # first download sends half the body and hangs up
         self.faults: list[Fault] = []
         self.log: list[tuple[str, int]] = []  # (path, status) of every request
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -117,12 +123,12 @@ class FakeZenodo:
                 pass
 
             def do_GET(self):
-                path = urllib.parse.urlsplit(self.path).path
-                status = self._route(urllib.parse.unquote(path))
-                with fake._lock:
-                    fake.log.append((path, status))
+                self._route(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
 
             def _send(self, status, body=b"", headers=None, *, length=None):
+                # Logged before answering: a client may act on the answer before this thread runs on.
+                with fake._lock:
+                    fake.log.append((urllib.parse.urlsplit(self.path).path, status))
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
