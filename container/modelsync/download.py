@@ -18,7 +18,6 @@ import botocore.exceptions as bx
 import urllib3.exceptions
 
 from .errors import JobFailed
-from .hashing import sha256_file
 from .manifest import FileEntry
 from .progress import Progress, or_silent
 from .s3 import translate_client_error
@@ -49,6 +48,46 @@ class _ShortBody(Exception):
     pass
 
 
+class _InOrderHasher:
+    """sha256 of a file whose byte ranges arrive in any order: whichever range worker finishes
+    the next missing range hashes forward from the page cache, so hashing overlaps the download
+    and little is left to hash when the last range lands."""
+
+    def __init__(self, fd: int, starts: list[int], size: int):
+        self.fd, self.starts, self.size = fd, starts, size
+        self.digest = hashlib.sha256()
+        self.done = [False] * len(starts)
+        self.next = 0
+        self.busy = False
+        self.lock = threading.Lock()
+
+    def completed(self, index: int) -> None:
+        with self.lock:
+            self.done[index] = True
+            if self.busy:
+                return  # the thread already hashing will pick this range up
+            self.busy = True
+        while True:
+            with self.lock:
+                if self.next >= len(self.starts) or not self.done[self.next]:
+                    self.busy = False
+                    return
+                index, self.next = self.next, self.next + 1
+            start = self.starts[index]
+            end = self.starts[index + 1] if index + 1 < len(self.starts) else self.size
+            while start < end:
+                chunk = os.pread(self.fd, min(CHUNK * 4, end - start), start)
+                if not chunk:
+                    raise OSError(f"short read while hashing at offset {start}")
+                self.digest.update(chunk)
+                start += len(chunk)
+
+    def hexdigest(self) -> str:
+        if self.next != len(self.starts):
+            raise RuntimeError("hexdigest before every range was hashed")
+        return self.digest.hexdigest()
+
+
 class Downloader:
     """Fetches objects into local files; one instance serves a whole pull."""
 
@@ -75,15 +114,14 @@ class Downloader:
         """Download key into temp_path (created here, exclusively) and verify it.
 
         Raises ChecksumMismatch (temp file removed) or JobFailed."""
-        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         ok = False
         try:
             if entry.size <= self.part_size:
                 digest = self._get_range(key, fd, 0, entry.size, hash_it=True)
             else:
                 os.ftruncate(fd, entry.size)
-                self._get_ranges(key, fd, entry.size)
-                digest = None
+                digest = self._get_ranges(key, fd, entry.size)
             os.fsync(fd)
             ok = True
         finally:
@@ -91,18 +129,19 @@ class Downloader:
             if not ok:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp_path)
-        if digest is None:  # ranged: hash right after, while the file is still in page cache
-            digest = sha256_file(temp_path)
         if digest != entry.sha256 or os.stat(temp_path).st_size != entry.size:
             os.unlink(temp_path)
             raise ChecksumMismatch(entry.path, entry.sha256, digest)
 
-    def _get_ranges(self, key: str, fd: int, size: int) -> None:
-        starts = range(0, size, self.part_size)
-        futures = [
-            self.ranges.submit(self._get_range, key, fd, start, min(self.part_size, size - start), False)
-            for start in starts
-        ]
+    def _get_ranges(self, key: str, fd: int, size: int) -> str:
+        starts = list(range(0, size, self.part_size))
+        hasher = _InOrderHasher(fd, starts, size)
+
+        def one(index: int, start: int) -> None:
+            self._get_range(key, fd, start, min(self.part_size, size - start), False)
+            hasher.completed(index)
+
+        futures = [self.ranges.submit(one, i, start) for i, start in enumerate(starts)]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
@@ -110,6 +149,7 @@ class Downloader:
         for future in futures:
             if future.done() and not future.cancelled() and future.exception():
                 raise future.exception()
+        return hasher.hexdigest()
 
     def _get_range(self, key: str, fd: int, start: int, length: int, hash_it: bool) -> str | None:
         """GET bytes [start, start+length) into fd at start; retries broken transfers with backoff."""
