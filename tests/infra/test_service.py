@@ -370,3 +370,18 @@ def test_asset_images_without_a_dockerfile_are_a_one_line_settings_error(tmp_pat
     app = cdk.App(context={**cdk_json_context(), **AZ_CONTEXT})
     with pytest.raises(SettingsError, match=r"^setting 'image_source' = 'asset' builds the image from .* no Dockerfile"):
         build(app, settings_for({}), container_dir=tmp_path)
+
+
+def test_log_retention_and_tags_follow_the_stage(s3_built, prod_built):
+    for built, days, stage in ((s3_built, 30, "dev"), (prod_built, 365, "prod")):
+        for template in (built.network, built.service):
+            groups = resources(template, "AWS::Logs::LogGroup").values()
+            assert groups and {g["Properties"]["RetentionInDays"] for g in groups} == {days}
+        for template in (built.network, built.storage, built.service):
+            for type_ in ("AWS::S3::Bucket", "AWS::EFS::FileSystem", "AWS::ECS::Cluster", "AWS::IAM::Role"):
+                for key, resource in resources(template, type_).items():
+                    if key.startswith("CustomVpcRestrictDefaultSG"):
+                        continue  # CDK's provider role is a raw CfnResource that tags do not reach
+                    tags = resource["Properties"].get("Tags") or resource["Properties"].get("FileSystemTags")
+                    pairs = {(t["Key"], t["Value"]) for t in tags}
+                    assert {("project", "model-delivery"), ("stage", stage)} <= pairs, type_
