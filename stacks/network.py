@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
+from stacks.errors import SettingsError
 from stacks.log_groups import log_group
 from stacks.settings import Settings
 
@@ -38,12 +39,22 @@ class ModelSecurityGroups(Construct):
             self.file_system.add_ingress_rule(tasks, ec2.Port.tcp(NFS_PORT), f"NFS from the {name} task")
 
 
+def _check_private_subnets(vpc: ec2.IVpc, vpc_id: str) -> None:
+    """Tasks and mount targets go to private subnets with egress (seeding downloads through NAT)."""
+    azs = {subnet.availability_zone for subnet in vpc.private_subnets}
+    if len(azs) < 2:
+        raise SettingsError(f"setting 'vpc_id' = {vpc_id!r} is not allowed: the VPC needs private subnets with a "
+                            f"route to a NAT gateway in at least 2 AZs (found {len(azs)}); add them, or leave "
+                            "vpc_id empty for a new VPC")
+
+
 class NetworkStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, **kwargs) -> None:
         super().__init__(scope, id, **kwargs)
         if settings.uses_existing_vpc:
             # Looked up at synth (needs account+region; the CLI caches the answer in cdk.context.json).
             self.vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=settings.vpc_id)
+            _check_private_subnets(self.vpc, settings.vpc_id)
         else:
             self.vpc = self._new_vpc(settings)
         self.security_groups = ModelSecurityGroups(self, "SecurityGroups", vpc=self.vpc)

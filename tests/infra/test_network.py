@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .helpers import Built, logical_id, resources
+import pytest
+
+from stacks.errors import SettingsError
+
+from .helpers import Built, build_app, logical_id, resources
 
 
 def private_subnet_ids(template) -> set[str]:
@@ -79,7 +83,7 @@ PUBLIC_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
 PRIVATE_SUBNETS = ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
 
 
-def lookup_answer(vpc_id: str) -> dict:
+def lookup_answer(vpc_id: str, private: list[str] = PRIVATE_SUBNETS) -> dict:
     """What `cdk synth` with credentials caches in cdk.context.json for Vpc.from_lookup."""
     def subnets(ids: list[str], third_octet: int) -> list[dict]:
         return [{"subnetId": subnet, "cidr": f"10.1.{third_octet + i}.0/24", "availabilityZone": f"eu-west-1{az}",
@@ -90,7 +94,7 @@ def lookup_answer(vpc_id: str) -> dict:
     return {key: {"vpcId": vpc_id, "vpcCidrBlock": "10.1.0.0/16", "ownerAccountId": "111111111111",
                   "availabilityZones": [],
                   "subnetGroups": [{"name": "Public", "type": "Public", "subnets": subnets(PUBLIC_SUBNETS, 0)},
-                                   {"name": "Private", "type": "Private", "subnets": subnets(PRIVATE_SUBNETS, 10)}]}}
+                                   {"name": "Private", "type": "Private", "subnets": subnets(private, 10)}]}}
 
 
 def test_an_existing_vpc_is_looked_up_not_created():
@@ -105,3 +109,12 @@ def test_an_existing_vpc_is_looked_up_not_created():
         == PRIVATE_SUBNETS
     [ecs_service] = resources(service, "AWS::ECS::Service").values()
     assert sorted(ecs_service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]) == PRIVATE_SUBNETS
+
+
+def test_an_existing_vpc_without_private_subnets_in_two_azs_is_a_settings_error():
+    vpc_id = "vpc-0123456789abcdef0"
+    with pytest.raises(SettingsError) as caught:
+        build_app({"vpc_id": vpc_id, **lookup_answer(vpc_id, private=PRIVATE_SUBNETS[:1])})
+    assert str(caught.value) == (
+        "setting 'vpc_id' = 'vpc-0123456789abcdef0' is not allowed: the VPC needs private subnets with a route to "
+        "a NAT gateway in at least 2 AZs (found 1); add them, or leave vpc_id empty for a new VPC")
