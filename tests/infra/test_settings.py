@@ -177,3 +177,11 @@ def test_app_py_prints_one_line_and_exits_2_on_a_bad_setting():
     assert lines == ["model-delivery: error: setting 'delivery_mode' = 'ftp' is not allowed: use 's3' (each task "
                      "downloads its models) or 'efs' (tasks read the EFS mirror)"]
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_unknown_setting_in_cdk_json_is_named():
+    context = cdk_json_context()
+    context["model-delivery"]["stages"]["prod"]["desired_cout"] = 3
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**context, "stage": "prod"}.get, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
+    assert str(caught.value).startswith("unknown setting 'desired_cout' in 'model-delivery.stages.prod': allowed are")
