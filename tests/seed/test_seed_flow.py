@@ -156,16 +156,21 @@ def test_failures_are_reported_and_every_other_model_is_still_published(zenodo, 
     assert f"FAILED CLS_GMM_WSe2: {errors['CLS_GMM_WSe2']}" in table.splitlines()
 
 
-def test_zenodo_unreachable_fails_its_models_but_paddleocr_is_published(make_seeder, s3_client, bucket, tmp_path):
+def test_zenodo_unreachable_fails_its_models_but_paddleocr_is_published(make_seeder, s3_client, bucket, tmp_path,
+                                                                        sleeps):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    catalog = write_catalog(tmp_path, zenodo_entry("CLS_GMM_WS2", "gmm"), PADDLE_ENTRY)
+    catalog = write_catalog(tmp_path, zenodo_entry("CLS_GMM_WS2", "gmm"), zenodo_entry("CLS_GMM_MoSe2", "gmm"),
+                            PADDLE_ENTRY)
 
     report = make_seeder(closed).run(catalog.select())
 
-    assert [(m.name, m.status) for m in report.models] == [("CLS_GMM_WS2", "failed"), ("paddleocr", "published")]
+    assert [(m.name, m.status) for m in report.models] == [
+        ("CLS_GMM_WS2", "failed"), ("CLS_GMM_MoSe2", "failed"), ("paddleocr", "published")]
     assert "failed 3 times" in report.models[0].error and "check network access" in report.models[0].error
+    assert report.models[1].error == report.models[0].error
+    assert len(sleeps.waits) == 2  # one retry schedule for the record, not one per entry
     assert read_latest(s3_client, bucket, "paddleocr") is not None
     assert report.mirror is None
 

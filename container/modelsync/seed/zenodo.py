@@ -38,23 +38,34 @@ class ZenodoClient:
         self.base_url = base_url.rstrip("/")
         self.fetcher = fetcher or HttpFetcher()
         self._records: dict[str, dict[str, ZenodoFile]] = {}
+        # A record that could not be listed (after all retries) fails its other entries at once
+        # instead of spending the whole retry schedule again for each of them.
+        self._failures: dict[str, ModelsyncError] = {}
 
     def record_files(self, record: str) -> dict[str, ZenodoFile]:
         """The files of `record` by name (one API call per record per client)."""
         record = str(record)
+        if record in self._failures:
+            raise self._failures[record]
         if record not in self._records:
-            url = f"{self.base_url}/api/records/{record}"
             try:
-                doc = self.fetcher.get_json(url, what=f"Zenodo record {record}")
-            except HttpStatusError as err:
-                if err.status in (404, 410):
-                    raise ModelsyncError(
-                        f"Zenodo record {record} not found at {self.base_url} (HTTP {err.status}); "
-                        f"check the record id in the catalog and ZENODO_URL"
-                    ) from None
+                self._records[record] = self._parse_files(record, self._fetch_record(record))
+            except ModelsyncError as err:
+                self._failures[record] = err
                 raise
-            self._records[record] = self._parse_files(record, doc)
         return self._records[record]
+
+    def _fetch_record(self, record: str):
+        url = f"{self.base_url}/api/records/{record}"
+        try:
+            return self.fetcher.get_json(url, what=f"Zenodo record {record}")
+        except HttpStatusError as err:
+            if err.status in (404, 410):
+                raise ModelsyncError(
+                    f"Zenodo record {record} not found at {self.base_url} (HTTP {err.status}); "
+                    f"check the record id in the catalog and ZENODO_URL"
+                ) from None
+            raise
 
     def file(self, record: str, name: str) -> ZenodoFile:
         files = self.record_files(record)
