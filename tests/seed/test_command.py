@@ -53,6 +53,12 @@ def test_missing_bucket_stops_before_any_download(s3_endpoint, zenodo, catalog_f
     assert zenodo.log == []
 
 
+def test_missing_workdir_is_exit_2(catalog_file, tmp_path, capsys):
+    code = main(["seed", "--catalog", str(catalog_file), "--bucket", "b", "--workdir", str(tmp_path / "nope")])
+    assert code == 2
+    assert "is not a directory: create it or leave the option out" in one_error_line(capsys)
+
+
 def test_list_shows_the_selection(catalog_file, capsys):
     assert main(["seed", "--catalog", str(catalog_file), "--only", "CLS_GMM_WSe2", "--list"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -86,3 +92,13 @@ def test_cli_run_from_the_environment_exit_1_on_a_failed_model_then_0(s3_endpoin
     assert again.returncode == 0, again.stderr
     assert "seed: 0 published, 1 unchanged, 0 failed" in again.stdout
     assert "EFS mirror " + str(efs) + ": ok, 0 files (0 B) copied, 1 already in place" in again.stdout
+
+
+def test_no_credentials_is_exit_2_before_any_download(s3_endpoint, zenodo, catalog_file, capsys, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["seed", "--catalog", str(catalog_file), "--bucket", "b", "--zenodo-url", zenodo.url])
+    assert code == 2
+    assert "no AWS credentials found" in one_error_line(capsys)
+    assert zenodo.log == []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 
 from modelsync import config
 from modelsync.commands import _common
+from modelsync.errors import ModelsyncError
 from modelsync.seed.catalog import BUNDLED_CATALOG, HttpsSource, PaddleOCRSource, load_catalog, parse_only
 from modelsync.seed.zenodo import DEFAULT_ZENODO_URL
 
@@ -43,6 +45,8 @@ def run(args) -> int:
         return 0
     bucket, prefix = _common.bucket_and_prefix(args)
     workers = _common.concurrency(args)
+    if args.workdir and not os.path.isdir(args.workdir):
+        raise ModelsyncError(f"--workdir {args.workdir} is not a directory: create it or leave the option out")
     _log_to_stderr()
 
     from modelsync.seed.run import Seeder, format_report  # boto3 import is slow: only when seeding

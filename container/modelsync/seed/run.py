@@ -192,9 +192,11 @@ class Seeder:
         return outcome
 
     def _check_bucket(self) -> None:
-        """A missing bucket or missing credentials are configuration errors: stop before any download."""
+        """A missing bucket or missing credentials are configuration errors: stop before any
+        download. A listing under the prefix needs no more than publishing does (s3:ListBucket,
+        possibly limited to the prefix), unlike HeadBucket."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         except (bx.ClientError, bx.BotoCoreError) as err:
             raise translate_client_error(err, bucket=self.bucket) from None
 
