@@ -208,3 +208,21 @@ def test_https_source_checked_by_sha256(zenodo, make_seeder, s3_client, bucket, 
 
 def _object_count(client, bucket) -> int:
     return sum(len(page.get("Contents", [])) for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket))
+
+
+def test_an_unexpected_error_fails_that_model_in_one_line_and_the_run_goes_on(zenodo, s3_client, bucket, tmp_path,
+                                                                             sleeps):
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
+    catalog = write_catalog(tmp_path, PADDLE_ENTRY, zenodo_entry("CLS_GMM_WS2", "gmm"))
+    scratch = tmp_path / "scratch-is-a-file"
+    scratch.write_text("")  # no model folder can be made under it
+    seeder = Seeder(s3_client, bucket, prefix="models/", workdir=scratch,
+                    zenodo=ZenodoClient(zenodo.url, fetcher=HttpFetcher(RetryPolicy(attempts=1), sleep=sleeps)),
+                    pipeline_factory=FakePaddleOCR())
+
+    report = seeder.run(catalog.select())
+
+    assert [m.status for m in report.models] == ["failed", "failed"]
+    for model in report.models:
+        assert model.error.startswith("unexpected NotADirectoryError: ") and "\n" not in model.error
+        assert model.error.endswith("re-run the seed, and report it if it persists")
