@@ -53,11 +53,12 @@ def settings_for(overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> 
     return load_settings(context.get, environ=ENVIRON, catalog_path=catalog)
 
 
-def build_app(overrides: dict[str, Any], outdir: Path | None = None) -> tuple[cdk.App, ModelDelivery]:
+def build_app(overrides: dict[str, Any], outdir: Path | None = None,
+              container_dir: Path = FIXTURE_CONTAINER) -> tuple[cdk.App, ModelDelivery]:
     context = {**cdk_json_context(), **AZ_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir) if outdir else None)
     settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
-    return app, build(app, settings, container_dir=FIXTURE_CONTAINER)
+    return app, build(app, settings, container_dir=container_dir)
 
 
 class Built:

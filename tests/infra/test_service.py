@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from stacks.errors import SettingsError
 from stacks.settings import Settings
 
-from .helpers import AZ_CONTEXT, Built, actions, cdk_json_context, logical_id, only, resources, settings_for, statements
+from .helpers import Built, actions, build_app, logical_id, only, resources, settings_for, statements
 
 CONTRACT_OUTPUTS = {"ClusterName", "ServiceName", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
                     "SeedLogGroupName", "SeedContainerName", "SeedLogStreamPrefix", "RepositoryUri",
@@ -339,37 +340,22 @@ def test_image_assets_exclude_tests_and_caches_and_seed_with_paddleocr(tmp_path)
     (container / "pkg" / "code.py").write_text("x = 1\n")
     (container / "pkg" / "__pycache__" / "code.cpython-311.pyc").write_bytes(b"\0")
     (container / "tests" / "test_code.py").write_text("")
-    import aws_cdk as cdk
-
-    from stacks.assembly import build
-
-    from .helpers import AZ_CONTEXT, ENVIRON, FIXTURE_CATALOG, cdk_json_context
-    from stacks.settings import load_settings
-
-    app = cdk.App(context={**cdk_json_context(), **AZ_CONTEXT}, outdir=str(tmp_path / "out"))
-    settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
-    build(app, settings, container_dir=container)
-    assembly = app.synth()
-    manifest = json.loads((tmp_path / "out" / "ModelDelivery-dev-Service.assets.json").read_text())
+    outdir = tmp_path / "out"
+    app, _ = build_app({}, outdir=outdir, container_dir=container)
+    app.synth()
+    manifest = json.loads((outdir / "ModelDelivery-dev-Service.assets.json").read_text())
     images = list(manifest["dockerImages"].values())
     assert sorted(json.dumps(i["source"].get("dockerBuildArgs", {})) for i in images) == [
         "{\"WITH_PADDLEOCR\": \"1\"}", "{}"]
     for image in images:
-        staged = tmp_path / "out" / image["source"]["directory"]
+        staged = outdir / image["source"]["directory"]
         files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
         assert files == ["Dockerfile", "pkg/code.py"]
-    assert assembly.directory == str(tmp_path / "out")
 
 
 def test_asset_images_without_a_dockerfile_are_a_one_line_settings_error(tmp_path):
-    import aws_cdk as cdk
-
-    from stacks.assembly import build
-    from stacks.errors import SettingsError
-
-    app = cdk.App(context={**cdk_json_context(), **AZ_CONTEXT})
     with pytest.raises(SettingsError, match=r"^setting 'image_source' = 'asset' builds the image from .* no Dockerfile"):
-        build(app, settings_for({}), container_dir=tmp_path)
+        build_app({}, container_dir=tmp_path)
 
 
 def test_log_retention_and_tags_follow_the_stage(s3_built, prod_built):
