@@ -96,3 +96,39 @@ def test_real_paddlex_reads_the_cache_location_we_set(tmp_path):
 def test_real_factory_refuses_another_paddleocr_version(tmp_path):
     with pytest.raises(ModelsyncError, match=r"the catalog pins 0\.0\.1; install paddleocr==0\.0\.1"):
         prewarm(source(paddleocr_version="0.0.1"), tmp_path / "c", pipeline_factory=paddleocr_factory("0.0.1"))
+
+
+# Which models paddleocr 3.7 loads: detection/recognition by language (paddleocr), the document
+# and text-line models from PaddleX's OCR pipeline config. Private API, read in a subprocess so
+# paddlex is not imported into this process (its cache location is fixed at import).
+_MODELS_PADDLEOCR_LOADS = """
+import json, sys, yaml
+from pathlib import Path
+import paddlex
+from paddleocr._pipelines.ocr import PaddleOCR
+lang, options = sys.argv[1], json.loads(sys.argv[2])
+config = yaml.safe_load((Path(paddlex.__file__).parent / "configs/pipelines/OCR.yaml").read_text())
+pre = config["SubPipelines"]["DocPreprocessor"]["SubModules"]
+models = []
+if options.get("use_doc_orientation_classify", True):
+    models.append(pre["DocOrientationClassify"]["model_name"])
+if options.get("use_doc_unwarping", True):
+    models.append(pre["DocUnwarping"]["model_name"])
+det, rec = PaddleOCR._get_ocr_model_names(None, lang, None)
+models.append(det)
+if options.get("use_textline_orientation", True):
+    models.append(config["SubModules"]["TextLineOrientation"]["model_name"].strip())
+models.append(rec)
+print(json.dumps(models))
+"""
+
+
+@pytest.mark.skipif(not PADDLE_INSTALLED, reason="paddleocr is not installed (container/requirements-paddle.txt)")
+def test_bundled_expected_models_are_what_the_installed_paddleocr_loads(tmp_path):
+    import json
+
+    paddle = {e.name: e for e in load_catalog().entries}["paddleocr"].source
+    env = {**os.environ, "PADDLE_PDX_CACHE_HOME": str(tmp_path), "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
+    out = subprocess.run([sys.executable, "-c", _MODELS_PADDLEOCR_LOADS, paddle.lang, json.dumps(paddle.options)],
+                         env=env, capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == list(paddle.expected_models)
