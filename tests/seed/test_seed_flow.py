@@ -226,3 +226,22 @@ def test_an_unexpected_error_fails_that_model_in_one_line_and_the_run_goes_on(ze
     for model in report.models:
         assert model.error.startswith("unexpected NotADirectoryError: ") and "\n" not in model.error
         assert model.error.endswith("re-run the seed, and report it if it persists")
+
+
+def test_real_size_is_logged_and_a_low_estimate_is_warned_about(zenodo, make_seeder, tmp_path, caplog):
+    import logging
+    import os
+
+    data = make_zip({"model.joblib": os.urandom(1536 * 1024)})  # incompressible: 1.5 MiB > approx_size_mb: 1
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", data)
+    catalog = write_catalog(tmp_path, zenodo_entry("PP_L2_material_agnostic", "l2", approx_mb=1))
+
+    with caplog.at_level(logging.INFO, logger="modelsync.seed"):
+        report = make_seeder(zenodo.url).run(catalog.select())
+
+    assert report.models[0].status == "published"
+    assert f"Zenodo {RECORD}/PP_L2_material_agnostic.zip is 1.5 MiB (md5 {hashlib.md5(data).hexdigest()})" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split(" is ")[0] for w in warnings] == ["PP_L2_material_agnostic: the archive",
+                                                     "PP_L2_material_agnostic: the extracted model"]
+    assert all("above the catalog estimate approx_size_mb: 1; raise the estimate" in w for w in warnings)
