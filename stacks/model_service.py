@@ -18,7 +18,7 @@ from stacks.containers import MODELS_PATH, add_modelsync_container, ephemeral_st
 from stacks.log_groups import log_group
 from stacks.model_mirror import ModelMirror
 from stacks.nag import acknowledge_task_definition
-from stacks.policies import MODELS_PREFIX, mirror_access
+from stacks.policies import MODELS_PREFIX, ecs_tasks_principal, mirror_access
 from stacks.settings import Settings
 from stacks.storage import StorageStack
 
@@ -42,7 +42,7 @@ class ModelService(Construct):
                  security_group: ec2.ISecurityGroup) -> None:
         super().__init__(scope, id)
         self.log_group = log_group(self, "Logs", settings)
-        self.task_role = iam.Role(self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+        self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   description=f"Model service ({settings.delivery_mode} mode): reads models only")
         self.task_definition = ecs.FargateTaskDefinition(
             self, "TaskDefinition",

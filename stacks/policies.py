@@ -8,6 +8,7 @@ from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from constructs import Construct
 
 from stacks.model_mirror import CLIENT_MOUNT, CLIENT_WRITE
 
@@ -60,3 +61,11 @@ def mirror_access(file_system: efs.IFileSystem, access_point: efs.IAccessPoint, 
         conditions={"StringEquals": {"elasticfilesystem:AccessPointArn": access_point.access_point_arn},
                     "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
     )
+
+
+def ecs_tasks_principal(scope: Construct) -> iam.ServicePrincipal:
+    """ECS tasks of this account and region only (confused-deputy guard in a task role's trust policy)."""
+    stack = cdk.Stack.of(scope)
+    return iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions={
+        "ArnLike": {"aws:SourceArn": stack.format_arn(service="ecs", resource="*")},
+        "StringEquals": {"aws:SourceAccount": stack.account}})

@@ -23,7 +23,7 @@ from stacks.containers import add_modelsync_container, ephemeral_storage
 from stacks.log_groups import log_group
 from stacks.model_service import MODELS_VOLUME, add_efs_volume
 from stacks.nag import acknowledge_task_definition, acknowledge_wildcard_resource
-from stacks.policies import MODELS_PREFIX, mirror_access
+from stacks.policies import MODELS_PREFIX, ecs_tasks_principal, mirror_access
 from stacks.settings import Settings
 from stacks.storage import StorageStack
 
@@ -39,7 +39,7 @@ class SeedingTask(Construct):
                  image: ecs.ContainerImage) -> None:
         super().__init__(scope, id)
         self.log_group = log_group(self, "Logs", settings)
-        self.task_role = iam.Role(self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+        self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   description="Seeding task: writes the models prefix and the EFS mirror")
         self.task_role.add_managed_policy(storage.models_write_policy)
         self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,

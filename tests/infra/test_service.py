@@ -371,3 +371,13 @@ def test_log_retention_and_tags_follow_the_stage(s3_built, prod_built):
                     tags = resource["Properties"].get("Tags") or resource["Properties"].get("FileSystemTags")
                     pairs = {(t["Key"], t["Value"]) for t in tags}
                     assert {("project", "model-delivery"), ("stage", stage)} <= pairs, type_
+
+
+@pytest.mark.parametrize("role", ["ModelServiceTaskRole", "SeedingTaskRole"])
+def test_task_roles_trust_only_ecs_tasks_of_this_account(s3_built, role):
+    t = s3_built.service
+    [statement] = resources(t, "AWS::IAM::Role")[logical_id(t, "AWS::IAM::Role", role)]["Properties"][
+        "AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert statement["Condition"] == {"ArnLike": {"aws:SourceArn": "arn:aws:ecs:eu-west-1:111111111111:*"},
+                                      "StringEquals": {"aws:SourceAccount": "111111111111"}}
