@@ -245,3 +245,23 @@ def test_real_size_is_logged_and_a_low_estimate_is_warned_about(zenodo, make_see
     assert [w.split(" is ")[0] for w in warnings] == ["PP_L2_material_agnostic: the archive",
                                                      "PP_L2_material_agnostic: the extracted model"]
     assert all("above the catalog estimate approx_size_mb: 1; raise the estimate" in w for w in warnings)
+
+
+def test_download_progress_is_reported_as_json_events(zenodo, s3_client, bucket, tmp_path, sleeps):
+    import io
+
+    from modelsync.progress import Progress
+
+    data = model_zip("gmm", "CLS_GMM_WS2")
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", data)
+    stream = io.StringIO()
+    seeder = Seeder(s3_client, bucket, prefix="models/", workdir=tmp_path / "work",
+                    zenodo=ZenodoClient(zenodo.url, fetcher=HttpFetcher(RetryPolicy(attempts=1), sleep=sleeps)),
+                    progress=Progress(stream=stream, mode="json", interval=0))
+
+    seeder.run(write_catalog(tmp_path, zenodo_entry("CLS_GMM_WS2", "gmm")).select())
+
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    download = [e for e in events if e.get("label") == "CLS_GMM_WS2 download"]
+    assert [e["event"] for e in download][0] == "start" and download[0]["bytes"] == len(data)
+    assert download[-1]["event"] == "done" and download[-1]["downloaded_bytes"] == len(data)

@@ -19,7 +19,7 @@ import botocore.exceptions as bx
 
 from modelsync.errors import JobFailed, ModelsyncError
 from modelsync.manifest import read_latest
-from modelsync.progress import Progress, human_bytes
+from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
 from modelsync.pull import pull
 from modelsync.s3 import translate_client_error
@@ -145,16 +145,20 @@ class Seeder:
         if isinstance(source, PaddleOCRSource):
             return prewarm(source, work / "cache", pipeline_factory=self.pipeline_factory, label=entry.name)
         archive = work / "archive.zip"
+        progress = or_silent(self.progress)
         if isinstance(source, ZenodoSource):
             zfile = self.zenodo.file(source.record, source.file)
-            outcome.downloaded_bytes = self.zenodo.download(zfile, archive)
+            progress.begin(f"{entry.name} download", zfile.size, model=entry.name, source="zenodo")
+            outcome.downloaded_bytes = self.zenodo.download(zfile, archive, progress=progress.advance)
         elif isinstance(source, HttpsSource):
+            progress.begin(f"{entry.name} download", 0, model=entry.name, source="https")
             outcome.downloaded_bytes = self.fetcher.download(
                 source.url, archive, what=f"{entry.name} ({source.url})", algorithm="sha256",
-                expected_digest=source.sha256,
+                expected_digest=source.sha256, progress=progress.advance,
             )
         else:  # pragma: no cover - the catalog parser only builds the three kinds above
             raise ModelsyncError(f"{entry.name}: unsupported source {source!r}")
+        progress.end(model=entry.name, downloaded_bytes=outcome.downloaded_bytes)
         tree = work / "tree"
         try:
             extract_zip(archive, tree, max_bytes=entry.max_extracted_mb * MIB)
