@@ -179,7 +179,8 @@ def restore_bucket(client, folder: Path) -> int:
     saved = folder / BUCKET
     count = 0
     if saved.is_dir():
-        for path in sorted(p for p in saved.rglob("*") if p.is_file()):
+        # Skip what an interrupted save left behind (see save_bucket): it is no object.
+        for path in sorted(p for p in saved.rglob("*") if p.is_file() and not p.name.endswith(".partial")):
             client.upload_file(str(path), BUCKET, path.relative_to(saved).as_posix())
             count += 1
     _write_index(folder, _bucket_etags(client))  # fresh ETags: the next save downloads nothing
@@ -201,6 +202,8 @@ def save_bucket(client, folder: Path) -> None:
         os.replace(partial, path)
     for key in set(known) - set(etags):
         _local_path(folder, key).unlink(missing_ok=True)
+    for leftover in (folder / BUCKET).rglob("*.partial"):  # from a save that was interrupted
+        leftover.unlink()
     _write_index(folder, etags)
 
 
