@@ -2,4 +2,5 @@
 
 
 class SettingsError(Exception):
-    """A deployment setting or the model catalog is invalid; the message names key, value and fix."""
+    """A deployment setting, the model catalog, or a file the app builds from (container/Dockerfile,
+    lambdas/seed_runner/handler.py) is invalid or missing; the message names it and the fix."""

@@ -20,6 +20,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.containers import add_modelsync_container, ephemeral_storage
+from stacks.errors import SettingsError
 from stacks.log_groups import log_group
 from stacks.model_service import MODELS_VOLUME, add_efs_volume
 from stacks.nag import acknowledge_task_definition, acknowledge_wildcard_resource
@@ -74,6 +75,9 @@ class SeedRunner(Construct):
                  seeding: SeedingTask, subnets: list[ec2.ISubnet], security_group: ec2.ISecurityGroup,
                  code_dir: Path = SEED_RUNNER_DIR) -> None:
         super().__init__(scope, id)
+        if not (code_dir / "handler.py").is_file():
+            raise SettingsError(f"the seed runner's code {code_dir / 'handler.py'} is missing: restore "
+                                "lambdas/seed_runner from the repository")
         task_definition = seeding.task_definition
         self.log_group = log_group(self, "Logs", settings)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),

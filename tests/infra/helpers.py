@@ -25,6 +25,7 @@ import aws_cdk as cdk  # noqa: E402  (after the jsii environment above)
 from aws_cdk.assertions import Template  # noqa: E402
 
 from stacks.assembly import ModelDelivery, build  # noqa: E402
+from stacks.seeding import SEED_RUNNER_DIR  # noqa: E402
 from stacks.settings import Settings, load_settings  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -53,12 +54,12 @@ def settings_for(overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> 
     return load_settings(context.get, environ=ENVIRON, catalog_path=catalog)
 
 
-def build_app(overrides: dict[str, Any], outdir: Path | None = None,
-              container_dir: Path = FIXTURE_CONTAINER) -> tuple[cdk.App, ModelDelivery]:
+def build_app(overrides: dict[str, Any], outdir: Path | None = None, container_dir: Path = FIXTURE_CONTAINER,
+              seed_runner_dir: Path = SEED_RUNNER_DIR) -> tuple[cdk.App, ModelDelivery]:
     context = {**cdk_json_context(), **AZ_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir) if outdir else None)
     settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
-    return app, build(app, settings, container_dir=container_dir)
+    return app, build(app, settings, container_dir=container_dir, seed_runner_dir=seed_runner_dir)
 
 
 class Built:

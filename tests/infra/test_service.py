@@ -285,6 +285,11 @@ def test_seed_runner_function_matches_the_contract(s3_built):
     assert variables["LOG_GROUP_NAME"] == {"Ref": seed_logs}
 
 
+def test_missing_seed_runner_code_is_a_one_line_error(tmp_path):
+    with pytest.raises(SettingsError, match=r"^the seed runner's code .*handler.py is missing: restore lambdas/seed_runner"):
+        build_app({}, seed_runner_dir=tmp_path)
+
+
 def test_seed_runner_role_can_only_start_the_seeding_task(s3_built):
     t = s3_built.service
     by_sid = {s["Sid"]: s for s in statements(s3_built, "SeedRunnerRole")}
