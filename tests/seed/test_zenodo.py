@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from modelsync.errors import ModelsyncError
-from modelsync.seed.fetch import DigestMismatch, HttpFetcher, RetryPolicy, parse_retry_after
+from modelsync.seed.fetch import DigestMismatch, HttpFetcher, LocalWriteError, RetryPolicy, parse_retry_after
 from modelsync.seed.zenodo import ZenodoClient
 from tests.seed.fake_zenodo import model_zip
 
@@ -137,3 +137,23 @@ def test_https_source_download_checks_sha256(zenodo, tmp_path, sleeps):
     with pytest.raises(DigestMismatch, match="sha256 mismatch"):
         fetcher.download(url, tmp_path / "bad.zip", what="plain", algorithm="sha256", expected_digest="0" * 64)
     assert not (tmp_path / "bad.zip").exists()
+
+
+def test_a_local_write_failure_is_not_retried_as_a_network_problem(zenodo, client, tmp_path, sleeps):
+    zenodo.add(RECORD, "A.zip", b"a")
+    with pytest.raises(LocalWriteError, match=r"cannot write .*\.a\.zip\.part \(No such file or directory\); check the scratch"):
+        client.download(client.file(RECORD, "A.zip"), tmp_path / "missing-dir" / "a.zip")
+    assert sleeps.waits == []
+    assert zenodo.downloads() == [f"/api/records/{RECORD}/files/A.zip/content"]  # one try only
+
+
+def test_disk_full_while_writing_says_to_free_space(zenodo, client, tmp_path, sleeps):
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    zenodo.add(RECORD, "A.zip", b"a" * 1000)
+    (tmp_path / ".a.zip.part").symlink_to("/dev/full")  # every write fails with ENOSPC
+    with pytest.raises(LocalWriteError, match=r"No space left on device\); free disk space"):
+        client.download(client.file(RECORD, "A.zip"), tmp_path / "a.zip")
+    assert sleeps.waits == []

@@ -17,6 +17,7 @@ import random
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,9 +113,9 @@ class HttpFetcher:
         def stream(response) -> int:
             digest = hashlib.new(algorithm, usedforsecurity=False)
             size = 0
-            with open(part, "wb") as out:
-                while chunk := response.read(CHUNK_SIZE):
-                    out.write(chunk)
+            with _open_for_writing(part) as out:
+                while chunk := response.read(CHUNK_SIZE):  # network errors here are retried
+                    _write(out, chunk, part)
                     digest.update(chunk)
                     size += len(chunk)
                     if expected_size is not None and size > expected_size:
@@ -175,10 +176,11 @@ class HttpFetcher:
             log.warning("%s: %s; retry %d of %d in %.1f s", what, last_problem, attempt,
                         policy.attempts - 1, wait)
             self._sleep(wait)
+        host = urllib.parse.urlsplit(url).netloc
         raise ModelsyncError(
             f"{what}: {url} failed {policy.attempts} times (last: {last_problem}); "
-            f"check network access to the source from the task (NAT or egress rules) and "
-            f"ZENODO_URL, then re-run the seed"
+            f"check network access to {host} from the task (NAT or egress rules) and the "
+            f"configured URL (ZENODO_URL for Zenodo), then re-run the seed"
         )
 
     def _wait_seconds(self, attempt: int, retry_after: float | None) -> float:
@@ -191,3 +193,27 @@ class HttpFetcher:
 
 class _Retryable(Exception):
     """A transient problem found while reading a response body."""
+
+
+class LocalWriteError(ModelsyncError):
+    """The download could not be written locally (full disk, permissions): not worth a retry."""
+
+
+def _open_for_writing(path: Path):
+    try:
+        # Unbuffered: a full disk shows up in _write, not later in a close() the retry loop would catch.
+        return open(path, "wb", buffering=0)
+    except OSError as err:
+        raise LocalWriteError(f"cannot write {path} ({err.strerror}); check the scratch directory (--workdir)") from None
+
+
+def _write(out, chunk: bytes, path: Path) -> None:
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[out.write(view):]
+    except OSError as err:
+        raise LocalWriteError(
+            f"cannot write {path} ({err.strerror}); free disk space for the seeding task or point "
+            f"--workdir at a larger volume"
+        ) from None
