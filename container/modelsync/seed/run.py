@@ -10,6 +10,7 @@ downloaded, so a second run transfers nothing.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from modelsync.seed.zenodo import ZenodoClient
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 @dataclass
@@ -144,7 +146,8 @@ class Seeder:
         source = entry.source
         if isinstance(source, PaddleOCRSource):
             return prewarm(source, work / "cache", pipeline_factory=self.pipeline_factory, label=entry.name)
-        archive = work / "archive.zip"
+        # Named as at the source, so extraction errors name the archive the operator knows.
+        archive = work / (source.file if _SAFE_FILE_NAME.fullmatch(source.file) else "archive.zip")
         progress = or_silent(self.progress)
         if isinstance(source, ZenodoSource):
             zfile = self.zenodo.file(source.record, source.file)
@@ -162,8 +165,6 @@ class Seeder:
         tree = work / "tree"
         try:
             extract_zip(archive, tree, max_bytes=entry.max_extracted_mb * MIB)
-        except ModelsyncError as err:
-            raise ModelsyncError(f"{entry.name}: {err}") from None
         finally:
             archive.unlink(missing_ok=True)  # halve the peak disk use
         return locate_model_dir(tree, entry.requirements, label=entry.name)
