@@ -34,6 +34,7 @@ install-dev: $(VENV)/.deps-dev node_modules/.package-lock.json
 
 ## Synthesize every stack with cdk-nag on (fails on any unacknowledged finding).
 synth: install
+	rm -rf cdk.out
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet -c stage=$(STAGE)
 	@ls cdk.out/*.template.json
 
