@@ -265,3 +265,18 @@ def test_download_progress_is_reported_as_json_events(zenodo, s3_client, bucket,
     download = [e for e in events if e.get("label") == "CLS_GMM_WS2 download"]
     assert [e["event"] for e in download][0] == "start" and download[0]["bytes"] == len(data)
     assert download[-1]["event"] == "done" and download[-1]["downloaded_bytes"] == len(data)
+
+
+def test_a_failing_efs_mirror_is_reported_after_publishing(zenodo, make_seeder, s3_client, bucket, tmp_path):
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
+    catalog = write_catalog(tmp_path, zenodo_entry("CLS_GMM_WS2", "gmm"))
+    not_a_directory = tmp_path / "efs"
+    not_a_directory.write_text("")
+
+    report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(not_a_directory))
+
+    assert report.models[0].status == "published" and read_latest(s3_client, bucket, "CLS_GMM_WS2") is not None
+    assert report.failed and not report.mirror.ok and "\n" not in report.mirror.error
+    table = format_report(report)
+    assert "seed: 1 published, 0 unchanged, 0 failed - EFS mirror failed" in table
+    assert table.splitlines()[-1].startswith("FAILED EFS mirror: ")

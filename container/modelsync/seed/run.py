@@ -189,6 +189,9 @@ class Seeder:
         except ModelsyncError as err:  # JobFailed included: the other models were still pulled
             outcome.ok, outcome.error = False, str(err)
             result = getattr(err, "result", None)
+        except Exception as err:  # the summary must still be printed
+            log.error("EFS mirror: unexpected failure", exc_info=True)
+            outcome.ok, outcome.error, result = False, f"unexpected {type(err).__name__}: {' '.join(str(err).split())}", None
         if result is not None:
             outcome.files = sum(m.downloaded_files for m in result.models)
             outcome.bytes = sum(m.downloaded_bytes for m in result.models)
