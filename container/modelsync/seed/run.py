@@ -123,7 +123,7 @@ class Seeder:
             outcome.error = str(err)
         except Exception as err:  # a bug or an unforeseen failure: still finish the other models
             log.error("%s: unexpected failure", entry.name, exc_info=True)
-            outcome.error = f"unexpected {type(err).__name__}: {' '.join(str(err).split())}; re-run the seed, and report it if it persists"
+            outcome.error = _unexpected(err)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             outcome.seconds = time.monotonic() - started
@@ -191,7 +191,7 @@ class Seeder:
             result = getattr(err, "result", None)
         except Exception as err:  # the summary must still be printed
             log.error("EFS mirror: unexpected failure", exc_info=True)
-            outcome.ok, outcome.error, result = False, f"unexpected {type(err).__name__}: {' '.join(str(err).split())}", None
+            outcome.ok, outcome.error, result = False, _unexpected(err), None
         if result is not None:
             outcome.files = sum(m.downloaded_files for m in result.models)
             outcome.bytes = sum(m.downloaded_bytes for m in result.models)
@@ -207,6 +207,12 @@ class Seeder:
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         except (bx.ClientError, bx.BotoCoreError) as err:
             raise translate_client_error(err, bucket=self.bucket) from None
+
+
+def _unexpected(err: Exception) -> str:
+    """One line for a failure nobody foresaw (the traceback goes to the log)."""
+    return (f"unexpected {type(err).__name__}: {' '.join(str(err).split())}; "
+            f"re-run the seed, and report it if it persists")
 
 
 def _tree_size(folder: Path) -> int:
