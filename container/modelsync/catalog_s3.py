@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import JobFailed
 from .manifest import model_prefix, read_latest_version, read_manifest
 from .s3 import list_subprefixes
 
@@ -11,7 +12,7 @@ from .s3 import list_subprefixes
 @dataclass
 class VersionInfo:
     version: str
-    created: str | None  # None: no manifest (incomplete or in progress)
+    created: str | None  # None: no valid manifest (incomplete, in progress or broken)
     files: int = 0
     bytes: int = 0
 
@@ -30,7 +31,10 @@ def list_versions(client, bucket: str, *, prefix: str) -> list[ModelInfo]:
         info = ModelInfo(name, read_latest_version(client, bucket, name, prefix=prefix))
         for version_dir in list_subprefixes(client, bucket, model_prefix(prefix, name)):
             version = version_dir[len(model_prefix(prefix, name)):].rstrip("/")
-            manifest = read_manifest(client, bucket, name, version, prefix=prefix)
+            try:
+                manifest = read_manifest(client, bucket, name, version, prefix=prefix)
+            except JobFailed:  # unreadable manifest: shown and kept like an incomplete version
+                manifest = None
             if manifest is None:
                 info.versions.append(VersionInfo(version, None))
             else:

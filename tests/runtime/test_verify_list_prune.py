@@ -65,7 +65,7 @@ def test_verify_of_an_empty_or_missing_dest_or_model_fails(tmp_path, client, buc
     assert wrong.returncode == 1 and "0123456789abcdef is wanted" in wrong.stderr
 
 
-def test_list_shows_versions_sizes_and_latest(bucket, publish):
+def test_list_shows_versions_sizes_and_latest(bucket, publish, s3_client):
     v1 = publish("alpha", {"a": b"x" * 2048})
     v2 = publish("alpha", {"a": b"y" * 4096, "b": b"z"})
     publish("beta", {"c": b"1"})
@@ -76,6 +76,9 @@ def test_list_shows_versions_sizes_and_latest(bucket, publish):
     row1 = next(l for l in lines if v1 in l).split()
     assert row2[0] == "alpha" and row2[3] == "2" and row2[4:6] == ["4.0", "KiB"] and row2[-1] == "*"
     assert row1[3] == "1" and row1[-1] != "*"
+    s3_client.put_object(Bucket=bucket, Key="models/beta/broken/manifest.json", Body=b"{not json")
+    assert "beta                             broken             (no manifest)" in run_cli(
+        "list", "--bucket", bucket, check=True).stdout
     data = json.loads(run_cli("list", "--bucket", bucket, "--json", check=True).stdout)
     alpha = next(m for m in data if m["name"] == "alpha")
     assert alpha["latest"] == v2 and {v["version"] for v in alpha["versions"]} == {v1, v2}

@@ -28,6 +28,6 @@ def run(args) -> int:
     for model in models:
         for v in model.versions:
             latest = "*" if v.version == model.latest else ""
-            created = v.created or "(incomplete)"
+            created = v.created or "(no manifest)"
             print(f"{model.name:<32} {v.version:<18} {created:<21} {v.files:>6} {human_bytes(v.bytes):>11}  {latest}")
     return 0
