@@ -11,6 +11,7 @@ from modelsync import config
 from modelsync.commands import _common
 from modelsync.errors import ModelsyncError
 from modelsync.seed.catalog import BUNDLED_CATALOG, HttpsSource, PaddleOCRSource, load_catalog, parse_only
+from modelsync.seed.table import format_table
 from modelsync.seed.zenodo import DEFAULT_ZENODO_URL
 
 
@@ -77,8 +78,7 @@ def format_catalog(catalog, selected) -> str:
             where = f"zenodo {source.record}/{source.file}"
         rows.append((e.name, "yes" if e.enabled else "no", "yes" if e.name in chosen else "no",
                      str(e.approx_size_mb), where))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = format_table(rows)
     total = sum(e.approx_size_mb for e in selected)
     lines.append(f"{len(selected)} selected, about {total} MB (estimates) from {catalog.path}")
     return "\n".join(lines)

@@ -150,7 +150,7 @@ def _materialise_links(links: list[_Entry], dest: Path, label: str, *, written: 
             if not source.exists():
                 still.append(link)
                 continue
-            written += _tree_size(source)
+            written += tree_size(source)
             if written > max_bytes:
                 raise UnsafeArchive(f"{label}: its links expand beyond the bound of {max_bytes} bytes; refusing to extract")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,9 @@ def _materialise_links(links: list[_Entry], dest: Path, label: str, *, written: 
     return written
 
 
-def _tree_size(path: Path) -> int:
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory."""
+    path = Path(path)
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

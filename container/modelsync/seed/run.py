@@ -25,10 +25,11 @@ from modelsync.publish import PublishResult, publish_directory
 from modelsync.pull import pull
 from modelsync.s3 import translate_client_error
 from modelsync.seed.catalog import CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
-from modelsync.seed.extract import extract_zip
+from modelsync.seed.extract import extract_zip, tree_size
 from modelsync.seed.fetch import HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
+from modelsync.seed.table import format_table
 from modelsync.seed.zenodo import ZenodoClient
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class Seeder:
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir(parents=True)
                 folder = self._prepare(entry, work, outcome)
-                outcome.size_bytes = _tree_size(folder)
+                outcome.size_bytes = tree_size(folder)
                 self._warn_if_larger(entry, outcome.size_bytes, "extracted model")
                 result: PublishResult = publish_directory(
                     self.client, self.bucket, entry.name, folder, prefix=self.prefix, source=source,
@@ -215,10 +216,6 @@ def _unexpected(err: Exception) -> str:
             f"re-run the seed, and report it if it persists")
 
 
-def _tree_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-
-
 def format_report(report: SeedReport) -> str:
     """The closing table: one row per model, the EFS mirror line, then each failure in full."""
     header = ("MODEL", "STATUS", "VERSION", "SIZE", "DOWNLOADED", "UPLOADED", "SECONDS")
@@ -227,8 +224,7 @@ def format_report(report: SeedReport) -> str:
          human_bytes(m.downloaded_bytes), human_bytes(m.uploaded_bytes), f"{m.seconds:.1f}")
         for m in report.models
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = format_table(rows)
     mirror = report.mirror
     if mirror is not None:
         state = "ok" if mirror.ok else "FAILED"
