@@ -178,3 +178,11 @@ def test_a_latest_pointer_that_escapes_is_refused(s3_client, bucket, tmp_path):
     proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d", "--model", "evil")
     assert proc.returncode == 1
     assert_one_line_error(proc, "invalid version")
+
+
+def test_a_dest_that_cannot_be_created_is_one_line(publish, bucket, tmp_path):
+    publish("m", {"a": b"1"})
+    (tmp_path / "file").write_text("not a directory")
+    proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "file" / "models")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "cannot write to", "MODELSYNC_DEST")

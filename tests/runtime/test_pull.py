@@ -157,3 +157,18 @@ def test_every_model_at_latest_by_default(client, bucket, publish, tmp_path, s3_
     s3_client.put_object(Bucket=bucket, Key="models/three/abc/files/x", Body=b"x")
     result = pull(client, bucket, tmp_path / "d")
     assert sorted(m.name for m in result.models) == ["one", "two"]
+
+
+def test_a_custom_prefix_is_used_for_publish_list_and_pull(bucket, tmp_path, s3_client):
+    from .helpers import write_model
+
+    folder = write_model(tmp_path / "src", {"a.txt": b"prefixed"})
+    env = {"MODELSYNC_PREFIX": "team/models", "MODELSYNC_BUCKET": bucket}
+    version = run_cli("publish", folder, "--name", "p", env=env, check=True).stdout.strip()
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"team/models/p/{version}/manifest.json" in keys and "team/models/p/LATEST" in keys
+    assert version in run_cli("list", env=env, check=True).stdout
+    run_cli("pull", "--dest", tmp_path / "d", env=env, check=True)
+    assert tree(tmp_path / "d" / "p") == {"a.txt": b"prefixed"}
+    # The default prefix sees nothing there.
+    assert run_cli("list", "--bucket", bucket, check=True).stdout.count("\n") == 1
