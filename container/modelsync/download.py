@@ -104,8 +104,8 @@ class Downloader:
         # Range workers are separate from file workers so a file waiting on its ranges never
         # occupies the thread one of its ranges needs.
         self.ranges = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="range")
-        self.requests = 0
-        self._count_lock = threading.Lock()
+        # At most `concurrency` GETs in flight across file and range workers together.
+        self.slots = threading.BoundedSemaphore(concurrency)
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True, cancel_futures=True)
@@ -160,20 +160,18 @@ class Downloader:
             try:
                 if length == 0:
                     return digest.hexdigest() if digest else None
-                with self._count_lock:
-                    self.requests += 1
-                response = self.client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
-                )
-                body = response["Body"]
-                for chunk in body.iter_chunks(CHUNK):
-                    if written + len(chunk) > length:
-                        raise _ShortBody(f"more bytes than the {length} asked for")
-                    os.pwrite(fd, chunk, start + written)
-                    if digest:
-                        digest.update(chunk)
-                    written += len(chunk)
-                    self.progress.advance(len(chunk))
+                with self.slots:
+                    response = self.client.get_object(
+                        Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+                    )
+                    for chunk in response["Body"].iter_chunks(CHUNK):
+                        if written + len(chunk) > length:
+                            raise _ShortBody(f"more bytes than the {length} asked for")
+                        os.pwrite(fd, chunk, start + written)
+                        if digest:
+                            digest.update(chunk)
+                        written += len(chunk)
+                        self.progress.advance(len(chunk))
                 if written != length:
                     raise _ShortBody(f"got {written} of {length} bytes")
                 return digest.hexdigest() if digest else None
