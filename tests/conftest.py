@@ -7,7 +7,6 @@ to this server through boto3's standard AWS_ENDPOINT_URL_S3, exactly as in `make
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 
 import boto3

@@ -15,7 +15,7 @@ from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, pars
 from .download import ChecksumMismatch, Downloader
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
-from .manifest import FileEntry, Manifest, file_key, model_prefix, read_latest_version, read_manifest
+from .manifest import FileEntry, Manifest, file_key, read_latest_version, read_manifest
 from .progress import Progress, or_silent
 from .s3 import list_subprefixes
 from .store import LocalStore, Record, fsync_dir, stat_key
