@@ -104,3 +104,10 @@ def test_publish_bad_input_is_one_line(bucket, tmp_path, setup, args, fragment):
     proc = run_cli("publish", folder, "--bucket", bucket, *args)
     assert proc.returncode == 2
     assert_one_line_error(proc, fragment)
+
+
+def test_publish_to_a_missing_bucket_is_one_line(tmp_path, s3_endpoint):
+    folder = write_model(tmp_path / "m", {"a": b"1"})
+    proc = run_cli("publish", folder, "--name", "m", "--bucket", "no-such-bucket-for-publish")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "bucket 'no-such-bucket-for-publish' does not exist")
