@@ -59,3 +59,14 @@ def test_runtime_pins_are_exact_and_installed_here():
         name, sep, pinned = line.partition("==")
         assert sep == "==", f"not an exact pin: {line}"
         assert version(name) == pinned, f"{name}: tests run {version(name)}, the image installs {pinned}"
+
+
+def test_dockerfile_declares_the_task_local_volumes_it_owns():
+    # Fargate bind mounts start root-owned 0755 unless the image declares the path as a VOLUME;
+    # the non-root pull must be able to write /models, and every container needs a writable /tmp.
+    text = open(DOCKERFILE).read()
+    volume = re.search(r'^VOLUME \[(.*)\]$', text, flags=re.M)
+    assert volume, "the Dockerfile must declare VOLUME for the task-local volumes"
+    declared = {p.strip().strip('"') for p in volume.group(1).split(",")}
+    assert {"/models", "/tmp"} <= declared
+    assert text.index("chown 10001:10001 /models") < volume.start()  # ownership set before the declaration
