@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev synth test seed local clean
+.PHONY: install install-dev synth test seed local bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ seed: install
 ## The whole pipeline on this machine, no AWS account and no Docker (Ctrl-C stops it).
 local: install-dev
 	$(PY) -m tools.local $(LOCAL_ARGS)
+
+## modelsync against aws s3 sync and s5cmd on a local S3-compatible server (prints figures).
+bench: install-dev
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache
