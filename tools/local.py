@@ -162,63 +162,61 @@ def s3_client(endpoint: str):
     ).client("s3", endpoint_url=endpoint)
 
 
-def _index_path(folder: Path) -> Path:
-    return folder / "index.json"
+class SavedBucket:
+    """A bucket of the local S3 server kept between runs as files: `<folder>/<bucket>/<key>`, plus
+    `<folder>/<bucket>.index.json` (key -> ETag) so a save downloads only what changed."""
 
+    def __init__(self, client, folder: Path, bucket: str = BUCKET):
+        self.client, self.bucket = client, bucket
+        self.objects = folder / bucket
+        self.index = folder / f"{bucket}.index.json"
 
-def _local_path(folder: Path, key: str) -> Path:
-    path = (folder / BUCKET / key).resolve()
-    if not path.is_relative_to((folder / BUCKET).resolve()):
-        raise LocalError(f"object key {key!r} would leave {folder}: delete {folder} and run again")
-    return path
-
-
-def restore_bucket(client, folder: Path) -> int:
-    """Create the bucket and upload what the last run saved. Returns the number of objects."""
-    client.create_bucket(Bucket=BUCKET)
-    saved = folder / BUCKET
-    count = 0
-    if saved.is_dir():
-        # Skip what an interrupted save left behind (see save_bucket): it is no object.
-        for path in sorted(p for p in saved.rglob("*") if p.is_file() and not p.name.endswith(".partial")):
-            client.upload_file(str(path), BUCKET, path.relative_to(saved).as_posix())
+    def restore(self) -> int:
+        """Create the bucket and upload what the last run saved. Returns the number of objects."""
+        self.client.create_bucket(Bucket=self.bucket)
+        count = 0
+        # Skip what an interrupted save left behind (see save): it is no object.
+        for path in sorted(p for p in self.objects.rglob("*") if p.is_file() and not p.name.endswith(".partial")):
+            self.client.upload_file(str(path), self.bucket, path.relative_to(self.objects).as_posix())
             count += 1
-    _write_index(folder, _bucket_etags(client))  # fresh ETags: the next save downloads nothing
-    return count
+        self._write_index(self._etags())  # fresh ETags: the next save downloads nothing
+        return count
 
+    def save(self) -> None:
+        """Mirror the bucket into the folder: download new or changed objects, drop deleted ones."""
+        etags = self._etags()
+        known = json.loads(self.index.read_text()) if self.index.is_file() else {}
+        for key, etag in etags.items():
+            path = self._path(key)
+            if known.get(key) == etag and path.is_file():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.partial")
+            self.client.download_file(self.bucket, key, str(partial))
+            os.replace(partial, path)
+        for key in set(known) - set(etags):
+            self._path(key).unlink(missing_ok=True)
+        for leftover in self.objects.rglob("*.partial"):  # from a save that was interrupted
+            leftover.unlink()
+        self._write_index(etags)
 
-def save_bucket(client, folder: Path) -> None:
-    """Mirror the bucket into `folder`: download new or changed objects, drop deleted ones."""
-    etags = _bucket_etags(client)
-    index_file = _index_path(folder)
-    known = json.loads(index_file.read_text()) if index_file.is_file() else {}
-    for key, etag in etags.items():
-        path = _local_path(folder, key)
-        if known.get(key) == etag and path.is_file():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        client.download_file(BUCKET, key, str(partial))
-        os.replace(partial, path)
-    for key in set(known) - set(etags):
-        _local_path(folder, key).unlink(missing_ok=True)
-    for leftover in (folder / BUCKET).rglob("*.partial"):  # from a save that was interrupted
-        leftover.unlink()
-    _write_index(folder, etags)
+    def _path(self, key: str) -> Path:
+        path = (self.objects / key).resolve()
+        if not path.is_relative_to(self.objects.resolve()):
+            raise LocalError(f"object key {key!r} would leave {self.objects}: delete it and run again")
+        return path
 
+    def _etags(self) -> dict[str, str]:
+        etags = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            etags.update({obj["Key"]: obj["ETag"] for obj in page.get("Contents", [])})
+        return etags
 
-def _bucket_etags(client) -> dict[str, str]:
-    etags = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        etags.update({obj["Key"]: obj["ETag"] for obj in page.get("Contents", [])})
-    return etags
-
-
-def _write_index(folder: Path, etags: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = _index_path(folder).with_suffix(".tmp")
-    tmp.write_text(json.dumps(etags, indent=1, sort_keys=True))
-    os.replace(tmp, _index_path(folder))
+    def _write_index(self, etags: dict[str, str]) -> None:
+        self.index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.index.with_name(f".{self.index.name}.tmp")
+        tmp.write_text(json.dumps(etags, indent=1, sort_keys=True))
+        os.replace(tmp, self.index)
 
 
 # -- the local Zenodo ---------------------------------------------------------------------------
@@ -394,9 +392,9 @@ def run(args: argparse.Namespace, progress: dict) -> int:
 
     with ExitStack() as stack:
         s3_url = start_s3(stack, args.s3_port)
-        client = s3_client(s3_url)
-        restored = restore_bucket(client, layout.s3)
-        stack.callback(save_bucket, client, layout.s3)  # runs before the server stops (LIFO)
+        saved = SavedBucket(s3_client(s3_url), layout.s3)
+        restored = saved.restore()
+        stack.callback(saved.save)  # runs before the server stops (LIFO)
         print(f"== local S3 on {s3_url}: bucket {BUCKET}, {restored} objects restored from {layout.s3}")
         zenodo_url = os.environ.get("ZENODO_URL", "").strip()
         if zenodo_url:
@@ -408,7 +406,7 @@ def run(args: argparse.Namespace, progress: dict) -> int:
 
         run_step("seed", modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs),
                                    "--workdir", str(layout.work)), env)
-        save_bucket(client, layout.s3)
+        saved.save()
         run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), env)
         run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task)), env)
         proc, port = start_serve(stack, layout.task, args.port, env)

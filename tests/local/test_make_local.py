@@ -168,28 +168,21 @@ def test_serves_verified_models_and_ctrl_c_stops_everything(tmp_path):
         assert all(name in listed.stdout for name in expected)
         folder = tmp_path / "my-model"
         folder.mkdir()
-        versions = []
-        for weights in (b"local weights v1", b"local weights v2"):
-            (folder / "weights.bin").write_bytes(weights)
-            published = subprocess.run([sys.executable, "-m", "modelsync", "publish", str(folder), "--name",
-                                        "my-model"], env=shell, capture_output=True, text=True, timeout=TIMEOUT_S)
-            assert published.returncode == 0, published.stderr
-            versions.append(published.stdout.strip())
-            time.sleep(1.1)  # manifests record `created` in whole seconds; prune orders versions by it
-        pruned = subprocess.run([sys.executable, "-m", "modelsync", "prune", "--keep", "1"], env=shell,
-                                capture_output=True, text=True, timeout=TIMEOUT_S)
-        assert pruned.returncode == 0 and f"removed my-model@{versions[0]}" in pruned.stdout, pruned.stderr
+        (folder / "weights.bin").write_bytes(b"local weights")
+        published = subprocess.run([sys.executable, "-m", "modelsync", "publish", str(folder), "--name", "my-model"],
+                                   env=shell, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert published.returncode == 0, published.stderr
+        version = published.stdout.strip()
 
         assert running.stop(signal.SIGINT) == 0, "".join(running.stderr)
     finally:
         running.stop()
     assert "stopped everything it started" in "".join(running.stderr)
     assert port_is_closed(app_url) and port_is_closed(s3_url)
-    # What was published and pruned while it ran is saved for the next run.
+    # What was published while it ran is saved for the next run (deletions: test_saved_bucket.py).
     saved = root / "s3" / env["MODELSYNC_BUCKET"] / "models"
-    assert json.loads((saved / "my-model" / "LATEST").read_text()) == {"version": versions[1]}
-    assert (saved / "my-model" / versions[1] / "files" / "weights.bin").read_bytes() == b"local weights v2"
-    assert not [p for p in (saved / "my-model" / versions[0]).rglob("*") if p.is_file()], "a pruned version was kept"
+    assert json.loads((saved / "my-model" / "LATEST").read_text()) == {"version": version}
+    assert (saved / "my-model" / version / "files" / "weights.bin").read_bytes() == b"local weights"
 
 
 def test_second_run_reuses_bucket_mirror_and_task_volume(tmp_path):
