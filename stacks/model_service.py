@@ -25,6 +25,11 @@ from stacks.storage import StorageStack
 APP_CONTAINER = "app"
 APP_PORT = 8080
 MODELS_VOLUME = "models"
+# PaddleX writes temp/, locks/ and func_ret/ under its cache home at import, so the app's cache home is
+# a writable task-local volume; the init container links its official_models to the read-only
+# /models/paddleocr/official_models (modelsync --paddlex-cache, see container/modelsync/paddlex_cache.py).
+PADDLEX_CACHE_VOLUME = "paddlex-cache"
+PADDLEX_CACHE_PATH = "/var/cache/paddlex"
 
 
 def add_efs_volume(task_definition: ecs.TaskDefinition, mirror: ModelMirror) -> None:
@@ -54,11 +59,12 @@ class ModelService(Construct):
                                                  cpu_architecture=ecs.CpuArchitecture.X86_64),
         )
         models_env = {"MODELSYNC_DEST": MODELS_PATH, "MODELSYNC_MODELS": ",".join(settings.served_models)}
+        init_env = {**models_env, "MODELSYNC_PADDLEX_CACHE": PADDLEX_CACHE_PATH}
         self.app = add_modelsync_container(
             self.task_definition, APP_CONTAINER, image=image, command=["modelsync", "serve"],
             log_group=self.log_group, stream_prefix="service",
             environment={**models_env, "MODELSYNC_PORT": str(APP_PORT),
-                         "PADDLE_PDX_CACHE_HOME": f"{MODELS_PATH}/paddleocr"},
+                         "PADDLE_PDX_CACHE_HOME": PADDLEX_CACHE_PATH},
             health_check=ecs.HealthCheck(command=["CMD", "modelsync", "healthcheck"],
                                          interval=cdk.Duration.seconds(30), timeout=cdk.Duration.seconds(5),
                                          retries=3, start_period=cdk.Duration.seconds(60)))
@@ -69,7 +75,7 @@ class ModelService(Construct):
             self.init = add_modelsync_container(
                 self.task_definition, "model-pull", image=image, command=["modelsync", "pull"],
                 log_group=self.log_group, stream_prefix="service", essential=False,
-                environment={**models_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
+                environment={**init_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
                              "MODELSYNC_PREFIX": MODELS_PREFIX})
             self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
                                                       read_only=False))
@@ -78,13 +84,17 @@ class ModelService(Construct):
             add_efs_volume(self.task_definition, storage.mirror)
             self.init = add_modelsync_container(
                 self.task_definition, "model-verify", image=image, command=["modelsync", "verify"],
-                log_group=self.log_group, stream_prefix="service", essential=False, environment=models_env)
+                log_group=self.log_group, stream_prefix="service", essential=False, environment=init_env)
             self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
                                                       read_only=True))
             self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
                                                        write=False))
         self.app.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
                                                  read_only=True))
+        self.task_definition.add_volume(name=PADDLEX_CACHE_VOLUME)
+        for container in (self.init, self.app):
+            container.add_mount_points(ecs.MountPoint(source_volume=PADDLEX_CACHE_VOLUME,
+                                                      container_path=PADDLEX_CACHE_PATH, read_only=False))
         self.app.add_container_dependencies(ecs.ContainerDependency(
             container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
         acknowledge_task_definition(self.task_definition)

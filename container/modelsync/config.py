@@ -60,6 +60,10 @@ def default_port() -> int:
     return env_int("MODELSYNC_PORT", DEFAULT_PORT)
 
 
+def default_paddlex_cache() -> str | None:
+    return env("MODELSYNC_PADDLEX_CACHE")
+
+
 def default_models() -> list[str] | None:
     """MODELSYNC_MODELS as a list; None (every model at LATEST) when unset or empty."""
     raw = env("MODELSYNC_MODELS")

@@ -125,8 +125,21 @@ def test_app_container_serves_with_health_check_and_contract_environment(s3_buil
     assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
     assert env(app) == {"MODELSYNC_DEST": "/models",
                         "MODELSYNC_MODELS": "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL,paddleocr",
-                        "MODELSYNC_PORT": "8080", "PADDLE_PDX_CACHE_HOME": "/models/paddleocr"}
+                        "MODELSYNC_PORT": "8080", "PADDLE_PDX_CACHE_HOME": "/var/cache/paddlex"}
     assert mounts(app)["/models"] == ("models", True)  # read-only in both modes
+
+
+@pytest.mark.parametrize("mode", ["s3", "efs"])
+def test_paddlex_cache_home_is_writable_and_linked_by_the_init_container(s3_built, efs_built, mode):
+    # PaddleX creates temp/, locks/ and func_ret/ under its cache home at import: it cannot be the
+    # read-only /models; the init container links official_models into a task-local volume instead.
+    built = s3_built if mode == "s3" else efs_built
+    task = task_definition(built.service, "ModelServiceTaskDefinition")
+    assert {"Name": "paddlex-cache"} in task["Volumes"]  # task-local, not EFS
+    c = containers(built.service, "ModelServiceTaskDefinition")
+    init = c["model-pull" if mode == "s3" else "model-verify"]
+    assert env(init)["MODELSYNC_PADDLEX_CACHE"] == env(c["app"])["PADDLE_PDX_CACHE_HOME"] == "/var/cache/paddlex"
+    assert mounts(init)["/var/cache/paddlex"] == mounts(c["app"])["/var/cache/paddlex"] == ("paddlex-cache", False)
 
 
 def test_s3_mode_pulls_into_a_task_volume_before_the_app_starts(s3_built):

@@ -68,5 +68,5 @@ def test_dockerfile_declares_the_task_local_volumes_it_owns():
     volume = re.search(r'^VOLUME \[(.*)\]$', text, flags=re.M)
     assert volume, "the Dockerfile must declare VOLUME for the task-local volumes"
     declared = {p.strip().strip('"') for p in volume.group(1).split(",")}
-    assert {"/models", "/tmp"} <= declared
-    assert text.index("chown 10001:10001 /models") < volume.start()  # ownership set before the declaration
+    assert {"/models", "/var/cache/paddlex", "/tmp"} <= declared
+    assert text.index("chown 10001:10001 /models /var/cache/paddlex") < volume.start()  # ownership set before the declaration

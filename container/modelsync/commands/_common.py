@@ -26,6 +26,23 @@ def add_models(parser) -> None:
                         help="model to handle (repeatable; env MODELSYNC_MODELS, comma list; default all)")
 
 
+def add_paddlex_cache(parser) -> None:
+    parser.add_argument("--paddlex-cache", default=config.default_paddlex_cache(), metavar="DIR",
+                        help="after success, make DIR a PaddleX cache home (PADDLE_PDX_CACHE_HOME) whose "
+                             "official_models links to DEST/paddleocr (env MODELSYNC_PADDLEX_CACHE)")
+
+
+def link_paddlex_cache(args) -> None:
+    if not args.paddlex_cache:
+        return
+    from ..paddlex_cache import link_official_models
+
+    target = link_official_models(args.paddlex_cache, args.dest)
+    note = f"PaddleX cache {args.paddlex_cache}: official_models -> {target}" if target else \
+        f"PaddleX cache {args.paddlex_cache}: no paddleocr model under {args.dest}, nothing to link"
+    print(note, file=sys.stderr)
+
+
 def add_transfer(parser) -> None:
     parser.add_argument("--concurrency", type=int, default=None,
                         help="parallel transfers (env MODELSYNC_CONCURRENCY, default 16)")

@@ -11,6 +11,7 @@ def register(subparsers) -> None:
     _common.add_dest(parser)
     _common.add_models(parser)
     _common.add_transfer(parser)
+    _common.add_paddlex_cache(parser)
     parser.set_defaults(run=run)
 
 
@@ -30,6 +31,7 @@ def run(args) -> int:
             _print(progress, partial, failed=True)
         raise
     _print(progress, result, failed=False)
+    _common.link_paddlex_cache(args)
     return 0
 
 

@@ -12,6 +12,7 @@ def register(subparsers) -> None:
     _common.add_dest(parser)
     _common.add_models(parser)
     parser.add_argument("--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
+    _common.add_paddlex_cache(parser)
     parser.set_defaults(run=run)
 
 
@@ -26,4 +27,7 @@ def run(args) -> int:
         if state.version:
             status = "ok" if not state.problems else "FAILED"
             print(f"{state.name}@{state.version}: {state.files} files, {state.bytes} bytes: {status}")
-    return 1 if problems else 0
+    if problems:
+        return 1
+    _common.link_paddlex_cache(args)
+    return 0
