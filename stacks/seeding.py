@@ -31,6 +31,11 @@ from stacks.storage import StorageStack
 SEED_CONTAINER = "seed"
 SEED_STREAM_PREFIX = "seed"  # stream: seed/seed/<task id> (docs/contracts.md)
 SEED_EFS_ROOT = "/mnt/models"
+# The root file system is read-only and the image's HOME is not writable: anything that caches under ~
+# (huggingface_hub for PaddleX's downloads, pip-style ~/.cache users) must land on the scratch /tmp.
+SEED_HOME = "/tmp/home"
+WRITABLE_HOME = {"HOME": SEED_HOME, "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
+                 "HF_HOME": f"{SEED_HOME}/.cache/huggingface"}
 SEED_RUNNER_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "seed_runner"
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
 
@@ -62,7 +67,8 @@ class SeedingTask(Construct):
             environment={"MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
                          "MODELSYNC_PREFIX": MODELS_PREFIX,
                          "MODELSYNC_SEED_ONLY": ",".join(settings.seed_models),
-                         "MODELSYNC_EFS_ROOT": SEED_EFS_ROOT})
+                         "MODELSYNC_EFS_ROOT": SEED_EFS_ROOT,
+                         **WRITABLE_HOME})
         self.container.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT,
                                                        read_only=False))
         acknowledge_task_definition(self.task_definition)

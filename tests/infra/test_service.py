@@ -282,6 +282,14 @@ def test_seeding_task_writes_the_mirror_with_room_for_the_largest_archive(s3_bui
     assert seed_env["MODELSYNC_SEED_ONLY"] == ""  # empty: the catalog's enabled entries
 
 
+def test_seeding_task_caches_under_the_writable_tmp_not_the_read_only_home(s3_built):
+    [seed] = containers(s3_built.service, "SeedingTaskDefinition").values()
+    assert seed["ReadonlyRootFilesystem"] is True and mounts(seed)["/tmp"][1] is False
+    seed_env = env(seed)
+    for variable in ("HOME", "XDG_CACHE_HOME", "HF_HOME"):
+        assert str(seed_env[variable]).startswith("/tmp/"), variable
+
+
 def test_seed_runner_function_matches_the_contract(s3_built):
     t = s3_built.service
     props = only(t, "AWS::Lambda::Function")["Properties"]
