@@ -1,6 +1,7 @@
-"""What every modelsync container has in common: the image, non-root user, read-only root file
-system with a scratch /tmp, CloudWatch logs. One helper so the service, init and seeding
-containers cannot drift apart."""
+"""What every modelsync task and container has in common: a Linux/x86-64 Fargate task definition with
+the same cdk-nag acknowledgments, the EFS mirror volume, and containers with the image, non-root user,
+read-only root file system with a scratch /tmp, CloudWatch logs. One place so the service, init and
+seeding tasks cannot drift apart."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from pathlib import Path
 
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from constructs import Construct
 
 from stacks.errors import SettingsError
+from stacks.model_mirror import ModelMirror
+from stacks.nag import acknowledge_task_definition
 from stacks.settings import FARGATE_DEFAULT_EPHEMERAL_GIB, Settings
 
 CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
 IMAGE_USER = "10001:10001"  # docs/contracts.md: uid/gid of the image user
 MODELS_PATH = "/models"
+MODELS_VOLUME = "models"
 # Keep build leftovers and tests out of the asset: they would change its hash without changing the image.
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "tests", "**/tests", ".pytest_cache", ".venv"]
 
@@ -39,6 +45,30 @@ def images(settings: Settings, repository: ecr.IRepository,
 def ephemeral_storage(gib: int) -> int | None:
     """Fargate takes 21-200 GiB when set; the 20 GiB default is expressed by not setting it."""
     return None if gib == FARGATE_DEFAULT_EPHEMERAL_GIB else gib
+
+
+def fargate_task_definition(scope: Construct, id: str, *, cpu: int, memory_mib: int, ephemeral_storage_gib: int,
+                            task_role: iam.IRole) -> ecs.FargateTaskDefinition:
+    task_definition = ecs.FargateTaskDefinition(
+        scope, id,
+        cpu=cpu,
+        memory_limit_mib=memory_mib,
+        ephemeral_storage_gib=ephemeral_storage(ephemeral_storage_gib),
+        task_role=task_role,
+        runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                                             cpu_architecture=ecs.CpuArchitecture.X86_64),
+    )
+    acknowledge_task_definition(task_definition)
+    return task_definition
+
+
+def add_efs_volume(task_definition: ecs.TaskDefinition, mirror: ModelMirror) -> None:
+    """The mirror's access point with TLS and IAM authorization (both required with an access point)."""
+    task_definition.add_volume(name=MODELS_VOLUME, efs_volume_configuration=ecs.EfsVolumeConfiguration(
+        file_system_id=mirror.file_system.file_system_id,
+        transit_encryption="ENABLED",
+        authorization_config=ecs.AuthorizationConfig(access_point_id=mirror.access_point.access_point_id,
+                                                     iam="ENABLED")))
 
 
 def scratch_volume(task_definition: ecs.TaskDefinition, name: str) -> str:

@@ -14,31 +14,20 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.containers import MODELS_PATH, add_modelsync_container, ephemeral_storage
+from stacks.containers import (MODELS_PATH, MODELS_VOLUME, add_efs_volume, add_modelsync_container,
+                               fargate_task_definition)
 from stacks.log_groups import log_group
-from stacks.model_mirror import ModelMirror
-from stacks.nag import acknowledge_task_definition
 from stacks.policies import MODELS_PREFIX, ecs_tasks_principal, mirror_access
 from stacks.settings import Settings
 from stacks.storage import StorageStack
 
 APP_CONTAINER = "app"
 APP_PORT = 8080
-MODELS_VOLUME = "models"
 # PaddleX writes temp/, locks/ and func_ret/ under its cache home at import, so the app's cache home is
 # a writable task-local volume; the init container links its official_models to the read-only
 # /models/paddleocr/official_models (modelsync --paddlex-cache, see container/modelsync/paddlex_cache.py).
 PADDLEX_CACHE_VOLUME = "paddlex-cache"
 PADDLEX_CACHE_PATH = "/var/cache/paddlex"
-
-
-def add_efs_volume(task_definition: ecs.TaskDefinition, mirror: ModelMirror) -> None:
-    """The mirror's access point with TLS and IAM authorization (both required with an access point)."""
-    task_definition.add_volume(name=MODELS_VOLUME, efs_volume_configuration=ecs.EfsVolumeConfiguration(
-        file_system_id=mirror.file_system.file_system_id,
-        transit_encryption="ENABLED",
-        authorization_config=ecs.AuthorizationConfig(access_point_id=mirror.access_point.access_point_id,
-                                                     iam="ENABLED")))
 
 
 class ModelService(Construct):
@@ -49,15 +38,9 @@ class ModelService(Construct):
         self.log_group = log_group(self, "Logs", settings)
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   description=f"Model service ({settings.delivery_mode} mode): reads models only")
-        self.task_definition = ecs.FargateTaskDefinition(
-            self, "TaskDefinition",
-            cpu=settings.service_cpu,
-            memory_limit_mib=settings.service_memory_mib,
-            ephemeral_storage_gib=ephemeral_storage(settings.ephemeral_storage_gib),
-            task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
-                                                 cpu_architecture=ecs.CpuArchitecture.X86_64),
-        )
+        self.task_definition = fargate_task_definition(
+            self, "TaskDefinition", cpu=settings.service_cpu, memory_mib=settings.service_memory_mib,
+            ephemeral_storage_gib=settings.ephemeral_storage_gib, task_role=self.task_role)
         models_env = {"MODELSYNC_DEST": MODELS_PATH, "MODELSYNC_MODELS": ",".join(settings.served_models)}
         init_env = {**models_env, "MODELSYNC_PADDLEX_CACHE": PADDLEX_CACHE_PATH}
         self.app = add_modelsync_container(
@@ -97,7 +80,6 @@ class ModelService(Construct):
                                                       container_path=PADDLEX_CACHE_PATH, read_only=False))
         self.app.add_container_dependencies(ecs.ContainerDependency(
             container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
-        acknowledge_task_definition(self.task_definition)
 
         # Before the first seed there is nothing to pull or verify: every task would fail and the first
         # deploy would roll back. start_service=false deploys the service with no tasks (and lets

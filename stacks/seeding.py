@@ -19,11 +19,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.containers import add_modelsync_container, ephemeral_storage
+from stacks.containers import MODELS_VOLUME, add_efs_volume, add_modelsync_container, fargate_task_definition
 from stacks.errors import SettingsError
 from stacks.log_groups import log_group
-from stacks.model_service import MODELS_VOLUME, add_efs_volume
-from stacks.nag import acknowledge_task_definition, acknowledge_wildcard_resource
+from stacks.nag import acknowledge_wildcard_resource
 from stacks.policies import MODELS_PREFIX, ecs_tasks_principal, mirror_access
 from stacks.settings import Settings
 from stacks.storage import StorageStack
@@ -50,16 +49,10 @@ class SeedingTask(Construct):
         self.task_role.add_managed_policy(storage.models_write_policy)
         self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
                                                    write=True))
-        self.task_definition = ecs.FargateTaskDefinition(
-            self, "TaskDefinition",
-            cpu=settings.seed_cpu,
-            memory_limit_mib=settings.seed_memory_mib,
-            # Archives and their extracted trees sit on local disk while they are checked and published.
-            ephemeral_storage_gib=ephemeral_storage(settings.seed_ephemeral_storage_gib),
-            task_role=self.task_role,
-            runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
-                                                 cpu_architecture=ecs.CpuArchitecture.X86_64),
-        )
+        # Archives and their extracted trees sit on local disk while they are checked and published.
+        self.task_definition = fargate_task_definition(
+            self, "TaskDefinition", cpu=settings.seed_cpu, memory_mib=settings.seed_memory_mib,
+            ephemeral_storage_gib=settings.seed_ephemeral_storage_gib, task_role=self.task_role)
         add_efs_volume(self.task_definition, storage.mirror)
         self.container = add_modelsync_container(
             self.task_definition, SEED_CONTAINER, image=image, command=["modelsync", "seed"],
@@ -71,7 +64,6 @@ class SeedingTask(Construct):
                          **WRITABLE_HOME})
         self.container.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT,
                                                        read_only=False))
-        acknowledge_task_definition(self.task_definition)
 
 
 class SeedRunner(Construct):

@@ -16,7 +16,7 @@ from stacks.model_service import ModelService
 from stacks.network import NetworkStack
 from stacks.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX, AutoSeed, SeedingTask, SeedRunner
 from stacks.settings import Settings
-from stacks.storage import StorageStack
+from stacks.storage import StorageStack, stateful_removal_policy
 
 
 class ServiceStack(cdk.Stack):
@@ -24,8 +24,7 @@ class ServiceStack(cdk.Stack):
                  storage: StorageStack, container_dir: Path = CONTAINER_DIR,
                  seed_runner_dir: Path = SEED_RUNNER_DIR, **kwargs) -> None:
         super().__init__(scope, id, termination_protection=settings.termination_protection, **kwargs)
-        removal_policy = (cdk.RemovalPolicy.RETAIN if settings.removal_policy == "retain"
-                          else cdk.RemovalPolicy.DESTROY)
+        removal_policy = stateful_removal_policy(settings)
         security_groups = network.security_groups
         subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets

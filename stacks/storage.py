@@ -21,12 +21,16 @@ from stacks import nag
 from stacks.settings import Settings
 
 
+def stateful_removal_policy(settings: Settings) -> cdk.RemovalPolicy:
+    """What deleting a stack does to the stateful resources (key, buckets, file system, repository)."""
+    return cdk.RemovalPolicy.RETAIN if settings.removal_policy == "retain" else cdk.RemovalPolicy.DESTROY
+
+
 class StorageStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, vpc: ec2.IVpc,
                  file_system_security_group: ec2.ISecurityGroup, **kwargs) -> None:
         super().__init__(scope, id, termination_protection=settings.termination_protection, **kwargs)
-        removal_policy = (cdk.RemovalPolicy.RETAIN if settings.removal_policy == "retain"
-                          else cdk.RemovalPolicy.DESTROY)
+        removal_policy = stateful_removal_policy(settings)
         self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal_policy,
                            description=f"Model delivery ({settings.stage}): models bucket and EFS mirror")
         self.models = ModelsBucket(self, "Bucket", key=self.key, settings=settings, removal_policy=removal_policy)

@@ -27,12 +27,15 @@ def test_stateful_resources_are_retained_by_default(s3_built):
     for type_ in STATEFUL:
         for resource in resources(s3_built.storage, type_).values():
             assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain"), type_
+    # The service stack's one stateful resource follows the same setting.
+    assert only(s3_built.service, "AWS::ECR::Repository")["DeletionPolicy"] == "Retain"
 
 
 def test_removal_policy_destroy_is_honoured(destroy_built):
     for type_ in STATEFUL:
         for resource in resources(destroy_built.storage, type_).values():
             assert resource["DeletionPolicy"] == "Delete", type_
+    assert only(destroy_built.service, "AWS::ECR::Repository")["DeletionPolicy"] == "Delete"
 
 
 def test_termination_protection_only_for_prod(s3_built, prod_built):
