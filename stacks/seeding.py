@@ -4,7 +4,8 @@ No native CloudFormation resource runs a one-shot task, and a long download from
 stack lifecycle would roll a deploy back on a flaky source. So seeding is started out of band: by
 the operator (`make seed` invokes the seed runner), or, with `seed_on_deploy`, by a custom resource
 that invokes the seed runner asynchronously (fire and forget) whenever the catalog or the seed
-selection changed.
+selection changed. Being asynchronous, it is not ordered before the service update: a model must be
+seeded before a deploy makes the service load it (docs/infrastructure.md, "Adding a model").
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SEED_HOME = "/tmp/home"
 WRITABLE_HOME = {"HOME": SEED_HOME, "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
                  "HF_HOME": f"{SEED_HOME}/.cache/huggingface"}
 SEED_RUNNER_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "seed_runner"
+AUTO_SEED_ID_CHARS = 16  # of the seed fingerprint, in the auto-seed resource's construct id
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
 
 
@@ -127,8 +129,10 @@ def write_own_logs(log_group_arn: str) -> iam.PolicyStatement:
 
 class AutoSeed(Construct):
     """Invokes the seed runner (asynchronously) after a deploy that changed the catalog or the seed
-    selection: the fingerprint is the physical id, so CloudFormation only updates, and therefore
-    invokes, when it changes. Deleting the stack invokes nothing."""
+    selection. The fingerprint is part of the custom resource's construct id, so a change makes
+    CloudFormation create a new resource (which invokes) and delete the old one at cleanup (which
+    invokes nothing). Update events (another property changed) invoke nothing either. So a rolled-back
+    deploy only deletes the new resource and never starts a second seeding task."""
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, runner: SeedRunner) -> None:
         super().__init__(scope, id)
@@ -136,13 +140,14 @@ class AutoSeed(Construct):
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Auto-seed custom resource: invoke the seed runner, write own logs")
         self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
+        fingerprint = settings.seed_fingerprint
         invoke = cr.AwsSdkCall(
             service="Lambda", action="Invoke",
             parameters={"FunctionName": runner.function.function_name, "InvocationType": "Event", "Payload": "{}"},
-            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{settings.seed_fingerprint}"))
+            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{fingerprint}"))
         self.resource = cr.AwsCustomResource(
-            self, "Invoke",
-            on_create=invoke, on_update=invoke,
+            self, f"Invoke{fingerprint[:AUTO_SEED_ID_CHARS]}",
+            on_create=invoke,
             policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
                 sid="InvokeSeedRunner", actions=["lambda:InvokeFunction"], resources=[runner.function.function_arn])]),
             role=self.role,

@@ -340,12 +340,22 @@ def test_auto_seed_invokes_the_runner_asynchronously_keyed_by_the_catalog(efs_bu
     fingerprint = settings_for({"delivery_mode": "efs"}).seed_fingerprint
     assert f"seed-{fingerprint}" in text
     assert '\\"InvocationType\\":\\"Event\\"' in text and '\\"Payload\\":\\"{}\\"' in text
-    assert props["Update"] == create  # an update (catalog or selection changed) invokes again
-    assert "Delete" not in props
     runner = logical_id(t, "AWS::Lambda::Function", "SeedRunnerFunction")
     policy = [p for key, p in resources(t, "AWS::IAM::Policy").items() if key.startswith("AutoSeedInvoke")]
     assert [s["Resource"] for s in policy[0]["Properties"]["PolicyDocument"]["Statement"]] == [
         {"Fn::GetAtt": [runner, "Arn"]}]
+
+
+def test_auto_seed_invokes_only_on_create_so_a_rollback_starts_no_second_seed(efs_built):
+    """A changed fingerprint is a new logical id: CloudFormation creates it (invoke) and deletes the old one
+    at cleanup; a rollback deletes the new one and leaves the old one untouched. Neither an Update nor a
+    Delete event makes a call."""
+    t = efs_built.service
+    [(resource_id, resource)] = resources(t, "Custom::AWS").items()
+    fingerprint = settings_for({"delivery_mode": "efs"}).seed_fingerprint
+    assert resource_id.startswith(f"AutoSeedInvoke{fingerprint[:16]}")
+    assert "Create" in resource["Properties"]
+    assert "Update" not in resource["Properties"] and "Delete" not in resource["Properties"]
 
 
 # ---- outputs and assets -------------------------------------------------------------------------
