@@ -10,9 +10,11 @@ import socket
 import pytest
 
 from modelsync.manifest import read_latest
+from modelsync.publish import publish_directory
+from modelsync.pull import pull as real_pull
 from modelsync.seed.catalog import load_catalog
 from modelsync.seed.fetch import HttpFetcher, RetryPolicy
-from modelsync.seed.run import Seeder, format_report
+from modelsync.seed.run import MIRROR_ROUNDS, Seeder, format_report
 from modelsync.seed.zenodo import ZenodoClient
 from tests.seed.fake_paddle import PADDLE_MODELS, FakePaddleOCR
 from tests.seed.fake_zenodo import FAMILY_FILES, make_zip, model_zip
@@ -280,3 +282,96 @@ def test_a_failing_efs_mirror_is_reported_after_publishing(zenodo, make_seeder, 
     table = format_report(report)
     assert "seed: 1 published, 0 unchanged, 0 failed - EFS mirror failed" in table
     assert table.splitlines()[-1].startswith("FAILED EFS mirror: ")
+
+
+# ---- concurrent seeds: the mirror follows LATEST, not the version this run saw -------------------
+
+L2 = "PP_L2_material_agnostic"
+
+
+def _publish_newer(s3_client, bucket, tmp_path, content: bytes) -> str:
+    """What another seed (or `modelsync publish`) does meanwhile: publish a new version of L2."""
+    folder = tmp_path / f"newer-{hashlib.sha256(content).hexdigest()[:8]}"
+    folder.mkdir()
+    (folder / "model.joblib").write_bytes(content)
+    return publish_directory(s3_client, bucket, L2, folder, prefix="models/", source={"type": "test"}).version
+
+
+def _current(efs, name) -> str:
+    """The version directory <efs>/<name> points to (the mirror's current version)."""
+    return (efs / name).resolve().name
+
+
+def test_a_version_published_between_this_runs_publish_and_mirror_is_what_the_mirror_gets(
+        zenodo, make_seeder, s3_client, bucket, tmp_path):
+    zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
+    catalog = write_catalog(tmp_path, zenodo_entry(L2, "l2"))
+    efs = tmp_path / "efs"
+    seeder = make_seeder(zenodo.url)
+    mirror_step = seeder.mirror
+    newer = []
+
+    def mirror_after_another_seed_published(efs_root, seeded):
+        newer.append(_publish_newer(s3_client, bucket, tmp_path, b"v2"))
+        return mirror_step(efs_root, seeded)
+
+    seeder.mirror = mirror_after_another_seed_published
+    report = seeder.run(catalog.select(), efs_root=str(efs))
+
+    [model] = report.models
+    assert model.status == "published" and model.version != newer[0]
+    assert read_latest(s3_client, bucket, L2).version == newer[0]
+    assert efs_file(efs, L2, "model.joblib") == b"v2" and newer[0] in _current(efs, L2)
+    assert report.mirror.ok and report.mirror.versions == {L2: newer[0]}
+    table = format_report(report)
+    assert f"EFS mirror has {L2} at {newer[0]}, the LATEST published after this run saw {model.version}" in table
+    assert "seed: 1 published, 0 unchanged, 0 failed" in table
+
+
+def test_a_mirror_switch_overtaken_by_an_older_one_is_pulled_again(zenodo, make_seeder, s3_client, bucket, tmp_path,
+                                                                   monkeypatch):
+    """Seeder B resolved LATEST=v1 in its pull; seeder A then published v2 and mirrored it; B's switch to
+    v1 lands last. B's re-check sees LATEST=v2 and pulls again, so the mirror ends at LATEST."""
+    zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
+    catalog = write_catalog(tmp_path, zenodo_entry(L2, "l2"))
+    efs = tmp_path / "efs"
+    calls = []
+
+    def pull_overtaken_on_first_call(client, bucket_, dest, models, **kwargs):
+        calls.append(list(models))
+        if len(calls) > 1:
+            return real_pull(client, bucket_, dest, models, **kwargs)
+        resolved = [f"{m}@{read_latest(client, bucket_, m).version}" for m in models]  # B resolves v1
+        _publish_newer(s3_client, bucket, tmp_path, b"v2")  # A publishes v2 ...
+        real_pull(client, bucket_, dest, models, **kwargs)  # ... and mirrors it
+        return real_pull(client, bucket_, dest, resolved, **kwargs)  # B's switch to v1 lands last
+
+    monkeypatch.setattr("modelsync.seed.run.pull", pull_overtaken_on_first_call)
+    report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(efs))
+
+    latest = read_latest(s3_client, bucket, L2).version
+    assert calls == [[L2], [L2]]
+    assert report.mirror.ok and report.mirror.versions == {L2: latest} and report.models[0].version != latest
+    assert efs_file(efs, L2, "model.joblib") == b"v2" and latest in _current(efs, L2)
+
+
+def test_a_latest_that_keeps_moving_fails_the_mirror_in_one_line(zenodo, make_seeder, s3_client, bucket, tmp_path,
+                                                                  monkeypatch):
+    zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
+    catalog = write_catalog(tmp_path, zenodo_entry(L2, "l2"))
+    calls = []
+
+    def pull_then_another_publish(client, bucket_, dest, models, **kwargs):
+        calls.append(list(models))
+        result = real_pull(client, bucket_, dest, models, **kwargs)
+        _publish_newer(s3_client, bucket, tmp_path, f"v{len(calls) + 1}".encode())
+        return result
+
+    monkeypatch.setattr("modelsync.seed.run.pull", pull_then_another_publish)
+    report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(tmp_path / "efs"))
+
+    assert len(calls) == MIRROR_ROUNDS
+    assert report.models[0].status == "published" and report.failed and not report.mirror.ok
+    assert report.mirror.error == (f"LATEST of {L2} kept changing while the EFS mirror was brought up to date "
+                                   "(another seed or publish is running): re-run the seed when it has finished")
+    assert format_report(report).splitlines()[-1] == f"FAILED EFS mirror: {report.mirror.error}"

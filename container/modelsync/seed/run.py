@@ -1,5 +1,5 @@
 """The seeding run: for each selected catalog entry fetch, check and publish it; then bring the
-EFS mirror up to the published versions; report one row per model.
+EFS mirror to each model's LATEST; report one row per model.
 
 One model failing never stops the others: every model that succeeds is published, and the run
 reports failure only at the end. Idempotent: a model whose LATEST manifest records the same
@@ -19,10 +19,10 @@ from pathlib import Path
 import botocore.exceptions as bx
 
 from modelsync.errors import JobFailed, ModelsyncError
-from modelsync.manifest import read_latest
+from modelsync.manifest import read_latest, read_latest_version
 from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
-from modelsync.pull import pull
+from modelsync.pull import PullResult, pull
 from modelsync.s3 import translate_client_error
 from modelsync.seed.catalog import CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
 from modelsync.seed.extract import extract_zip, tree_size
@@ -34,6 +34,8 @@ from modelsync.seed.zenodo import ZenodoClient
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+# Pull rounds of the mirror step before giving up on a LATEST that keeps moving (other seeds publishing).
+MIRROR_ROUNDS = 3
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
@@ -58,6 +60,15 @@ class MirrorOutcome:
     skipped_files: int = 0
     seconds: float = 0.0
     error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)  # model -> version the mirror was brought to
+
+    def add(self, result: PullResult | None) -> None:
+        if result is None:
+            return
+        self.files += result.downloaded_files
+        self.bytes += result.downloaded_bytes
+        self.skipped_files += result.skipped_files
+        self.versions.update((m.name, m.version) for m in result.models)
 
 
 @dataclass
@@ -178,27 +189,43 @@ class Seeder:
 
     # -- EFS mirror and preflight ---------------------------------------------------------------
 
-    def mirror(self, efs_root: str, published: list[ModelOutcome]) -> MirrorOutcome:
+    def mirror(self, efs_root: str, seeded: list[ModelOutcome]) -> MirrorOutcome:
+        """Bring the mirror to each model's LATEST as read now, not the version this run saw: another
+        seed may have published a newer one since, and its own mirror step may already be done."""
         outcome = MirrorOutcome(root=efs_root, ok=True)
-        if not published:
+        if not seeded:
             return outcome
         started = time.monotonic()
         try:
-            result = pull(self.client, self.bucket, efs_root, [f"{m.name}@{m.version}" for m in published],
-                          prefix=self.prefix, concurrency=self.concurrency, progress=self.progress,
-                          part_size=self.part_size)
+            self._mirror_latest(efs_root, [m.name for m in seeded], outcome)
         except ModelsyncError as err:  # JobFailed included: the other models were still pulled
             outcome.ok, outcome.error = False, str(err)
-            result = getattr(err, "result", None)
         except Exception as err:  # the summary must still be printed
             log.error("EFS mirror: unexpected failure", exc_info=True)
-            outcome.ok, outcome.error, result = False, _unexpected(err), None
-        if result is not None:
-            outcome.files = sum(m.downloaded_files for m in result.models)
-            outcome.bytes = sum(m.downloaded_bytes for m in result.models)
-            outcome.skipped_files = sum(m.skipped_files for m in result.models)
+            outcome.ok, outcome.error = False, _unexpected(err)
         outcome.seconds = time.monotonic() - started
         return outcome
+
+    def _mirror_latest(self, efs_root: str, names: list[str], outcome: MirrorOutcome) -> None:
+        pending = names
+        for _ in range(MIRROR_ROUNDS):
+            try:
+                result = pull(self.client, self.bucket, efs_root, pending, prefix=self.prefix,
+                              concurrency=self.concurrency, progress=self.progress, part_size=self.part_size)
+            except ModelsyncError as err:
+                outcome.add(getattr(err, "result", None))
+                raise
+            outcome.add(result)
+            # The pull resolved LATEST before it switched: a seed that published and mirrored in between
+            # may have been overtaken by our older switch. Whoever switches last re-checks, so the mirror
+            # cannot end behind LATEST.
+            pending = [name for name in pending if read_latest_version(
+                self.client, self.bucket, name, prefix=self.prefix) != outcome.versions[name]]
+            if not pending:
+                return
+            log.info("EFS mirror: LATEST of %s moved while mirroring; pulling again", ", ".join(pending))
+        raise JobFailed(f"LATEST of {', '.join(pending)} kept changing while the EFS mirror was brought up to date "
+                        f"(another seed or publish is running): re-run the seed when it has finished")
 
     def _check_bucket(self) -> None:
         """A missing bucket or missing credentials are configuration errors: stop before any
@@ -230,6 +257,9 @@ def format_report(report: SeedReport) -> str:
         state = "ok" if mirror.ok else "FAILED"
         lines.append(f"EFS mirror {mirror.root}: {state}, {mirror.files} files ({human_bytes(mirror.bytes)}) copied, "
                      f"{mirror.skipped_files} already in place, {mirror.seconds:.1f} s")
+        lines += [f"EFS mirror has {m.name} at {mirror.versions[m.name]}, the LATEST published after this run saw "
+                  f"{m.version} (another seed or publish)"
+                  for m in report.models if m.name in mirror.versions and mirror.versions[m.name] != m.version]
     counts = {s: sum(m.status == s for m in report.models) for s in ("published", "unchanged", "failed")}
     lines.append(f"seed: {counts['published']} published, {counts['unchanged']} unchanged, {counts['failed']} failed"
                  + (" - EFS mirror failed" if mirror is not None and not mirror.ok else ""))
