@@ -61,17 +61,26 @@ class Manifest:
         return manifest
 
 
+def path_problem(path: str) -> str | None:
+    """Why path cannot be a file of a model (None when it can): one rule for publish and pull."""
+    try:
+        path.encode("utf-8")  # S3 keys and manifests are UTF-8; a non-UTF-8 file name has no key
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if not path or path.startswith("/"):
+        return "is empty or absolute"
+    if "\\" in path:
+        return "contains a backslash"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "contains a control character"  # S3 advises against them in keys; they break logs too
+    if any(part in ("", ".", "..") for part in path.split("/")) or posixpath.normpath(path) != path:
+        return "has empty, '.' or '..' components"
+    return None
+
+
 def check_relative_path(path: str, *, where: str) -> str:
     """Refuse anything that is not a plain relative path inside the model directory."""
-    parts = path.split("/")
-    if (
-        not path
-        or path.startswith("/")
-        or "\\" in path
-        or "\0" in path
-        or any(part in ("", ".", "..") for part in parts)
-        or posixpath.normpath(path) != path
-    ):
+    if path_problem(path):
         raise JobFailed(f"manifest {where} has an unsafe path {path!r} (it would escape the model directory): refused")
     return path
 

@@ -20,7 +20,7 @@ from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_par
 from .errors import ModelsyncError
 from .hashing import sha256_many
 from .manifest import (FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
-                       read_latest_version, read_manifest, version_prefix)
+                       path_problem, read_latest_version, read_manifest, version_prefix)
 from .progress import Progress, or_silent
 from .s3 import list_keys, translate_client_error
 
@@ -54,7 +54,12 @@ def scan_directory(directory: str) -> list[str]:
                 raise ModelsyncError(f"{full} links outside {directory}: copy the file in or remove the link")
             if not os.path.isfile(real):
                 raise ModelsyncError(f"{full} is not a regular file: remove it before publishing")
-            paths.append(os.path.relpath(full, root).replace(os.sep, "/"))
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            problem = path_problem(rel)
+            if problem:  # refused here, or LATEST would move to a version every pull refuses
+                raise ModelsyncError(f"cannot publish {os.path.join(directory, rel)!r}: its path {problem}, "
+                                     "which pull refuses: rename it")
+            paths.append(rel)
     if not paths:
         raise ModelsyncError(f"{directory} contains no files: nothing to publish")
     return sorted(paths)

@@ -17,7 +17,8 @@ def test_version_depends_only_on_content_not_order():
     assert content_version([A]) != content_version([A, B])
 
 
-@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../b", "a//b", "./a", "a/.", "", "a\\..\\b", "a/"])
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../b", "a//b", "./a", "a/.", "", "a\\..\\b", "a/",
+                                  "a\nb", "caf\udce9"])  # control character; not UTF-8 (a lone surrogate from JSON)
 def test_paths_that_could_escape_are_refused(path):
     with pytest.raises(JobFailed, match="unsafe path"):
         check_relative_path(path, where="test")

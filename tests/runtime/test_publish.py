@@ -111,3 +111,41 @@ def test_publish_to_a_missing_bucket_is_one_line(tmp_path, s3_endpoint):
     proc = run_cli("publish", folder, "--name", "m", "--bucket", "no-such-bucket-for-publish")
     assert proc.returncode == 2
     assert_one_line_error(proc, "bucket 'no-such-bucket-for-publish' does not exist")
+
+
+# File names a filesystem allows. Whatever publish accepts, every pull must accept too: a name
+# pull refuses must be refused by publish, before LATEST moves (review finding 1).
+ODD_NAMES = [
+    "w\\eights.bin",                 # backslash: pull refuses it
+    "tab\there.bin",                 # control character: S3 advises against it
+    os.fsdecode(b"caf\xe9.bin"),     # not UTF-8: no S3 key can name it
+    "café.bin", "with space.bin", "new\nline.bin", "-dash.bin", "...", "~$lock", "sub/.hidden",
+]
+
+
+@pytest.mark.parametrize("odd", ODD_NAMES, ids=repr)
+def test_whatever_publish_accepts_pull_accepts(client, bucket, tmp_path, odd):
+    from modelsync.pull import pull
+
+    from .helpers import tree
+
+    files = {"config.yaml": b"a: 1\n", odd: b"weights"}
+    folder = write_model(tmp_path / "src", files)
+    try:
+        publish_directory(client, bucket, "m", folder, part_size=PART)
+    except ModelsyncError as exc:
+        assert "rename it" in str(exc) and "\n" not in str(exc).replace("\\n", "")
+        assert read_latest(client, bucket, "m") is None  # LATEST never points at an unpullable version
+        return
+    pull(client, bucket, tmp_path / "d")
+    assert tree(tmp_path / "d" / "m") == files
+
+
+@pytest.mark.parametrize("odd, fragment", [("w\\eights.bin", "backslash"),
+                                           (os.fsdecode(b"caf\xe9.bin"), "not valid UTF-8")], ids=["backslash", "utf8"])
+def test_publish_refuses_a_name_pull_would_refuse_in_one_line(bucket, tmp_path, s3_client, odd, fragment):
+    folder = write_model(tmp_path / "m", {"config.yaml": b"a: 1\n", odd: b"weights"})
+    proc = run_cli("publish", folder, "--name", "m", "--bucket", bucket)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, fragment, "rename it")
+    assert keys(s3_client, bucket) == []  # refused before anything was uploaded
