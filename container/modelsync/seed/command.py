@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         "seed", help="download the catalog's models, verify them, publish them (and mirror them to EFS)",
         description="For each selected catalog entry: skip it when the bucket already holds it from the same "
                     "source; otherwise download (verified), extract safely, check its files, publish. Then bring "
-                    "the EFS mirror to the published versions. Exit 1 if any model failed.",
+                    "the EFS mirror to each model's LATEST. Exit 1 if any model failed.",
     )
     parser.add_argument("--catalog", default=config.env("MODELSYNC_CATALOG"),
                         help=f"catalog file (env MODELSYNC_CATALOG, default the bundled {BUNDLED_CATALOG.name})")
