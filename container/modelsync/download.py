@@ -20,7 +20,7 @@ import urllib3.exceptions
 from .errors import JobFailed
 from .manifest import FileEntry
 from .progress import Progress, or_silent
-from .s3 import translate_client_error
+from .s3 import is_not_found, translate_client_error
 
 CHUNK = 1024 * 1024
 # Failures of the connection or of the body stream: botocore retries the request but not a body
@@ -42,6 +42,14 @@ class ChecksumMismatch(Exception):
     def __init__(self, path: str, expected: str, actual: str):
         super().__init__(f"{path}: sha256 {actual} does not match the manifest's {expected}")
         self.path, self.expected, self.actual = path, expected, actual
+
+
+class BrokenObject(Exception):
+    """The object is missing or not the size its manifest says: its version is broken in the bucket."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem = key, problem
 
 
 class _ShortBody(Exception):
@@ -113,12 +121,12 @@ class Downloader:
     def fetch(self, key: str, entry: FileEntry, temp_path: str) -> None:
         """Download key into temp_path (created here, exclusively) and verify it.
 
-        Raises ChecksumMismatch (temp file removed) or JobFailed."""
+        Raises ChecksumMismatch (temp file removed), BrokenObject or JobFailed."""
         fd = os.open(temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         ok = False
         try:
             if entry.size <= self.part_size:
-                digest = self._get_range(key, fd, 0, entry.size, hash_it=True)
+                digest = self._get_range(key, fd, 0, entry.size, entry.size, hash_it=True)
             else:
                 os.ftruncate(fd, entry.size)
                 digest = self._get_ranges(key, fd, entry.size)
@@ -138,7 +146,7 @@ class Downloader:
         hasher = _InOrderHasher(fd, starts, size)
 
         def one(index: int, start: int) -> None:
-            self._get_range(key, fd, start, min(self.part_size, size - start), False)
+            self._get_range(key, fd, start, min(self.part_size, size - start), size, False)
             hasher.completed(index)
 
         futures = [self.ranges.submit(one, i, start) for i, start in enumerate(starts)]
@@ -151,8 +159,9 @@ class Downloader:
                 raise future.exception()
         return hasher.hexdigest()
 
-    def _get_range(self, key: str, fd: int, start: int, length: int, hash_it: bool) -> str | None:
-        """GET bytes [start, start+length) into fd at start; retries broken transfers with backoff."""
+    def _get_range(self, key: str, fd: int, start: int, length: int, size: int, hash_it: bool) -> str | None:
+        """GET bytes [start, start+length) of an object of `size` bytes into fd at start; retries
+        broken transfers with backoff."""
         last_error: Exception | None = None
         for attempt in range(1, self.attempts + 1):
             written = 0
@@ -164,6 +173,9 @@ class Downloader:
                     response = self.client.get_object(
                         Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
                     )
+                    stored = response.get("ContentRange", "").rpartition("/")[2]
+                    if stored.isdigit() and int(stored) != size:  # not a network problem: don't retry
+                        raise BrokenObject(key, f"has {stored} bytes but its manifest says {size}")
                     for chunk in response["Body"].iter_chunks(CHUNK):
                         if written + len(chunk) > length:
                             raise _ShortBody(f"more bytes than the {length} asked for")
@@ -176,6 +188,10 @@ class Downloader:
                     raise _ShortBody(f"got {written} of {length} bytes")
                 return digest.hexdigest() if digest else None
             except bx.ClientError as exc:
+                if is_not_found(exc):
+                    raise BrokenObject(key, "is missing") from None
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    raise BrokenObject(key, f"is shorter than the {size} bytes its manifest says") from None
                 # botocore has already retried throttling and 5xx with backoff: give up cleanly.
                 raise translate_client_error(exc, bucket=self.bucket, key=key) from None
             except (*TRANSIENT, _ShortBody) as exc:

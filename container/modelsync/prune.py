@@ -38,12 +38,16 @@ def prune_bucket(client, bucket: str, *, prefix: str, keep: int, dry_run: bool =
 
 
 def _delete_prefix(client, bucket: str, key_prefix: str) -> None:
-    # Manifest first, so a half-deleted version is never mistaken for a complete one.
-    keys = sorted((o["Key"] for o in list_keys(client, bucket, key_prefix)),
-                  key=lambda k: not k.endswith("/manifest.json"))
+    """The manifest alone first (DeleteObjects has no order within a batch), so a version that is
+    half deleted is never mistaken for a complete one; the first error stops everything."""
+    keys = [o["Key"] for o in list_keys(client, bucket, key_prefix)]
+    manifests = [k for k in keys if k == key_prefix + "manifest.json"]
+    rest = [k for k in keys if k not in manifests]
     try:
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start:start + 1000]]
+        for key in manifests:
+            client.delete_object(Bucket=bucket, Key=key)
+        for start in range(0, len(rest), 1000):
+            batch = [{"Key": k} for k in rest[start:start + 1000]]
             response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             if response.get("Errors"):
                 error = response["Errors"][0]

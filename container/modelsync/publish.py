@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import botocore.exceptions as bx
@@ -17,7 +18,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
-from .errors import ModelsyncError
+from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
 from .manifest import (FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
                        path_problem, read_latest_version, read_manifest, version_prefix)
@@ -81,28 +82,35 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
     directory = os.fspath(directory)
     root = os.path.realpath(directory)
     paths = scan_directory(directory)
+    # Taken before hashing and compared after the upload: a file rewritten in between would
+    # otherwise give objects that do not match the manifest.
+    before = {p: _stat_key(os.path.join(root, p)) for p in paths}
     digests = sha256_many([os.path.join(root, p) for p in paths])
     entries = []
     for path in paths:
         digest = digests[os.path.join(root, path)]
         if isinstance(digest, OSError):
             raise ModelsyncError(f"cannot read {os.path.join(directory, path)} ({digest.strerror}): fix its permissions")
-        entries.append(FileEntry(path, os.path.getsize(os.path.join(root, path)), digest))
+        entries.append(FileEntry(path, before[path][0], digest))
     version = content_version(entries)
 
-    existing = read_manifest(client, bucket, name, version, prefix=prefix)
-    if existing is not None:
-        if read_latest_version(client, bucket, name, prefix=prefix) != version:
-            _put_json(client, bucket, latest_key(prefix, name), {"version": version})
-        return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
-
-    # Objects already under this version's prefix come from an interrupted publish of the very
-    # same content (the version is the content hash); S3 writes whole objects only.
+    complete = read_manifest(client, bucket, name, version, prefix=prefix) is not None
+    # Objects already under this version's prefix come from an earlier or interrupted publish of
+    # the very same content (the version is the content hash); S3 writes whole objects only. One
+    # LIST also catches objects deleted since (a published version stays repairable).
     present = {
         obj["Key"]: obj["Size"]
         for obj in list_keys(client, bucket, version_prefix(prefix, name, version) + "files/")
     }
     todo = [e for e in entries if present.get(file_key(prefix, name, version, e.path)) != e.size]
+    if not complete:  # resuming: also compare the sha256 each object was stored with
+        todo += _stored_with_other_sha256(client, bucket, prefix, name, version,
+                                          [e for e in entries if e not in todo], concurrency)
+    if complete and not todo:
+        if read_latest_version(client, bucket, name, prefix=prefix) != version:
+            _put_json(client, bucket, latest_key(prefix, name), {"version": version})
+        return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
+
     uploaded_bytes = sum(e.size for e in todo)
     progress.begin(f"{name}@{version}", uploaded_bytes, model=name, version=version, files=len(todo))
     part_size = part_size or default_part_size()
@@ -120,14 +128,55 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
             ]
             for future in futures:
                 future.result()
-        manifest = Manifest(name, version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            dict(source or {}), entries)
-        _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
+        _refuse_changed_files(client, bucket, prefix, name, version, directory, root, todo, before)
+        if not complete:
+            manifest = Manifest(name, version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                dict(source or {}), entries)
+            _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
         _put_json(client, bucket, latest_key(prefix, name), {"version": version})
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
     progress.end(model=name, version=version, uploaded_files=len(todo))
     return PublishResult(name, version, len(todo), uploaded_bytes, len(entries) - len(todo), unchanged=False)
+
+
+def _stat_key(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _stored_with_other_sha256(client, bucket, prefix, name, version, entries: list[FileEntry],
+                              concurrency: int) -> list[FileEntry]:
+    """Entries whose object's sha256 metadata is not the entry's (one HEAD each; resumes only)."""
+    def differs(entry: FileEntry) -> bool:
+        head = client.head_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
+        return head.get("Metadata", {}).get("sha256") != entry.sha256
+
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            flags = list(pool.map(differs, entries))
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
+    return [e for e, bad in zip(entries, flags) if bad]
+
+
+def _refuse_changed_files(client, bucket, prefix, name, version, directory, root, uploaded, before) -> None:
+    """Fail when an uploaded file changed after it was hashed, removing its object first: its
+    bytes may not match the sha256 it was stored with, and a later resume must not trust it."""
+    changed = []
+    for entry in uploaded:
+        try:
+            now = _stat_key(os.path.join(root, entry.path))
+        except OSError:
+            now = None
+        if now != before[entry.path]:
+            changed.append(entry)
+    if not changed:
+        return
+    for entry in changed:
+        client.delete_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
+    raise JobFailed(f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again "
+                    "once nothing writes to the folder")
 
 
 def _put_json(client, bucket: str, key: str, data: dict) -> None:

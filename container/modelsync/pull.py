@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, parse_model_spec
-from .download import ChecksumMismatch, Downloader
+from .download import ChecksumMismatch, BrokenObject, Downloader
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, read_latest_version, read_manifest
@@ -217,6 +217,11 @@ def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: F
         temp = store.new_temp_path()
         try:
             downloader.fetch(key, entry, temp)
+        except BrokenObject as exc:
+            raise JobFailed(
+                f"version {manifest.version} of {manifest.name} is incomplete in the bucket "
+                f"(s3://{bucket}/{key} {exc.problem}): republish it (modelsync publish)"
+            ) from None
         except ChecksumMismatch as exc:
             if attempt == 2:
                 raise JobFailed(

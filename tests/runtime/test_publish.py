@@ -149,3 +149,76 @@ def test_publish_refuses_a_name_pull_would_refuse_in_one_line(bucket, tmp_path, 
     assert proc.returncode == 2
     assert_one_line_error(proc, fragment, "rename it")
     assert keys(s3_client, bucket) == []  # refused before anything was uploaded
+
+
+def test_republishing_repairs_a_version_with_missing_or_wrong_objects(client, s3_client, bucket, tmp_path):
+    """Review finding 2: the 'unchanged' shortcut must not trust a version whose objects are gone."""
+    from modelsync.pull import pull
+
+    from .helpers import tree
+
+    files = model_files()
+    folder = write_model(tmp_path / "m", files)
+    v = publish_directory(client, bucket, "m", folder, part_size=PART).version
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/files/model.pth")
+    s3_client.put_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml", Body=b"shorter")
+    proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d")
+    assert proc.returncode == 1
+    assert_one_line_error(proc, f"version {v} of m is incomplete in the bucket", "republish it (modelsync publish)")
+
+    repaired = publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert repaired.version == v and not repaired.unchanged
+    assert repaired.uploaded_files == 2 and repaired.skipped_files == 2
+    pull(client, bucket, tmp_path / "d", part_size=PART)
+    assert tree(tmp_path / "d" / "m") == files
+    again = publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert again.unchanged and again.uploaded_files == 0
+
+
+def test_a_resumed_publish_replaces_an_object_whose_stored_sha256_differs(client, s3_client, bucket, tmp_path):
+    """Review finding 8: resuming compares the stored sha256, not only the size."""
+    from modelsync.pull import pull
+
+    from .helpers import tree
+
+    files = model_files()
+    folder = write_model(tmp_path / "m", files)
+    v = publish_directory(client, bucket, "m", folder, part_size=PART).version
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/manifest.json")  # as a killed publish leaves it
+    s3_client.delete_object(Bucket=bucket, Key="models/m/LATEST")
+    wrong = b"seed: 9\n"  # same size as config.yaml, other bytes
+    assert len(wrong) == len(files["config.yaml"])
+    s3_client.put_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml", Body=wrong,
+                         Metadata={"sha256": sha256(wrong)})
+    resumed = publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert resumed.version == v and resumed.uploaded_files == 1 and resumed.skipped_files == 3
+    pull(client, bucket, tmp_path / "d", part_size=PART)
+    assert tree(tmp_path / "d" / "m") == files
+
+
+def test_a_file_rewritten_while_publishing_fails_the_publish_and_latest_stays(
+        bucket, s3_client, proxy, proxy_client, tmp_path):
+    """Review finding 8: a file changed between hashing and upload must not become a version."""
+    files = {"a.bin": b"a" * 5000, "b.bin": b"b" * 5000, "c.bin": b"c" * 5000}
+    folder = write_model(tmp_path / "m", files)
+    rewritten = []
+
+    def rewrite_the_others(method, path, count):
+        if method == "PUT" and "/files/" in path and not rewritten:
+            first = path.rsplit("/", 1)[-1]
+            for other in files:
+                if other != first:  # same size, other bytes: only the sha256 could tell
+                    with open(os.path.join(folder, other), "wb") as handle:
+                        handle.write(b"X" * 5000)
+                    rewritten.append(other)
+        return None
+
+    proxy.fault = rewrite_the_others
+    with pytest.raises(ModelsyncError, match="changed while publishing: publish again"):
+        publish_directory(proxy_client, bucket, "m", folder, part_size=PART, concurrency=1)
+    assert rewritten
+    left = keys(s3_client, bucket)
+    assert "models/m/LATEST" not in left and not any(k.endswith("manifest.json") for k in left)
+    # No object with bytes other than its manifest's sha256 is left for a resume to trust.
+    for key in left:
+        assert key.rsplit("/", 1)[-1] not in rewritten

@@ -118,3 +118,33 @@ def test_prune_local_removes_versions_that_are_no_longer_current(client, bucket,
     assert store.version_dirs("m") == [new] and store.recorded_versions("m") == [new]
     assert tree(dest / "m") == new_files  # the hard-linked file survives in the current version
     assert run_cli("verify", "--dest", dest, "--deep").returncode == 0
+
+
+def test_prune_bucket_deletes_the_manifest_alone_first_and_stops_on_error(
+        s3_client, bucket, publish, proxy, proxy_client):
+    """Review finding 2: a half-deleted version must never keep its manifest."""
+    import pytest
+
+    from modelsync.errors import JobFailed
+
+    old = publish("m", {"a": b"1" * 100, "b": b"2" * 100})
+    new = publish("m", {"a": b"3" * 100, "b": b"4" * 100})
+    for version, day in ((old, 1), (new, 2)):
+        key = f"models/m/{version}/manifest.json"
+        data = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data["created"] = f"2026-01-0{day}T00:00:00Z"
+        s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(data))
+    seen = []
+
+    def refuse_batch_deletes(method, path, count):
+        seen.append((method, path))
+        return "slowdown" if method == "POST" else None  # DeleteObjects is a POST ?delete
+
+    proxy.fault = refuse_batch_deletes
+    with pytest.raises(JobFailed, match="SlowDown"):
+        prune_bucket(proxy_client, bucket, prefix="models/", keep=1)
+    deletes = [(m, p) for m, p in seen if m in ("DELETE", "POST")]
+    assert deletes[0] == ("DELETE", f"/{bucket}/models/m/{old}/manifest.json")
+    left = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"models/m/{old}/manifest.json" not in left and f"models/m/{old}/files/a" in left
+    assert f"models/m/{new}/manifest.json" in left
