@@ -57,7 +57,13 @@ def default_part_size() -> int:
 
 
 def default_port() -> int:
-    return env_int("MODELSYNC_PORT", DEFAULT_PORT)
+    return check_port(env_int("MODELSYNC_PORT", DEFAULT_PORT), "MODELSYNC_PORT")
+
+
+def check_port(port: int, where: str = "--port") -> int:
+    if not 0 <= port <= 65535:
+        raise ModelsyncError(f"{where} {port} is not a TCP port: use a number in 0-65535 (0: any free port)")
+    return port
 
 
 def default_paddlex_cache() -> str | None:

@@ -103,6 +103,9 @@ def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]
     else:
         specs = [parse_model_spec(m) for m in models]
         latest_only = False
+    if latest_only and not specs:
+        raise JobFailed(f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
+                        "or check --bucket and --prefix / MODELSYNC_PREFIX")
     targets = []
     for name, version in specs:
         if version is None:
@@ -162,6 +165,10 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
             return entry, _Skipped()
         try:
             return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+        except OSError as exc:  # ENOSPC, EFBIG, EACCES...: name the file, not a temp name (or none)
+            failed.set()
+            raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
+                            "check free space and permissions") from None
         except Exception:
             failed.set()
             raise
@@ -182,7 +189,7 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
             result.skipped_files += 1
     if errors:
         progress.end(model=name, version=version, failed=True)
-        raise _first_user_error(errors, name)
+        raise _first_user_error(errors)
 
     for parent in parents:
         fsync_dir(parent)
@@ -291,14 +298,11 @@ def _capture(fn):
     return wrapped
 
 
-def _first_user_error(errors: list[Exception], name: str) -> Exception:
+def _first_user_error(errors: list[Exception]) -> Exception:
     for exc in errors:
         if isinstance(exc, ModelsyncError) and not isinstance(exc, JobFailed):
             return exc  # configuration problems (access denied, missing bucket) keep exit code 2
     for exc in errors:
         if isinstance(exc, JobFailed):
             return exc
-    exc = errors[0]
-    if isinstance(exc, OSError):
-        return JobFailed(f"model {name}: cannot write {exc.filename or ''}: {exc.strerror}: check free space and permissions")
-    raise exc
+    raise errors[0]

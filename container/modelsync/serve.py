@@ -7,12 +7,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .verify import verify
+from .verify import ModelState, verify
 
 READY_CACHE_SECONDS = 5.0  # /readyz is polled often; a size-level verify per poll is wasteful
 
 
-class ModelState:
+class ReadinessCache:
     """Cached verification of the model directory, shared by the request threads."""
 
     def __init__(self, dest: str, models: list[str] | None):
@@ -21,16 +21,19 @@ class ModelState:
         self._checked_at = -1e9
         self._states = []
 
-    def states(self):
+    def states(self) -> list[ModelState]:
         with self._lock:
             if time.monotonic() - self._checked_at > READY_CACHE_SECONDS:
-                self._states = verify(self.dest, self.models)
+                try:
+                    self._states = verify(self.dest, self.models)
+                except Exception as exc:  # an answer (503 naming it), never a dropped connection
+                    self._states = [ModelState("*", None, problems=[f"cannot check {self.dest}: {exc}"])]
                 self._checked_at = time.monotonic()
             return self._states
 
 
 def make_server(host: str, port: int, dest: str, models: list[str] | None) -> ThreadingHTTPServer:
-    state = ModelState(dest, models)
+    state = ReadinessCache(dest, models)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "modelsync"

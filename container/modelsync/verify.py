@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass, field
 
 from .config import parse_model_spec
+from .errors import ModelsyncError
 from .hashing import sha256_many
-from .store import LocalStore
+from .store import LocalStore, Record
 
 
 @dataclass
@@ -17,12 +18,16 @@ class ModelState:
     files: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    record: Record | None = field(default=None, repr=False)  # the verified record, when there is one
 
 
 def verify(dest, models: list[str] | None = None, *, deep: bool = False,
            workers: int | None = None) -> list[ModelState]:
     """One ModelState per model; an empty problems list everywhere means the tree is good."""
     store = LocalStore(dest)
+    if os.path.exists(store.dest) and not os.path.isdir(store.dest):
+        return [ModelState("*", None, problems=[
+            f"{store.dest} is not a directory: point --dest / MODELSYNC_DEST at the model root"])]
     if not os.path.isdir(store.dest):
         return [ModelState("*", None, problems=[f"{store.dest} does not exist: mount or pull the models first"])]
     specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
@@ -35,7 +40,10 @@ def verify(dest, models: list[str] | None = None, *, deep: bool = False,
 
 
 def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState:
-    state = ModelState(name, store.current_version(name))
+    try:
+        state = ModelState(name, store.current_version(name))
+    except ModelsyncError as exc:  # <dest>/<name> is a real directory: a problem to report
+        return ModelState(name, None, problems=[str(exc)])
     if state.version is None:
         state.problems.append(f"{name}: not installed in {store.dest} (no {name} link): run modelsync pull")
         return state
@@ -68,7 +76,7 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
 def _check_content(store: LocalStore, states: list[ModelState], workers: int | None) -> None:
     wanted = {}
     for state in states:
-        record = getattr(state, "record", None)
+        record = state.record
         if record is None:
             continue
         vdir = store.version_dir(state.name, state.version)

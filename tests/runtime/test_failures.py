@@ -186,3 +186,36 @@ def test_a_dest_that_cannot_be_created_is_one_line(publish, bucket, tmp_path):
     proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "file" / "models")
     assert proc.returncode == 2
     assert_one_line_error(proc, "cannot write to", "MODELSYNC_DEST")
+
+
+@pytest.mark.parametrize("prefix", [None, "nothing/here/"])
+def test_a_pull_with_nothing_to_pull_fails_naming_bucket_and_prefix(publish, bucket, tmp_path, prefix):
+    """Review finding 7: an empty bucket or a wrong prefix used to 'succeed' with no models."""
+    args = ["--prefix", prefix] if prefix else []
+    if prefix:
+        publish("m", {"a": b"1"})  # under models/, not under the prefix asked for
+    proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d", *args)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, f"no models in s3://{bucket}/{prefix or 'models/'}", "--prefix")
+
+
+def test_a_full_disk_names_the_file_that_could_not_be_written(publish, bucket, tmp_path):
+    """Review finding 6: 'cannot write : No space left on device' named no file. A file size
+    limit (RLIMIT_FSIZE, EFBIG) stands in for a full disk: the same OSError without a file name."""
+    import resource
+    import subprocess
+    import sys
+
+    from .helpers import merged_env
+
+    publish("m", model_files())  # model.pth is 3 MiB and a bit
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+
+    proc = subprocess.run([sys.executable, "-m", "modelsync", "pull", "--bucket", bucket, "--dest", str(tmp_path / "d")],
+                          capture_output=True, text=True, env=merged_env({"MODELSYNC_PART_SIZE_MIB": "1"}),
+                          preexec_fn=limit_file_size, timeout=60)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "model m: cannot write model.pth", "File too large", "check free space")
+    assert not os.path.lexists(tmp_path / "d" / "m")

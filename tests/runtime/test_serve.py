@@ -61,3 +61,62 @@ def test_healthcheck_command(served):
     assert run_cli("healthcheck", env={"MODELSYNC_PORT": str(port)}).returncode == 0
     down = run_cli("healthcheck", "--port", "1", "--timeout", "1")
     assert down.returncode == 1 and "unreachable" in down.stderr
+
+
+def test_serve_refuses_bad_model_specs_before_listening(tmp_path):
+    """Review finding 6: MODELSYNC_MODELS='bad name!' used to give a healthy server whose /readyz died."""
+    from .helpers import assert_one_line_error
+
+    proc = run_cli("serve", "--host", "127.0.0.1", "--port", "0", "--dest", tmp_path,
+                   env={"MODELSYNC_MODELS": "bad name!"}, timeout=20)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "invalid model name 'bad name!'")
+    assert "listening" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, env", [(["--port", "99999"], {}), (["--port", "-1"], {}),
+                                       ([], {"MODELSYNC_PORT": "99999"})])
+def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path, args, env):
+    from .helpers import assert_one_line_error
+
+    proc = run_cli("serve", "--host", "127.0.0.1", "--dest", tmp_path, *args, env=env, timeout=20)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "99999" if "99999" in str((args, env)) else "-1", "0-65535")
+
+
+def test_readyz_answers_503_when_a_model_path_is_a_real_directory(tmp_path):
+    """A problem while checking must be an answer, never a dropped connection."""
+    dest = tmp_path / "d"
+    (dest / "m").mkdir(parents=True)
+    proc = popen_cli("serve", "--host", "127.0.0.1", "--port", "0", "--dest", dest, env={"MODELSYNC_MODELS": "m"})
+    try:
+        line = proc.stderr.readline()
+        assert "listening on" in line, line
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        status, body = get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503 and len(body["problems"]) == 1
+        assert "not a modelsync link" in body["problems"][0]
+        assert get(f"http://127.0.0.1:{port}/models") == (200, [])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_verify_states_declare_their_record():
+    """Review finding 13: one ModelState (verify's), with .record a declared field."""
+    import dataclasses
+
+    import modelsync.serve
+    from modelsync.verify import ModelState
+
+    assert "record" in {f.name for f in dataclasses.fields(ModelState)}
+    assert ModelState("m", None).record is None
+    assert modelsync.serve.ModelState is ModelState  # no second class of that name (serve's is ReadinessCache)
+
+
+def test_healthcheck_refuses_a_port_out_of_range_in_one_line():
+    from .helpers import assert_one_line_error
+
+    proc = run_cli("healthcheck", "--port", "99999")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "--port 99999 is not a TCP port", "0-65535")

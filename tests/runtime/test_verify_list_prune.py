@@ -148,3 +148,19 @@ def test_prune_bucket_deletes_the_manifest_alone_first_and_stops_on_error(
     left = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert f"models/m/{old}/manifest.json" not in left and f"models/m/{old}/files/a" in left
     assert f"models/m/{new}/manifest.json" in left
+
+
+def test_verify_of_a_dest_that_is_a_file_says_so(tmp_path):
+    """Review finding 6: it used to say the file 'does not exist'."""
+    (tmp_path / "file").write_text("x")
+    proc = run_cli("verify", "--dest", tmp_path / "file")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"{tmp_path / 'file'} is not a directory: point --dest / MODELSYNC_DEST "
+                                        "at the model root"]
+
+
+def test_verify_reports_a_model_path_that_is_a_real_directory_as_a_problem(tmp_path):
+    (tmp_path / "d" / "m").mkdir(parents=True)
+    proc = run_cli("verify", "--dest", tmp_path / "d", "--model", "m")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "not a modelsync link: move it away and pull again" in proc.stderr

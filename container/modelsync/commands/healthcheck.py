@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from .. import config
 
-    port = args.port if args.port is not None else config.default_port()
+    port = config.check_port(args.port) if args.port is not None else config.default_port()
     url = f"http://127.0.0.1:{port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:

@@ -21,9 +21,12 @@ def run(args) -> int:
     from ..errors import ModelsyncError
     from ..serve import make_server
 
-    port = args.port if args.port is not None else config.default_port()
+    port = config.check_port(args.port) if args.port is not None else config.default_port()
+    models = _common.models(args)
+    for spec in models or []:  # refused before listening: a bad spec would make every /readyz fail
+        config.parse_model_spec(spec)
     try:
-        server = make_server(args.host, port, args.dest, _common.models(args))
+        server = make_server(args.host, port, args.dest, models)
     except OSError as exc:
         raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT") from None
     print(f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
