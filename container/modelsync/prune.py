@@ -16,6 +16,7 @@ from .manifest import version_prefix
 class PruneReport:
     removed: list[str] = field(default_factory=list)  # "name@version"
     kept: list[str] = field(default_factory=list)
+    in_use: list[str] = field(default_factory=list)  # local: pinned by a live pull, also kept
 
 
 def prune_bucket(client, bucket: str, *, prefix: str, keep: int, dry_run: bool = False) -> PruneReport:
@@ -58,20 +59,25 @@ def _delete_prefix(client, bucket: str, key_prefix: str) -> None:
 
 
 def prune_local(dest, *, dry_run: bool = False) -> PruneReport:
-    """Remove every version directory and record that no <dest>/<name> link points to."""
+    """Remove every version directory and record that no <dest>/<name> link points to, except
+    versions a live pull has pinned (being built, or about to be switched to). Safe without the
+    lock (flock can silently succeed for everyone on some NFS mounts): pins and the link are read
+    again right before each removal."""
     store = LocalStore(dest)
     report = PruneReport()
     for name in store.model_dirs():
         with store.lock(name):
-            current = store.current_version(name)
             for version in sorted(set(store.version_dirs(name)) | set(store.recorded_versions(name))):
                 label = f"{name}@{version}"
-                if version == current:
+                if version == store.current_version(name):
                     report.kept.append(label)
-                    continue
-                report.removed.append(label)
-                if not dry_run:
-                    store.remove_version(name, version)
+                elif version in store.pinned_versions(name):
+                    report.kept.append(label)
+                    report.in_use.append(label)
+                else:
+                    report.removed.append(label)
+                    if not dry_run:
+                        store.remove_version(name, version)
     if not dry_run:
         store.clean_stale_temps()
     return report

@@ -133,12 +133,13 @@ def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]
 def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: Downloader,
                 files_pool: ThreadPoolExecutor, progress: Progress) -> ModelPullResult:
     name, version = target.name, target.version
-    with store.lock(name):
+    # The pin keeps `prune --local` away from this version while it is built and switched to.
+    with store.lock(name), store.pin(name, version):
         # Another process may have finished this version while we waited for the lock.
         record = store.read_record(name, version) or target.record
         if record is not None and not store.stat_mismatches(record):
             if store.current_version(name) != version:
-                store.switch(name, version)
+                _switch_checked(store, record)
             return ModelPullResult(name, version, skipped_files=len(record.manifest.files))
         manifest = record.manifest if record else target.manifest
         if manifest is None:
@@ -167,6 +168,8 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
             return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
         except OSError as exc:  # ENOSPC, EFBIG, EACCES...: name the file, not a temp name (or none)
             failed.set()
+            if not os.path.isdir(vdir):
+                raise _removed_while_pulling(store, name, version) from None
             raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
                             "check free space and permissions") from None
         except Exception:
@@ -191,14 +194,39 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
         progress.end(model=name, version=version, failed=True)
         raise _first_user_error(errors)
 
-    for parent in parents:
-        fsync_dir(parent)
-    stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
-    store.write_record(Record(manifest, stats))  # the record and then the link are written last
-    store.switch(name, version)
+    try:
+        for parent in parents:
+            fsync_dir(parent)
+        stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
+    except FileNotFoundError:
+        raise _removed_while_pulling(store, name, version) from None
+    record = Record(manifest, stats)
+    store.write_record(record)  # the record and then the link are written last
+    _switch_checked(store, record)
     progress.end(model=name, version=version, downloaded_files=result.downloaded_files,
                  skipped_files=result.skipped_files)
     return result
+
+
+def _switch_checked(store: LocalStore, record: Record) -> None:
+    """Switch to a version whose files are all in place, and check again once switched: without
+    a working lock, a `prune --local` that ran before our pin existed may remove it. Then the link
+    goes back to the version it pointed to, and the pull fails in one line."""
+    name, version = record.manifest.name, record.manifest.version
+    previous = store.current_version(name)
+    if store.missing_files(record):
+        raise _removed_while_pulling(store, name, version)
+    store.switch(name, version)
+    if store.read_record(name, version) is None or store.missing_files(record):
+        old = store.read_record(name, previous) if previous and previous != version else None
+        if old is not None and not store.missing_files(old):
+            store.switch(name, previous)
+        raise _removed_while_pulling(store, name, version)
+
+
+def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFailed:
+    return JobFailed(f"version {version} of {name} was removed from {store.dest} while it was being pulled "
+                     "(a concurrent `modelsync prune --local` without a working lock?): pull again")
 
 
 def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: FileEntry, trusted: dict,

@@ -3,7 +3,8 @@
     <dest>/<name>                              relative symlink -> .modelsync/versions/<name>/<version>
     <dest>/.modelsync/versions/<name>/<version>/  the files of one version (verified before rename)
     <dest>/.modelsync/records/<name>/<version>.json  manifest + stat of each verified file, written last
-    <dest>/.modelsync/tmp/                     unique temp files (same filesystem, so rename is atomic)
+    <dest>/.modelsync/tmp/                     unique temp files (same filesystem, so rename is atomic),
+                                               and pins: <host>.<pid>.<random>.<name>@<version>.pin
     <dest>/.modelsync/locks/<name>.lock        flock: only avoids duplicate work, never needed for correctness
 """
 
@@ -85,30 +86,60 @@ class LocalStore:
         return os.path.join(self.tmp, f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}.part")
 
     def clean_stale_temps(self) -> int:
-        """Remove temp files left by dead processes of this host, and old ones of other hosts."""
+        """Remove temp files and pins left by dead processes of this host, and old ones of other hosts."""
         removed = 0
-        try:
-            entries = list(os.scandir(self.tmp))
-        except FileNotFoundError:
-            return 0
-        now = time.time()
-        for entry in entries:
-            parts = entry.name.split(".")
-            try:
-                host, pid = parts[0], int(parts[1])
-            except (IndexError, ValueError):
-                continue
-            stale = False
-            if host == self._host:
-                stale = pid != os.getpid() and not _pid_alive(pid)
-            else:
-                with contextlib.suppress(OSError):
-                    stale = now - entry.stat(follow_symlinks=False).st_mtime > STALE_FOREIGN_TEMP_SECONDS
-            if stale:
+        for entry in self._temp_entries():
+            if self._owner_is_gone(entry):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+    def _temp_entries(self) -> list[os.DirEntry]:
+        try:
+            return list(os.scandir(self.tmp))
+        except FileNotFoundError:
+            return []
+
+    def _owner_is_gone(self, entry: os.DirEntry) -> bool:
+        """A temp file or pin named <host>.<pid>...: is the process that made it gone?"""
+        parts = entry.name.split(".")
+        try:
+            host, pid = parts[0], int(parts[1])
+        except (IndexError, ValueError):
+            return False  # not ours
+        if host == self._host:
+            return pid != os.getpid() and not _pid_alive(pid)
+        try:  # another task on the same EFS: we cannot see its processes, so go by age
+            return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_FOREIGN_TEMP_SECONDS
+        except OSError:
+            return False
+
+    # Pins: "a live pull is using this version" (what prune --local must not remove) ----------
+    @contextlib.contextmanager
+    def pin(self, name: str, version: str):
+        """Mark name@version as in use by this process until the block ends (a crash leaves a
+        pin that clean_stale_temps removes like a temp file). Needs no lock: prune reads pins."""
+        path = self.new_temp_path()[: -len(".part")] + f".{name}@{version}.pin"
+        with open(path, "x"):
+            pass
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def pinned_versions(self, name: str) -> set[str]:
+        """Versions of name that a live pull (this host or, by age, another one) has pinned."""
+        pinned = set()
+        for entry in self._temp_entries():
+            if not entry.name.endswith(".pin"):
+                continue
+            parts = entry.name[: -len(".pin")].split(".", 3)  # host, pid, random, name@version
+            pinned_name, _, version = parts[-1].rpartition("@")
+            if len(parts) == 4 and pinned_name == name and not self._owner_is_gone(entry):
+                pinned.add(version)
+        return pinned
 
     # Current version -------------------------------------------------------------------------
     def current_version(self, name: str) -> str | None:
@@ -201,6 +232,19 @@ class LocalStore:
             if record.stats.get(entry.path) != current or current[0] != entry.size:
                 bad.append(entry.path)
         return bad
+
+    def missing_files(self, record: Record) -> list[str]:
+        """Paths of the record that are not in the version directory at their size. Unlike
+        stat_mismatches, a file replaced by an identical copy (a concurrent pull) is not missing."""
+        vdir = self.version_dir(record.manifest.name, record.manifest.version)
+        missing = []
+        for entry in record.manifest.files:
+            try:
+                if os.stat(os.path.join(vdir, entry.path)).st_size != entry.size:
+                    missing.append(entry.path)
+            except OSError:
+                missing.append(entry.path)
+        return missing
 
     # Removal ---------------------------------------------------------------------------------
     def remove_version(self, name: str, version: str) -> None:

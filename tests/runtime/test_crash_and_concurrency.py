@@ -125,3 +125,80 @@ def test_concurrent_pulls_are_correct_even_without_the_lock(two_versions, bucket
     assert all(expected[k] <= n <= 3 * expected[k] for k, n in gets.items())
     # Precondition of this test: the processes really overlapped (without the lock they duplicate work).
     assert sum(gets.values()) > sum(expected.values())
+
+
+def test_prune_local_during_pulls_without_the_lock_keeps_what_they_build(two_versions, bucket, proxy, proxy_env):
+    """Review finding 5: `prune --local` used to remove the version a pull was still building.
+    MODELSYNC_NO_LOCK=1 stands in for NFS mounts where flock silently succeeds for everyone."""
+    dest, v1, v2 = two_versions
+    env = {**proxy_env, "MODELSYNC_NO_LOCK": "1"}
+    proxy.bytes_per_second = 2_000_000
+    vdir = LocalStore(dest).version_dir("m", v2)
+    pulls = [popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=env) for _ in range(2)]
+    deadline = time.monotonic() + 20
+    while not (os.path.isdir(vdir) and os.listdir(vdir) and part_files(dest)):  # mid-way
+        assert all(p.poll() is None for p in pulls), [p.communicate() for p in pulls]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    prunes = []
+    while any(p.poll() is None for p in pulls):
+        prunes.append(run_cli("prune", "--local", "--dest", dest, env=env))
+    outputs = [p.communicate(timeout=60) for p in pulls]
+    assert [p.returncode for p in pulls] == [0, 0], outputs
+    assert tree(dest / "m") == V2
+    assert verify(dest, deep=True)[0].problems == []
+    assert prunes and all(p.returncode == 0 for p in prunes), [p.stderr for p in prunes]
+    assert f"kept m@{v2}: a running pull is using it" in prunes[0].stdout
+    assert not any(f"removed m@{v2}" in p.stdout for p in prunes)
+    # Once the pulls are done, the old version goes and the pins are gone with their processes.
+    run_cli("prune", "--local", "--dest", dest, env=env, check=True)
+    assert LocalStore(dest).version_dirs("m") == [v2]
+    assert [n for n in os.listdir(dest / ".modelsync" / "tmp")] == []
+
+
+@pytest.mark.parametrize("case", ["new version", "back to a recorded version"])
+def test_a_prune_landing_just_before_the_switch_keeps_the_version(two_versions, client, bucket, monkeypatch, case):
+    """Review finding 5: a prune between writing the record and switching left a dangling link."""
+    from modelsync.prune import prune_local
+
+    dest, v1, v2 = two_versions
+    if case == "back to a recorded version":
+        pull(client, bucket, dest)  # v2 current, v1 recorded
+    monkeypatch.setenv("MODELSYNC_NO_LOCK", "1")  # the prune runs inside the pull's lock otherwise
+    real_switch = LocalStore.switch
+    reports = []
+
+    def prune_then_switch(self, name, version):
+        reports.append(prune_local(dest))
+        real_switch(self, name, version)
+
+    monkeypatch.setattr(LocalStore, "switch", prune_then_switch)
+    target = v2 if case == "new version" else v1
+    pull(client, bucket, dest, [f"m@{target}"])
+    assert tree(dest / "m") == (V2 if target == v2 else V1)
+    assert f"m@{target}" in reports[0].in_use and f"m@{target}" not in reports[0].removed
+
+
+def test_a_version_removed_before_the_switch_fails_the_pull_and_keeps_the_old_link(
+        two_versions, client, bucket, monkeypatch):
+    """What is left of the race without a lock: a removal the pin cannot prevent (a prune that
+    read the pins just before they existed) is caught once switched, the link goes back to the
+    old version, and the pull fails in one line."""
+    from modelsync.errors import JobFailed
+
+    dest, v1, v2 = two_versions
+    real_switch = LocalStore.switch
+
+    removed = []
+
+    def remove_then_switch(self, name, version):
+        if not removed:  # only the switch to the new version; the switch back is left alone
+            removed.append(version)
+            self.remove_version(name, version)
+        real_switch(self, name, version)
+
+    monkeypatch.setattr(LocalStore, "switch", remove_then_switch)
+    with pytest.raises(JobFailed, match=f"version {v2} of m was removed from .* while it was being pulled"):
+        pull(client, bucket, dest)
+    assert removed == [v2] and os.readlink(dest / "m").endswith(v1)
+    assert_old_version_intact(dest)

@@ -164,3 +164,21 @@ def test_verify_reports_a_model_path_that_is_a_real_directory_as_a_problem(tmp_p
     proc = run_cli("verify", "--dest", tmp_path / "d", "--model", "m")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "not a modelsync link: move it away and pull again" in proc.stderr
+
+
+def test_prune_local_ignores_and_cleans_the_pin_of_a_dead_pull(client, bucket, publish, tmp_path):
+    import subprocess
+    import sys
+
+    dest, _ = pulled(client, bucket, publish, tmp_path, files={"a": b"1"})
+    store = LocalStore(dest)
+    old = store.current_version("m")
+    publish("m", {"a": b"2"})
+    pull(client, bucket, dest)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = store.new_temp_path().rsplit("/", 1)[1].split(".")[0]
+    pin = dest / ".modelsync" / "tmp" / f"{host}.{int(dead.stdout)}.0123abcd.m@{old}.pin"
+    pin.write_text("")
+    assert store.pinned_versions("m") == set()
+    proc = run_cli("prune", "--local", "--dest", dest, check=True)
+    assert f"removed m@{old}" in proc.stdout and not pin.exists()

@@ -29,6 +29,8 @@ def run(args) -> int:
         report = prune_bucket(_common.client_for(args, 4), bucket, prefix=prefix, keep=args.keep,
                               dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
+    for label in report.in_use:
+        print(f"kept {label}: a running pull is using it")
     for label in report.removed:
         print(f"{verb} {label}")
     print(f"{verb} {len(report.removed)} versions, kept {len(report.kept)}")
