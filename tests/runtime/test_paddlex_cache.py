@@ -15,14 +15,22 @@ def test_pull_links_the_paddlex_cache_to_the_pulled_model_and_relinks_on_a_new_v
     dest, cache = tmp_path / "models", tmp_path / "paddlex"
     proc = run_cli("pull", "--bucket", bucket, "--dest", dest, "--paddlex-cache", cache, check=True)
     link = cache / "official_models"
-    assert os.readlink(link) == str(dest / "paddleocr" / "official_models")
+    # The resolved version directory, not the switchable dest/paddleocr link (review finding 4).
+    v1_dir = os.path.realpath(dest / "paddleocr")
+    assert v1_dir.startswith(str(dest / ".modelsync" / "versions" / "paddleocr") + "/")
+    assert os.readlink(link) == os.path.join(v1_dir, "official_models")
     assert (link / "PP-OCRv6_medium_det" / "inference.pdiparams").read_bytes() == b"\x00" * 4096
     assert "official_models ->" in proc.stderr
 
-    # A new version switches /models/paddleocr; the link goes through it, so it needs no change,
-    # and a second pull re-creates it in place (no leftovers).
+    # A new version switches /models/paddleocr (the seeding task does that under running tasks in
+    # efs mode): an app started before keeps reading the version it started with, whole.
     publish("paddleocr", {**PADDLE_FILES, "official_models/PP-OCRv6_medium_det/inference.pdiparams": b"\x01" * 4096})
+    run_cli("pull", "--bucket", bucket, "--dest", dest, check=True)
+    assert (link / "PP-OCRv6_medium_det" / "inference.pdiparams").read_bytes() == b"\x00" * 4096
+    # The next init step (a new task) links the new version, re-creating the link in place (no leftovers).
     run_cli("pull", "--bucket", bucket, "--dest", dest, "--paddlex-cache", cache, check=True)
+    assert os.readlink(link) == os.path.join(os.path.realpath(dest / "paddleocr"), "official_models") != \
+        os.path.join(v1_dir, "official_models")
     assert (link / "PP-OCRv6_medium_det" / "inference.pdiparams").read_bytes() == b"\x01" * 4096
     assert sorted(os.listdir(cache)) == ["official_models"]
 

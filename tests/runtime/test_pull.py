@@ -172,3 +172,47 @@ def test_a_custom_prefix_is_used_for_publish_list_and_pull(bucket, tmp_path, s3_
     assert tree(tmp_path / "d" / "p") == {"a.txt": b"prefixed"}
     # The default prefix sees nothing there.
     assert run_cli("list", "--bucket", bucket, check=True).stdout.count("\n") == 1
+
+
+def test_a_reader_that_resolves_the_model_path_once_sees_one_version(client, bucket, publish, tmp_path):
+    """What IS guaranteed across a switch (review finding 4): opening files one by one through
+    DEST/NAME/ can mix versions; resolving realpath(DEST/NAME) once and opening every file
+    under it cannot, while the old version directory is kept (pull never deletes it)."""
+    v1 = publish("m", {"config.yaml": b"v: 1\n", "w.bin": b"1" * 1000})
+    v2 = publish("m", {"config.yaml": b"v: 2\n", "w.bin": b"2" * 1000})
+    dest = tmp_path / "d"
+    pull(client, bucket, dest, [f"m@{v1}"])
+    pull(client, bucket, dest, [f"m@{v2}"])
+
+    # Deterministic: a switch between the two opens.
+    pull(client, bucket, dest, [f"m@{v1}"])
+    root = os.path.realpath(dest / "m")
+    through_link = (dest / "m" / "config.yaml").read_bytes()
+    resolved = open(os.path.join(root, "config.yaml"), "rb").read()
+    pull(client, bucket, dest, [f"m@{v2}"])
+    assert (through_link, (dest / "m" / "w.bin").read_bytes()) == (b"v: 1\n", b"2" * 1000)  # the mix
+    assert (resolved, open(os.path.join(root, "w.bin"), "rb").read()) == (b"v: 1\n", b"1" * 1000)
+
+    # Under load: a reader thread resolving once per pair of opens never sees a mix.
+    pairs = {(b"v: 1\n", b"1" * 1000), (b"v: 2\n", b"2" * 1000)}
+    stop = threading.Event()
+    seen, failures = set(), []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                root = os.path.realpath(dest / "m")
+                with open(os.path.join(root, "config.yaml"), "rb") as a, open(os.path.join(root, "w.bin"), "rb") as b:
+                    seen.add((a.read(), b.read()))
+            except OSError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(60):
+            pull(client, bucket, dest, [f"m@{(v1, v2)[i % 2]}"])
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == [] and seen == pairs

@@ -29,7 +29,8 @@ def add_models(parser) -> None:
 def add_paddlex_cache(parser) -> None:
     parser.add_argument("--paddlex-cache", default=config.default_paddlex_cache(), metavar="DIR",
                         help="after success, make DIR a PaddleX cache home (PADDLE_PDX_CACHE_HOME) whose "
-                             "official_models links to DEST/paddleocr (env MODELSYNC_PADDLEX_CACHE)")
+                             "official_models links to the version DEST/paddleocr resolves to "
+                             "(env MODELSYNC_PADDLEX_CACHE)")
 
 
 def link_paddlex_cache(args) -> None:
