@@ -23,7 +23,7 @@ from .hashing import sha256_many
 from .manifest import (FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
                        path_problem, read_latest_version, read_manifest, version_prefix)
 from .progress import Progress, or_silent
-from .s3 import list_keys, translate_client_error
+from .s3 import is_not_found, list_keys, translate_client_error
 
 
 @dataclass
@@ -149,7 +149,12 @@ def _stored_with_other_sha256(client, bucket, prefix, name, version, entries: li
                               concurrency: int) -> list[FileEntry]:
     """Entries whose object's sha256 metadata is not the entry's (one HEAD each; resumes only)."""
     def differs(entry: FileEntry) -> bool:
-        head = client.head_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
+        try:
+            head = client.head_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
+        except bx.ClientError as exc:
+            if is_not_found(exc):  # deleted since the LIST: upload it again
+                return True
+            raise
         return head.get("Metadata", {}).get("sha256") != entry.sha256
 
     try:

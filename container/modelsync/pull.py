@@ -103,9 +103,6 @@ def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]
     else:
         specs = [parse_model_spec(m) for m in models]
         latest_only = False
-    if latest_only and not specs:
-        raise JobFailed(f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
-                        "or check --bucket and --prefix / MODELSYNC_PREFIX")
     targets = []
     for name, version in specs:
         if version is None:
@@ -127,6 +124,9 @@ def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]
                     f"run `modelsync list` to see the published versions"
                 )
         targets.append(_Target(name, version, record, manifest))
+    if not targets:  # an empty bucket, a wrong prefix, or only first publishes still running
+        raise JobFailed(f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
+                        "or check --bucket and --prefix / MODELSYNC_PREFIX")
     return targets
 
 

@@ -188,9 +188,12 @@ def test_a_dest_that_cannot_be_created_is_one_line(publish, bucket, tmp_path):
     assert_one_line_error(proc, "cannot write to", "MODELSYNC_DEST")
 
 
-@pytest.mark.parametrize("prefix", [None, "nothing/here/"])
-def test_a_pull_with_nothing_to_pull_fails_naming_bucket_and_prefix(publish, bucket, tmp_path, prefix):
+@pytest.mark.parametrize("prefix", [None, "nothing/here/", "unfinished"])
+def test_a_pull_with_nothing_to_pull_fails_naming_bucket_and_prefix(publish, bucket, tmp_path, s3_client, prefix):
     """Review finding 7: an empty bucket or a wrong prefix used to 'succeed' with no models."""
+    if prefix == "unfinished":  # only a first publish still running (no LATEST yet)
+        s3_client.put_object(Bucket=bucket, Key="models/three/abc/files/x", Body=b"x")
+        prefix = None
     args = ["--prefix", prefix] if prefix else []
     if prefix:
         publish("m", {"a": b"1"})  # under models/, not under the prefix asked for
