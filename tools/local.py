@@ -224,8 +224,8 @@ class SavedBucket:
 def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
     """A Zenodo records API on 127.0.0.1 serving one generated archive per Zenodo entry."""
     from modelsync.seed.catalog import ZenodoSource
-    # The seeding tests' server; see the report of issue 5 about moving it into a shared module.
-    from tests.seed.fake_zenodo import FakeZenodo, model_zip
+    # The same server the seeding tests use (tools/fake_zenodo.py).
+    from tools.fake_zenodo import FakeZenodo, model_zip
 
     server = FakeZenodo()
     stack.callback(server.close)

@@ -34,7 +34,7 @@ def main() -> None:
     from modelsync.seed.extract import extract_zip
     from modelsync.seed.run import Seeder, format_report
     from modelsync.seed.zenodo import ZenodoClient
-    from tests.seed.fake_zenodo import FakeZenodo, make_zip
+    from tools.fake_zenodo import FakeZenodo, make_zip
 
     work = Path(tempfile.mkdtemp(prefix="seed-bench-"))
     weights = os.urandom(args.mib * MIB)  # incompressible, like real checkpoints

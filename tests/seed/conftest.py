@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.seed.fake_zenodo import FakeZenodo
+from tools.fake_zenodo import FakeZenodo
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from modelsync.cli import main
-from tests.seed.fake_zenodo import model_zip
+from tools.fake_zenodo import model_zip
 from tests.seed.test_seed_flow import FAMILIES, RECORD, zenodo_entry
 
 

@@ -10,7 +10,7 @@ import pytest
 from modelsync.errors import ModelsyncError
 from modelsync.seed.extract import UnsafeArchive, extract_zip
 from modelsync.seed.locate import locate_model_dir
-from tests.seed.fake_zenodo import FAMILY_FILES, make_zip
+from tools.fake_zenodo import FAMILY_FILES, make_zip
 
 M2F = ((("config.yaml",), ("model.pth", "model_final.pth")))
 MB = 1024 * 1024

@@ -17,7 +17,7 @@ from modelsync.seed.fetch import HttpFetcher, RetryPolicy
 from modelsync.seed.run import MIRROR_ROUNDS, Seeder, format_report
 from modelsync.seed.zenodo import ZenodoClient
 from tests.seed.fake_paddle import PADDLE_MODELS, FakePaddleOCR
-from tests.seed.fake_zenodo import FAMILY_FILES, make_zip, model_zip
+from tools.fake_zenodo import FAMILY_FILES, make_zip, model_zip
 
 RECORD = "15765516"
 FAMILIES = """\

@@ -10,7 +10,7 @@ import pytest
 from modelsync.errors import ModelsyncError
 from modelsync.seed.fetch import DigestMismatch, HttpFetcher, LocalWriteError, RetryPolicy, parse_retry_after
 from modelsync.seed.zenodo import ZenodoClient
-from tests.seed.fake_zenodo import model_zip
+from tools.fake_zenodo import model_zip
 
 RECORD = "15765516"
 

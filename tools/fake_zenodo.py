@@ -1,5 +1,8 @@
 """A local HTTP server speaking the Zenodo records API (current and legacy field spellings) and
-serving archives the tests build, with switches for the failures the seeder must survive."""
+serving archives built here, with switches for the failures the seeder must survive.
+
+Used by the seeding tests (tests/seed) and by `make local` (tools/local.py) as the stand-in for
+zenodo.org; it only ever listens on 127.0.0.1."""
 
 from __future__ import annotations
 
