@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, parse_model_spec
-from .download import ChecksumMismatch, BrokenObject, Downloader
+from .download import BrokenObject, ChecksumMismatch, Downloader
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, read_latest_version, read_manifest
