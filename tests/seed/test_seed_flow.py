@@ -191,6 +191,26 @@ def test_a_new_archive_upstream_is_published_as_a_new_version(zenodo, make_seede
     assert efs_file(efs, "PP_L2_material_agnostic", "model.joblib") == b"v2"
 
 
+def test_moving_latest_back_from_a_hand_published_version_is_reported_as_published(
+        zenodo, make_seeder, s3_client, bucket, tmp_path):
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", make_zip({"model.joblib": b"catalog"}))
+    catalog = write_catalog(tmp_path, zenodo_entry("PP_L2_material_agnostic", "l2"))
+    first = make_seeder(zenodo.url).run(catalog.select())
+    hand = tmp_path / "hand"
+    hand.mkdir()
+    (hand / "model.joblib").write_bytes(b"tuned by hand")
+    hand_version = publish_directory(s3_client, bucket, "PP_L2_material_agnostic", hand, prefix="models/").version
+
+    second = make_seeder(zenodo.url).run(catalog.select())
+
+    # The catalog's version already existed (nothing uploaded), but LATEST moved back to it.
+    assert second.models[0].version == first.models[0].version != hand_version
+    assert second.models[0].status == "published" and second.models[0].uploaded_bytes == 0
+    assert read_latest(s3_client, bucket, "PP_L2_material_agnostic").version == first.models[0].version
+    third = make_seeder(zenodo.url).run(catalog.select())
+    assert third.models[0].status == "unchanged"
+
+
 def test_https_source_checked_by_sha256(zenodo, make_seeder, s3_client, bucket, tmp_path):
     data = model_zip("l2", "custom")
     zenodo.add(RECORD, "custom.zip", data)

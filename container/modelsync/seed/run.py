@@ -130,7 +130,10 @@ class Seeder:
                     concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
                 )
                 outcome.version, outcome.uploaded_bytes = result.version, result.uploaded_bytes
-                outcome.status = "unchanged" if result.unchanged else "published"
+                # "unchanged" only when LATEST already pointed here: bringing LATEST back from a
+                # hand-published version to the catalog's one is a change the operator must see.
+                moved = latest is None or latest.version != result.version
+                outcome.status = "published" if moved or not result.unchanged else "unchanged"
         except ModelsyncError as err:
             outcome.error = str(err)
         except Exception as err:  # a bug or an unforeseen failure: still finish the other models
