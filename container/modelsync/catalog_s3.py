@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import JobFailed
-from .manifest import model_prefix, read_latest_version, read_manifest
+from .manifest import created_order, model_prefix, read_latest_version, read_manifest
 from .s3 import list_subprefixes
 
 
@@ -39,6 +39,6 @@ def list_versions(client, bucket: str, *, prefix: str) -> list[ModelInfo]:
                 info.versions.append(VersionInfo(version, None))
             else:
                 info.versions.append(VersionInfo(version, manifest.created, len(manifest.files), manifest.total_bytes))
-        info.versions.sort(key=lambda v: v.created or "", reverse=True)
+        info.versions.sort(key=lambda v: created_order(v.created), reverse=True)
         models.append(info)
     return models

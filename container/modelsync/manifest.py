@@ -6,6 +6,7 @@ import hashlib
 import json
 import posixpath
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
 from .config import DEFAULT_PREFIX, check_name, check_version
 from .errors import JobFailed, ModelsyncError
@@ -59,6 +60,20 @@ class Manifest:
             if entry.size < 0 or len(entry.sha256) != 64 or not all(c in "0123456789abcdef" for c in entry.sha256):
                 raise JobFailed(f"manifest {where} has a bad size or sha256 for {entry.path!r}: republish the model")
         return manifest
+
+
+def now_created() -> str:
+    """The manifest's creation time, UTC, to the microsecond: versions published within one second
+    must still sort in the order they were published (prune keeps the newest)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def created_order(created: str | None) -> datetime:
+    """Sort key for `created`, whole-second (older manifests) and microsecond stamps alike."""
+    try:
+        return datetime.fromisoformat(created) if created else datetime.min.replace(tzinfo=timezone.utc)
+    except ValueError:  # an unreadable stamp sorts as oldest, so prune never prefers it
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def path_problem(path: str) -> str | None:

@@ -9,7 +9,7 @@ import botocore.exceptions as bx
 from .catalog_s3 import list_versions
 from .store import LocalStore
 from .s3 import list_keys, translate_client_error
-from .manifest import version_prefix
+from .manifest import created_order, version_prefix
 
 
 @dataclass
@@ -25,7 +25,7 @@ def prune_bucket(client, bucket: str, *, prefix: str, keep: int, dry_run: bool =
     report = PruneReport()
     for model in list_versions(client, bucket, prefix=prefix):
         complete = [v for v in model.versions if v.created is not None]
-        complete.sort(key=lambda v: v.created, reverse=True)
+        complete.sort(key=lambda v: created_order(v.created), reverse=True)
         keep_ids = {v.version for v in complete[:keep]} | ({model.latest} if model.latest else set())
         for info in complete:
             label = f"{model.name}@{info.version}"

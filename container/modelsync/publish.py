@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_par
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
 from .manifest import (FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
-                       path_problem, read_latest_version, read_manifest, version_prefix)
+                       now_created, path_problem, read_latest_version, read_manifest, version_prefix)
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
 
@@ -130,7 +129,7 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
                 future.result()
         _refuse_changed_files(client, bucket, prefix, name, version, directory, root, todo, before)
         if not complete:
-            manifest = Manifest(name, version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            manifest = Manifest(name, version, now_created(),
                                 dict(source or {}), entries)
             _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
         _put_json(client, bucket, latest_key(prefix, name), {"version": version})

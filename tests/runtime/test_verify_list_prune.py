@@ -1,6 +1,7 @@
 import json
 import os
 
+from modelsync.manifest import created_order, read_manifest
 from modelsync.prune import prune_bucket
 from modelsync.pull import pull
 from modelsync.store import LocalStore
@@ -103,6 +104,20 @@ def test_prune_bucket_keeps_the_newest_versions_and_latest(client, s3_client, bu
     s3_client.put_object(Bucket=bucket, Key="models/m/LATEST", Body=json.dumps({"version": versions[2]}))
     report = prune_bucket(client, bucket, prefix="models/", keep=1)
     assert report.removed == [] and sorted(report.kept) == sorted(f"m@{v}" for v in versions[2:])
+
+
+def test_prune_keeps_the_newest_of_versions_published_within_one_second(client, s3_client, bucket, publish):
+    versions = [publish("m", {"a": bytes([i]) * 100}) for i in range(3)]  # well within a second here
+    created = [read_manifest(client, bucket, "m", v).created for v in versions]
+    assert created == sorted(created, key=created_order) and len(set(created)) == 3
+    report = prune_bucket(client, bucket, prefix="models/", keep=1)
+    assert report.kept == [f"m@{versions[2]}"]  # the newest, which is also LATEST
+    assert sorted(report.removed) == sorted(f"m@{v}" for v in versions[:2])
+
+
+def test_created_stamps_of_both_precisions_sort_in_time_order():
+    stamps = ["2026-01-01T00:00:01Z", "2026-01-01T00:00:00.999999Z", "2026-01-01T00:00:00Z", None, "garbage"]
+    assert sorted(stamps, key=created_order, reverse=True)[:3] == stamps[:3]
 
 
 def test_prune_local_removes_versions_that_are_no_longer_current(client, bucket, publish, tmp_path):
