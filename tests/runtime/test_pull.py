@@ -75,6 +75,30 @@ def test_a_locally_changed_file_is_detected_and_replaced(client, bucket, publish
     assert tree(dest / "m") == files
 
 
+def _read_while_switching(client, bucket, dest, versions, read, switches: int = 60):
+    """Run read() in a loop on another thread while pulls switch model m between versions;
+    returns (the set of values read, the OSErrors raised)."""
+    stop = threading.Event()
+    seen, failures = set(), []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.add(read())
+            except OSError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(switches):
+            pull(client, bucket, dest, [f"m@{versions[i % len(versions)]}"])
+    finally:
+        stop.set()
+        thread.join()
+    return seen, failures
+
+
 def test_the_version_switch_is_atomic_for_readers(client, bucket, publish, tmp_path):
     """While pulls switch back and forth, the path DEST/NAME/<file> never disappears."""
     v1 = publish("m", {"w.bin": b"1" * 1000})
@@ -82,25 +106,11 @@ def test_the_version_switch_is_atomic_for_readers(client, bucket, publish, tmp_p
     dest = tmp_path / "d"
     pull(client, bucket, dest, [f"m@{v1}"])
     pull(client, bucket, dest, [f"m@{v2}"])
-    stop = threading.Event()
-    seen, failures = set(), []
+    def read():
+        with open(dest / "m" / "w.bin", "rb") as handle:
+            return handle.read()
 
-    def reader():
-        while not stop.is_set():
-            try:
-                with open(dest / "m" / "w.bin", "rb") as handle:
-                    seen.add(handle.read())
-            except OSError as exc:
-                failures.append(exc)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        for i in range(60):
-            pull(client, bucket, dest, [f"m@{(v1, v2)[i % 2]}"])
-    finally:
-        stop.set()
-        thread.join()
+    seen, failures = _read_while_switching(client, bucket, dest, [v1, v2], read)
     assert failures == []
     assert seen <= {b"1" * 1000, b"2" * 1000} and len(seen) == 2
 
@@ -195,24 +205,10 @@ def test_a_reader_that_resolves_the_model_path_once_sees_one_version(client, buc
 
     # Under load: a reader thread resolving once per pair of opens never sees a mix.
     pairs = {(b"v: 1\n", b"1" * 1000), (b"v: 2\n", b"2" * 1000)}
-    stop = threading.Event()
-    seen, failures = set(), []
+    def read():
+        root = os.path.realpath(dest / "m")
+        with open(os.path.join(root, "config.yaml"), "rb") as a, open(os.path.join(root, "w.bin"), "rb") as b:
+            return a.read(), b.read()
 
-    def reader():
-        while not stop.is_set():
-            try:
-                root = os.path.realpath(dest / "m")
-                with open(os.path.join(root, "config.yaml"), "rb") as a, open(os.path.join(root, "w.bin"), "rb") as b:
-                    seen.add((a.read(), b.read()))
-            except OSError as exc:
-                failures.append(exc)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        for i in range(60):
-            pull(client, bucket, dest, [f"m@{(v1, v2)[i % 2]}"])
-    finally:
-        stop.set()
-        thread.join()
+    seen, failures = _read_while_switching(client, bucket, dest, [v1, v2], read)
     assert failures == [] and seen == pairs
