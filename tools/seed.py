@@ -29,6 +29,10 @@ from botocore.exceptions import (
 PROG = "seed"
 POLL_SECONDS = 5.0
 MISSING_TASK_POLLS = 6  # how long (x POLL_SECONDS) a just-started task may be invisible
+# After the task stops, CloudWatch may still deliver its last lines (the summary table): read on
+# until QUIET_POLLS polls in a row bring nothing, for at most DRAIN_MAX_POLLS (x POLL_SECONDS).
+QUIET_POLLS = 2
+DRAIN_MAX_POLLS = 12
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Stack outputs this tool reads (docs/contracts.md, "Stacks and outputs").
 REQUIRED_OUTPUTS = ("ClusterName", "SeedRunnerFunctionName", "SeedContainerName")
@@ -137,7 +141,9 @@ class LogFollower:
         self._token: str | None = None
         self.seen_stream = False
 
-    def poll(self) -> None:
+    def poll(self) -> int:
+        """Print the events that arrived since the last call; return how many there were."""
+        printed = 0
         while True:
             request = {"logGroupName": self._group, "logStreamName": self._stream, "startFromHead": True}
             if self._token:
@@ -147,16 +153,28 @@ class LogFollower:
             except ClientError as err:
                 # The awslogs driver creates the stream when the container starts.
                 if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    return
+                    return printed
                 raise aws_error(f"reading log stream {self._stream}", err) from None
             self.seen_stream = True
             for event in response.get("events", []):
                 print(event.get("message", "").rstrip("\n"), file=self._out, flush=True)
+                printed += 1
             token = response.get("nextForwardToken")
             # The same token back means we are at the end of the stream for now.
             if not token or token == self._token:
-                return
+                return printed
             self._token = token
+
+
+def drain_logs(follower: LogFollower, sleep: Callable[[float], None]) -> bool:
+    """Read the stream of a stopped task until it stays quiet; False if it never did in time."""
+    quiet = 0
+    for _ in range(DRAIN_MAX_POLLS):
+        sleep(POLL_SECONDS)
+        quiet = 0 if follower.poll() else quiet + 1
+        if quiet >= QUIET_POLLS:
+            return True
+    return False
 
 
 def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any] | None:
@@ -171,6 +189,7 @@ def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any] | Non
 
 def wait_until_stopped(ecs: Any, cluster: str, task_arn: str, follower: LogFollower,
                        sleep: Callable[[float], None], err: TextIO) -> dict[str, Any]:
+    """Follow the logs until ECS reports the task STOPPED; return the stopped task."""
     status, unseen_polls = None, 0
     while True:
         follower.poll()
@@ -187,9 +206,6 @@ def wait_until_stopped(ecs: Any, cluster: str, task_arn: str, follower: LogFollo
             status = task.get("lastStatus")
             print(f"{PROG}: task is {status}", file=err, flush=True)
         if status == "STOPPED":
-            # Give the log driver a moment to flush the last lines.
-            sleep(POLL_SECONDS)
-            follower.poll()
             return task
         sleep(POLL_SECONDS)
 
@@ -245,6 +261,14 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
         print(f"\n{PROG}: stopped waiting; the seeding task keeps running. Stop it with: "
               f"aws ecs stop-task --cluster {cluster} --task {started['taskId']}", file=err)
         return EXIT_INTERRUPTED
+    rest_of_logs = f"aws logs tail {started['logGroupName']} --log-stream-names {started['logStreamName']}"
+    try:
+        if not drain_logs(follower, sleep):
+            print(f"{PROG}: log lines were still arriving {DRAIN_MAX_POLLS * POLL_SECONDS:.0f} s after "
+                  f"the task stopped; read the rest with: {rest_of_logs}", file=err)
+    except KeyboardInterrupt:
+        # The task has stopped, so its result is known: report it rather than 130.
+        print(f"\n{PROG}: stopped reading the logs; read the rest with: {rest_of_logs}", file=err)
     if not follower.seen_stream:
         print(f"{PROG}: the task wrote no log stream ({started['logStreamName']})", file=err)
     return task_exit(task, outputs["SeedContainerName"], err)

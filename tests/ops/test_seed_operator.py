@@ -167,8 +167,10 @@ def test_success_follows_a_late_log_stream_to_the_end(aws, runner):
     expect_caught_up(stubs, "f/2")
     expect_task(stubs, "STOPPED", exit_code=0, stop_code="EssentialContainerExited",
                 stopped_reason="Essential container in task exited")
-    # final drain after the stop
+    # after the stop: read until two polls in a row bring nothing
     expect_logs(stubs, ["seed: 2 published, 1 unchanged, 0 failed"], "f/2", "f/3")
+    expect_caught_up(stubs, "f/3")
+    expect_caught_up(stubs, "f/3")
     expect_caught_up(stubs, "f/3")
 
     result = run_seed(clients)
@@ -185,7 +187,86 @@ def test_success_follows_a_late_log_stream_to_the_end(aws, runner):
     assert [line for line in result.err.splitlines() if "task is" in line] == [
         "seed: task is PENDING", "seed: task is RUNNING", "seed: task is STOPPED"]
     assert "seeding finished: exit code 0" in result.err
-    assert result.sleeps == [seed_tool.POLL_SECONDS] * 3
+    assert result.sleeps == [seed_tool.POLL_SECONDS] * 5  # 2 while running, 3 after the stop
+
+
+SUMMARY = ["seed: model              status     files  bytes",
+           "seed: SEG_M2F_GrapheneL  published  4      312459210",
+           "seed: paddleocr          failed     -      -",
+           "seed: 1 published, 0 unchanged, 1 failed"]
+
+
+def test_a_summary_delivered_after_a_quiet_poll_is_still_printed(aws, runner):
+    """CloudWatch may deliver the last lines well after ECS reports the task STOPPED."""
+    clients, stubs = aws
+    expect_stack(stubs)
+    expect_invoke(stubs, runner_answer(runner, {}), event={})
+    expect_logs(stubs, ["seed: paddleocr downloading"], None, "f/1")
+    expect_caught_up(stubs, "f/1")
+    expect_task(stubs, "STOPPED", exit_code=1, stop_code="EssentialContainerExited",
+                stopped_reason="Essential container in task exited")
+    expect_caught_up(stubs, "f/1")  # one quiet poll is not the end
+    expect_logs(stubs, SUMMARY, "f/1", "f/2")
+    expect_caught_up(stubs, "f/2")
+    expect_caught_up(stubs, "f/2")
+    expect_caught_up(stubs, "f/2")
+
+    result = run_seed(clients)
+
+    assert result.code == 1  # the container's code, after the logs were read to the end
+    assert result.out.splitlines() == ["seed: paddleocr downloading", *SUMMARY]
+    assert result.err.splitlines()[-3:] == [
+        "seed: task is STOPPED",
+        "seed: seeding failed: container seed exit code 1",
+        "seed: stopped reason: Essential container in task exited (EssentialContainerExited)",
+    ]  # and nothing in between says the logs were cut short
+    assert result.sleeps == [seed_tool.POLL_SECONDS] * 4
+
+
+def test_logs_that_never_go_quiet_are_read_for_a_bounded_time(aws, runner):
+    clients, stubs = aws
+    expect_stack(stubs)
+    expect_invoke(stubs, runner_answer(runner, {}), event={})
+    expect_logs(stubs, [], None, "f/0")  # the stream exists, still empty
+    expect_caught_up(stubs, "f/0")
+    expect_task(stubs, "STOPPED", exit_code=0)
+    for n in range(seed_tool.DRAIN_MAX_POLLS):
+        expect_logs(stubs, [f"seed: late line {n}"], f"f/{n}", f"f/{n + 1}")
+        expect_caught_up(stubs, f"f/{n + 1}")
+
+    result = run_seed(clients)
+
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [f"seed: late line {n}" for n in range(seed_tool.DRAIN_MAX_POLLS)]
+    assert len(result.sleeps) == seed_tool.DRAIN_MAX_POLLS
+    assert (f"seed: log lines were still arriving 60 s after the task stopped; read the rest with: "
+            f"aws logs tail {LOG_GROUP} --log-stream-names {STREAM}") in result.err
+    assert result.err.splitlines()[-1] == "seed: seeding finished: exit code 0"
+
+
+def test_ctrl_c_after_the_task_stopped_still_reports_its_result(aws, runner):
+    clients, stubs = aws
+    expect_stack(stubs)
+    expect_invoke(stubs, runner_answer(runner, {}), event={})
+    expect_logs(stubs, ["seed: CLS_GMM_WS2 downloading"], None, "f/1")
+    expect_caught_up(stubs, "f/1")
+    expect_task(stubs, "STOPPED", exit_code=137, container_reason="OutOfMemoryError")
+    expect_caught_up(stubs, "f/1")
+
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:  # the second wait after the stop
+            raise KeyboardInterrupt
+
+    err = io.StringIO()
+    code = seed_tool.main(["--stack", STACK], clients=clients, sleep=sleep, out=io.StringIO(), err=err)
+
+    assert code == 137
+    assert "stopped reading the logs; read the rest with: aws logs tail" in err.getvalue()
+    assert "seeding failed: container seed exit code 137" in err.getvalue()
+    assert "stop-task" not in err.getvalue()
 
 
 def test_only_is_passed_to_the_seed_runner(aws, runner):
@@ -214,11 +295,12 @@ def test_a_task_not_yet_listed_by_ecs_is_waited_for(aws, runner):
     expect_no_stream_yet(stubs)
     expect_task(stubs, "STOPPED", exit_code=0)
     expect_no_stream_yet(stubs)
+    expect_no_stream_yet(stubs)
 
     result = run_seed(clients)
 
     assert result.code == 0, result.err
-    assert result.sleeps == [seed_tool.POLL_SECONDS] * 2
+    assert result.sleeps == [seed_tool.POLL_SECONDS] * 3
 
 
 def test_a_task_that_never_shows_up_is_an_error(aws, runner):
@@ -247,6 +329,7 @@ def test_failed_task_exits_with_the_containers_code_and_reasons(aws, runner):
                 stopped_reason="Essential container in task exited",
                 container_reason="OutOfMemoryError: Container killed due to memory usage")
     expect_caught_up(stubs, "f/1")
+    expect_caught_up(stubs, "f/1")
 
     result = run_seed(clients)
 
@@ -265,6 +348,7 @@ def test_task_that_never_ran_its_container_fails_with_the_stopped_reason(aws, ru
     expect_task(stubs, "STOPPED", stop_code="TaskFailedToStart",
                 stopped_reason="CannotPullContainerError: pull image manifest has been retried 7 times",
                 container_reason="CannotPullContainerError: ref pull has been retried")
+    expect_no_stream_yet(stubs)
     expect_no_stream_yet(stubs)
 
     result = run_seed(clients)
