@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -21,6 +22,7 @@ from stacks.settings import FARGATE_DEFAULT_EPHEMERAL_GIB, Settings
 CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
 IMAGE_USER = "10001:10001"  # docs/contracts.md: uid/gid of the image user
 MODELS_PATH = "/models"
+IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # matches the task definitions' RuntimePlatform (X86_64)
 MODELS_VOLUME = "models"
 # Keep build leftovers and tests out of the asset: they would change its hash without changing the image.
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "tests", "**/tests", ".pytest_cache", ".venv"]
@@ -36,8 +38,10 @@ def images(settings: Settings, repository: ecr.IRepository,
     if not (container_dir / "Dockerfile").is_file():
         raise SettingsError(f"setting 'image_source' = 'asset' builds the image from {container_dir}, but it has no "
                             "Dockerfile: restore it, or use image_source=ecr with an image_tag in the project's repository")
-    service = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES)
-    seeding = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES,
+    # Built for the platform the task definitions declare (X86_64), also when deploying from an ARM
+    # machine; otherwise every task fails to start with an exec format / platform error.
+    service = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM)
+    seeding = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM,
                                             build_args={"WITH_PADDLEOCR": "1"})
     return service, seeding
 

@@ -48,7 +48,11 @@ class ServiceStack(cdk.Stack):
                                       seeding=self.seeding, subnets=private_subnets,
                                       security_group=security_groups.seed, code_dir=seed_runner_dir)
         if settings.seed_on_deploy:
-            AutoSeed(self, "AutoSeed", settings=settings, runner=self.seed_runner)
+            auto_seed = AutoSeed(self, "AutoSeed", settings=settings, runner=self.seed_runner)
+            # The first invoke can start the task during this very deploy: its task role (EFS mount and
+            # write, models/ write) and execution role (image pull, logs) must exist with their policies.
+            auto_seed.node.add_dependency(self.seeding.task_role,
+                                          self.seeding.task_definition.obtain_execution_role())
 
         self._outputs(settings, network, storage, private_subnets)
 

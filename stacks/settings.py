@@ -95,8 +95,10 @@ class Settings:
 
     @property
     def seed_fingerprint(self) -> str:
-        """Changes whenever the catalog file or the seed selection changes (drives seed_on_deploy)."""
-        digest = hashlib.sha256(f"{self.catalog_sha256}\n{','.join(self.seeded_models)}".encode())
+        """Changes whenever the catalog file or the seed selection changes (drives seed_on_deploy); with
+        image_source=ecr also when the image tag changes, since the image carries the catalog it seeds."""
+        image = self.image_tag if self.image_source == "ecr" else ""
+        digest = hashlib.sha256(f"{self.catalog_sha256}\n{','.join(self.seeded_models)}\n{image}".encode())
         return digest.hexdigest()[:32]
 
 

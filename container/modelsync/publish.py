@@ -139,6 +139,11 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
     return PublishResult(name, version, len(todo), uploaded_bytes, len(entries) - len(todo), unchanged=False)
 
 
+# Stored on the object of a file that changed while it was uploaded: matches no sha256, so a resume
+# uploads the file again (and a pull of a version that has a manifest reports it as wrong-size).
+INVALIDATED_SHA256 = "changed-while-publishing"
+
+
 def _stat_key(path: str) -> tuple[int, int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns, st.st_ino
@@ -165,8 +170,9 @@ def _stored_with_other_sha256(client, bucket, prefix, name, version, entries: li
 
 
 def _refuse_changed_files(client, bucket, prefix, name, version, directory, root, uploaded, before) -> None:
-    """Fail when an uploaded file changed after it was hashed, removing its object first: its
-    bytes may not match the sha256 it was stored with, and a later resume must not trust it."""
+    """Fail when an uploaded file changed after it was hashed, invalidating its object first: its
+    bytes may not match the sha256 it was stored with, and a later resume must not trust it.
+    Overwritten rather than deleted: the publishing role may write models/ but not delete."""
     changed = []
     for entry in uploaded:
         try:
@@ -178,7 +184,8 @@ def _refuse_changed_files(client, bucket, prefix, name, version, directory, root
     if not changed:
         return
     for entry in changed:
-        client.delete_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
+        client.put_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path), Body=b"",
+                          Metadata={"sha256": INVALIDATED_SHA256})
     raise JobFailed(f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again "
                     "once nothing writes to the folder")
 

@@ -358,6 +358,16 @@ def test_auto_seed_invokes_only_on_create_so_a_rollback_starts_no_second_seed(ef
     assert "Update" not in resource["Properties"] and "Delete" not in resource["Properties"]
 
 
+def test_auto_seed_waits_for_the_seeding_task_roles_and_their_policies(efs_built):
+    # Its first invoke can start the seeding task during the same deploy.
+    t = efs_built.service
+    [depends_on] = [r.get("DependsOn", []) for r in resources(t, "Custom::AWS").values()]
+    for pattern in ("^SeedingTaskRole[0-9A-F]", "^SeedingTaskRoleDefaultPolicy", "^SeedingTaskDefinitionExecutionRole[0-9A-F]",
+                    "^SeedingTaskDefinitionExecutionRoleDefaultPolicy"):
+        assert logical_id(t, "AWS::IAM::Role" if not pattern.endswith("Policy") else "AWS::IAM::Policy",
+                          pattern) in depends_on, pattern
+
+
 # ---- outputs and assets -------------------------------------------------------------------------
 
 def test_outputs_carry_the_contract_keys(s3_built):
@@ -384,6 +394,8 @@ def test_image_assets_exclude_tests_and_caches_and_seed_with_paddleocr(tmp_path)
     assert sorted(json.dumps(i["source"].get("dockerBuildArgs", {})) for i in images) == [
         "{\"WITH_PADDLEOCR\": \"1\"}", "{}"]
     for image in images:
+        # Built for the task definitions' X86_64 platform, also from an ARM workstation.
+        assert image["source"]["platform"] == "linux/amd64"
         staged = outdir / image["source"]["directory"]
         files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
         assert files == ["Dockerfile", "pkg/code.py"]

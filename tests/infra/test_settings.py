@@ -63,6 +63,12 @@ def test_command_line_strings_are_parsed_by_type():
     assert s.delivery_mode == "efs"
 
 
+def test_seed_fingerprint_follows_the_image_tag_when_the_image_carries_the_catalog():
+    ecr = {"image_source": "ecr", "image_tag": "v1"}
+    assert settings_for(ecr).seed_fingerprint != settings_for({**ecr, "image_tag": "v2"}).seed_fingerprint
+    assert settings_for({}).seed_fingerprint != settings_for(ecr).seed_fingerprint
+
+
 def test_seed_fingerprint_follows_catalog_and_selection(tmp_path):
     base = settings_for({})
     assert settings_for({}).seed_fingerprint == base.seed_fingerprint  # stable across runs
