@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev synth test seed local bench clean
+.PHONY: install install-dev synth test deploy destroy seed local bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ synth: install
 ## Run the whole test suite.
 test: install-dev
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).
+deploy: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy --all -c stage=$(STAGE) $(CDK_ARGS)
+
+destroy: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) destroy --all -c stage=$(STAGE) $(CDK_ARGS)
 
 ## Start the seeding task of a deployed stage and follow it to the end (needs AWS credentials).
 seed: install
