@@ -20,12 +20,13 @@ HANDLER_PATH = REPO / "lambdas" / "seed_runner" / "handler.py"
 
 REGION = "eu-west-1"
 ACCOUNT = "111111111111"
-CLUSTER_NAME = "ModelDelivery-dev-Cluster"
+# Names as CloudFormation generates them (the stacks set none): <stack>-<logical id>-<suffix>.
+CLUSTER_NAME = "ModelDelivery-dev-Service-ClusterEB0386A7-Xy12Ab34Cd56"
 CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER_NAME}"
 TASK_DEFINITION_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ModelDeliverydevSeed:3"
 TASK_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER_NAME}/{TASK_ID}"
-LOG_GROUP = "/model-delivery/dev/seed"
+LOG_GROUP = "ModelDelivery-dev-Service-SeedingLogsAC8619CF-Ef78Gh90Ij12"
 
 RUNNER_ENV = {
     "CLUSTER_ARN": CLUSTER_ARN,

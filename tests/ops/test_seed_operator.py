@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -498,12 +499,17 @@ def test_empty_only_is_refused_before_any_aws_call(aws):
     assert result.err == "seed: error: --only names no model: give NAME[,NAME...] or leave it out\n"
 
 
-def test_no_credentials_as_a_real_process(tmp_path):
-    """The real entry point, real boto3 credential chain, nothing configured: one line, exit 2."""
+def offline_env(tmp_path, **extra: str) -> dict:
+    """Environment for a real process: no AWS settings of ours, every AWS call to a closed port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL="http://127.0.0.1:9",
-               PYTHONPATH=str(REPO))
+               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL="http://127.0.0.1:9", **extra)
+    return env
+
+
+def test_no_credentials_as_a_real_process(tmp_path):
+    """The real entry point, real boto3 credential chain, nothing configured: one line, exit 2."""
+    env = offline_env(tmp_path, PYTHONPATH=str(REPO))
 
     proc = subprocess.run([sys.executable, "-m", "tools.seed", "--stack", STACK, "--region", REGION],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -512,6 +518,26 @@ def test_no_credentials_as_a_real_process(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.startswith("seed: error: no usable AWS credentials")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_seed_turns_the_tools_exit_code_into_makes_own(tmp_path):
+    """docs/operations-seed.md: scripts must call the module, `make seed` exits 2 on any failure."""
+    env = offline_env(tmp_path, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    direct = subprocess.run([sys.executable, "-m", "tools.seed", "--stack", STACK, "--region", REGION],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    # -o install: use the tree's virtualenv as it is, install nothing. Under `make test` the
+    # outer make's flags and jobserver must not leak into this one.
+    make_env = {k: v for k, v in env.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    via_make = subprocess.run(["make", "-s", "-o", "install", "seed", f"PY={sys.executable}",
+                               f"SEED_ARGS=--region {REGION}"],
+                              cwd=REPO, env=make_env, capture_output=True, text=True, timeout=60)
+
+    assert direct.returncode == 1, direct.stderr  # an AWS call failed
+    assert direct.stderr.startswith("seed: error: AWS call failed: Could not connect")
+    assert via_make.returncode == 2, via_make.stderr
+    assert "seed: error: AWS call failed" in via_make.stderr
+    assert via_make.stderr.strip().splitlines()[-1].endswith("seed] Error 1")
 
 
 def test_the_seed_runner_is_invoked_once_and_waited_for():
