@@ -118,6 +118,8 @@ class SeedRunner(Construct):
                 "CONTAINER_NAME": SEED_CONTAINER,
                 "LOG_GROUP_NAME": seeding.log_group.log_group_name,
                 "LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
+                # A typo in `make seed --only` is refused before a seeding task starts.
+                "CATALOG_NAMES": ",".join(settings.catalog_names),
             },
         )
 

@@ -82,6 +82,7 @@ class Settings:
     start_service: bool = True
     # Derived from the catalog (not settable): what gets seeded and its fingerprint.
     seeded_models: tuple[str, ...] = ()
+    catalog_names: tuple[str, ...] = ()
     catalog_sha256: str = ""
 
     @property
@@ -102,7 +103,8 @@ class Settings:
         return digest.hexdigest()[:32]
 
 
-SETTABLE = tuple(f.name for f in fields(Settings) if f.name not in ("stage", "seeded_models", "catalog_sha256"))
+SETTABLE = tuple(f.name for f in fields(Settings)
+                 if f.name not in ("stage", "seeded_models", "catalog_names", "catalog_sha256"))
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 
 
@@ -270,4 +272,4 @@ def _with_catalog(s: Settings, catalog: Catalog) -> Settings:
     if need_seed_gib > s.seed_ephemeral_storage_gib:
         _fail("seed_ephemeral_storage_gib", s.seed_ephemeral_storage_gib,
               f"at least {need_seed_gib} GiB: twice the largest seeded archive, by the catalog's size estimates")
-    return replace(s, seeded_models=tuple(seeded), catalog_sha256=catalog.sha256)
+    return replace(s, seeded_models=tuple(seeded), catalog_names=tuple(catalog.names), catalog_sha256=catalog.sha256)

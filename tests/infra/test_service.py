@@ -7,10 +7,11 @@ import json
 
 import pytest
 
+from stacks.catalog import load_catalog
 from stacks.errors import SettingsError
 from stacks.settings import Settings
 
-from .helpers import Built, actions, build_app, logical_id, only, resources, settings_for, statements
+from .helpers import FIXTURE_CATALOG, Built, actions, build_app, logical_id, only, resources, settings_for, statements
 
 CONTRACT_OUTPUTS = {"ClusterName", "ServiceName", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
                     "SeedLogGroupName", "SeedContainerName", "SeedLogStreamPrefix", "RepositoryUri",
@@ -296,8 +297,10 @@ def test_seed_runner_function_matches_the_contract(s3_built):
     assert props["Runtime"] == "python3.14" and props["Handler"] == "handler.handler"
     variables = props["Environment"]["Variables"]
     assert set(variables) == {"CLUSTER_ARN", "TASK_DEFINITION_ARN", "SUBNET_IDS", "SECURITY_GROUP_IDS",
-                              "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX"}
+                              "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX", "CATALOG_NAMES"}
     assert (variables["CONTAINER_NAME"], variables["LOG_STREAM_PREFIX"]) == ("seed", "seed")
+    # Every catalog entry (enabled or not: `--only` may name any), so typos are refused before RunTask.
+    assert variables["CATALOG_NAMES"].split(",") == list(load_catalog(FIXTURE_CATALOG).names)
     seed_task = logical_id(t, "AWS::ECS::TaskDefinition", "SeedingTaskDefinition")
     assert variables["TASK_DEFINITION_ARN"] == {"Ref": seed_task}
     own_logs = props["LoggingConfig"]["LogGroup"]["Ref"]
