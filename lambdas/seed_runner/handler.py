@@ -2,7 +2,8 @@
 
 Contract (docs/contracts.md, "Seed runner Lambda"):
   environment  CLUSTER_ARN, TASK_DEFINITION_ARN, SUBNET_IDS, SECURITY_GROUP_IDS (comma lists),
-               CONTAINER_NAME, LOG_GROUP_NAME, LOG_STREAM_PREFIX
+               CONTAINER_NAME, LOG_GROUP_NAME, LOG_STREAM_PREFIX;
+               optional CATALOG_NAMES (comma list): when set, `only` names outside it are refused
   event        {"only": ["NAME", ...]}   (optional; overrides MODELSYNC_SEED_ONLY for this run)
   returns      {"taskArn", "taskId", "logGroupName", "logStreamName"}
 
@@ -11,6 +12,7 @@ Only boto3 from the Lambda runtime is used, so the function ships as this one fi
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ SEED_ONLY_ENV = "MODELSYNC_SEED_ONLY"
 # Model / catalog entry names, as in docs/contracts.md ("Bucket layout").
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 EVENT_KEYS = frozenset({"only"})
+CATALOG_NAMES_ENV = "CATALOG_NAMES"
+CATALOG_NAMES_SHOWN = 5  # how many valid names a refusal lists
 
 
 class ConfigError(Exception):
@@ -49,6 +53,8 @@ class Config:
     container_name: str
     log_group_name: str
     log_stream_prefix: str
+    # The catalog's entry names; empty: no catalog check (only the name pattern).
+    catalog_names: tuple[str, ...] = ()
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -68,6 +74,22 @@ def _required_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return items
 
 
+def _optional_names(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma list of model names; unset or empty gives ()."""
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return ()
+    names = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+    if not names:
+        raise ConfigError(f"environment variable {name} lists no names: give a comma-separated list "
+                          "of catalog names, or unset it")
+    bad = [item for item in names if not MODEL_NAME.fullmatch(item)]
+    if bad:
+        raise ConfigError(f"environment variable {name} holds invalid model name(s) "
+                          f"{', '.join(map(repr, bad))}: fix the list (the service stack sets it; redeploy)")
+    return names
+
+
 def load_config(environ: Mapping[str, str]) -> Config:
     return Config(
         cluster_arn=_required(environ, "CLUSTER_ARN"),
@@ -77,11 +99,16 @@ def load_config(environ: Mapping[str, str]) -> Config:
         container_name=_required(environ, "CONTAINER_NAME"),
         log_group_name=_required(environ, "LOG_GROUP_NAME"),
         log_stream_prefix=_required(environ, "LOG_STREAM_PREFIX"),
+        catalog_names=_optional_names(environ, CATALOG_NAMES_ENV),
     )
 
 
-def parse_only(event: Any) -> list[str] | None:
-    """The model names to seed, or None for the catalog's enabled entries."""
+def parse_only(event: Any, catalog_names: tuple[str, ...] = ()) -> list[str] | None:
+    """The model names to seed, or None for the catalog's enabled entries.
+
+    With `catalog_names`, a well-formed name outside it is refused here, before a task is started
+    (the seeding task would refuse it too, but only after minutes of image pull and EFS mount).
+    """
     if event is None:
         return None
     if not isinstance(event, dict):
@@ -111,7 +138,25 @@ def parse_only(event: Any) -> list[str] | None:
             f"invalid model name(s) {', '.join(map(repr, bad))}: names are 1-128 characters of "
             "letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    if catalog_names:
+        _refuse_names_outside(only, catalog_names)
     return list(dict.fromkeys(only))  # drop repeats, keep the caller's order
+
+
+def _refuse_names_outside(only: list[str], catalog_names: tuple[str, ...]) -> None:
+    unknown = [name for name in dict.fromkeys(only) if name not in catalog_names]
+    if not unknown:
+        return
+    by_lower = {known.lower(): known for known in catalog_names}  # a case slip is a likely typo
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.lower(), by_lower, n=1)
+        described.append(f"{name!r} (did you mean {by_lower[close[0]]!r}?)" if close else repr(name))
+    shown = ", ".join(catalog_names[:CATALOG_NAMES_SHOWN])
+    more = f", ... ({len(catalog_names)} in all)" if len(catalog_names) > CATALOG_NAMES_SHOWN else ""
+    raise InvalidSeedRequest(
+        f"not in the catalog: {', '.join(described)}; catalog names include {shown}{more}"
+    )
 
 
 def run_task_request(config: Config, only: list[str] | None,
@@ -210,7 +255,7 @@ def handler(event: Any, context: Any) -> dict[str, str]:
     if _CONFIG_ERROR is not None:
         raise _CONFIG_ERROR
     assert _CONFIG is not None
-    only = parse_only(event)
+    only = parse_only(event, _CONFIG.catalog_names)
     result = start_seed_task(_CONFIG, _ecs(), only, getattr(context, "aws_request_id", None))
     print(f"started seeding task {result['taskArn']} only={only or 'catalog defaults'}")
     return result

@@ -38,6 +38,11 @@ RUNNER_ENV = {
     "LOG_STREAM_PREFIX": "seed",
 }
 
+# Optional: the catalog's entry names (here a part of the bundled catalog, in its order).
+OPTIONAL_RUNNER_ENV = ("CATALOG_NAMES",)
+CATALOG_NAMES = ("SEG_M2F_Synthetic_Data", "SEG_M2F_GrapheneL", "SEG_M2F_WSe2", "CLS_AMM_GrapheneL",
+                 "CLS_GMM_GrapheneL", "PP_L2_material_agnostic", "paddleocr")
+
 
 @functools.cache
 def _session() -> boto3.Session:
@@ -55,7 +60,7 @@ def load_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Module
 
     Each call is a fresh import, i.e. a fresh Lambda cold start.
     """
-    for name in RUNNER_ENV:
+    for name in (*RUNNER_ENV, *OPTIONAL_RUNNER_ENV):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -20,9 +20,9 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from seed_fakes import (CLUSTER_ARN, CLUSTER_NAME, LOG_GROUP, REGION, REPO, TASK_ARN,
-                        TASK_DEFINITION_ARN, TASK_ID, expected_run_task, make_client,
-                        run_task_response)
+from seed_fakes import (CATALOG_NAMES, CLUSTER_ARN, CLUSTER_NAME, LOG_GROUP, REGION, REPO, RUNNER_ENV,
+                        TASK_ARN, TASK_DEFINITION_ARN, TASK_ID, expected_run_task, load_handler,
+                        make_client, run_task_response)
 from tools import seed as seed_tool
 
 STACK = "ModelDelivery-dev-Service"
@@ -394,6 +394,23 @@ def test_a_bad_only_name_is_a_usage_error(aws, runner):
     assert result.code == 2
     assert result.err.startswith("seed: error: the seed runner failed: InvalidSeedRequest: "
                                  "invalid model name(s) 'SEG M2F'")
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_name_outside_the_catalog_is_a_usage_error(aws, monkeypatch):
+    clients, stubs = aws
+    runner = load_handler(monkeypatch, {**RUNNER_ENV, "CATALOG_NAMES": ",".join(CATALOG_NAMES)})
+    event = {"only": ["PaddleOCR"]}
+    with pytest.raises(runner.InvalidSeedRequest) as raised:
+        runner.parse_only(event, runner._CONFIG.catalog_names)
+    expect_stack(stubs)
+    expect_invoke(stubs, lambda_error_payload(raised.value), event=event, function_error="Unhandled")
+
+    result = run_seed(clients, "--only", "PaddleOCR")
+
+    assert result.code == 2
+    assert result.err.startswith("seed: error: the seed runner failed: InvalidSeedRequest: not in the "
+                                 "catalog: 'PaddleOCR' (did you mean 'paddleocr'?); catalog names include ")
     assert len(result.err.strip().splitlines()) == 1
 
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from botocore.stub import Stubber
 
-from seed_fakes import (HANDLER_PATH, LOG_GROUP, RUNNER_ENV, TASK_ARN, TASK_DEFINITION_ARN, TASK_ID,
-                        expected_run_task, load_handler, make_client, run_task_response)
+from seed_fakes import (CATALOG_NAMES, HANDLER_PATH, LOG_GROUP, RUNNER_ENV, TASK_ARN, TASK_DEFINITION_ARN,
+                        TASK_ID, expected_run_task, load_handler, make_client, run_task_response)
 
 
 @pytest.fixture
@@ -152,6 +152,70 @@ def test_configuration_is_read_once_at_cold_start(monkeypatch):
 
     assert runner._CONFIG.cluster_arn == RUNNER_ENV["CLUSTER_ARN"]
     assert runner._CONFIG.subnet_ids == ("subnet-0aaa1111", "subnet-0bbb2222")
+
+
+@pytest.fixture
+def catalog_runner(monkeypatch):
+    return load_handler(monkeypatch, {**RUNNER_ENV, "CATALOG_NAMES": " , ".join(CATALOG_NAMES)})
+
+
+def test_with_catalog_names_known_names_start_the_task(catalog_runner, ecs, monkeypatch):
+    client, stub = ecs
+    stub.add_response("run_task", run_task_response(),
+                      expected_run_task(only="paddleocr,SEG_M2F_GrapheneL",
+                                        client_token=LambdaContext.aws_request_id))
+    monkeypatch.setattr(catalog_runner, "_ecs_client", client)
+
+    result = catalog_runner.handler({"only": ["paddleocr", "SEG_M2F_GrapheneL"]}, LambdaContext())
+
+    assert result["taskArn"] == TASK_ARN
+    assert catalog_runner._CONFIG.catalog_names == CATALOG_NAMES
+
+
+def test_with_catalog_names_a_typo_is_refused_before_any_aws_call(catalog_runner, ecs, monkeypatch):
+    client, _stub = ecs  # no response queued: a RunTask call would fail the test
+    monkeypatch.setattr(catalog_runner, "_ecs_client", client)
+
+    with pytest.raises(catalog_runner.InvalidSeedRequest) as raised:
+        catalog_runner.handler({"only": ["paddleocr", "SEG_M2F_Graphenel", "zzz"]}, LambdaContext())
+
+    assert str(raised.value) == (
+        "not in the catalog: 'SEG_M2F_Graphenel' (did you mean 'SEG_M2F_GrapheneL'?), 'zzz'; "
+        "catalog names include SEG_M2F_Synthetic_Data, SEG_M2F_GrapheneL, SEG_M2F_WSe2, "
+        "CLS_AMM_GrapheneL, CLS_GMM_GrapheneL, ... (7 in all)")
+
+
+def test_a_short_catalog_is_listed_whole(monkeypatch):
+    runner = load_handler(monkeypatch, {**RUNNER_ENV, "CATALOG_NAMES": "paddleocr,SEG_M2F_WSe2"})
+
+    with pytest.raises(runner.InvalidSeedRequest) as raised:
+        runner.parse_only({"only": ["SEG_M2F_WS2"]}, runner._CONFIG.catalog_names)
+
+    assert str(raised.value).endswith("; catalog names include paddleocr, SEG_M2F_WSe2")
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_without_catalog_names_any_well_formed_name_is_passed_on(monkeypatch, ecs, value):
+    env = dict(RUNNER_ENV) if value is None else {**RUNNER_ENV, "CATALOG_NAMES": value}
+    runner = load_handler(monkeypatch, env)
+    client, stub = ecs
+    stub.add_response("run_task", run_task_response(), expected_run_task(only="SEG_M2F_Graphenel"))
+    monkeypatch.setattr(runner, "_ecs_client", client)
+
+    assert runner.handler({"only": ["SEG_M2F_Graphenel"]}, None)["taskArn"] == TASK_ARN
+
+
+@pytest.mark.parametrize("value, complaint", [
+    (" , ", "CATALOG_NAMES lists no names"),
+    ("paddleocr,../etc", "CATALOG_NAMES holds invalid model name(s) '../etc'"),
+])
+def test_a_malformed_catalog_names_is_a_config_error(monkeypatch, value, complaint):
+    runner = load_handler(monkeypatch, {**RUNNER_ENV, "CATALOG_NAMES": value})  # cold start survives
+
+    with pytest.raises(runner.ConfigError) as raised:
+        runner.handler({}, None)
+
+    assert complaint in str(raised.value)
 
 
 def test_handler_imports_only_what_the_lambda_runtime_has():
