@@ -381,37 +381,31 @@ def test_runtask_failures_come_back_as_one_line(aws, runner):
         f"task: {TASK_DEFINITION_ARN}: RESOURCE:ENI (no free IP addresses in subnet-0aaa1111)"]
 
 
-def test_a_bad_only_name_is_a_usage_error(aws, runner):
+def _refused_only_name(aws, runner, name: str, catalog_names=None):
+    """Run `seed --only NAME` against the real handler's refusal; the tool's result."""
     clients, stubs = aws
-    event = {"only": ["SEG M2F"]}
+    event = {"only": [name]}
     with pytest.raises(runner.InvalidSeedRequest) as raised:
-        runner.parse_only(event)
+        runner.parse_only(event, *([catalog_names] if catalog_names is not None else []))
     expect_stack(stubs)
     expect_invoke(stubs, lambda_error_payload(raised.value), event=event, function_error="Unhandled")
-
-    result = run_seed(clients, "--only", "SEG M2F")
-
+    result = run_seed(clients, "--only", name)
     assert result.code == 2
+    assert len(result.err.strip().splitlines()) == 1
+    return result
+
+
+def test_a_bad_only_name_is_a_usage_error(aws, runner):
+    result = _refused_only_name(aws, runner, "SEG M2F")
     assert result.err.startswith("seed: error: the seed runner failed: InvalidSeedRequest: "
                                  "invalid model name(s) 'SEG M2F'")
-    assert len(result.err.strip().splitlines()) == 1
 
 
 def test_a_name_outside_the_catalog_is_a_usage_error(aws, monkeypatch):
-    clients, stubs = aws
     runner = load_handler(monkeypatch, {**RUNNER_ENV, "CATALOG_NAMES": ",".join(CATALOG_NAMES)})
-    event = {"only": ["PaddleOCR"]}
-    with pytest.raises(runner.InvalidSeedRequest) as raised:
-        runner.parse_only(event, runner._CONFIG.catalog_names)
-    expect_stack(stubs)
-    expect_invoke(stubs, lambda_error_payload(raised.value), event=event, function_error="Unhandled")
-
-    result = run_seed(clients, "--only", "PaddleOCR")
-
-    assert result.code == 2
+    result = _refused_only_name(aws, runner, "PaddleOCR", runner._CONFIG.catalog_names)
     assert result.err.startswith("seed: error: the seed runner failed: InvalidSeedRequest: not in the "
                                  "catalog: 'PaddleOCR' (did you mean 'paddleocr'?); catalog names include ")
-    assert len(result.err.strip().splitlines()) == 1
 
 
 def test_a_lambda_timeout_is_reported_on_one_line(aws):
