@@ -12,6 +12,7 @@ DEFAULT_DEST = "/models"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_PORT = 8080
 DEFAULT_PART_SIZE_MIB = 32
+DEFAULT_LAYOUT = "flat"  # the view layout when neither --layout nor MODELSYNC_LAYOUT is given
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Versions come from the bucket and become directory names: same safe alphabet, no "..".
@@ -66,8 +67,16 @@ def check_port(port: int, where: str = "--port") -> int:
     return port
 
 
-def default_paddlex_cache() -> str | None:
-    return env("MODELSYNC_PADDLEX_CACHE")
+def default_view() -> str | None:
+    return env("MODELSYNC_VIEW")
+
+
+def default_layout() -> str | None:
+    return env("MODELSYNC_LAYOUT")
+
+
+def default_layouts_file() -> str | None:
+    return env("MODELSYNC_LAYOUTS")
 
 
 def default_models() -> list[str] | None:
