@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import DEFAULT_LAYOUT
+from .config import DEFAULT_LAYOUT, StrictYaml
 from .errors import ModelsyncError
 
 BUNDLED_LAYOUTS = Path(__file__).resolve().parent / "layouts.yaml"
@@ -172,53 +170,15 @@ def _join(*parts: str) -> str:
 
 def load_layouts(path: str | os.PathLike | None = None) -> Layouts:
     """The layouts of `path` (None: the bundled file); ModelsyncError naming any problem."""
-    path = Path(path) if path else BUNDLED_LAYOUTS
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelsyncError(f"layouts file {path} not found: pass --layouts FILE or set MODELSYNC_LAYOUTS") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or "not UTF-8"
-        raise ModelsyncError(f"layouts file {path} cannot be read ({reason}): check the path and its permissions") \
-            from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ModelsyncError(f"layouts file {path}: {getattr(err, 'problem', None) or 'invalid YAML'}{where}: "
-                             "fix the YAML syntax") from None
-    return _Reader(path).layouts(doc)
+    reader = _Reader(Path(path) if path else BUNDLED_LAYOUTS)
+    return reader.layouts(reader.read("pass --layouts FILE or set MODELSYNC_LAYOUTS"))
 
 
-class _Reader:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, where: str, problem: str, fix: str) -> ModelsyncError:
-        return ModelsyncError(f"layouts file {self.path}: {where}: {problem}: {fix}")
-
-    def keys(self, value: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected a mapping, got {type(value).__name__}",
-                            "see the format at the top of the bundled layouts.yaml")
-        missing = sorted(required - value.keys())
-        unknown = sorted(str(k) for k in value.keys() - required - optional)
-        if missing:
-            raise self.fail(where, f"missing {', '.join(missing)}", "add the key(s)")
-        if unknown:
-            raise self.fail(where, f"unknown key(s) {', '.join(unknown)}",
-                            f"use only: {', '.join(sorted(required | optional))}")
-        return value
-
-    def string(self, value: Any, where: str, *, empty: bool = False) -> str:
-        if not isinstance(value, str) or (not empty and not value.strip()):
-            raise self.fail(where, f"must be a {'' if empty else 'non-empty '}string, got {value!r}",
-                            "quote the value in YAML")
-        return value
+class _Reader(StrictYaml):
+    label, format_hint = "layouts file", "see the format at the top of the bundled layouts.yaml"
 
     def layouts(self, doc: Any) -> Layouts:
-        doc = self.keys(doc, "top level", {"layouts"})
+        doc = self.mapping(doc, "top level", required={"layouts"})
         raw = doc["layouts"]
         if not isinstance(raw, dict) or not raw:
             raise self.fail("layouts", "must map layout names to layouts", "add at least one layout")
@@ -227,15 +187,16 @@ class _Reader:
     def layout(self, name: str, raw: Any) -> Layout:
         where = f"layouts.{name}"
         if not _LAYOUT_NAME.fullmatch(name):
-            raise self.fail(where, "bad layout name", "use lower-case letters, digits, '-' or '_', starting with a letter")
-        raw = self.keys(raw, where, {"description", "rules"}, {"app_writable", "app_environment"})
+            raise self.fail(where, "bad layout name",
+                            "use lower-case letters, digits, '-' or '_', starting with a letter")
+        raw = self.mapping(raw, where, required={"description", "rules"}, optional={"app_writable", "app_environment"})
         writable = raw.get("app_writable", False)
         if not isinstance(writable, bool):
             raise self.fail(f"{where}.app_writable", f"must be true or false, got {writable!r}", "fix the value")
         rules = raw["rules"]
         if not isinstance(rules, list) or not rules:
             raise self.fail(f"{where}.rules", "must be a non-empty list", "add at least one rule")
-        return Layout(name, self.string(raw["description"], f"{where}.description").strip(), writable,
+        return Layout(name, self.text(raw["description"], f"{where}.description"), writable,
                       self.environment(raw.get("app_environment") or {}, f"{where}.app_environment"),
                       tuple(self.rule(r, f"{where}.rules[{i}]", i) for i, r in enumerate(rules)))
 
@@ -246,20 +207,20 @@ class _Reader:
         for key, value in raw.items():
             if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
                 raise self.fail(where, f"bad variable name {key!r}", "use letters, digits and '_'")
-            value = self.string(value, f"{where}.{key}", empty=True)
+            value = self.text(value, f"{where}.{key}", empty=True)
             self.fields(value, f"{where}.{key}", {"view"})
             items.append((key, value))
         return tuple(items)
 
     def rule(self, raw: Any, where: str, index: int) -> _Rule:
-        raw = self.keys(raw, where, {"match", "path"}, {"source"})
-        pattern = self.string(raw["match"], f"{where}.match")
+        raw = self.mapping(raw, where, required={"match", "path"}, optional={"source"})
+        pattern = self.text(raw["match"], f"{where}.match")
         try:
             compiled = re.compile(pattern)
         except re.error as err:
             raise self.fail(f"{where}.match", f"bad regex {pattern!r} ({err})", "fix the regular expression") from None
-        path = self.string(raw["path"], f"{where}.path")
-        source = self.string(raw.get("source", ""), f"{where}.source", empty=True)
+        path = self.text(raw["path"], f"{where}.path")
+        source = self.text(raw.get("source", ""), f"{where}.source", empty=True)
         each = source == "*" or source.endswith("/*")
         if source and not each and path_problem(source):
             raise self.fail(f"{where}.source", f"{source!r} {path_problem(source)}", "use a relative path inside "
@@ -287,7 +248,8 @@ class _Reader:
         try:
             parsed = list(string.Formatter().parse(template))
         except ValueError as err:
-            raise self.fail(where, f"bad braces in {template!r} ({err})", "write {{ and }} for literal braces") from None
+            raise self.fail(where, f"bad braces in {template!r} ({err})",
+                            "write {{ and }} for literal braces") from None
         for _literal, field, spec, conversion in parsed:
             if field is None:
                 continue

@@ -74,13 +74,14 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
         labels = [f"{name}@{version}" for name, version in chosen]
         before = _record(meta, old) if old and os.path.isdir(os.path.join(meta, old)) else {}
         if before.get("links") == links and before.get("models") == labels:
-            generation, changed = old, False
+            generation, changed, keep = old, False, {old, before.get("previous")}  # nothing to do
         else:
             generation, changed = _new_generation(meta, layout.name, labels, links, old), True
             _switch(meta, generation)
+            keep = {generation, old}
         _add_tops(view, tops)
         removed = _remove_stale_tops(view, tops)
-        _remove_generations(meta, keep={generation, old})
+        _remove_generations(meta, keep)
         fsync_dir(view)
     return ViewResult(view, layout.name, generation, labels, links, changed, removed)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -34,14 +36,15 @@ def one_line(exc: Exception) -> str:
 
 
 def test_the_module_imports_only_stdlib_yaml_errors_and_config():
+    """The CDK app imports it at synth: no boto3, no other modelsync module."""
+    probe = ("import sys, modelsync.layouts as l; l.load_layouts().get('maskterial').check(['SEG_M2F_X']); "
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith(('modelsync', 'boto')))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == ["modelsync", "modelsync.config", "modelsync.errors", "modelsync.layouts"]
     tree = ast.parse(open(layouts_module.__file__).read())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(("." * node.level) + (node.module or ""))
-    assert imported == {"__future__", "os", "re", "string", "dataclasses", "pathlib", "typing", "yaml",
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {"." * n.level + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"__future__", "os", "re", "string", "dataclasses", "pathlib", "typing", "yaml",
                         ".errors", ".config"}
 
 
@@ -175,6 +178,6 @@ def test_a_bad_layouts_file_is_one_line_naming_the_file_the_place_and_the_fix(tm
 
 
 def test_a_missing_layouts_file_says_how_to_point_at_another(tmp_path):
-    with pytest.raises(ModelsyncError, match="not found: pass --layouts FILE or set MODELSYNC_LAYOUTS"):
+    with pytest.raises(ModelsyncError, match="not found; pass --layouts FILE or set MODELSYNC_LAYOUTS"):
         load_layouts(tmp_path / "nope.yaml")
     assert load_layouts(os.fspath(layouts_module.BUNDLED_LAYOUTS)).names() == load_layouts(None).names()

@@ -466,7 +466,7 @@ def test_a_bad_layouts_file_or_layout_name_is_exit_2_before_anything_is_done(buc
     assert_one_line_error(pull(bucket, dest, extra=("--layout", "flat"), check=False), "--layout flat needs a view")
     pull(bucket, dest)
     assert_one_line_error(view(out, dest, "flat", extra=("--layouts", tmp_path / "none.yaml"), check=False),
-                          "not found: pass --layouts FILE or set MODELSYNC_LAYOUTS")
+                          "not found; pass --layouts FILE or set MODELSYNC_LAYOUTS")
     assert not out.exists()
     # Another layouts file, through the environment.
     good = tmp_path / "good.yaml"

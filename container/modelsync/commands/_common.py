@@ -28,8 +28,8 @@ def add_models(parser) -> None:
 
 def add_layout(parser) -> None:
     parser.add_argument("--layout", default=None, metavar="LAYOUT",
-                        help=f"how the view arranges the models (env MODELSYNC_LAYOUT, default {config.DEFAULT_LAYOUT}; "
-                             "see --list-layouts of modelsync view)")
+                        help="how the view arranges the models (env MODELSYNC_LAYOUT, default "
+                             f"{config.DEFAULT_LAYOUT}; see modelsync view --list-layouts)")
     parser.add_argument("--layouts", default=config.default_layouts_file(), metavar="FILE",
                         help="layouts file (env MODELSYNC_LAYOUTS, default the bundled modelsync/layouts.yaml)")
 
