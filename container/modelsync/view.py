@@ -268,6 +268,10 @@ def _remove_stale_tops(view: str, tops: list[str]) -> list[str]:
 
 def _remove_generations(meta: str, keep: set[str | None]) -> None:
     for name in os.listdir(meta):
+        if name.startswith((f".{GENERATION_PREFIX}", f".{CURRENT}.")):  # left by a builder that died
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(meta, name))
+            continue
         generation = name[:-len(".json")] if name.endswith(".json") else name
         if generation.startswith(GENERATION_PREFIX) and generation not in keep:
             path = os.path.join(meta, name)

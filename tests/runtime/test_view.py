@@ -339,9 +339,13 @@ def test_a_refresh_removes_stale_entries_and_old_generations_and_keeps_what_the_
     assert sorted(os.listdir(out)) == [META, "alpha", "app.log", "cache", "gamma", "my-alias"]
     assert (out / "app.log").read_text() == "written by the app" and (out / "cache" / "x.bin").read_bytes() == b"\x00"
     assert app_tree(out / "gamma") == marker("gamma")
+    # What a builder killed half-way leaves behind (a partial generation, temp files) goes too.
+    (out / META / "gen-20000101T000000Z-deadbeef" / "alpha").mkdir(parents=True)
+    (out / META / ".gen-20000101T000000Z-deadbeef.json.tmp").write_text("{")
+    os.symlink("gen-20000101T000000Z-deadbeef", out / META / ".current.0123")
     third = summary(view(out, dest, "flat", "gamma"))
-    kept = sorted(n for n in os.listdir(out / META) if n.startswith("gen-"))
-    assert kept == sorted([second["generation"], f"{second['generation']}.json",
+    kept = sorted(n for n in os.listdir(out / META) if n != "lock")
+    assert kept == sorted(["current", second["generation"], f"{second['generation']}.json",
                            third["generation"], f"{third['generation']}.json"])
     assert first["generation"] not in kept
     # Generation directories are read-only: an app cannot write into modelsync's part of the view.

@@ -71,7 +71,7 @@ def build_view(args, layout, models: list[str]) -> None:
 def print_view_summary(result, layout) -> None:
     environment = layout.app_environment(result.view)
     if sys.stdout.isatty():
-        state = "refreshed" if result.changed else "unchanged"
+        state = "built" if result.changed else "unchanged"
         env_text = " ".join(f"{k}={v}" for k, v in environment.items()) or "none"
         print(f"view {result.view} ({result.layout}, {state}): {len(result.links)} links for "
               f"{', '.join(result.models)}; app environment: {env_text}")
