@@ -65,8 +65,9 @@ seed: install
 	$(PY) -m tools.seed --stack ModelDelivery-$(STAGE)-Service $(SEED_ARGS)
 
 ## The whole pipeline on this machine, no AWS account and no Docker (Ctrl-C stops it).
+## LAYOUT=maskterial (or paddlex, or one of MODELSYNC_LAYOUTS) shows the view an app of that layout sees.
 local: install-dev
-	$(PY) -m tools.local $(LOCAL_ARGS)
+	$(PY) -m tools.local $(if $(LAYOUT),--layout $(LAYOUT)) $(LOCAL_ARGS)
 
 ## modelsync against aws s3 sync and s5cmd on a local S3-compatible server (prints figures).
 bench: install-dev
