@@ -179,7 +179,8 @@ def test_invenio_rdm_shape_downloads_links_content_not_the_metadata_in_self(zeno
     client.download(client.file(RECORD, "CLS_GMM_WS2.zip"), tmp_path / "a.zip")
 
     assert (tmp_path / "a.zip").read_bytes() == data
-    assert [p for p, _ in zenodo.log] == [f"/api/records/{RECORD}", f"/api/records/{RECORD}/files/CLS_GMM_WS2.zip/content"]
+    assert [p for p, _ in zenodo.log] == [f"/api/records/{RECORD}",
+                                          f"/api/records/{RECORD}/files/CLS_GMM_WS2.zip/content"]
 
 
 def test_file_links_to_another_host_are_ignored_and_the_fallback_is_used(zenodo, client, tmp_path, caplog):

@@ -224,7 +224,8 @@ class _Parser:
         if not isinstance(raw["enabled"], bool):
             raise self.fail(where, f"enabled must be true or false, got {raw['enabled']!r}", "fix the value")
         size = self.positive_int(raw["approx_size_mb"], f"{where}: approx_size_mb")
-        entry_limits = {key: self.positive_int(raw.get(key, default), f"{where}: {key}") for key, default in limits.items()}
+        entry_limits = {key: self.positive_int(raw.get(key, default), f"{where}: {key}")
+                        for key, default in limits.items()}
         cap = raw.get("max_download_mb")
         cap = None if cap is None else self.positive_int(cap, f"{where}: max_download_mb")
         source = self.source(raw["source"], f"{where}: source")

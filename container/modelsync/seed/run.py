@@ -169,7 +169,8 @@ class Seeder:
             if isinstance(source, ZenodoSource):
                 zfile = self.zenodo.file(source.record, source.file)
                 progress.begin(f"{entry.name} download", zfile.size, model=entry.name, source="zenodo")
-                outcome.downloaded_bytes = self.zenodo.download(zfile, archive, max_bytes=cap, progress=progress.advance)
+                outcome.downloaded_bytes = self.zenodo.download(zfile, archive, max_bytes=cap,
+                                                                progress=progress.advance)
             elif isinstance(source, HttpsSource):
                 progress.begin(f"{entry.name} download", 0, model=entry.name, source="https")
                 outcome.downloaded_bytes = self.fetcher.download(
