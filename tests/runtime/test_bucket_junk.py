@@ -121,6 +121,7 @@ def test_a_size_of_1e400_in_the_bucket_is_one_line_not_a_traceback(s3_client, bu
     (json.dumps({"version": 12}).encode(), "is not valid JSON with a 'version'"),
     (json.dumps({"version": True}).encode(), "is not valid JSON with a 'version'"),
     (b"[" * 4000, "is not valid JSON with a 'version'"),
+    (b"", "is not valid JSON with a 'version'"),  # S3 answers a range of an empty object with 416
 ])
 def test_latest_is_read_bounded_and_type_checked(s3_client, bucket, tmp_path, body, problem):
     s3_client.put_object(Bucket=bucket, Key="models/m/LATEST", Body=body)
