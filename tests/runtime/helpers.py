@@ -100,6 +100,7 @@ class FaultProxy:
         self.fault = lambda method, path, count: None
         self.bytes_per_second: float | None = None  # slows object bodies when set
         self.counts: Counter = Counter()
+        self.body_bytes: Counter = Counter()  # response body bytes sent, per (method, path)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -153,6 +154,8 @@ class FaultProxy:
                 conn.close()
                 if action == "corrupt" and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
+                with proxy._lock:
+                    proxy.body_bytes[(self.command, path_only)] += len(data)
                 self.send_response(upstream.status)
                 for key, value in upstream.getheaders():
                     lower = key.lower()
