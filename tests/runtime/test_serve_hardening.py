@@ -155,7 +155,7 @@ def test_readyz_names_models_and_problem_kinds_only_and_logs_the_details(tmp_pat
         proc.terminate()
         _out, log = proc.communicate(timeout=10)
     assert status == 503
-    assert body == {"ready": False, "problems": ["m: not-installed", "other: not-installed"]}
+    assert body == {"ready": False, "problems": ["m: not-installed", "other: unverified"]}  # pinned, not in the store
     assert headers["Server"] == "modelsync"  # no Python or modelsync version
     assert "secret-location" not in json.dumps(body)
     # The details, paths included, go to the log (once, when they change).
