@@ -108,13 +108,17 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
+        self._shutdown_requested = False
 
     def serve_forever(self) -> None:
         asyncio.run(self._serve())
 
     def shutdown(self) -> None:
-        """Stop serve_forever; safe from any thread and from a signal handler."""
-        self._started.wait(5)
+        """Stop serve_forever; safe from any thread and from a signal handler, also before it started
+        (a signal handler runs on the thread that would start it, so it must not wait for that)."""
+        self._shutdown_requested = True
+        if threading.current_thread() is not threading.main_thread():
+            self._started.wait(5)
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
 
@@ -124,6 +128,8 @@ class ModelServer:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        if self._shutdown_requested:  # asked to stop before the loop ran
+            return
         self.socket.setblocking(False)
         accepting = asyncio.ensure_future(self._accept())
         self._started.set()
