@@ -68,7 +68,7 @@ class SeedingTask(Construct):
         super().__init__(scope, id)
         check_model_names(seed_models, "SeedingTask seed_models")
         check_pins(mirror_pins, "SeedingTask mirror_pins", pinned_only=True)
-        check_fargate_size("SeedingTask cpu", "memory_mib", cpu, memory_mib)
+        check_fargate_size("SeedingTask cpu", "SeedingTask memory_mib", cpu, memory_mib)
         check_ephemeral_storage("SeedingTask ephemeral_storage_gib", ephemeral_storage_gib)
         self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"))
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
