@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 import time
+from collections import Counter
 
 MIB = 1024 * 1024
 
@@ -38,8 +39,13 @@ class Progress:
         self._done = 0
         self._started = time.monotonic()
         self._last_emit = 0.0
+        # Events by kind ("retry", "error", ...), whatever the mode: the job's metrics count them.
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
 
     def event(self, kind: str, **fields) -> None:
+        with self._counts_lock:
+            self.counts[kind] += 1
         if self.mode == "json":
             self._write(json.dumps({"event": kind, **fields}, sort_keys=True) + "\n")
         elif self.mode == "bar" and kind in ("error", "retry", "warning"):

@@ -48,6 +48,7 @@ class ViewResult:
     links: dict[str, str]  # path in the view -> absolute target
     changed: bool  # False: the view already showed exactly this
     removed: list[str] = field(default_factory=list)  # stale top-level entries removed
+    seconds: float = 0.0  # how long building (or finding unchanged) the view took
 
 
 def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) -> ViewResult:
@@ -56,6 +57,7 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
 
     LayoutError (exit 2) for a model the layout cannot place; JobFailed (exit 1) for a model not
     in the store. Nothing in the view changes unless the new generation is complete."""
+    started = time.monotonic()
     store = LocalStore(dest)
     view = os.path.abspath(os.fspath(view_dir))
     if view == store.dest or view == store.meta or view.startswith(store.meta + os.sep):
@@ -83,7 +85,8 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
         removed = _remove_stale_tops(view, tops)
         _remove_generations(meta, keep)
         fsync_dir(view)
-    return ViewResult(view, layout.name, generation, labels, links, changed, removed)
+    return ViewResult(view, layout.name, generation, labels, links, changed, removed,
+                      seconds=time.monotonic() - started)
 
 
 # -- which versions, and what links to them ------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import config
+from .. import config, metrics
 from ..errors import ModelsyncError
 from ..progress import Progress, human_bytes, mib_per_s
 
@@ -69,6 +69,7 @@ def build_view(args, layout, models: list[str]) -> None:
 
 
 def print_view_summary(result, layout) -> None:
+    metrics.view_finished(result)
     environment = layout.app_environment(result.view)
     if sys.stdout.isatty():
         state = "built" if result.changed else "unchanged"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import _common
+from .. import metrics
 
 
 def register(subparsers) -> None:
@@ -43,3 +44,4 @@ def _print(progress, result, *, failed: bool) -> None:
         "pull", result.downloaded_files, result.downloaded_bytes, result.skipped_files, result.seconds,
         failed=failed, models=[f"{m.name}@{m.version}" for m in result.models],
     ))
+    metrics.pull_finished(result, progress, failed=failed)

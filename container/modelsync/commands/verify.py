@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import _common
+from .. import metrics
 
 
 def register(subparsers) -> None:
@@ -29,6 +30,7 @@ def run(args) -> int:
         if state.version:
             status = "ok" if not state.problems else "FAILED"
             print(f"{state.name}@{state.version}: {state.files} files, {state.bytes} bytes: {status}")
+    metrics.verify_finished(states)
     if problems:
         return 1
     if layout:

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-from modelsync import config
+from modelsync import config, metrics
 from modelsync.commands import _common
 from modelsync.errors import ModelsyncError
 from modelsync.seed.catalog import BUNDLED_CATALOG, HttpsSource, PaddleOCRSource, load_catalog, parse_only
@@ -73,6 +73,7 @@ def run(args) -> int:
         report = seeder.run(selected, efs_root=args.efs_root, mirror_pins=pins)
     print(format_report(report))
     sys.stdout.flush()
+    metrics.seed_finished(report)
     if report.stopped:
         raise report.stopped  # exit 128+N, after the summary
     return 1 if report.failed else 0
