@@ -1,7 +1,7 @@
 """`make local`: the whole model pipeline on this machine, with no AWS account and no Docker.
 
     python -m tools.local [--only A,B] [--layout flat] [--root .local] [--s3-port 9100] [--port 8080]
-                          [--exit-after-ready]
+                          [--exit-after-ready] [--metrics]
 
 What runs, each step the same `modelsync` command a container runs:
 
@@ -14,6 +14,9 @@ What runs, each step the same `modelsync` command a container runs:
    task volume and the view of it an app would mount; `make local LAYOUT=maskterial`), then the view's
    tree is printed: what that app would see;
 6. `modelsync serve --dest <root>/task`       (the app), until Ctrl-C.
+
+With --metrics every step also writes the CloudWatch EMF records its container writes in a stage (stage
+`local`, on stderr): what CloudWatch Logs would turn into the metrics the alarms and the dashboard use.
 
 A second run reuses everything under <root>: the seed finds the models unchanged and the pull finds
 the files in place. Delete <root> to start from scratch. Exit codes: 0 stopped cleanly (or ready, with
@@ -49,6 +52,7 @@ DEFAULT_S3_PORT = 9100
 DEFAULT_APP_PORT = 8080  # the app's port in the task definition (docs/contracts.md)
 READY_TIMEOUT_S = 60.0
 # Fixed fake keys: moto accepts anything, and real ones must never be sent to a local server.
+LOCAL_STAGE = "local"  # the Stage dimension of the metrics (--metrics)
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -112,6 +116,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"port of `modelsync serve` (default {DEFAULT_APP_PORT}; 0 picks a free one)")
     parser.add_argument("--exit-after-ready", action="store_true",
                         help="stop everything once the app is ready (for tests and CI)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="write the CloudWatch EMF records a stage's containers write (on stderr, stage 'local')")
     return parser.parse_args(argv)
 
 
@@ -264,9 +270,10 @@ def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
 
 # -- the modelsync steps ------------------------------------------------------------------------
 
-def child_environment(endpoint: str, zenodo_url: str, names: list[str]) -> dict[str, str]:
+def child_environment(endpoint: str, zenodo_url: str, names: list[str], metrics: bool = False) -> dict[str, str]:
     """The environment a task definition would set, pointed at the local servers. Nothing AWS or
-    MODELSYNC from the caller's shell is passed on: no real credential can reach a local server."""
+    MODELSYNC from the caller's shell is passed on: no real credential can reach a local server.
+    With `metrics`, the variables the monitoring constructs set too (each step adds its delivery mode)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODELSYNC_"))}
     env.update(LOCAL_CREDENTIALS)
     env.update({
@@ -278,7 +285,18 @@ def child_environment(endpoint: str, zenodo_url: str, names: list[str]) -> dict[
         "MODELSYNC_MODELS": ",".join(names),
         "ZENODO_URL": zenodo_url,
     })
+    if metrics:
+        from modelsync import metrics as emf
+
+        env.update({emf.NAMESPACE_ENV: emf.DEFAULT_NAMESPACE, emf.STAGE_ENV: LOCAL_STAGE})
     return env
+
+
+def in_mode(env: dict[str, str], mode: str) -> dict[str, str]:
+    """A step's environment as the init container of that delivery mode has it."""
+    from modelsync.metrics import MODE_ENV
+
+    return {**env, MODE_ENV: mode}
 
 
 def modelsync(*args: str) -> list[str]:
@@ -458,14 +476,14 @@ def run(args: argparse.Namespace, progress: dict) -> int:
         else:
             zenodo_url = start_zenodo(stack, entries, layout.zenodo)
             print(f"== local Zenodo on {zenodo_url}: generated archives in {layout.zenodo}")
-        env = child_environment(s3_url, zenodo_url, names)
+        env = child_environment(s3_url, zenodo_url, names, metrics=args.metrics)
 
         run_step("seed", modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs),
                                    "--workdir", str(layout.work)), env)
         saved.save()
-        run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), env)
+        run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), in_mode(env, "efs"))
         run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task), "--view", str(layout.view),
-                                                     "--layout", view_layout.name), env)
+                                                     "--layout", view_layout.name), in_mode(env, "s3"))
         print_view(layout.view, view_layout)
         proc, port = start_serve(stack, layout.task, args.port, env)
         app_url = f"http://{HOST}:{port}"

@@ -261,3 +261,38 @@ def test_make_local_passes_layout_on():
     assert "-m tools.local --layout maskterial" in dry.stdout
     plain = subprocess.run(["make", "-n", "local"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert "-m tools.local" in plain.stdout and "--layout" not in plain.stdout
+
+
+def test_with_metrics_every_step_writes_the_records_its_container_writes_in_a_stage(tmp_path):
+    from tests.emf_check import dimension_sets, namespace, records, values
+
+    root = tmp_path / "state"
+    quiet = run_until_exit(root, tmp_path, "--exit-after-ready")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not records(quiet.stderr + quiet.stdout)  # no --metrics: nothing
+
+    result = run_until_exit(tmp_path / "fresh", tmp_path, "--exit-after-ready", "--metrics")
+    assert result.returncode == 0, result.stderr
+    found = records(result.stderr)
+    assert {namespace(r) for r in found} == {"ModelDelivery"}
+    names = default_models()
+    # seed: one per model, then the mirror step; verify (efs mode), pull and its view (s3 mode).
+    assert [r["job"] for r in found] == ["seed"] * len(names) + ["mirror", "verify", "pull", "view"]
+    seeds = {r["Model"]: r for r in found if r["job"] == "seed"}
+    assert sorted(seeds) == sorted(names)
+    for name, record in seeds.items():
+        assert dimension_sets(record) == [{"Stage": "local", "Model": name}, {"Stage": "local"}]
+        got = values(record)
+        assert got["SeedPublished"] == (1, "Count") and got["SeedFailed"] == (0, "Count")
+        assert got["SeedDownloadedBytes"][0] > 0 and got["SeedUploadedBytes"][0] > 0
+    by_job = {r["job"]: r for r in found}
+    assert values(by_job["mirror"])["MirrorFailed"] == (0, "Count")
+    assert dimension_sets(by_job["verify"]) == [{"Stage": "local", "DeliveryMode": "efs"}]
+    assert values(by_job["verify"]) == {"VerifyModels": (len(names), "Count"), "VerifyFailures": (0, "Count")}
+    pull = by_job["pull"]
+    assert dimension_sets(pull) == [{"Stage": "local", "DeliveryMode": "s3"}]
+    summary = next(json.loads(line) for line in result.stdout.splitlines() if '"action": "pull"' in line)
+    got = values(pull)
+    assert (got["PullBytes"][0], got["PullFiles"][0]) == (summary["bytes"], summary["files"]) and summary["files"] > 0
+    assert (got["PullModels"][0], got["PullFailures"][0]) == (len(names), 0) and got["PullSeconds"][0] > 0
+    assert values(by_job["view"])["ViewSeconds"][1] == "Seconds"
