@@ -55,16 +55,18 @@ def make_client(service: str):
     return _session().client(service)
 
 
-def load_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:
-    """Import lambdas/seed_runner/handler.py by path (it is not a package) under `env`.
+def load_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], path: Path = HANDLER_PATH,
+                 variables: tuple[str, ...] = (*RUNNER_ENV, *OPTIONAL_RUNNER_ENV)) -> ModuleType:
+    """Import a Lambda's handler.py by path (lambdas/* are no packages; default the seed runner's) with
+    exactly `env` of its `variables` set.
 
     Each call is a fresh import, i.e. a fresh Lambda cold start.
     """
-    for name in (*RUNNER_ENV, *OPTIONAL_RUNNER_ENV):
+    for name in variables:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("seed_runner_handler", HANDLER_PATH)
+    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_handler", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up here

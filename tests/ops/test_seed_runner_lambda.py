@@ -218,8 +218,10 @@ def test_a_malformed_catalog_names_is_a_config_error(monkeypatch, value, complai
     assert complaint in str(raised.value)
 
 
-def test_handler_imports_only_what_the_lambda_runtime_has():
-    tree = ast.parse(HANDLER_PATH.read_text())
+@pytest.mark.parametrize("handler_path", [HANDLER_PATH, HANDLER_PATH.parents[1] / "task_notifier" / "handler.py"],
+                         ids=["seed_runner", "task_notifier"])
+def test_handler_imports_only_what_the_lambda_runtime_has(handler_path):
+    tree = ast.parse(handler_path.read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)

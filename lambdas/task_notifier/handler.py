@@ -1,0 +1,265 @@
+"""Task notifier: turns "ECS Task State Change" events (STOPPED) of model delivery's tasks into what an
+operator gets without watching anything.
+
+  seeding task stopped  ->  its outcome is published to the alarm topic: exit code, stopped reason and the
+                            seed's summary line (with its FAILED lines) read from the task's log stream,
+                            whether or not anyone ran `make seed`; plus an EMF record (SeedTasks, SeedTaskFailed)
+  service task stopped  ->  when its init container (model-pull / model-verify) failed, or the task failed to
+                            start before it could run: an EMF record InitFailures = 1, which the
+                            InitContainerFailed alarm pages on (an alarm, not a message per task: a failing
+                            deployment stops many tasks); any other stop the rule let through: InitFailures = 0
+
+Environment (set by model_delivery.monitoring.ModelDeliveryAlarms):
+  TOPIC_ARN, STAGE, METRICS_NAMESPACE; SERVICE_TASK_FAMILY, INIT_CONTAINER_NAME;
+  optional together: SEED_TASK_FAMILY, SEED_CONTAINER_NAME, SEED_LOG_GROUP_NAME, SEED_LOG_STREAM_PREFIX
+Event: the EventBridge event as delivered ({"source": "aws.ecs", "detail-type": "ECS Task State Change",
+"detail": {...}}). Returns what it did ({"action": ...}).
+
+Only boto3 from the Lambda runtime is used, so the function ships as this one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+SUMMARY = re.compile(r"^seed: \d+ published, \d+ unchanged, \d+ failed")
+FAILED_LINES_SHOWN = 20
+LINE_CHARS = 400  # of one FAILED line in the message (SNS messages stay far below their 256 KB)
+SUBJECT_CHARS = 100  # SNS's limit for a subject
+# The last lines of a stopped task can reach CloudWatch Logs after its STOPPED event: look again a few times.
+LOG_ATTEMPTS = 4
+LOG_WAIT_SECONDS = 5.0
+LOG_PAGE = 200  # events per read, newest first; the summary is among the last lines the seed prints
+LOG_PAGES = 3
+# A task stopped from outside (a deployment, scale-in, an operator, Spot) ends its containers with SIGTERM
+# (143) or SIGKILL (137): that is no init failure, even when the init container was still pulling.
+OUTSIDE_STOPS = frozenset({"UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice"})
+STOP_SIGNAL_EXITS = frozenset({137, 143})
+EVENT_SOURCE, EVENT_TYPE = "aws.ecs", "ECS Task State Change"
+
+
+class ConfigError(Exception):
+    """The function's environment is incomplete (a deployment problem)."""
+
+
+class InvalidEvent(ValueError):
+    """Not a STOPPED "ECS Task State Change" event: the rule or a caller sent something else."""
+
+
+@dataclass(frozen=True)
+class Config:
+    topic_arn: str
+    stage: str
+    namespace: str
+    service_family: str
+    init_container: str
+    seed_family: str = ""
+    seed_container: str = ""
+    seed_log_group: str = ""
+    seed_stream_prefix: str = ""
+
+
+_SEED_VARIABLES = ("SEED_TASK_FAMILY", "SEED_CONTAINER_NAME", "SEED_LOG_GROUP_NAME", "SEED_LOG_STREAM_PREFIX")
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    def required(name: str) -> str:
+        value = environ.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"environment variable {name} is missing or empty: set it on the function "
+                              "(the service stack does this; redeploy it)")
+        return value
+
+    seed = [environ.get(name, "").strip() for name in _SEED_VARIABLES]
+    if any(seed) and not all(seed):
+        missing = [name for name, value in zip(_SEED_VARIABLES, seed) if not value]
+        raise ConfigError(f"environment variables {', '.join(_SEED_VARIABLES)} go together, and "
+                          f"{', '.join(missing)} is missing: set all four or none (redeploy the service stack)")
+    return Config(required("TOPIC_ARN"), required("STAGE"), required("METRICS_NAMESPACE"),
+                  required("SERVICE_TASK_FAMILY"), required("INIT_CONTAINER_NAME"), *seed)
+
+
+def stopped_task(event: Any) -> dict:
+    """The `detail` of a STOPPED task event, checked enough to be read safely."""
+    if not isinstance(event, dict) or event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
+        raise InvalidEvent(f"expected an EventBridge event with source {EVENT_SOURCE!r} and detail-type "
+                           f"{EVENT_TYPE!r}: the rule's pattern must select only those")
+    detail = event.get("detail")
+    if not isinstance(detail, dict) or detail.get("lastStatus") != "STOPPED":
+        raise InvalidEvent("expected a task whose lastStatus is STOPPED: the rule's pattern must select only those")
+    for key in ("taskArn", "taskDefinitionArn"):
+        if not isinstance(detail.get(key), str):
+            raise InvalidEvent(f"the event's detail has no {key}")
+    if not isinstance(detail.get("containers", []), list):
+        raise InvalidEvent("the event's detail.containers is not a list")
+    return detail
+
+
+def family_of(task_definition_arn: str) -> str:
+    """arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION -> FAMILY."""
+    return task_definition_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+
+
+def container(detail: dict, name: str) -> dict:
+    found = [c for c in detail.get("containers", []) if isinstance(c, dict) and c.get("name") == name]
+    return found[0] if found else {}
+
+
+def task_id(detail: dict) -> str:
+    return detail["taskArn"].rsplit("/", 1)[-1]
+
+
+def stop_description(detail: dict) -> str:
+    reason = detail.get("stoppedReason") or "no stopped reason given"
+    return f"{reason} ({detail['stopCode']})" if detail.get("stopCode") else reason
+
+
+def handle(config: Config, event: Any, sns: Any, logs: Any, sleep=time.sleep) -> dict:
+    detail = stopped_task(event)
+    family = family_of(detail["taskDefinitionArn"])
+    if config.seed_family and family == config.seed_family:
+        return seed_stopped(config, detail, sns, logs, sleep)
+    if family == config.service_family:
+        return service_task_stopped(config, detail)
+    print(f"ignored: task {detail['taskArn']} of family {family!r} is neither the seeding nor the service task")
+    return {"action": "ignored", "taskArn": detail["taskArn"]}
+
+
+# -- the seeding task -------------------------------------------------------------------------------------------
+
+def seed_stopped(config: Config, detail: dict, sns: Any, logs: Any, sleep) -> dict:
+    seed = container(detail, config.seed_container)
+    exit_code = seed.get("exitCode")
+    ok = exit_code == 0
+    stream = f"{config.seed_stream_prefix}/{config.seed_container}/{task_id(detail)}"
+    summary, failures = read_summary(logs, config.seed_log_group, stream, sleep)
+    exit_text = f"exit {exit_code}" if isinstance(exit_code, int) else "no exit code"
+    subject = f"Model delivery {config.stage}: seed {'succeeded' if ok else 'FAILED'} ({exit_text})"
+    lines = [
+        f"Seeding task {task_id(detail)} ({config.stage}) stopped: "
+        + (f"container {config.seed_container} exit code {exit_code}" if isinstance(exit_code, int)
+           else f"container {config.seed_container} has no exit code (it did not run to its end)"),
+        f"Stopped reason: {stop_description(detail)}",
+    ]
+    if seed.get("reason"):
+        lines.append(f"Container reason: {seed['reason']}")
+    lines.append(f"Summary: {summary}")
+    lines += failures
+    lines += [f"Log: group {config.seed_log_group}, stream {stream}", f"Task: {detail['taskArn']}",
+              "What to do: docs/runbook.md, \"Seed results\"."]
+    publish(sns, config.topic_arn, subject, "\n".join(lines))
+    emit(config, {"SeedTasks": 1, "SeedTaskFailed": int(not ok)}, task=detail["taskArn"], exitCode=exit_code,
+         summary=summary)
+    return {"action": "seed-result", "taskArn": detail["taskArn"], "exitCode": exit_code, "ok": ok,
+            "summary": summary}
+
+
+def read_summary(logs: Any, group: str, stream: str, sleep) -> tuple[str, list[str]]:
+    """The seed's summary line and the FAILED lines after it, newest run of them in the stream. Never raises:
+    the outcome is published even when the log cannot be read, with the reason instead."""
+    problem = "not found in the log"
+    for attempt in range(LOG_ATTEMPTS):
+        if attempt:
+            sleep(LOG_WAIT_SECONDS)
+        try:
+            lines = last_lines(logs, group, stream)
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            if error.get("Code") == "ResourceNotFoundException":
+                problem = "no log stream: the container never started, or wrote nothing"
+                continue
+            return f"unavailable (the log could not be read: {error.get('Code', 'error')}: " \
+                   f"{error.get('Message', err)})", []
+        except BotoCoreError as err:
+            return f"unavailable (the log could not be read: {err})", []
+        for index in range(len(lines) - 1, -1, -1):
+            if SUMMARY.match(lines[index]):
+                failed = [line[:LINE_CHARS] for line in lines[index + 1:] if line.startswith("FAILED ")]
+                more = len(failed) - FAILED_LINES_SHOWN
+                return lines[index][:LINE_CHARS], failed[:FAILED_LINES_SHOWN] + (
+                    [f"... and {more} more FAILED lines in the log"] if more > 0 else [])
+    return f"none ({problem}; the task may have run another command, or ended before its summary)", []
+
+
+def last_lines(logs: Any, group: str, stream: str) -> list[str]:
+    """Up to LOG_PAGES x LOG_PAGE of the newest lines of the stream, oldest first."""
+    lines: list[str] = []
+    request = {"logGroupName": group, "logStreamName": stream, "startFromHead": False, "limit": LOG_PAGE}
+    for _ in range(LOG_PAGES):
+        page = logs.get_log_events(**request)
+        events = page.get("events", [])
+        lines = [e.get("message", "").rstrip("\n") for e in events] + lines
+        if any(SUMMARY.match(line) for line in lines) or not events:
+            break
+        request["nextToken"] = page["nextBackwardToken"]
+    return lines
+
+
+def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:
+    # An SNS subject is ASCII without line breaks; a stage name could bring anything else.
+    clean = "".join(ch if " " <= ch <= "~" else "?" for ch in subject)[:SUBJECT_CHARS]
+    sns.publish(TopicArn=topic_arn, Subject=clean, Message=message)
+
+
+# -- service tasks ----------------------------------------------------------------------------------------------
+
+def service_task_stopped(config: Config, detail: dict) -> dict:
+    init = container(detail, config.init_container)
+    exit_code = init.get("exitCode")
+    stop_code = detail.get("stopCode")
+    if isinstance(exit_code, int):
+        failed = exit_code != 0 and not (stop_code in OUTSIDE_STOPS and exit_code in STOP_SIGNAL_EXITS)
+        what = f"init container {config.init_container} exited {exit_code}"
+    else:
+        # The task failed before the init container could run (EFS mount refused, image pull failed, ...).
+        failed = stop_code == "TaskFailedToStart"
+        what = f"init container {config.init_container} did not run"
+    description = f"{what}; task stopped: {stop_description(detail)}" + (
+        f"; container reason: {init['reason']}" if init.get("reason") else "")
+    print(("init failure: " if failed else "not an init failure: ") + f"task {detail['taskArn']}: {description}")
+    emit(config, {"InitFailures": int(failed)}, task=detail["taskArn"], exitCode=exit_code, detail=description,
+         logStream=f"service/{config.init_container}/{task_id(detail)}")
+    return {"action": "init-failure" if failed else "not-an-init-failure", "taskArn": detail["taskArn"],
+            "exitCode": exit_code}
+
+
+# -- metrics ----------------------------------------------------------------------------------------------------
+
+def emit(config: Config, values: dict[str, int], **properties) -> None:
+    """One CloudWatch EMF record on stdout (Lambda sends it to CloudWatch Logs, which extracts the metrics)."""
+    record = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
+        "Namespace": config.namespace, "Dimensions": [["Stage"]],
+        "Metrics": [{"Name": name, "Unit": "Count"} for name in values]}]},
+        "Stage": config.stage, **values, **properties}
+    print(json.dumps(record, sort_keys=True))
+
+
+# Read once per execution environment (cold start); a broken environment is reported on every invocation.
+try:
+    _CONFIG: Config | None = load_config(os.environ)
+    _CONFIG_ERROR: ConfigError | None = None
+except ConfigError as _err:
+    _CONFIG, _CONFIG_ERROR = None, _err
+
+_clients: dict[str, Any] = {}
+
+
+def _client(service: str) -> Any:
+    if service not in _clients:
+        _clients[service] = boto3.client(service)
+    return _clients[service]
+
+
+def handler(event: Any, context: Any) -> dict:
+    if _CONFIG_ERROR is not None:
+        raise _CONFIG_ERROR
+    assert _CONFIG is not None
+    return handle(_CONFIG, event, _client("sns"), _client("logs"))
