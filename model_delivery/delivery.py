@@ -70,7 +70,7 @@ class ModelDelivery(Construct):
       layout: how the view arranges the models (default "flat": <models_path>/<NAME>, MODEL_PATH set).
       models_path: where the app container finds the view (default /srv/models).
       log_group: where the init container logs (default: a new group, log_retention_days).
-    Attributes: init (the init container), layout (modelsync.layouts.Layout), view_volume.
+    Attributes: init (the init container), layout (modelsync.layouts.Layout), view_volume, mode.
     """
 
     def __init__(self, scope: Construct, id: str, *, task_definition: ecs.FargateTaskDefinition,
@@ -92,6 +92,7 @@ class ModelDelivery(Construct):
             raise ModelDeliveryError("ModelDelivery task_definition is not Fargate-compatible: use "
                                      "ecs.FargateTaskDefinition")
         mirror = store.require_mirror("ModelDelivery mode 'efs'") if mode == "efs" else None
+        self.mode = mode
         self.layout = delivery_layout(layout, models)
         check_models_path(models_path, "ModelDelivery models_path", {VIEW_PATH: "where the init container builds "
                                                                       "the view"})

@@ -12,7 +12,6 @@ seeded before a deploy makes the service load it (docs/infrastructure.md, "Addin
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from model_delivery.code import lambda_code_dir
 from model_delivery.contract import MODELS_PREFIX
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import check_retention, log_group
@@ -44,16 +44,7 @@ WRITABLE_HOME = {"HOME": SEED_HOME, "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
                  "HF_HOME": f"{SEED_HOME}/.cache/huggingface"}
 
 
-def _seed_runner_dir() -> Path:
-    """The seed runner's code: lambdas/seed_runner of a checkout (or editable install), else the copy a wheel
-    ships as model_delivery/seed_runner_code (pyproject.toml maps the one onto the other)."""
-    checkout = Path(__file__).resolve().parent.parent / "lambdas" / "seed_runner"
-    if (checkout / "handler.py").is_file():
-        return checkout
-    return Path(str(importlib.resources.files("model_delivery") / "seed_runner_code"))
-
-
-SEED_RUNNER_DIR = _seed_runner_dir()
+SEED_RUNNER_DIR = lambda_code_dir("seed_runner")
 AUTO_SEED_ID_CHARS = 16  # of the seed fingerprint, in the auto-seed resource's construct id
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
 

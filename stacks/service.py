@@ -1,6 +1,7 @@
 """Service stack: ECR repository, ECS cluster, the model service (with the library's ModelDelivery), the
-optional load balancer, the library's ModelSeeding (seeding task, seed runner, optional auto-seed), plus the
-outputs operators, `tools/seed.py` and `tools/pins.py` read."""
+optional load balancer, the library's ModelSeeding (seeding task, seed runner, optional auto-seed), its
+monitoring (the library's ModelDeliveryAlarms and ModelDeliveryDashboard), plus the outputs operators,
+`tools/seed.py` and `tools/pins.py` read."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from model_delivery import ModelSeeding
+from model_delivery import LoadBalancing, ModelDeliveryAlarms, ModelDeliveryDashboard, ModelSeeding
 from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
 
 from stacks.images import CONTAINER_DIR, app_image, modelsync_images
@@ -63,6 +64,13 @@ class ServiceStack(cdk.Stack):
             memory_mib=settings.seed_memory_mib, ephemeral_storage_gib=settings.seed_ephemeral_storage_gib,
             log_retention_days=settings.log_retention_days, seed_on_deploy=settings.seed_on_deploy,
             fingerprint=settings.seed_fingerprint, code_dir=seed_runner_dir)
+        self.alarms = ModelDeliveryAlarms(
+            self, "Alarms", store=store, service=self.model_service.service, delivery=self.model_service.delivery,
+            stage=settings.stage, seeding=self.seeding, email=settings.alarm_email or None,
+            load_balancing=(LoadBalancing(self.ingress.load_balancer, self.ingress.target_group)
+                            if self.ingress is not None else None),
+            thresholds=settings.alarm_thresholds, log_retention_days=settings.log_retention_days)
+        self.dashboard = ModelDeliveryDashboard(self, "Dashboard", alarms=self.alarms)
 
         self._outputs(settings, network, storage, private_subnets)
 
@@ -89,6 +97,8 @@ class ServiceStack(cdk.Stack):
             "SeedSecurityGroupId": groups.seed.security_group_id,
             "FileSystemSecurityGroupId": groups.file_system.security_group_id,
             "ModelsAccessPointId": storage.store.require_mirror("the outputs").access_point.access_point_id,
+            "AlarmTopicArn": self.alarms.topic.topic_arn,
+            "DashboardName": self.dashboard.dashboard.dashboard_name,
         }
         if self.ingress is not None:
             outputs["ServiceUrl"] = self.ingress.url

@@ -22,6 +22,7 @@ from model_delivery.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from model_delivery.contract import SCRATCH_PATH, STORE_PATH
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import LOG_RETENTION_DAYS
+from model_delivery.monitoring import EMAIL, THRESHOLDS, AlarmThresholds
 from model_delivery.seeding import seed_fingerprint
 from model_delivery.specs import check_pins
 from model_delivery.tasks import EPHEMERAL_RANGE_GIB, FARGATE_DEFAULT_EPHEMERAL_GIB, fargate_size_problem
@@ -90,6 +91,14 @@ class Settings:
     ingress: str = "none"
     certificate_arn: str = ""
     ingress_cidrs: tuple[str, ...] = ()
+    # Monitoring (docs/runbook.md, "Alarms"): who gets the alarm topic's mail, and when the alarms fire.
+    alarm_email: str = ""
+    alarm_tasks_below_desired_minutes: int = AlarmThresholds.tasks_below_desired_minutes
+    alarm_pull_seconds: int = AlarmThresholds.pull_seconds
+    alarm_efs_io_limit_percent: int = AlarmThresholds.efs_io_limit_percent
+    alarm_efs_throughput_percent: int = AlarmThresholds.efs_throughput_percent
+    alarm_http_5xx_count: int = AlarmThresholds.http_5xx_count
+    alarm_unhealthy_targets_minutes: int = AlarmThresholds.unhealthy_targets_minutes
     # Derived from the catalog (not settable): what gets seeded and its fingerprint.
     seeded_models: tuple[str, ...] = ()
     catalog_names: tuple[str, ...] = ()
@@ -121,6 +130,10 @@ class Settings:
     @property
     def health_path(self) -> str:
         return self.app_health_path or "/readyz"  # the demo app: 200 only while the models verify
+
+    @property
+    def alarm_thresholds(self) -> AlarmThresholds:
+        return AlarmThresholds(**{name: getattr(self, f"alarm_{name}") for name in THRESHOLDS})
 
     @property
     def seed_fingerprint(self) -> str:
@@ -279,6 +292,7 @@ def _validate(s: Settings) -> None:
             _fail("tags", {key: value}, "keys of 1-128 characters not starting with 'aws:' and values up to 256 characters")
     _validate_app(s)
     _validate_ingress(s)
+    _validate_alarms(s)
 
 
 def _validate_app(s: Settings) -> None:
@@ -340,6 +354,16 @@ def _validate_ingress(s: Settings) -> None:
         raise SettingsError(f"setting 'ingress' = {s.ingress!r} needs a region at synth (load balancer access logs "
                             "are delivered by the region's log service): set 'region' for the stage or export "
                             "CDK_DEFAULT_REGION")
+
+
+def _validate_alarms(s: Settings) -> None:
+    if s.alarm_email and not EMAIL.fullmatch(s.alarm_email):
+        _fail("alarm_email", s.alarm_email, "one email address such as ops@example.com (it gets the alarms and seed "
+              "results, after confirming the subscription), or empty for no subscription")
+    for name, (low, high, what) in THRESHOLDS.items():
+        key = f"alarm_{name}"
+        if not low <= getattr(s, key) <= high:
+            _fail(key, getattr(s, key), f"{low} to {high} ({what})")
 
 
 def _validate_fargate_size(cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:

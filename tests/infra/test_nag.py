@@ -34,6 +34,7 @@ def test_the_app_synthesizes_with_nag_enforced(tmp_path):
     ("AwsSolutions-IAM5[Resource::*]", "s3"),
     ("/models/*]", "s3"),
     (":task/<Cluster", "s3"),
+    ("log-stream:seed/seed/*]", "s3"),
     ("AwsSolutions-EC23", "internal-ingress"),
 ])
 def test_removing_an_acknowledgment_brings_its_finding_back(monkeypatch, tmp_path, finding, config):

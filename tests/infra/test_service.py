@@ -228,8 +228,8 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(s3_b
                 text = json.dumps(resource)
                 if resource == "*":
                     assert acts == ["ecr:GetAuthorizationToken"], statement
-                elif "*" in text:
-                    assert text.endswith(('/models/*"]]}', '"/*"]]}')), statement
+                elif "*" in text:  # the models prefix, new tasks of the cluster, the seeding task's log streams
+                    assert text.endswith(('/models/*"]]}', '"/*"]]}', ':log-stream:seed/seed/*"]]}')), statement
 
 
 def test_no_aws_managed_policies_except_on_cdks_default_security_group_provider(s3_built):
@@ -290,7 +290,8 @@ def test_seeding_task_caches_under_the_writable_tmp_not_the_read_only_home(s3_bu
 
 def test_seed_runner_function_matches_the_contract(s3_built):
     t = s3_built.service
-    props = only(t, "AWS::Lambda::Function")["Properties"]
+    props = resources(t, "AWS::Lambda::Function")[logical_id(t, "AWS::Lambda::Function", "^SeedRunnerFunction")][
+        "Properties"]
     assert props["Runtime"] == "python3.14" and props["Handler"] == "handler.handler"
     variables = props["Environment"]["Variables"]
     assert set(variables) == {"CLUSTER_ARN", "TASK_DEFINITION_ARN", "SUBNET_IDS", "SECURITY_GROUP_IDS",

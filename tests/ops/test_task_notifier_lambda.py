@@ -16,7 +16,8 @@ from tests.emf_check import dimension_sets, namespace, records, values
 PATH = REPO / "lambdas" / "task_notifier" / "handler.py"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:ModelDelivery-dev-Service-AlarmsTopic1A2B3C4D-5E6F7G8H9I0J"
 SERVICE_TASK_DEFINITION_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ModelDeliverydevServiceTask:7"
-SERVICE_TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER_ARN.rsplit('/', 1)[1]}/9a8b7c6d5e4f30211203f4e5d6c7b8a9"
+SERVICE_TASK_ID = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
+SERVICE_TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER_ARN.rsplit('/', 1)[1]}/{SERVICE_TASK_ID}"
 ENV = {
     "TOPIC_ARN": TOPIC_ARN, "STAGE": "dev", "METRICS_NAMESPACE": "ModelDelivery",
     "SERVICE_TASK_FAMILY": "ModelDeliverydevServiceTask", "INIT_CONTAINER_NAME": "model-pull",
@@ -251,7 +252,7 @@ def test_a_failed_init_container_is_an_init_failure_metric_and_nothing_is_publis
     assert result == {"action": "init-failure", "taskArn": SERVICE_TASK_ARN, "exitCode": 1}
     [record] = records(capsys.readouterr().out)
     assert values(record) == {"InitFailures": (1, "Count")} and dimension_sets(record) == [{"Stage": "dev"}]
-    assert record["logStream"] == "service/model-pull/9a8b7c6d5e4f30211203f4e5d6c7b8a9"
+    assert record["logStream"] == f"service/model-pull/{SERVICE_TASK_ID}"
     assert record["detail"].startswith("init container model-pull exited 1; task stopped: Essential container")
 
 
@@ -311,3 +312,27 @@ def test_a_broken_environment_is_named_on_every_invocation(monkeypatch, env, com
     notifier = load_handler(monkeypatch, env, path=PATH, variables=VARIABLES)  # the cold start survives
     with pytest.raises(notifier.ConfigError, match=complaint):
         notifier.handler(seed_event(1), None)
+
+
+def test_the_metrics_it_writes_are_the_ones_the_alarms_and_dashboard_read(notifier, aws, capsys):
+    from model_delivery.monitoring import NOTIFIER_METRICS
+
+    sns, sns_stub, logs, logs_stub = aws
+    logs_stub.add_response("get_log_events", log_page(SEED_LOG), LOG_REQUEST)
+    sns_stub.add_response("publish", {"MessageId": "4"}, {"TopicArn": TOPIC_ARN, "Subject": ANY, "Message": ANY})
+    notifier.handle(notifier._CONFIG, seed_event(1), sns, logs, sleep=Sleeps())
+    notifier.handle(notifier._CONFIG, service_event({"exitCode": 2}, {}), sns, logs, sleep=Sleeps())
+    written = {name for record in records(capsys.readouterr().out) for name in values(record)}
+    assert written == set(NOTIFIER_METRICS)
+
+
+def test_it_recognizes_the_summary_the_seed_really_prints(notifier):
+    from modelsync.seed.run import ModelOutcome, MirrorOutcome, SeedReport, format_report
+
+    report = SeedReport(models=[ModelOutcome("A", "published", "0123456789abcdef", 10, 10, 10, 1.0),
+                                ModelOutcome("B", "failed", error="Zenodo 1/B.zip: md5 mismatch")],
+                        mirror=MirrorOutcome(root="/mnt/models", ok=True))
+    lines = format_report(report).splitlines()
+    [summary] = [line for line in lines if notifier.SUMMARY.match(line)]
+    assert summary == "seed: 1 published, 0 unchanged, 1 failed"
+    assert lines[lines.index(summary) + 1] == "FAILED B: Zenodo 1/B.zip: md5 mismatch"

@@ -1,0 +1,108 @@
+"""TaskNotifier: EventBridge rules on "ECS Task State Change" (STOPPED) of the service's and the seeding task's
+families, and the Lambda (lambdas/task_notifier) they invoke. It publishes every seed's outcome to the alarm
+topic (exit code, stopped reason, the summary line from the task's log) and writes the InitFailures metric the
+InitContainerFailed alarm watches. Its own failures are not lost: after Lambda's retries the event itself goes
+to the topic (the function's on-failure destination), and its Errors metric has an alarm.
+
+Patterns (EventBridge documents array matching as "any element matches"; it does not say that the name and
+the exit code must come from one element of `containers`, so the Lambda checks the init container itself):
+  init:  detail.clusterArn = the cluster, lastStatus STOPPED, taskDefinitionArn prefix the service's family,
+         and either containers {name = init container, exitCode anything-but 0} or stopCode TaskFailedToStart
+  seed:  detail.clusterArn = the cluster, lastStatus STOPPED, taskDefinitionArn prefix the seeding family
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from model_delivery.code import lambda_code_dir
+from model_delivery.logs import check_retention, log_group
+from model_delivery.nag import acknowledge_wildcard_resource
+from model_delivery.seeding import LAMBDA_RUNTIME, SEED_CONTAINER, SEED_STREAM_PREFIX, ModelSeeding, write_own_logs
+
+TASK_NOTIFIER_DIR = lambda_code_dir("task_notifier")
+TASK_STATE_CHANGE = {"source": ["aws.ecs"], "detail_type": ["ECS Task State Change"]}
+ASYNC_RETRIES = 2  # Lambda's own retries of an event that failed, before it goes to the on-failure destination
+MAX_EVENT_AGE_SECONDS = 6 * 3600
+
+
+def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> str:
+    """arn:...:task-definition/FAMILY: (every revision of the family, none of another family)."""
+    return cdk.Stack.of(scope).format_arn(service="ecs", resource="task-definition",
+                                          resource_name=f"{task_definition.family}:")
+
+
+class TaskNotifier(Construct):
+    def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, service_task: ecs.TaskDefinition,
+                 init_container: ecs.ContainerDefinition, seeding: ModelSeeding | None, topic: sns.ITopic,
+                 key: kms.IKey, stage: str, namespace: str, log_retention_days: int) -> None:
+        super().__init__(scope, id)
+        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "TaskNotifier log_retention_days"))
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="Task notifier: publish seed results, read the seeding task's log")
+        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
+        self.role.add_to_policy(iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"],
+                                                    resources=[topic.topic_arn]))
+        # The topic is encrypted: a publisher needs the key for the data key SNS makes (SNS developer guide).
+        region = cdk.Stack.of(self).region
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="EncryptForAlarmTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}}))
+        environment = {"TOPIC_ARN": topic.topic_arn, "STAGE": stage, "METRICS_NAMESPACE": namespace,
+                       "SERVICE_TASK_FAMILY": service_task.family, "INIT_CONTAINER_NAME": init_container.container_name}
+        if seeding is not None:
+            seed_logs = seeding.task.log_group.log_group_name
+            streams = cdk.Stack.of(self).format_arn(
+                service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                resource_name=f"{seed_logs}:log-stream:{SEED_STREAM_PREFIX}/{SEED_CONTAINER}/*")
+            self.role.add_to_policy(iam.PolicyStatement(sid="ReadSeedingTaskLogs", actions=["logs:GetLogEvents"],
+                                                        resources=[streams]))
+            acknowledge_wildcard_resource(self.role, streams,
+                                          "Each seeding task writes its own stream, named after its task id, which "
+                                          "ECS assigns at run time; scoped to the seed container's streams of the "
+                                          "seeding log group.")
+            environment.update({"SEED_TASK_FAMILY": seeding.task.task_definition.family,
+                                "SEED_CONTAINER_NAME": SEED_CONTAINER, "SEED_LOG_GROUP_NAME": seed_logs,
+                                "SEED_LOG_STREAM_PREFIX": SEED_STREAM_PREFIX})
+        self.function = lambda_.Function(
+            self, "Function",
+            runtime=LAMBDA_RUNTIME,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(TASK_NOTIFIER_DIR), exclude=["**/__pycache__", "**/*.pyc", "tests"]),
+            role=self.role,
+            log_group=self.log_group,
+            # Up to four reads of the log while the seed's last lines arrive (lambdas/task_notifier: LOG_ATTEMPTS).
+            timeout=cdk.Duration.seconds(60),
+            memory_size=256,
+            description="Publishes seed results and counts init container failures (ECS task state changes)",
+            environment=environment,
+        )
+        # After its retries, an event the function could not handle goes to the topic as it is.
+        lambda_.CfnEventInvokeConfig(
+            self, "AsyncInvoke", function_name=self.function.function_name, qualifier="$LATEST",
+            maximum_retry_attempts=ASYNC_RETRIES, maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
+            destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=topic.topic_arn)))
+        stopped = {"clusterArn": [cluster.cluster_arn], "lastStatus": ["STOPPED"]}
+        self.init_rule = events.Rule(
+            self, "InitFailed", description="Model delivery: a service task stopped after its init container "
+                                            "failed, or before it could run",
+            event_pattern=events.EventPattern(**TASK_STATE_CHANGE, detail={
+                **stopped, "taskDefinitionArn": [{"prefix": family_arn_prefix(self, service_task)}],
+                "$or": [{"containers": {"name": [init_container.container_name],
+                                        "exitCode": [{"anything-but": 0}]}},
+                        {"stopCode": ["TaskFailedToStart"]}]}),
+            targets=[targets.LambdaFunction(self.function)])
+        self.seed_rule = None if seeding is None else events.Rule(
+            self, "SeedStopped", description="Model delivery: a seeding task stopped (its result goes to the topic)",
+            event_pattern=events.EventPattern(**TASK_STATE_CHANGE, detail={
+                **stopped, "taskDefinitionArn": [{"prefix": family_arn_prefix(self, seeding.task.task_definition)}]}),
+            targets=[targets.LambdaFunction(self.function)])
