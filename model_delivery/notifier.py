@@ -79,8 +79,8 @@ class TaskNotifier(Construct):
             code=lambda_.Code.from_asset(str(TASK_NOTIFIER_DIR), exclude=["**/__pycache__", "**/*.pyc", "tests"]),
             role=self.role,
             log_group=self.log_group,
-            # Up to four reads of the log while the seed's last lines arrive (lambdas/task_notifier: LOG_ATTEMPTS).
-            timeout=cdk.Duration.seconds(60),
+            # About 30 s of reads while the seed's last lines arrive (lambdas/task_notifier: LOG_ATTEMPTS).
+            timeout=cdk.Duration.seconds(90),
             memory_size=256,
             description="Publishes seed results and counts init container failures (ECS task state changes)",
             environment=environment,

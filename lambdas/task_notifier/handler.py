@@ -34,8 +34,9 @@ SUMMARY = re.compile(r"^seed: \d+ published, \d+ unchanged, \d+ failed")
 FAILED_LINES_SHOWN = 20
 LINE_CHARS = 400  # of one FAILED line in the message (SNS messages stay far below their 256 KB)
 SUBJECT_CHARS = 100  # SNS's limit for a subject
-# The last lines of a stopped task can reach CloudWatch Logs after its STOPPED event: look again a few times.
-LOG_ATTEMPTS = 4
+# The last lines of a stopped task can reach CloudWatch Logs seconds after its STOPPED event (tools/seed.py waits
+# for them too): look again, for about 30 s.
+LOG_ATTEMPTS = 7
 LOG_WAIT_SECONDS = 5.0
 LOG_PAGE = 200  # events per read, newest first; the summary is among the last lines the seed prints
 LOG_PAGES = 3

@@ -12,6 +12,7 @@ import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks
 
 from model_delivery import (AlarmThresholds, ModelDelivery, ModelDeliveryAlarms, ModelDeliveryDashboard,
                             ModelDeliveryError, ModelStore)
@@ -382,6 +383,8 @@ def test_a_library_user_gets_alarms_without_seeding_or_a_load_balancer():
     assert set(function["Environment"]["Variables"]) == {"TOPIC_ARN", "STAGE", "METRICS_NAMESPACE",
                                                          "SERVICE_TASK_FAMILY", "INIT_CONTAINER_NAME"}
     assert len(template.find_resources("AWS::Events::Rule")) == 1
+    report = AwsSolutionsChecks().validate_scope(monitoring)  # nag-clean in someone else's stack too
+    assert report.success, [v.rule_name for v in report.violations]
 
 
 def test_metrics_the_constructs_read_are_metrics_something_writes():

@@ -125,8 +125,10 @@ def test_a_fresh_virtual_environment_installs_the_packages_and_synthesizes_the_e
     assert install.returncode == 0, install.stderr[-3000:]
     where = subprocess.run([str(python), "-c", "import model_delivery, modelsync; from model_delivery.seeding "
                             "import SEED_RUNNER_DIR; from model_delivery.catalog import DEFAULT_CATALOG; "
+                            "from model_delivery.notifier import TASK_NOTIFIER_DIR; "
                             "print(model_delivery.__file__, modelsync.__file__, SEED_RUNNER_DIR / 'handler.py', "
-                            "DEFAULT_CATALOG)"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                            "TASK_NOTIFIER_DIR / 'handler.py', DEFAULT_CATALOG)"], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
     assert where.returncode == 0, where.stderr[-2000:]
     paths = [Path(p) for p in where.stdout.split()]
     assert all(str(p).startswith(str(site)) and p.exists() for p in paths), paths  # installed, data included
