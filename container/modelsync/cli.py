@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from . import __version__, stop
 from .errors import ModelsyncError
 
 # The one list of subcommand modules (each exposes register(subparsers)).
@@ -36,11 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stop.install()
     try:
         return int(args.run(args) or 0)
     except ModelsyncError as exc:
         print(f"modelsync: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except stop.Stopped as exc:
+        print(f"modelsync: {args.command} {exc} before it finished: run it again to finish "
+              "(nothing partial is visible)", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # only when used without the handlers (embedded callers)
         print("modelsync: interrupted", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 import botocore.exceptions as bx
 import urllib3.exceptions
 
+from . import stop
 from .errors import JobFailed
 from .manifest import FileEntry
 from .progress import Progress, or_silent
@@ -177,6 +178,7 @@ class Downloader:
                     if stored.isdigit() and int(stored) != size:  # not a network problem: don't retry
                         raise BrokenObject(key, f"has {stored} bytes but its manifest says {size}")
                     for chunk in response["Body"].iter_chunks(CHUNK):
+                        stop.check()  # a stopping task ends its transfers within a chunk
                         if written + len(chunk) > length:
                             raise _ShortBody(f"more bytes than the {length} asked for")
                         os.pwrite(fd, chunk, start + written)

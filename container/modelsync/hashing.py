@@ -6,6 +6,8 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from . import stop
+
 READ_SIZE = 1024 * 1024
 
 
@@ -15,6 +17,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
         while True:
+            stop.check()
             count = handle.readinto(buffer)
             if not count:
                 break

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import stop
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, parse_model_spec
 from .download import BrokenObject, ChecksumMismatch, Downloader
 from .errors import JobFailed, ModelsyncError
@@ -162,6 +163,7 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
     failed = threading.Event()  # after one file fails, the model fails: start no more transfers
 
     def one(entry: FileEntry):
+        stop.check()  # queued files do not start once a stop was requested
         if failed.is_set():
             return entry, _Skipped()
         try:

@@ -202,3 +202,38 @@ def test_a_version_removed_before_the_switch_fails_the_pull_and_keeps_the_old_li
         pull(client, bucket, dest)
     assert removed == [v2] and os.readlink(dest / "m").endswith(v1)
     assert_old_version_intact(dest)
+
+
+def wait_until_mid_way(proc, dest, vdir):
+    """Until some files of the new version are renamed into place and others are still temp files."""
+    deadline = time.monotonic() + 20
+    while not (os.path.isdir(vdir) and os.listdir(vdir) and part_files(dest)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_a_stopped_pull_ends_within_a_chunk_keeps_the_old_version_and_leaves_no_temp_file(
+        two_versions, bucket, proxy, proxy_env, signum, code, name):
+    """ECS stops tasks with SIGTERM (SIGKILL after the stop timeout). A pull used to ignore it (PID 1)
+    or, on Ctrl-C, let every download finish first."""
+    dest, v1, v2 = two_versions
+    proxy.bytes_per_second = 1_000_000  # the rest of V2 would take several seconds more
+    vdir = LocalStore(dest).version_dir("m", v2)
+    proc = popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=proxy_env)
+    wait_until_mid_way(proc, dest, vdir)
+    proc.send_signal(signum)
+    _out, err = proc.communicate(timeout=15)
+
+    assert proc.returncode == code, err
+    assert f"modelsync: pull stopped by {name} before it finished: run it again to finish" in err
+    assert "Traceback" not in err
+    assert part_files(dest) == []  # the stopping process removed its own temp files
+    assert_old_version_intact(dest)
+    # It did not let the download run to the end first: the queued files and parts were never requested.
+    assert sum(proxy.file_gets().values()) < sum(expected_gets(bucket, v2).values())
+
+    proxy.bytes_per_second = None
+    run_cli("pull", "--bucket", bucket, "--dest", dest, env=proxy_env, check=True)
+    assert tree(dest / "m") == V2

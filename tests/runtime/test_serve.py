@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ def get(url):
 
 
 @pytest.fixture
-def served(client, bucket, publish, tmp_path):
+def served_process(client, bucket, publish, tmp_path):
     publish("m", {"a.bin": b"a" * 100, "b/c.txt": b"c"})
     dest = tmp_path / "d"
     pull(client, bucket, dest)
@@ -29,9 +30,17 @@ def served(client, bucket, publish, tmp_path):
     line = proc.stderr.readline()
     assert "listening on" in line, line
     port = int(line.split("127.0.0.1:")[1].split(",")[0])
-    yield dest, port
-    proc.terminate()
-    proc.wait(timeout=10)
+    proc.dest = dest
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def served(served_process):
+    proc, port = served_process
+    return proc.dest, port
 
 
 def test_health_ready_and_models(served):
@@ -120,3 +129,13 @@ def test_healthcheck_refuses_a_port_out_of_range_in_one_line():
     proc = run_cli("healthcheck", "--port", "99999")
     assert proc.returncode == 2
     assert_one_line_error(proc, "--port 99999 is not a TCP port", "0-65535")
+
+
+def test_sigterm_shuts_serve_down_cleanly(served_process):
+    """ECS stops the app with SIGTERM; Python as PID 1 used to ignore it until SIGKILL 30 s later."""
+    proc, port = served_process
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "modelsync serve: stopped by SIGTERM, shutting down" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ a failed model prints the table and exits 1, a clean re-run exits 0."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -102,3 +103,29 @@ def test_no_credentials_is_exit_2_before_any_download(s3_endpoint, zenodo, catal
     assert code == 2
     assert "no AWS credentials found" in one_error_line(capsys)
     assert zenodo.log == []
+
+
+def test_sigterm_stops_the_seed_between_safe_points_with_a_summary(s3_endpoint, bucket, zenodo, catalog_file,
+                                                                  tmp_path, s3_client):
+    """The seeding task is stopped with SIGTERM (ECS, or an operator): it used to run on until SIGKILL."""
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
+    zenodo.add(RECORD, "CLS_GMM_WSe2.zip", model_zip("gmm", "CLS_GMM_WSe2"))
+    zenodo.fail(r"CLS_GMM_WSe2\.zip", 429, times=10, Retry_After="60")  # the seeder waits a minute
+    env = {**os.environ, "MODELSYNC_CATALOG": str(catalog_file), "MODELSYNC_BUCKET": bucket, "ZENODO_URL": zenodo.url,
+           "MODELSYNC_EFS_ROOT": str(tmp_path / "efs"), "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "modelsync", "seed", "--progress", "quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # until it waits on the 429 of the second archive
+        if "retry 1 of" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+
+    assert proc.returncode == 143, err
+    assert "modelsync: seed stopped by SIGTERM before it finished: run it again to finish" in err
+    assert "Traceback" not in err
+    assert "FAILED CLS_GMM_WSe2: stopped by SIGTERM while seeding it: re-run the seed" in out
+    assert "seed: 1 published, 0 unchanged, 1 failed" in out
+    latest = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []) if o["Key"].endswith("LATEST")}
+    assert latest == {"models/CLS_GMM_WS2/LATEST"}  # the first is published, nothing of the second
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("modelsync-seed-")] == []  # scratch removed

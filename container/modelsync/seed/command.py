@@ -62,6 +62,8 @@ def run(args) -> int:
         report = seeder.run(selected, efs_root=args.efs_root)
     print(format_report(report))
     sys.stdout.flush()
+    if report.stopped:
+        raise report.stopped  # exit 128+N, after the summary
     return 1 if report.failed else 0
 
 

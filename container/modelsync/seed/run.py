@@ -31,6 +31,7 @@ from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
 from modelsync.seed.table import format_table
 from modelsync.seed.zenodo import ZenodoClient
+from modelsync.stop import Stopped
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -61,6 +62,7 @@ class MirrorOutcome:
     seconds: float = 0.0
     error: str | None = None
     versions: dict[str, str] = field(default_factory=dict)  # model -> version the mirror was brought to
+    stopped: Stopped | None = None
 
     def add(self, result: PullResult | None) -> None:
         if result is None:
@@ -75,6 +77,7 @@ class MirrorOutcome:
 class SeedReport:
     models: list[ModelOutcome] = field(default_factory=list)
     mirror: MirrorOutcome | None = None
+    stopped: Stopped | None = None  # SIGTERM/SIGINT: the summary is printed, then the seed exits 128+N
 
     @property
     def failed(self) -> bool:
@@ -96,8 +99,16 @@ class Seeder:
     def run(self, entries: list[CatalogEntry], *, efs_root: str | None = None) -> SeedReport:
         self._check_bucket()
         report = SeedReport()
-        for entry in entries:
-            outcome = self.seed_one(entry)
+        for index, entry in enumerate(entries):
+            try:
+                outcome = self.seed_one(entry)
+            except Stopped as stop:  # every step is safe to abandon; say where it stopped, start nothing more
+                report.stopped = stop
+                report.models.append(ModelOutcome(entry.name, "failed", error=f"{stop} while seeding it: "
+                                                  "re-run the seed (what is published stays consistent)"))
+                report.models += [ModelOutcome(e.name, "failed", error=f"not started: the seed was {stop}")
+                                  for e in entries[index + 1:]]
+                return report
             report.models.append(outcome)
             if outcome.status == "failed":
                 log.error("%s: failed: %s", entry.name, outcome.error)
@@ -105,6 +116,8 @@ class Seeder:
                 log.info("%s: %s %s (%.1f s)", entry.name, outcome.status, outcome.version, outcome.seconds)
         if efs_root:
             report.mirror = self.mirror(efs_root, [m for m in report.models if m.version and m.status != "failed"])
+            if report.mirror.stopped:
+                report.stopped = report.mirror.stopped
         return report
 
     # -- one model ------------------------------------------------------------------------------
@@ -203,6 +216,8 @@ class Seeder:
             self._mirror_latest(efs_root, [m.name for m in seeded], outcome)
         except ModelsyncError as err:  # JobFailed included: the other models were still pulled
             outcome.ok, outcome.error = False, str(err)
+        except Stopped as stop:  # the mirror keeps its previous versions linked
+            outcome.ok, outcome.error, outcome.stopped = False, f"{stop}: re-run the seed to finish", stop
         except Exception as err:  # the summary must still be printed
             log.error("EFS mirror: unexpected failure", exc_info=True)
             outcome.ok, outcome.error = False, _unexpected(err)
