@@ -11,8 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import stop
-from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, parse_model_spec
+from . import resume, stop
+from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_durable, default_part_size, parse_model_spec
 from .download import BrokenObject, ChecksumMismatch, Downloader
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
@@ -72,8 +72,8 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     targets = _resolve(client, bucket, prefix, store, models)
     result = PullResult()
     failures: list[str] = []
-    downloader = Downloader(client, bucket, concurrency=concurrency,
-                            part_size=part_size or default_part_size(), progress=progress)
+    downloader = Downloader(client, bucket, concurrency=concurrency, part_size=part_size or default_part_size(),
+                            progress=progress, durable=default_durable())
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
             for target in targets:
@@ -161,17 +161,24 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
                    files=len(manifest.files))
 
     failed = threading.Event()  # after one file fails, the model fails: start no more transfers
+    placed: list[FileEntry] = []  # files this pull put into vdir (removed again if the disk is full)
+    full: list[tuple[FileEntry, OSError]] = []
 
     def one(entry: FileEntry):
         stop.check()  # queued files do not start once a stop was requested
         if failed.is_set():
             return entry, _Skipped()
         try:
-            return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+            outcome = _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+            if outcome is not None:
+                placed.append(entry)
+            return entry, bool(outcome)
         except OSError as exc:  # ENOSPC, EFBIG, EACCES...: name the file, not a temp name (or none)
             failed.set()
             if not os.path.isdir(vdir):
                 raise _removed_while_pulling(store, name, version) from None
+            if exc.errno in _DISK_FULL:
+                full.append((entry, exc))
             raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
                             "check free space and permissions") from None
         except Exception:
@@ -194,6 +201,8 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
             result.skipped_files += 1
     if errors:
         progress.end(model=name, version=version, failed=True)
+        if full:
+            raise _disk_full(store, manifest, placed, *full[0])
         raise _first_user_error(errors)
 
     try:
@@ -226,23 +235,63 @@ def _switch_checked(store: LocalStore, record: Record) -> None:
         raise _removed_while_pulling(store, name, version)
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(store: LocalStore, manifest: Manifest, placed: list[FileEntry], entry: FileEntry,
+               exc: OSError) -> JobFailed:
+    """A full disk: remove what this pull wrote for the version (unless another pull recorded it
+    meanwhile), so the failed pull leaves the disk as it found it, and say how much space it needs."""
+    vdir = store.version_dir(manifest.name, manifest.version)
+    removed = 0
+    if store.read_record(manifest.name, manifest.version) is None:
+        for done in placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(vdir, done.path))
+                removed += done.size
+        with contextlib.suppress(OSError):
+            for current, _dirs, _files in sorted(os.walk(vdir), reverse=True):
+                os.rmdir(current)  # empty directories only; fails harmlessly on anything still there
+    needed = sum(e.size for e in manifest.files) - _present_bytes(vdir, manifest)
+    free = shutil.disk_usage(store.dest).free
+    return JobFailed(
+        f"model {manifest.name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
+        f"{manifest.name}@{manifest.version} needs {_mib(needed)} MiB more and {store.dest} has {_mib(free)} MiB "
+        f"free; removed the {_mib(removed)} MiB this pull had written: check free space and permissions, "
+        "then pull again")
+
+
+def _present_bytes(vdir: str, manifest: Manifest) -> int:
+    present = 0
+    for entry in manifest.files:
+        with contextlib.suppress(OSError):
+            if os.stat(os.path.join(vdir, entry.path)).st_size == entry.size:
+                present += entry.size
+    return present
+
+
+def _mib(count: int) -> str:
+    return f"{count / 1048576:,.1f}"
+
+
 def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFailed:
     return JobFailed(f"version {version} of {name} was removed from {store.dest} while it was being pulled "
                      "(a concurrent `modelsync prune --local` without a working lock?): pull again")
 
 
 def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: FileEntry, trusted: dict,
-                 reusable: dict, downloader: Downloader, progress: Progress) -> bool:
-    """Make the version directory hold a verified copy of entry. True when it was downloaded."""
+                 reusable: dict, downloader: Downloader, progress: Progress) -> bool | None:
+    """Make the version directory hold a verified copy of entry. True when it was downloaded, False
+    when linked from another version, None when it was already there."""
     target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
     try:
         st = os.stat(target)
         if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
-            return False
+            return None
         # Left by an interrupted or concurrent pull: it was verified before its rename, but we
         # check the bytes again rather than trust a file we have no record of.
         if st.st_size == entry.size and sha256_file(target) == entry.sha256:
-            return False
+            return None
     except FileNotFoundError:
         pass
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -251,9 +300,17 @@ def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: F
         return False
     key = file_key(prefix, manifest.name, manifest.version, entry.path)
     for attempt in (1, 2):
-        temp = store.new_temp_path()
+        journal = None
+        if entry.size > downloader.part_size:  # resumable: continue a partial download left by a stop
+            journal = (resume.claim(store, entry.sha256, entry.size, downloader.part_size) if attempt == 1 else None) \
+                or resume.PartJournal.create(store, entry.sha256, entry.size, downloader.part_size)
+            if journal.done:
+                progress.event("resume", model=manifest.name, path=entry.path, kept_bytes=journal.kept_bytes(),
+                               message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
+                                       "kept by an earlier pull (all of it is hashed again)")
+        temp = journal.data_path if journal else store.new_temp_path()
         try:
-            downloader.fetch(key, entry, temp)
+            downloader.fetch(key, entry, temp, journal)
         except BrokenObject as exc:
             raise JobFailed(
                 f"version {manifest.version} of {manifest.name} is incomplete in the bucket "
@@ -270,6 +327,8 @@ def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: F
                            message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again")
             continue
         os.replace(temp, target)
+        if journal is not None:
+            journal.remove()
         return True
     raise AssertionError("unreachable")
 
