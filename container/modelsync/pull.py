@@ -10,16 +10,19 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import resume, stop
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_durable, default_part_size, parse_model_spec
-from .download import BrokenObject, ChecksumMismatch, Downloader
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, read_latest_version, read_manifest
 from .progress import Progress, or_silent
 from .s3 import list_subprefixes
 from .store import LocalStore, Record, fsync_dir, stat_key
+
+if TYPE_CHECKING:
+    from .download import Downloader
 
 
 @dataclass
@@ -72,8 +75,8 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     targets = _resolve(client, bucket, prefix, store, models)
     result = PullResult()
     failures: list[str] = []
-    downloader = Downloader(client, bucket, concurrency=concurrency, part_size=part_size or default_part_size(),
-                            progress=progress, durable=default_durable())
+    downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,
+                            part_size=part_size or default_part_size(), progress=progress, durable=default_durable())
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
             for target in targets:
@@ -92,6 +95,26 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
         error.result = result
         raise error
     return result
+
+
+class _Downloads:
+    """The Downloader, created (and botocore imported) only once a file has to be downloaded: a warm
+    pull never pays for it."""
+
+    def __init__(self, **kwargs):
+        self._kwargs, self._downloader, self._lock = kwargs, None, threading.Lock()
+
+    def get(self) -> Downloader:
+        with self._lock:
+            if self._downloader is None:
+                from .download import Downloader
+
+                self._downloader = Downloader(**self._kwargs)
+            return self._downloader
+
+    def close(self) -> None:
+        if self._downloader is not None:
+            self._downloader.close()
 
 
 def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]:
@@ -131,7 +154,7 @@ def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]
     return targets
 
 
-def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: Downloader,
+def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: _Downloads,
                 files_pool: ThreadPoolExecutor, progress: Progress) -> ModelPullResult:
     name, version = target.name, target.version
     # The pin keeps `prune --local` away from this version while it is built and switched to.
@@ -146,7 +169,7 @@ def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, down
         if manifest is None:
             manifest = read_manifest(client, bucket, name, version, prefix=prefix)
         trusted = dict(record.stats) if record else {}
-        return _build_version(bucket, prefix, store, manifest, trusted, downloader, files_pool, progress)
+        return _build_version(bucket, prefix, store, manifest, trusted, downloader.get(), files_pool, progress)
 
 
 def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, trusted: dict,
@@ -298,6 +321,8 @@ def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: F
     source = reusable.get((entry.sha256, entry.size))
     if source and _place_local_copy(store, source, target, entry):
         return False
+    from .download import BrokenObject, ChecksumMismatch
+
     key = file_key(prefix, manifest.name, manifest.version, entry.path)
     for attempt in (1, 2):
         journal = None
