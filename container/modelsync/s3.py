@@ -5,6 +5,7 @@ than a whole warm pull of a pinned version (which makes no request) needs."""
 
 from __future__ import annotations
 
+import gc
 import os
 
 from .errors import JobFailed, ModelsyncError
@@ -41,7 +42,11 @@ def make_client(*, max_pool_connections: int = 32):
         response_checksum_validation="when_required",
     )
     session = boto3.session.Session()
-    return session.client("s3", config=config)
+    client = session.client("s3", config=config)
+    # boto3's service model is hundreds of thousands of objects that live as long as the process:
+    # keep them out of the garbage collector's passes, which otherwise cost ~5 % of a pull's CPU.
+    gc.freeze()
+    return client
 
 
 def describe_target(bucket: str, key: str | None = None) -> str:

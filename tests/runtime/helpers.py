@@ -100,8 +100,7 @@ class FaultProxy:
         self.fault = lambda method, path, count: None
         self.bytes_per_second: float | None = None  # slows object bodies when set
         self.counts: Counter = Counter()
-        self.body_bytes: Counter = Counter()  # response body bytes sent per (epoch, method, path)
-        self.epoch = 0  # set by a test: requests arriving from then on are counted under it
+        self.body_bytes: Counter = Counter()  # response body bytes sent per (method, path)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -120,9 +119,9 @@ class FaultProxy:
         """GET count per object path under .../files/ (the model files, not manifests)."""
         return Counter({p: n for (m, p), n in self.counts.items() if m == "GET" and "/files/" in p})
 
-    def file_bytes(self, epoch: int = 0) -> int:
-        """Body bytes of model files (under .../files/) sent for requests that arrived in epoch."""
-        return sum(n for (e, m, p), n in self.body_bytes.items() if e == epoch and m == "GET" and "/files/" in p)
+    def file_bytes(self) -> int:
+        """Body bytes of model files (under .../files/) sent to clients."""
+        return sum(n for (m, p), n in self.body_bytes.items() if m == "GET" and "/files/" in p)
 
     def _handler(self):
         proxy = self
@@ -135,7 +134,6 @@ class FaultProxy:
 
             def _forward(self):
                 path_only = self.path.split("?", 1)[0]
-                epoch = proxy.epoch
                 with proxy._lock:
                     proxy.counts[(self.command, path_only)] += 1
                     count = proxy.counts[(self.command, path_only)]
@@ -174,7 +172,7 @@ class FaultProxy:
                     return
                 sent = len(data) // 2 if action == "truncate" else len(data)
                 with proxy._lock:
-                    proxy.body_bytes[(epoch, self.command, path_only)] += sent
+                    proxy.body_bytes[(self.command, path_only)] += sent
                 if action == "truncate":
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
