@@ -98,6 +98,12 @@ def is_not_found(exc: Exception) -> bool:
 
 def get_small_object(client, bucket: str, key: str) -> bytes | None:
     """Body of a small object, or None when the key does not exist (a missing bucket still raises)."""
+    if isinstance(client, LazyClient) and client._client is None:
+        from . import quick_get
+
+        body = quick_get.get(bucket, key)  # no boto3 import for the one request of a warm pull
+        if body is not None:
+            return body
     import botocore.exceptions as bx
 
     try:
