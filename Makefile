@@ -11,18 +11,19 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev synth test deploy destroy seed local bench clean
+.PHONY: install install-dev synth test deploy destroy pins check-pins seed local bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.deps: $(VENV)/bin/python requirements.txt
+# The CDK app imports modelsync's pure modules (layouts, the version rule) at synth: one rule for both.
+$(VENV)/.deps: $(VENV)/bin/python requirements.txt container/pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e ./container
 	touch $@
 
-$(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt container/requirements.txt container/pyproject.toml
+$(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt container/requirements.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e ./container
 	touch $@
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -43,8 +44,18 @@ test: install-dev
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).
+## deploy first checks that every pinned model version exists (CHECK_PINS=0 skips it, e.g. a first deploy).
+CHECK_PINS ?= 1
 deploy: install
+	if [ "$(CHECK_PINS)" = "1" ]; then $(PY) -m tools.pins check --stage $(STAGE); fi
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy --all -c stage=$(STAGE) $(CDK_ARGS)
+
+## Pin every served model of a stage at its current LATEST (writes service_models in cdk.json) / check pins.
+pins: install
+	$(PY) -m tools.pins lock --stage $(STAGE) $(PIN_ARGS)
+
+check-pins: install
+	$(PY) -m tools.pins check --stage $(STAGE) $(PIN_ARGS)
 
 destroy: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) destroy --all -c stage=$(STAGE) $(CDK_ARGS)
@@ -54,8 +65,9 @@ seed: install
 	$(PY) -m tools.seed --stack ModelDelivery-$(STAGE)-Service $(SEED_ARGS)
 
 ## The whole pipeline on this machine, no AWS account and no Docker (Ctrl-C stops it).
+## LAYOUT=maskterial (or paddlex, or one of MODELSYNC_LAYOUTS) shows the view an app of that layout sees.
 local: install-dev
-	$(PY) -m tools.local $(LOCAL_ARGS)
+	$(PY) -m tools.local $(if $(LAYOUT),--layout $(LAYOUT)) $(LOCAL_ARGS)
 
 ## modelsync against s5cmd and aws s3 sync on moto and s3rver, then the seeding path (prints figures).
 bench: install-dev

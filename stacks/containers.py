@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -14,14 +15,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.app_image import parse_app_image
 from stacks.errors import SettingsError
 from stacks.model_mirror import ModelMirror
 from stacks.nag import acknowledge_task_definition
-from stacks.settings import FARGATE_DEFAULT_EPHEMERAL_GIB, Settings
+from stacks.settings import FARGATE_DEFAULT_EPHEMERAL_GIB, SCRATCH_PATH, STORE_PATH, Settings
 
 CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
 IMAGE_USER = "10001:10001"  # docs/contracts.md: uid/gid of the image user
-MODELS_PATH = "/models"
+MODELS_PATH = STORE_PATH
+# modelsync ends within a chunk on SIGTERM (modelsync/stop.py); 10 s leaves room for the clean-up.
+MODELSYNC_STOP_TIMEOUT_SECONDS = 10
 IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # matches the task definitions' RuntimePlatform (X86_64)
 MODELS_VOLUME = "models"
 # Keep build leftovers and tests out of the asset: they would change its hash without changing the image.
@@ -81,23 +85,56 @@ def scratch_volume(task_definition: ecs.TaskDefinition, name: str) -> str:
     return name
 
 
-def add_modelsync_container(task_definition: ecs.TaskDefinition, name: str, *, image: ecs.ContainerImage,
-                            command: list[str], log_group: logs.ILogGroup, stream_prefix: str,
-                            environment: dict[str, str], essential: bool = True,
-                            health_check: ecs.HealthCheck | None = None) -> ecs.ContainerDefinition:
+def add_task_container(task_definition: ecs.TaskDefinition, name: str, *, image: ecs.ContainerImage,
+                       command: list[str] | None, log_group: logs.ILogGroup, stream_prefix: str,
+                       environment: dict[str, str], user: str | None, essential: bool = True,
+                       health_check: ecs.HealthCheck | None = None,
+                       stop_timeout_seconds: int = MODELSYNC_STOP_TIMEOUT_SECONDS) -> ecs.ContainerDefinition:
+    """Any container of ours: read-only root file system with a scratch /tmp, CloudWatch logs, and an init
+    process (PID 1 that forwards ECS's SIGTERM and reaps children; Python as PID 1 ignores SIGTERM)."""
     container = task_definition.add_container(
         name,
         container_name=name,
         image=image,
-        command=command,
+        command=command or None,
         essential=essential,
-        user=IMAGE_USER,
+        user=user,
         readonly_root_filesystem=True,
         environment=environment,
         logging=ecs.LogDrivers.aws_logs(stream_prefix=stream_prefix, log_group=log_group),
         health_check=health_check,
+        linux_parameters=ecs.LinuxParameters(task_definition, f"{name}-linux", init_process_enabled=True),
+        stop_timeout=cdk.Duration.seconds(stop_timeout_seconds),
     )
-    # The root file system is read-only; Python and the libraries it loads still need a /tmp.
-    container.add_mount_points(ecs.MountPoint(source_volume=scratch_volume(task_definition, f"{name}-tmp"),
-                                              container_path="/tmp", read_only=False))
+    add_scratch(container, task_definition, f"{name}-tmp", SCRATCH_PATH)
     return container
+
+
+def add_modelsync_container(task_definition: ecs.TaskDefinition, name: str, **kwargs) -> ecs.ContainerDefinition:
+    """A container on the modelsync image, as its non-root image user."""
+    return add_task_container(task_definition, name, user=IMAGE_USER, **kwargs)
+
+
+def add_scratch(container: ecs.ContainerDefinition, task_definition: ecs.TaskDefinition, volume: str,
+                path: str) -> None:
+    """A writable task-local volume at path (the root file system stays read-only)."""
+    container.add_mount_points(ecs.MountPoint(source_volume=scratch_volume(task_definition, volume),
+                                              container_path=path, read_only=False))
+
+
+def app_image(scope: Construct, settings: Settings, repository: ecr.IRepository,
+              demo_image: ecs.ContainerImage) -> ecs.ContainerImage:
+    """The app container's image (setting app_image): the demo (modelsync's own image), a tag of the project
+    repository, another ECR repository (the execution role may pull exactly it), or any registry."""
+    image = parse_app_image(settings.app_image)
+    if image.kind == "demo":
+        return demo_image
+    if image.kind == "project":
+        return ecs.ContainerImage.from_ecr_repository(repository, image.tag_or_digest)
+    if image.kind == "ecr":
+        other = ecr.Repository.from_repository_attributes(
+            scope, "AppRepository", repository_name=image.repository,
+            repository_arn=cdk.Stack.of(scope).format_arn(service="ecr", account=image.account, region=image.region,
+                                                         resource="repository", resource_name=image.repository))
+        return ecs.ContainerImage.from_ecr_repository(other, image.tag_or_digest)
+    return ecs.ContainerImage.from_registry(image.reference)

@@ -1,9 +1,15 @@
-"""The Fargate model service in either delivery mode.
+"""The Fargate model service: the app container (the demo `modelsync serve`, or any image: settings app_*)
+and the init container that gets its models ready first, in either delivery mode.
 
-s3:  init container `modelsync pull` fills a task-local volume at /models; the app starts only
-     after it exited 0 (dependsOn SUCCESS) and mounts the volume read-only.
-efs: the app mounts the mirror's access point read-only at /models; an init container
-     `modelsync verify` first checks the mirror is complete (it fails clearly if never seeded).
+s3:  init `modelsync pull` fills the task-local store at /models from the bucket;
+efs: the store is the EFS mirror's access point, mounted read-only; init `modelsync verify` checks it.
+
+Then the init container builds the app's *view* (modelsync view, layout `app_layout`) in a task-local
+volume: links to the verified version directories, arranged the way the app expects. The app starts
+only after the init container exited 0 (dependsOn SUCCESS), mounts the view read-only at
+app_models_path (writable only for layouts that need it, e.g. PaddleX's cache home) and the store
+read-only at /models, where the view's links point. Pinned versions (service_models NAME@VERSION) are
+in the task definition: a deploy is the model rollout, and the circuit breaker rolls both back.
 """
 
 from __future__ import annotations
@@ -13,28 +19,26 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
+from modelsync.layouts import Layout
 
-from stacks.containers import (MODELS_PATH, MODELS_VOLUME, add_efs_volume, add_modelsync_container,
-                               fargate_task_definition)
+from stacks.app_layout import app_layout
+from stacks.containers import (MODELS_PATH, MODELS_VOLUME, add_efs_volume, add_modelsync_container, add_scratch,
+                               add_task_container, fargate_task_definition, scratch_volume)
 from stacks.log_groups import log_group
 from stacks.policies import MODELS_PREFIX, ecs_tasks_principal, mirror_access
-from stacks.settings import Settings
+from stacks.settings import VIEW_PATH, Settings
 from stacks.storage import StorageStack
 
 APP_CONTAINER = "app"
-APP_PORT = 8080
-# PaddleX writes temp/, locks/ and func_ret/ under its cache home at import, so the app's cache home is
-# a writable task-local volume; the init container links its official_models to the read-only
-# /models/paddleocr/official_models (modelsync --paddlex-cache, see container/modelsync/paddlex_cache.py).
-PADDLEX_CACHE_VOLUME = "paddlex-cache"
-PADDLEX_CACHE_PATH = "/var/cache/paddlex"
+VIEW_VOLUME = "model-view"
 
 
 class ModelService(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: ecs.ICluster,
-                 storage: StorageStack, image: ecs.ContainerImage, subnets: ec2.SubnetSelection,
-                 security_group: ec2.ISecurityGroup) -> None:
+                 storage: StorageStack, modelsync_image: ecs.ContainerImage, app_image: ecs.ContainerImage,
+                 subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup) -> None:
         super().__init__(scope, id)
+        layout = app_layout(settings)
         self.log_group = log_group(self, "Logs", settings)
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   description=f"Model service ({settings.delivery_mode} mode): reads models only")
@@ -42,44 +46,8 @@ class ModelService(Construct):
             self, "TaskDefinition", cpu=settings.service_cpu, memory_mib=settings.service_memory_mib,
             ephemeral_storage_gib=settings.ephemeral_storage_gib, task_role=self.task_role)
         models_env = {"MODELSYNC_DEST": MODELS_PATH, "MODELSYNC_MODELS": ",".join(settings.served_models)}
-        init_env = {**models_env, "MODELSYNC_PADDLEX_CACHE": PADDLEX_CACHE_PATH}
-        self.app = add_modelsync_container(
-            self.task_definition, APP_CONTAINER, image=image, command=["modelsync", "serve"],
-            log_group=self.log_group, stream_prefix="service",
-            environment={**models_env, "MODELSYNC_PORT": str(APP_PORT),
-                         "PADDLE_PDX_CACHE_HOME": PADDLEX_CACHE_PATH},
-            health_check=ecs.HealthCheck(command=["CMD", "modelsync", "healthcheck"],
-                                         interval=cdk.Duration.seconds(30), timeout=cdk.Duration.seconds(5),
-                                         retries=3, start_period=cdk.Duration.seconds(60)))
-        self.app.add_port_mappings(ecs.PortMapping(container_port=APP_PORT, protocol=ecs.Protocol.TCP))
-
-        if settings.delivery_mode == "s3":
-            self.task_definition.add_volume(name=MODELS_VOLUME)
-            self.init = add_modelsync_container(
-                self.task_definition, "model-pull", image=image, command=["modelsync", "pull"],
-                log_group=self.log_group, stream_prefix="service", essential=False,
-                environment={**init_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
-                             "MODELSYNC_PREFIX": MODELS_PREFIX,
-                             # The task volume dies with the task: no fsync per file (docs/runtime.md).
-                             "MODELSYNC_DURABLE": "0"})
-            self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
-                                                      read_only=False))
-            self.task_role.add_managed_policy(storage.models_read_policy)
-        else:
-            add_efs_volume(self.task_definition, storage.mirror)
-            self.init = add_modelsync_container(
-                self.task_definition, "model-verify", image=image, command=["modelsync", "verify"],
-                log_group=self.log_group, stream_prefix="service", essential=False, environment=init_env)
-            self.init.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
-                                                      read_only=True))
-            self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
-                                                       write=False))
-        self.app.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
-                                                 read_only=True))
-        self.task_definition.add_volume(name=PADDLEX_CACHE_VOLUME)
-        for container in (self.init, self.app):
-            container.add_mount_points(ecs.MountPoint(source_volume=PADDLEX_CACHE_VOLUME,
-                                                      container_path=PADDLEX_CACHE_PATH, read_only=False))
+        self.init = self._init_container(settings, storage, modelsync_image, layout.name, models_env)
+        self.app = self._app_container(settings, app_image, layout, models_env)
         self.app.add_container_dependencies(ecs.ContainerDependency(
             container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
 
@@ -99,7 +67,72 @@ class ModelService(Construct):
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             min_healthy_percent=100,
             max_healthy_percent=200,
+            # Only valid with a load balancer: how long its health checks are ignored while the app starts.
+            health_check_grace_period=(cdk.Duration.seconds(settings.app_start_seconds)
+                                       if settings.ingress != "none" else None),
         )
         scaling = self.service.auto_scale_task_count(min_capacity=settings.min_capacity if running else 0,
                                                      max_capacity=settings.max_capacity)
         scaling.scale_on_cpu_utilization("CpuTarget", target_utilization_percent=settings.target_cpu_percent)
+
+    def _init_container(self, settings: Settings, storage: StorageStack, image: ecs.ContainerImage,
+                        layout: str, models_env: dict[str, str]) -> ecs.ContainerDefinition:
+        view_env = {"MODELSYNC_VIEW": VIEW_PATH, "MODELSYNC_LAYOUT": layout}
+        if settings.delivery_mode == "s3":
+            self.task_definition.add_volume(name=MODELS_VOLUME)
+            init = add_modelsync_container(
+                self.task_definition, "model-pull", image=image, command=["modelsync", "pull"],
+                log_group=self.log_group, stream_prefix="service", essential=False,
+                environment={**models_env, **view_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
+                             "MODELSYNC_PREFIX": MODELS_PREFIX,
+                             # The task volume dies with the task: no fsync per file (docs/runtime.md).
+                             "MODELSYNC_DURABLE": "0"})
+            self.task_role.add_managed_policy(storage.models_read_policy)
+        else:
+            add_efs_volume(self.task_definition, storage.mirror)
+            init = add_modelsync_container(
+                self.task_definition, "model-verify", image=image, command=["modelsync", "verify"],
+                log_group=self.log_group, stream_prefix="service", essential=False,
+                environment={**models_env, **view_env})
+            self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
+                                                       write=False))
+        init.add_mount_points(
+            ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
+                           read_only=settings.delivery_mode == "efs"),
+            ecs.MountPoint(source_volume=scratch_volume(self.task_definition, VIEW_VOLUME), container_path=VIEW_PATH,
+                           read_only=False))
+        return init
+
+    def _app_container(self, settings: Settings, image: ecs.ContainerImage, layout: Layout,
+                       models_env: dict[str, str]) -> ecs.ContainerDefinition:
+        environment = {**layout.app_environment(settings.app_models_path), **settings.app_environment}
+        if settings.demo_app:
+            app = add_modelsync_container(
+                self.task_definition, APP_CONTAINER, image=image, command=["modelsync", "serve"],
+                log_group=self.log_group, stream_prefix="service",
+                environment={**environment, **models_env, "MODELSYNC_PORT": str(settings.app_port)},
+                health_check=_health_check(settings, ["CMD", "modelsync", "healthcheck"]),
+                stop_timeout_seconds=settings.app_stop_timeout_seconds)
+        else:  # the team's own image: its own user and command; nothing of modelsync inside it
+            app = add_task_container(
+                self.task_definition, APP_CONTAINER, image=image, command=list(settings.app_command),
+                log_group=self.log_group, stream_prefix="service", environment=environment, user=None,
+                health_check=(_health_check(settings, list(settings.app_health_command))
+                              if settings.app_health_command else None),
+                stop_timeout_seconds=settings.app_stop_timeout_seconds)
+        app.add_port_mappings(ecs.PortMapping(container_port=settings.app_port, protocol=ecs.Protocol.TCP))
+        app.add_mount_points(
+            # The view's links point into the store: the app mounts it where the init container did.
+            ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH, read_only=True),
+            ecs.MountPoint(source_volume=VIEW_VOLUME, container_path=settings.app_models_path,
+                           read_only=not layout.app_writable))
+        for index, path in enumerate(settings.app_writable_paths):
+            add_scratch(app, self.task_definition, f"{APP_CONTAINER}-writable-{index}", path)
+        return app
+
+
+def _health_check(settings: Settings, command: list[str]) -> ecs.HealthCheck:
+    # ECS ignores a Dockerfile HEALTHCHECK: only this one counts. Its start period is at most 300 s.
+    return ecs.HealthCheck(command=command, interval=cdk.Duration.seconds(30), timeout=cdk.Duration.seconds(5),
+                           retries=3, start_period=cdk.Duration.seconds(min(settings.app_start_seconds, 300)))
+

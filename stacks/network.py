@@ -14,18 +14,29 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
+from stacks import nag
 from stacks.errors import SettingsError
 from stacks.log_groups import log_group
 from stacks.settings import Settings
 
+EC23_REASONS = {
+    "public": "An internet-facing load balancer (setting ingress=public) must accept any client; it serves HTTPS "
+              "only (HTTP redirects) and only the listener ports are open. Narrow it with ingress_cidrs.",
+    "internal": "The only source is this VPC's own CIDR block (a deploy-time value cdk-nag cannot read at synth), "
+                "on the listener ports. Narrow it with ingress_cidrs.",
+}
 NFS_PORT = 2049
 HTTPS_PORT = 443
+HTTP_PORT = 80
 
 
 class ModelSecurityGroups(Construct):
-    """Service, seeding and EFS security groups. The EFS group's only ingress is NFS from the two tasks."""
+    """Service, seeding and EFS security groups. The EFS group's only ingress is NFS from the two tasks.
+    With an ingress, also the load balancer's: HTTPS (and HTTP, redirected or internal) from the allowed
+    networks only; the rules between it and the service on app_port are added when the service becomes
+    its target (the service accepts nothing else)."""
 
-    def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc) -> None:
+    def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc, settings: Settings) -> None:
         super().__init__(scope, id)
         self.service = ec2.SecurityGroup(self, "Service", vpc=vpc, allow_all_outbound=False,
                                          description="Model service tasks: HTTPS out (S3, ECR, logs), NFS to EFS")
@@ -37,6 +48,23 @@ class ModelSecurityGroups(Construct):
             tasks.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), f"HTTPS out of the {name} task")
             tasks.add_egress_rule(self.file_system, ec2.Port.tcp(NFS_PORT), "NFS to the model mirror")
             self.file_system.add_ingress_rule(tasks, ec2.Port.tcp(NFS_PORT), f"NFS from the {name} task")
+        self.load_balancer = None if settings.ingress == "none" else self._load_balancer(vpc, settings)
+
+    def _load_balancer(self, vpc: ec2.IVpc, settings: Settings) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(self, "LoadBalancer", vpc=vpc, allow_all_outbound=False,
+                                  description=f"Model service load balancer ({settings.ingress}): listeners in, "
+                                              "app port to the service tasks")
+        # Public: anyone by default (it serves HTTPS only); internal: the VPC, unless narrowed.
+        default = ["0.0.0.0/0"] if settings.ingress == "public" else [vpc.vpc_cidr_block]
+        ports = [HTTPS_PORT, HTTP_PORT] if settings.certificate_arn else [HTTP_PORT]
+        for cidr in settings.ingress_cidrs or default:
+            source = "the VPC" if cdk.Token.is_unresolved(cidr) else cidr
+            for port in ports:
+                what = "HTTP, redirected to HTTPS," if port == HTTP_PORT and settings.certificate_arn else "listener"
+                group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"{what} port {port} from {source}")
+        if not settings.ingress_cidrs:  # explicit CIDRs are literal and pass EC23 on their own
+            nag.acknowledge(group, "AwsSolutions-EC23", EC23_REASONS[settings.ingress])
+        return group
 
 
 def _check_private_subnets(vpc: ec2.IVpc, vpc_id: str) -> None:
@@ -57,7 +85,7 @@ class NetworkStack(cdk.Stack):
             _check_private_subnets(self.vpc, settings.vpc_id)
         else:
             self.vpc = self._new_vpc(settings)
-        self.security_groups = ModelSecurityGroups(self, "SecurityGroups", vpc=self.vpc)
+        self.security_groups = ModelSecurityGroups(self, "SecurityGroups", vpc=self.vpc, settings=settings)
 
     def _new_vpc(self, settings: Settings) -> ec2.Vpc:
         flow_log_group = log_group(self, "FlowLogs", settings)

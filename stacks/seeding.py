@@ -63,6 +63,8 @@ class SeedingTask(Construct):
                          "MODELSYNC_PREFIX": MODELS_PREFIX,
                          "MODELSYNC_SEED_ONLY": ",".join(settings.seed_models),
                          "MODELSYNC_EFS_ROOT": SEED_EFS_ROOT,
+                         # The service's pinned versions stay in the mirror next to LATEST (efs mode reads them).
+                         "MODELSYNC_MIRROR_PINS": ",".join(settings.pinned_models),
                          **WRITABLE_HOME})
         self.container.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT,
                                                        read_only=False))

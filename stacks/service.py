@@ -11,8 +11,9 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from stacks.containers import CONTAINER_DIR, images
-from stacks.model_service import ModelService
+from stacks.containers import CONTAINER_DIR, app_image, images
+from stacks.ingress import ModelServiceIngress
+from stacks.model_service import APP_CONTAINER, ModelService
 from stacks.network import NetworkStack
 from stacks.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX, AutoSeed, SeedingTask, SeedRunner
 from stacks.settings import Settings
@@ -41,8 +42,15 @@ class ServiceStack(cdk.Stack):
         self.cluster = ecs.Cluster(self, "Cluster", vpc=network.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)
         self.model_service = ModelService(self, "ModelService", settings=settings, cluster=self.cluster,
-                                          storage=storage, image=service_image, subnets=subnets,
-                                          security_group=security_groups.service)
+                                          storage=storage, modelsync_image=service_image,
+                                          app_image=app_image(self, settings, self.repository, service_image),
+                                          subnets=subnets, security_group=security_groups.service)
+        self.ingress = None
+        if security_groups.load_balancer is not None:
+            self.ingress = ModelServiceIngress(self, "Ingress", settings=settings, vpc=network.vpc,
+                                               security_group=security_groups.load_balancer,
+                                               service=self.model_service.service, container_name=APP_CONTAINER,
+                                               access_logs=storage.models.access_logs)
         self.seeding = SeedingTask(self, "Seeding", settings=settings, storage=storage, image=seeding_image)
         self.seed_runner = SeedRunner(self, "SeedRunner", settings=settings, cluster=self.cluster,
                                       seeding=self.seeding, subnets=private_subnets,
@@ -80,5 +88,7 @@ class ServiceStack(cdk.Stack):
             "FileSystemSecurityGroupId": groups.file_system.security_group_id,
             "ModelsAccessPointId": storage.mirror.access_point.access_point_id,
         }
+        if self.ingress is not None:
+            outputs["ServiceUrl"] = self.ingress.url
         for key, value in outputs.items():
             cdk.CfnOutput(self, key, value=value)

@@ -13,11 +13,15 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from modelsync.config import VERSION_RE  # one rule for versions: what the runtime accepts
+
+from stacks.app_image import parse_app_image
 from stacks.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from stacks.errors import SettingsError
 
@@ -46,6 +50,18 @@ VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]{1,64}$")
+CIDR = re.compile(r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$")
+HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}$")  # ALB: 1-1024 characters
+INGRESS = ("none", "internal", "public")
+STOP_TIMEOUT_RANGE = (2, 120)  # seconds; Fargate's maximum stopTimeout is 120
+# Paths in the app container that modelsync owns or that every container gets.
+STORE_PATH = "/models"  # the model store (task volume in s3 mode, the EFS mirror in efs mode)
+SCRATCH_PATH = "/tmp"
+# Where the init container builds the app's view: the modelsync image declares it a VOLUME owned by its
+# user, so the task-local volume starts writable for it (the app mounts the same volume at app_models_path).
+VIEW_PATH = "/var/lib/modelsync/view"
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,21 @@ class Settings:
     tags: Mapping[str, str] = field(default_factory=lambda: {"project": "model-delivery"})
     seed_on_deploy: bool = False
     start_service: bool = True
+    # The app container (docs/infrastructure.md, "Serve your own app"): empty app_image = the demo app.
+    app_image: str = ""
+    app_command: tuple[str, ...] = ()
+    app_port: int = 8080
+    app_health_path: str = ""
+    app_health_command: tuple[str, ...] = ()
+    app_environment: Mapping[str, str] = field(default_factory=dict)
+    app_layout: str = "flat"
+    app_models_path: str = "/srv/models"
+    app_writable_paths: tuple[str, ...] = ()
+    app_stop_timeout_seconds: int = 30
+    app_start_seconds: int = 60
+    ingress: str = "none"
+    certificate_arn: str = ""
+    ingress_cidrs: tuple[str, ...] = ()
     # Derived from the catalog (not settable): what gets seeded and its fingerprint.
     seeded_models: tuple[str, ...] = ()
     catalog_names: tuple[str, ...] = ()
@@ -91,8 +122,26 @@ class Settings:
 
     @property
     def served_models(self) -> tuple[str, ...]:
-        """The models the service loads: the explicit list, or every seeded model."""
+        """What the service loads, `NAME` or `NAME@VERSION` (pinned): the explicit list, or every seeded
+        model. Pins go into the task definition, so a deploy is the model rollout."""
         return self.service_models or self.seeded_models
+
+    @property
+    def served_names(self) -> tuple[str, ...]:
+        return tuple(spec.partition("@")[0] for spec in self.served_models)
+
+    @property
+    def pinned_models(self) -> tuple[str, ...]:
+        return tuple(spec for spec in self.served_models if "@" in spec)
+
+    @property
+    def demo_app(self) -> bool:
+        """No app_image: the app container is modelsync's own `serve` (a model listing)."""
+        return not self.app_image
+
+    @property
+    def health_path(self) -> str:
+        return self.app_health_path or "/readyz"  # the demo app: 200 only while the models verify
 
     @property
     def seed_fingerprint(self) -> str:
@@ -161,10 +210,11 @@ def _coerce(key: str, value: Any, *, from_cli: bool) -> Any:
         _fail(key, value, "a whole number")
     if kind == "tuple[str, ...]":
         if from_cli:
-            value = [item.strip() for item in value.split(",") if item.strip()]
+            value = _cli_list(key, value)
         if isinstance(value, list) and all(isinstance(item, str) and item for item in value):
             return tuple(value)
-        _fail(key, value, "a list of catalog model names (on the command line: comma separated)")
+        _fail(key, value, f"a list of {_LIST_ITEMS.get(key, 'strings')} (on the command line: comma separated, "
+                          "or a JSON list)")
     if kind == "Mapping[str, str]":
         if from_cli:
             try:
@@ -179,6 +229,22 @@ def _coerce(key: str, value: Any, *, from_cli: bool) -> Any:
             return value.strip()
         _fail(key, value, "a string")
     raise AssertionError(f"no parser for setting type {kind}")  # a new field without a parser is a bug
+
+
+_LIST_ITEMS = {"service_models": "catalog model names, each optionally pinned as NAME@VERSION",
+               "seed_models": "catalog model names", "app_command": "command words",
+               "app_health_command": "command words", "app_writable_paths": "absolute paths",
+               "ingress_cidrs": "IPv4 CIDR blocks"}
+
+
+def _cli_list(key: str, value: str) -> Any:
+    """`-c key=a,b` or `-c 'key=["a", "b,c"]'` (a JSON list keeps commas inside items)."""
+    if value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            _fail(key, value, 'a JSON list of strings, e.g. ["a", "b"]')
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -233,6 +299,69 @@ def _validate(s: Settings) -> None:
     for key, value in s.tags.items():
         if not 1 <= len(key) <= 128 or key.lower().startswith("aws:") or len(value) > 256:
             _fail("tags", {key: value}, "keys of 1-128 characters not starting with 'aws:' and values up to 256 characters")
+    _validate_app(s)
+    _validate_ingress(s)
+
+
+def _validate_app(s: Settings) -> None:
+    parse_app_image(s.app_image)  # refuses what is not an image reference
+    if not 1 <= s.app_port <= 65535:
+        _fail("app_port", s.app_port, "a TCP port, 1-65535 (the port the app listens on inside the task)")
+    if s.app_health_path and not HEALTH_PATH.match(s.app_health_path):
+        _fail("app_health_path", s.app_health_path, "an HTTP path starting with '/', e.g. /status (the load balancer's "
+              "health check)")
+    if not s.demo_app and s.ingress != "none" and not s.app_health_path:
+        raise SettingsError("setting 'app_health_path' is required with app_image and an ingress: the HTTP path the "
+                            "load balancer checks on app_port, e.g. /status for MaskTerial's server")
+    if s.app_health_command and s.app_health_command[0] not in ("CMD", "CMD-SHELL"):
+        _fail("app_health_command", list(s.app_health_command), 'an ECS health check command starting with "CMD" '
+              '(exec form) or "CMD-SHELL", e.g. ["CMD-SHELL", "curl -fs http://localhost:8000/status || exit 1"]')
+    for key in s.app_environment:
+        if not ENV_NAME.match(key) or key.startswith("MODELSYNC_"):
+            _fail("app_environment", {key: s.app_environment[key]}, "variable names of letters, digits and '_' "
+                  "(not starting with a digit or MODELSYNC_, which modelsync's own containers use)")
+    reserved = {STORE_PATH: "the model store", SCRATCH_PATH: "the scratch /tmp every container gets"}
+    _check_app_path("app_models_path", s.app_models_path, reserved)
+    taken = {**reserved, s.app_models_path: "app_models_path"}
+    for path in s.app_writable_paths:
+        _check_app_path("app_writable_paths", path, taken)
+        taken[path] = "another writable path"
+    if not STOP_TIMEOUT_RANGE[0] <= s.app_stop_timeout_seconds <= STOP_TIMEOUT_RANGE[1]:
+        _fail("app_stop_timeout_seconds", s.app_stop_timeout_seconds,
+              f"{STOP_TIMEOUT_RANGE[0]} to {STOP_TIMEOUT_RANGE[1]} seconds (Fargate's limit) between SIGTERM and SIGKILL")
+    if not 0 <= s.app_start_seconds <= 3600:
+        _fail("app_start_seconds", s.app_start_seconds, "0 to 3600 seconds the app may take to start before health "
+              "checks count")
+
+
+def _check_app_path(key: str, path: str, taken: Mapping[str, str]) -> None:
+    if not path.startswith("/") or posixpath.normpath(path) != path or path == "/" or "//" in path:
+        _fail(key, path, "an absolute, normalized path other than / (e.g. /srv/models)")
+    for other, what in taken.items():
+        if path == other or path.startswith(other.rstrip("/") + "/") or other.startswith(path + "/"):
+            _fail(key, path, f"a path that neither is nor contains nor lies inside {other} ({what})")
+
+
+def _validate_ingress(s: Settings) -> None:
+    if s.ingress not in INGRESS:
+        _fail("ingress", s.ingress, "'none' (no load balancer), 'internal' (an internal ALB in the private subnets) "
+              "or 'public' (an internet-facing ALB, HTTPS only)")
+    if s.certificate_arn and not CERTIFICATE_ARN.match(s.certificate_arn):
+        _fail("certificate_arn", s.certificate_arn, "an ACM certificate ARN, arn:aws:acm:REGION:ACCOUNT:certificate/ID")
+    if s.ingress == "public" and not s.certificate_arn:
+        raise SettingsError("setting 'ingress' = 'public' needs 'certificate_arn': an internet-facing load balancer "
+                            "serves HTTPS only (HTTP redirects); request an ACM certificate for your domain, or use "
+                            "ingress 'internal'")
+    if s.ingress == "none" and (s.certificate_arn or s.ingress_cidrs):
+        key = "certificate_arn" if s.certificate_arn else "ingress_cidrs"
+        _fail(key, getattr(s, key), "empty when ingress is 'none' (there is no load balancer to use it)")
+    for cidr in s.ingress_cidrs:
+        if not CIDR.match(cidr) or any(int(octet) > 255 for octet in cidr.split("/")[0].split(".")):
+            _fail("ingress_cidrs", cidr, "IPv4 CIDR blocks such as 10.0.0.0/8 allowed to reach the load balancer")
+    if s.ingress != "none" and not s.region:
+        raise SettingsError(f"setting 'ingress' = {s.ingress!r} needs a region at synth (load balancer access logs "
+                            "are delivered by the region's log service): set 'region' for the stage or export "
+                            "CDK_DEFAULT_REGION")
 
 
 def _validate_fargate_size(cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:
@@ -246,19 +375,34 @@ def _validate_fargate_size(cpu_key: str, memory_key: str, cpu: int, memory: int)
         _fail(memory_key, memory, f"{low} to {high} MiB in steps of {step} with {cpu_key} {cpu} (Fargate combinations)")
 
 
+def _check_pins(specs: tuple[str, ...]) -> None:
+    """`NAME` or `NAME@VERSION`, each name once (a version is what `modelsync list` shows)."""
+    names = [spec.partition("@")[0] for spec in specs]
+    for spec in specs:
+        name, sep, version = spec.partition("@")
+        if sep and not (VERSION_RE.fullmatch(version) and ".." not in version):
+            _fail("service_models", spec, "NAME or NAME@VERSION with a version as `modelsync list` or "
+                  "`make pins` shows it (letters, digits, '.', '_', '-')")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        _fail("service_models", ",".join(twice), "each model once (one version per model and task)")
+
+
 def _with_catalog(s: Settings, catalog: Catalog) -> Settings:
     """Checks against the catalog: model names exist, the service only needs seeded models, sizes fit."""
-    for key in ("seed_models", "service_models"):
-        unknown = [name for name in getattr(s, key) if name not in catalog.names]
+    _check_pins(s.service_models)
+    served_names = [spec.partition("@")[0] for spec in s.service_models]
+    for key, names in (("seed_models", s.seed_models), ("service_models", served_names)):
+        unknown = [name for name in names if name not in catalog.names]
         if unknown:
             _fail(key, ",".join(unknown), f"names from {catalog.path.name}: {', '.join(catalog.names)}")
     seeded = s.seed_models or catalog.enabled_names
     if not seeded:
         _fail("seed_models", "", f"at least one model: {catalog.path.name} enables none, so name them here")
-    missing = [name for name in s.service_models if name not in seeded]
+    missing = [name for name in served_names if name not in seeded]
     if missing:
         _fail("service_models", ",".join(missing), f"models that are seeded ({', '.join(seeded)}); add them to seed_models")
-    served = s.service_models or seeded
+    served = served_names or seeded
     if s.delivery_mode == "s3":
         # Pull writes a new version next to the old one before switching, so the volume holds it twice.
         need_gib = math.ceil(2 * sum(catalog.size_mb(name) for name in served) / 1024)

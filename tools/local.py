@@ -1,6 +1,7 @@
 """`make local`: the whole model pipeline on this machine, with no AWS account and no Docker.
 
-    python -m tools.local [--only A,B] [--root .local] [--s3-port 9100] [--port 8080] [--exit-after-ready]
+    python -m tools.local [--only A,B] [--layout flat] [--root .local] [--s3-port 9100] [--port 8080]
+                          [--exit-after-ready]
 
 What runs, each step the same `modelsync` command a container runs:
 
@@ -9,7 +10,9 @@ What runs, each step the same `modelsync` command a container runs:
    (kept in `<root>/zenodo/` so their checksums stay the same between runs), or ZENODO_URL when set;
 3. `modelsync seed --efs-root <root>/efs`     (the seeding task; the directory stands in for EFS);
 4. `modelsync verify --dest <root>/efs`       (the efs-mode init container);
-5. `modelsync pull --dest <root>/task`        (the s3-mode init container and its task volume);
+5. `modelsync pull --dest <root>/task --view <root>/view --layout L`  (the s3-mode init container, its
+   task volume and the view of it an app would mount; `make local LAYOUT=maskterial`), then the view's
+   tree is printed: what that app would see;
 6. `modelsync serve --dest <root>/task`       (the app), until Ctrl-C.
 
 A second run reuses everything under <root>: the seed finds the models unchanged and the pull finds
@@ -84,6 +87,10 @@ class Layout:
         return self.root / "work"
 
     @property
+    def view(self) -> Path:  # the task volume arranged as an app expects it (--layout)
+        return self.root / "view"
+
+    @property
     def env_file(self) -> Path:
         return self.root / "env.sh"
 
@@ -96,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run seed -> verify -> pull -> serve against local S3 and Zenodo stand-ins (Ctrl-C stops all).")
     parser.add_argument("--only", default="", metavar="NAME,...",
                         help="catalog entries to seed and serve (default: the catalog's enabled Zenodo entries)")
+    parser.add_argument("--layout", dest="view_layout", default="flat", metavar="LAYOUT",
+                        help="layout of the view built from the task volume (modelsync/layouts.yaml; default flat)")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"state directory (default {DEFAULT_ROOT})")
     parser.add_argument("--s3-port", type=int, default=DEFAULT_S3_PORT,
                         help=f"port of the local S3 server (default {DEFAULT_S3_PORT}; 0 picks a free one)")
@@ -120,6 +129,19 @@ def select_models(only: str) -> list:
         raise LocalError(str(err)) from None
     # PaddleOCR downloads from the internet through its own library: not part of the default local run.
     return [e for e in catalog.select() if isinstance(e.source, ZenodoSource)]
+
+
+def check_view_layout(name: str, models: list[str]):
+    """The layout, and that it places every model: checked before anything starts."""
+    from modelsync.errors import ModelsyncError
+    from modelsync.layouts import load_layouts
+
+    try:
+        layout = load_layouts().get(name)
+        layout.check(models)
+    except ModelsyncError as err:
+        raise LocalError(f"{err} (LAYOUT=... with make)") from None
+    return layout
 
 
 def check_port_free(port: int, what: str, option: str) -> None:
@@ -347,11 +369,42 @@ def write_env_file(layout: Layout, env: dict[str, str]) -> None:
     layout.env_file.write_text("\n".join(lines) + "\n")
 
 
-def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, models: list[dict],
-                 exit_after_ready: bool) -> str:
-    def shown(path: Path) -> str:
-        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+def shown(path: Path) -> str:
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
+
+VIEW_TREE_ENTRIES = 12  # per directory; the rest is counted
+
+
+def view_tree(root: Path) -> list[str]:
+    """The view as an app mounting it sees it: directories through the links, link targets shown,
+    modelsync's own .modelsync-view left out."""
+    lines = []
+
+    def walk(folder: Path, depth: int) -> None:
+        entries = sorted(e for e in os.listdir(folder) if not (depth == 0 and e == ".modelsync-view"))
+        for name in entries[:VIEW_TREE_ENTRIES]:
+            path = folder / name
+            target = f" -> {os.readlink(path)}" if path.is_symlink() and depth > 0 else ""
+            lines.append(f"  {'  ' * depth}{name}{'/' if path.is_dir() else ''}{target}")
+            if path.is_dir():
+                walk(path, depth + 1)
+        if len(entries) > VIEW_TREE_ENTRIES:
+            lines.append(f"  {'  ' * depth}... ({len(entries) - VIEW_TREE_ENTRIES} more)")
+
+    walk(root, 0)
+    return lines
+
+
+def print_view(view: Path, view_layout) -> None:
+    env = " ".join(f"{k}={v}" for k, v in view_layout.app_environment(str(view)).items()) or "none"
+    print(f"\n== view {shown(view)} (layout {view_layout.name}; app environment: {env}): what the app sees",
+          flush=True)
+    print("\n".join(view_tree(view)), flush=True)
+
+
+def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, models: list[dict],
+                 exit_after_ready: bool, view_layout) -> str:
     served = ", ".join(f"{m['name']}@{m['version']}" for m in models)
     env_file = shown(layout.env_file)
     lines = [
@@ -361,6 +414,7 @@ def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, mod
         f"  Zenodo           {zenodo_url}",
         f"  EFS mirror       {shown(layout.efs)}  (verified)",
         f"  task volume      {shown(layout.task)}",
+        f"  view             {shown(layout.view)}  (layout {view_layout.name}, links into the task volume)",
         f"  app              {app_url}  serving {len(models)} models: {served}",
         "",
         "Try, in another shell:",
@@ -370,6 +424,7 @@ def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, mod
         "  modelsync list",
         f"  modelsync verify --dest {shown(layout.efs)} --deep",
         f"  modelsync pull --dest {shown(layout.root / 'task2')}",
+        f"  modelsync view {shown(layout.view)} --dest {shown(layout.task)} --layout {view_layout.name}",
         "  modelsync publish SOME_FOLDER --name my-model",
         "",
     ]
@@ -384,6 +439,7 @@ def run(args: argparse.Namespace, progress: dict) -> int:
                          "(or `pip install -e ./container`) and try again")
     entries = select_models(args.only)
     names = [e.name for e in entries]
+    view_layout = check_view_layout(args.view_layout, names)
     check_port_free(args.s3_port, "local S3", "--s3-port")
     check_port_free(args.port, "the app", "--port")
     layout = Layout(args.root.resolve())
@@ -408,12 +464,15 @@ def run(args: argparse.Namespace, progress: dict) -> int:
                                    "--workdir", str(layout.work)), env)
         saved.save()
         run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), env)
-        run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task)), env)
+        run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task), "--view", str(layout.view),
+                                                     "--layout", view_layout.name), env)
+        print_view(layout.view, view_layout)
         proc, port = start_serve(stack, layout.task, args.port, env)
         app_url = f"http://{HOST}:{port}"
         models = wait_until_ready(app_url, proc)
         write_env_file(layout, env)
-        print(ready_banner(layout, s3_url, zenodo_url, app_url, models, args.exit_after_ready), flush=True)
+        print(ready_banner(layout, s3_url, zenodo_url, app_url, models, args.exit_after_ready, view_layout),
+              flush=True)
         progress["ready"] = True
         if args.exit_after_ready:
             return 0

@@ -87,7 +87,7 @@ def aws_error(action: str, err: ClientError) -> SeedError:
     return SeedError(f"{action} failed: {code}: {message}")
 
 
-def read_stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+def read_stack_outputs(cloudformation: Any, stack: str, required: tuple[str, ...] = REQUIRED_OUTPUTS) -> dict[str, str]:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as err:
@@ -98,7 +98,7 @@ def read_stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
                             "(the service stack is ModelDelivery-<stage>-Service)", EXIT_USAGE) from None
         raise aws_error(f"reading stack {stack}", err) from None
     outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
-    missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+    missing = [key for key in required if not outputs.get(key)]
     if missing:
         raise SeedError(f"stack {stack} has no output {', '.join(missing)}: it was deployed from "
                         "another version of this project; deploy the current one (cdk deploy)",

@@ -14,6 +14,7 @@ COMMANDS = [
     "modelsync.commands.publish",
     "modelsync.commands.pull",
     "modelsync.commands.verify",
+    "modelsync.commands.view",
     "modelsync.commands.list",
     "modelsync.commands.prune",
     "modelsync.commands.serve",

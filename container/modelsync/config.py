@@ -1,9 +1,11 @@
-"""Defaults from the environment (task definitions set these) and checks of user-given names."""
+"""Defaults from the environment (task definitions set these), and checks of user-given names and files."""
 
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
+from typing import Any
 
 from .errors import ModelsyncError
 
@@ -12,6 +14,7 @@ DEFAULT_DEST = "/models"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_PORT = 8080
 DEFAULT_PART_SIZE_MIB = 32
+DEFAULT_LAYOUT = "flat"  # the view layout when neither --layout nor MODELSYNC_LAYOUT is given
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Versions come from the bucket and become directory names: same safe alphabet, no "..".
@@ -77,8 +80,16 @@ def check_port(port: int, where: str = "--port") -> int:
     return port
 
 
-def default_paddlex_cache() -> str | None:
-    return env("MODELSYNC_PADDLEX_CACHE")
+def default_view() -> str | None:
+    return env("MODELSYNC_VIEW")
+
+
+def default_layout() -> str | None:
+    return env("MODELSYNC_LAYOUT")
+
+
+def default_layouts_file() -> str | None:
+    return env("MODELSYNC_LAYOUTS")
 
 
 def default_models() -> list[str] | None:
@@ -126,3 +137,55 @@ def parse_model_spec(spec: str) -> tuple[str, str | None]:
     if sep:
         return name, check_version(version, name=name)
     return name, None
+
+
+class StrictYaml:
+    """Strict checks of a parsed YAML file (catalog, layouts): an unknown key is an error, so a typo
+    cannot silently turn a check off; every problem is one line naming the file, the place and the fix."""
+
+    label = "file"  # how messages name the file, e.g. "catalog"
+    format_hint = "see its format"  # the fix for a value of the wrong shape
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self, how_to_change: str) -> Any:
+        """The parsed file, or a one-line ModelsyncError naming it."""
+        import yaml  # only the commands that read such a file pay for the import
+
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ModelsyncError(f"{self.label} {self.path} not found; {how_to_change}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or "not UTF-8"
+            raise ModelsyncError(f"{self.label} {self.path} cannot be read ({reason}); check the path and its "
+                                 "permissions") from None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "invalid YAML"
+            raise ModelsyncError(f"{self.label} {self.path}: {problem}{where}; fix the YAML syntax") from None
+
+    def fail(self, where: str, problem: str, fix: str) -> ModelsyncError:
+        return ModelsyncError(f"{self.label} {self.path}: {where}: {problem}; {fix}")
+
+    def mapping(self, value: Any, where: str, *, required: set[str], optional: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__}", self.format_hint)
+        missing_keys = sorted(required - value.keys())
+        if missing_keys:
+            raise self.fail(where, f"missing {', '.join(missing_keys)}", "add the key(s)")
+        unknown = sorted(str(k) for k in value.keys() - required - optional)
+        if unknown:
+            allowed = ", ".join(sorted(required | optional))
+            raise self.fail(where, f"unknown key(s) {', '.join(unknown)}", f"use only: {allowed}")
+        return value
+
+    def text(self, value: Any, where: str, *, empty: bool = False) -> str:
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.fail(where, f"must be a {'' if empty else 'non-empty '}string, got {value!r}",
+                            "quote the value in YAML")
+        return value.strip()

@@ -58,12 +58,16 @@ class _Target:
     version: str
     record: Record | None  # a valid local record of this version, if any
     manifest: Manifest | None  # fetched only when there is no record
+    switch: bool = True  # point <dest>/<name> at the version once it is in place
 
 
 def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
          concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None,
-         part_size: int | None = None) -> PullResult:
+         part_size: int | None = None, switch: bool = True) -> PullResult:
     """Pull models ("NAME" or "NAME@VERSION"; None = every model at LATEST) into dest.
+
+    switch=False only makes each version present and verified (directory and record) without moving
+    <dest>/<name>: the seeding task keeps the service's pinned versions in the EFS mirror that way.
 
     Raises ModelsyncError for a missing model/version/bucket before anything is downloaded, and
     JobFailed (with .result set) after the other models are done when some model failed."""
@@ -72,7 +76,7 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     store = LocalStore(dest)
     store.ensure()
     store.clean_stale_temps()
-    targets = _resolve(client, bucket, prefix, store, models)
+    targets = _resolve(client, bucket, prefix, store, models, switch)
     result = PullResult()
     failures: list[str] = []
     downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,
@@ -117,7 +121,7 @@ class _Downloads:
             self._downloader.close()
 
 
-def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]:
+def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool) -> list[_Target]:
     """Versions and manifests of every requested model: one small request per model when the
     local record already covers the version, so errors come before any download."""
     if models is None:
@@ -147,7 +151,7 @@ def _resolve(client, bucket, prefix, store: LocalStore, models) -> list[_Target]
                     f"version {version!r} of model {name!r} not found in s3://{bucket}/{prefix}: "
                     f"run `modelsync list` to see the published versions"
                 )
-        targets.append(_Target(name, version, record, manifest))
+        targets.append(_Target(name, version, record, manifest, switch))
     if not targets:  # an empty bucket, a wrong prefix, or only first publishes still running
         raise JobFailed(f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
                         "or check --bucket and --prefix / MODELSYNC_PREFIX")
@@ -162,19 +166,20 @@ def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, down
         # Another process may have finished this version while we waited for the lock.
         record = store.read_record(name, version) or target.record
         if record is not None and not store.stat_mismatches(record):
-            if store.current_version(name) != version:
+            if target.switch and store.current_version(name) != version:
                 _switch_checked(store, record)
             return ModelPullResult(name, version, skipped_files=len(record.manifest.files))
         manifest = record.manifest if record else target.manifest
         if manifest is None:
             manifest = read_manifest(client, bucket, name, version, prefix=prefix)
         trusted = dict(record.stats) if record else {}
-        return _build_version(bucket, prefix, store, manifest, trusted, downloader.get(), files_pool, progress)
+        return _build_version(bucket, prefix, store, manifest, trusted, downloader.get(), files_pool, progress,
+                              switch=target.switch)
 
 
 def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, trusted: dict,
                    downloader: Downloader, files_pool: ThreadPoolExecutor,
-                   progress: Progress) -> ModelPullResult:
+                   progress: Progress, *, switch: bool) -> ModelPullResult:
     name, version = manifest.name, manifest.version
     vdir = store.version_dir(name, version)
     os.makedirs(vdir, exist_ok=True)
@@ -236,7 +241,8 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
         raise _removed_while_pulling(store, name, version) from None
     record = Record(manifest, stats)
     store.write_record(record)  # the record and then the link are written last
-    _switch_checked(store, record)
+    if switch:
+        _switch_checked(store, record)
     progress.end(model=name, version=version, downloaded_files=result.downloaded_files,
                  skipped_files=result.skipped_files)
     return result

@@ -40,18 +40,24 @@ def verify(dest, models: list[str] | None = None, *, deep: bool = False,
 
 
 def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState:
-    try:
-        state = ModelState(name, store.current_version(name))
-    except ModelsyncError as exc:  # <dest>/<name> is a real directory: a problem to report
-        return ModelState(name, None, problems=[str(exc)])
-    if state.version is None:
-        state.problems.append(f"{name}: not installed in {store.dest} (no {name} link): run modelsync pull")
-        return state
-    if wanted and wanted != state.version:
-        state.problems.append(f"{name}: version {state.version} is installed but {wanted} is wanted: run modelsync pull")
+    """A pinned version (wanted) is checked in .modelsync/versions whatever <dest>/<name> links to:
+    in efs mode tasks pin versions of the shared mirror while the seeding task moves its links."""
+    if wanted:
+        state = ModelState(name, wanted)
+    else:
+        try:
+            state = ModelState(name, store.current_version(name))
+        except ModelsyncError as exc:  # <dest>/<name> is a real directory: a problem to report
+            return ModelState(name, None, problems=[str(exc)])
+        if state.version is None:
+            state.problems.append(f"{name}: not installed in {store.dest} (no {name} link): run modelsync pull")
+            return state
     record = store.read_record(name, state.version)
     if record is None:
-        state.problems.append(f"{name}@{state.version}: no verified record: run modelsync pull")
+        state.problems.append(
+            f"{name}@{wanted} is not in {store.dest} (no verified record of that version): pull it "
+            f"(modelsync pull --model {name}@{wanted}) or seed the mirror" if wanted else
+            f"{name}@{state.version}: no verified record: run modelsync pull")
         return state
     state.record = record
     vdir = store.version_dir(name, state.version)

@@ -41,6 +41,7 @@ CONFIGS: dict[str, dict[str, str]] = {
     "s3": {},
     "efs": {"delivery_mode": "efs", "seed_on_deploy": "true"},
     "prod-ecr": {"stage": "prod", "image_source": "ecr", "image_tag": "v1.2.3"},
+    "internal-ingress": {"ingress": "internal"},  # test_nag's acknowledgment check only
 }
 
 
@@ -55,18 +56,19 @@ def settings_for(overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> 
 
 
 def build_app(overrides: dict[str, Any], outdir: Path | None = None, container_dir: Path = FIXTURE_CONTAINER,
-              seed_runner_dir: Path = SEED_RUNNER_DIR) -> tuple[cdk.App, ModelDelivery]:
+              seed_runner_dir: Path = SEED_RUNNER_DIR,
+              catalog: Path = FIXTURE_CATALOG) -> tuple[cdk.App, ModelDelivery]:
     context = {**cdk_json_context(), **AZ_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir) if outdir else None)
-    settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
+    settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=catalog)
     return app, build(app, settings, container_dir=container_dir, seed_runner_dir=seed_runner_dir)
 
 
 class Built:
     """One synthesized configuration: templates as assertion Templates and as plain JSON."""
 
-    def __init__(self, overrides: dict[str, Any]) -> None:
-        self.app, self.delivery = build_app(overrides)
+    def __init__(self, overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> None:
+        self.app, self.delivery = build_app(overrides, catalog=catalog)
         self.network = Template.from_stack(self.delivery.network)
         self.storage = Template.from_stack(self.delivery.storage)
         self.service = Template.from_stack(self.delivery.service)
@@ -117,3 +119,19 @@ def actions(statement_list: list[dict]) -> set[str]:
         acts = statement["Action"]
         result.update([acts] if isinstance(acts, str) else acts)
     return result
+
+
+def task_definition(t: Template, pattern: str) -> dict:
+    return resources(t, "AWS::ECS::TaskDefinition")[logical_id(t, "AWS::ECS::TaskDefinition", pattern)]["Properties"]
+
+
+def containers(t: Template, pattern: str) -> dict[str, dict]:
+    return {c["Name"]: c for c in task_definition(t, pattern)["ContainerDefinitions"]}
+
+
+def env(container: dict) -> dict[str, object]:
+    return {item["Name"]: item["Value"] for item in container.get("Environment", [])}
+
+
+def mounts(container: dict) -> dict[str, tuple[str, bool]]:
+    return {m["ContainerPath"]: (m["SourceVolume"], m["ReadOnly"]) for m in container["MountPoints"]}

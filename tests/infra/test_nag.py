@@ -29,13 +29,14 @@ def test_the_app_synthesizes_with_nag_enforced(tmp_path):
         "ModelDelivery-dev-Storage.template.json"]
 
 
-@pytest.mark.parametrize("finding", [
-    "AwsSolutions-ECS2",
-    "AwsSolutions-IAM5[Resource::*]",
-    "/models/*]",
-    ":task/<Cluster",
+@pytest.mark.parametrize("finding, config", [
+    ("AwsSolutions-ECS2", "s3"),
+    ("AwsSolutions-IAM5[Resource::*]", "s3"),
+    ("/models/*]", "s3"),
+    (":task/<Cluster", "s3"),
+    ("AwsSolutions-EC23", "internal-ingress"),
 ])
-def test_removing_an_acknowledgment_brings_its_finding_back(monkeypatch, tmp_path, finding):
+def test_removing_an_acknowledgment_brings_its_finding_back(monkeypatch, tmp_path, finding, config):
     real = stacks.nag.acknowledge
     dropped = []
 
@@ -46,7 +47,7 @@ def test_removing_an_acknowledgment_brings_its_finding_back(monkeypatch, tmp_pat
         real(construct, finding_id, reason)
 
     monkeypatch.setattr(stacks.nag, "acknowledge", all_but_one)
-    app, delivery = build_app(CONFIGS["s3"], outdir=tmp_path)
+    app, delivery = build_app(CONFIGS[config], outdir=tmp_path)
     assert dropped, f"no acknowledgment matches {finding!r}"
     violations = {v.rule_name for stack in delivery.stacks
                   for v in AwsSolutionsChecks().validate_scope(stack).violations}

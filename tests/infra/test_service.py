@@ -11,27 +11,12 @@ from stacks.catalog import load_catalog
 from stacks.errors import SettingsError
 from stacks.settings import Settings
 
-from .helpers import FIXTURE_CATALOG, Built, actions, build_app, logical_id, only, resources, settings_for, statements
+from .helpers import (FIXTURE_CATALOG, Built, actions, build_app, containers, env, logical_id, mounts, only, resources,
+                      settings_for, statements, task_definition)
 
 CONTRACT_OUTPUTS = {"ClusterName", "ServiceName", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
                     "SeedLogGroupName", "SeedContainerName", "SeedLogStreamPrefix", "RepositoryUri",
                     "ModelsBucketName", "FileSystemId"}
-
-
-def task_definition(t, pattern: str) -> dict:
-    return resources(t, "AWS::ECS::TaskDefinition")[logical_id(t, "AWS::ECS::TaskDefinition", pattern)]["Properties"]
-
-
-def containers(t, pattern: str) -> dict[str, dict]:
-    return {c["Name"]: c for c in task_definition(t, pattern)["ContainerDefinitions"]}
-
-
-def env(container: dict) -> dict[str, object]:
-    return {item["Name"]: item["Value"] for item in container.get("Environment", [])}
-
-
-def mounts(container: dict) -> dict[str, tuple[str, bool]]:
-    return {m["ContainerPath"]: (m["SourceVolume"], m["ReadOnly"]) for m in container["MountPoints"]}
 
 
 def all_statements(t) -> list[dict]:
@@ -118,7 +103,7 @@ def test_every_container_is_non_root_read_only_logged_with_a_scratch_tmp(s3_buil
 
 
 @pytest.mark.parametrize("mode", ["s3", "efs"])
-def test_app_container_serves_with_health_check_and_contract_environment(s3_built, efs_built, mode):
+def test_demo_app_container_serves_with_health_check_and_contract_environment(s3_built, efs_built, mode):
     built = s3_built if mode == "s3" else efs_built
     app = containers(built.service, "ModelServiceTaskDefinition")["app"]
     assert app["Command"] == ["modelsync", "serve"] and app["Essential"] is True
@@ -126,21 +111,33 @@ def test_app_container_serves_with_health_check_and_contract_environment(s3_buil
     assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
     assert env(app) == {"MODELSYNC_DEST": "/models",
                         "MODELSYNC_MODELS": "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL,paddleocr",
-                        "MODELSYNC_PORT": "8080", "PADDLE_PDX_CACHE_HOME": "/var/cache/paddlex"}
+                        "MODELSYNC_PORT": "8080", "MODEL_PATH": "/srv/models"}  # flat layout: MODEL_PATH = view
     assert mounts(app)["/models"] == ("models", True)  # read-only in both modes
 
 
 @pytest.mark.parametrize("mode", ["s3", "efs"])
-def test_paddlex_cache_home_is_writable_and_linked_by_the_init_container(s3_built, efs_built, mode):
-    # PaddleX creates temp/, locks/ and func_ret/ under its cache home at import: it cannot be the
-    # read-only /models; the init container links official_models into a task-local volume instead.
+def test_the_init_container_builds_the_view_the_app_mounts_read_only(s3_built, efs_built, mode):
     built = s3_built if mode == "s3" else efs_built
     task = task_definition(built.service, "ModelServiceTaskDefinition")
-    assert {"Name": "paddlex-cache"} in task["Volumes"]  # task-local, not EFS
+    assert {"Name": "model-view"} in task["Volumes"]  # task-local (Fargate ephemeral storage), not EFS
     c = containers(built.service, "ModelServiceTaskDefinition")
     init = c["model-pull" if mode == "s3" else "model-verify"]
-    assert env(init)["MODELSYNC_PADDLEX_CACHE"] == env(c["app"])["PADDLE_PDX_CACHE_HOME"] == "/var/cache/paddlex"
-    assert mounts(init)["/var/cache/paddlex"] == mounts(c["app"])["/var/cache/paddlex"] == ("paddlex-cache", False)
+    assert {k: env(init)[k] for k in ("MODELSYNC_VIEW", "MODELSYNC_LAYOUT")} == {
+        "MODELSYNC_VIEW": "/var/lib/modelsync/view", "MODELSYNC_LAYOUT": "flat"}
+    assert mounts(init)["/var/lib/modelsync/view"] == ("model-view", False)
+    assert mounts(c["app"])["/srv/models"] == ("model-view", True)
+    # The view's links point into the store: the app mounts it at the same path as the init container.
+    assert mounts(c["app"])["/models"][0] == mounts(init)["/models"][0] == "models"
+
+
+@pytest.mark.parametrize("mode", ["s3", "efs"])
+def test_every_container_has_an_init_process_and_a_stop_timeout(s3_built, efs_built, mode):
+    """ECS stops tasks with SIGTERM, then SIGKILL after the stop timeout; PID 1 must forward it."""
+    t = (s3_built if mode == "s3" else efs_built).service
+    for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
+        for name, container in containers(t, pattern).items():
+            assert container["LinuxParameters"]["InitProcessEnabled"] is True, name
+            assert container["StopTimeout"] == (30 if name == "app" else 10), name
 
 
 def test_s3_mode_pulls_into_a_task_volume_before_the_app_starts(s3_built):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,12 @@ def test_unknown_setting_in_cdk_json_is_named():
     with pytest.raises(SettingsError) as caught:
         load_settings({**context, "stage": "prod"}.get, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
     assert str(caught.value).startswith("unknown setting 'desired_cout' in 'model-delivery.stages.prod': allowed are")
+
+
+def test_both_settings_tables_list_every_setting():
+    """README.md and docs/infrastructure.md document every setting users can set (none forgotten)."""
+    for doc in ("README.md", "docs/infrastructure.md"):
+        text = (PROJECT / doc).read_text()
+        documented = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", text, flags=re.M))
+        names = {name for pair in documented for name in pair if name}
+        assert set(SETTABLE) <= names, (doc, sorted(set(SETTABLE) - names))

@@ -227,3 +227,37 @@ def test_busy_port_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"port {port} on 127.0.0.1 (local S3) is in use" in result.stderr and "--s3-port" in result.stderr
+
+
+def test_layout_builds_the_view_an_app_of_that_layout_sees_and_prints_its_tree(tmp_path):
+    root = tmp_path / "state"
+    result = run_until_exit(root, tmp_path, "--layout", "maskterial", "--exit-after-ready")
+    assert result.returncode == 0, result.stderr
+    tree = result.stdout.split("== view ", 1)[1].split("\n== ", 1)[0]
+    assert "(layout maskterial; app environment: none): what the app sees" in tree
+    for line in ("  segmentation_models/", "    M2F/", "  classification_models/", "  postprocessing_models/"):
+        assert f"\n{line}\n" in tree, tree
+    view = root / "view"
+    for name in default_models():  # SEG_M2F_X -> segmentation_models/M2F/X, as MaskTerial's server reads it
+        category = {"SEG": "segmentation_models", "CLS": "classification_models", "PP": "postprocessing_models"}
+        prefix, model_type, folder = name.split("_", 2)
+        path = view / category[prefix] / model_type / folder
+        assert os.path.realpath(path).startswith(str(root / "task" / ".modelsync" / "versions" / name) + "/")
+        assert f"      {folder}/ -> {os.path.realpath(path)}" in tree
+    assert (view / "segmentation_models" / "M2F" / "GrapheneL" / "config.yaml").is_file()
+
+
+def test_a_layout_that_cannot_place_the_models_is_one_line_before_anything_starts(tmp_path):
+    result = run_until_exit(tmp_path / "state", tmp_path, "--layout", "paddlex")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("local: error: layout 'paddlex' cannot place")
+    assert "LAYOUT=" in result.stderr and not (tmp_path / "state").exists()
+
+
+def test_make_local_passes_layout_on():
+    dry = subprocess.run(["make", "-n", "local", "LAYOUT=maskterial"], cwd=REPO, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)
+    assert dry.returncode == 0, dry.stderr
+    assert "-m tools.local --layout maskterial" in dry.stdout
+    plain = subprocess.run(["make", "-n", "local"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert "-m tools.local" in plain.stdout and "--layout" not in plain.stdout

@@ -33,3 +33,15 @@ def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return load_handler(monkeypatch, RUNNER_ENV)
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch: pytest.MonkeyPatch):
+    """A modelsync S3 client on the local S3 server (offline_aws removed the session's test credentials)."""
+    from modelsync.s3 import make_client
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    return make_client()

@@ -8,6 +8,8 @@ import zipfile
 
 import pytest
 
+from stacks.settings import SCRATCH_PATH, STORE_PATH, VIEW_PATH
+
 from .helpers import CONTAINER
 
 DOCKERFILE = os.path.join(CONTAINER, "Dockerfile")
@@ -68,5 +70,6 @@ def test_dockerfile_declares_the_task_local_volumes_it_owns():
     volume = re.search(r'^VOLUME \[(.*)\]$', text, flags=re.M)
     assert volume, "the Dockerfile must declare VOLUME for the task-local volumes"
     declared = {p.strip().strip('"') for p in volume.group(1).split(",")}
-    assert {"/models", "/var/cache/paddlex", "/tmp"} <= declared
-    assert text.index("chown 10001:10001 /models /var/cache/paddlex") < volume.start()  # ownership set before the declaration
+    # Every path where a modelsync container writes a task-local volume (the task definitions' paths).
+    assert {STORE_PATH, VIEW_PATH, SCRATCH_PATH} <= declared
+    assert text.index(f"chown 10001:10001 {STORE_PATH} {VIEW_PATH}") < volume.start()  # owned before declared

@@ -63,7 +63,7 @@ def test_verify_of_an_empty_or_missing_dest_or_model_fails(tmp_path, client, buc
     proc = run_cli("verify", "--dest", dest, env={"MODELSYNC_MODELS": "m,other"})
     assert proc.returncode == 1 and "other: not installed" in proc.stderr
     wrong = run_cli("verify", "--dest", dest, "--model", "m@0123456789abcdef")
-    assert wrong.returncode == 1 and "0123456789abcdef is wanted" in wrong.stderr
+    assert wrong.returncode == 1 and f"m@0123456789abcdef is not in {dest} (no verified record" in wrong.stderr
 
 
 def test_list_shows_versions_sizes_and_latest(bucket, publish, s3_client):

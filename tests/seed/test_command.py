@@ -129,3 +129,13 @@ def test_sigterm_stops_the_seed_between_safe_points_with_a_summary(s3_endpoint, 
     latest = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []) if o["Key"].endswith("LATEST")}
     assert latest == {"models/CLS_GMM_WS2/LATEST"}  # the first is published, nothing of the second
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("modelsync-seed-")] == []  # scratch removed
+
+
+@pytest.mark.parametrize("pins, efs, message", [
+    ("CLS_GMM_WS2", "/mnt/models", "entry 'CLS_GMM_WS2' has no version: give NAME@VERSION"),
+    ("CLS_GMM_WS2@0123456789abcdef", None, "MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT"),
+])
+def test_mirror_pins_are_checked_before_anything_runs(catalog_file, capsys, pins, efs, message):
+    argv = ["seed", "--catalog", str(catalog_file), "--bucket", "b", "--mirror-pins", pins]
+    assert main(argv + (["--efs-root", efs] if efs else [])) == 2
+    assert message in one_error_line(capsys)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from modelsync.seed.catalog import load_catalog
 from modelsync.seed.fetch import HttpFetcher, RetryPolicy
 from modelsync.seed.run import MIRROR_ROUNDS, Seeder, format_report
 from modelsync.seed.zenodo import ZenodoClient
+from modelsync.store import LocalStore
 from tests.seed.fake_paddle import PADDLE_MODELS, FakePaddleOCR
 from tools.fake_zenodo import FAMILY_FILES, make_zip, model_zip
 
@@ -331,9 +333,9 @@ def test_a_version_published_between_this_runs_publish_and_mirror_is_what_the_mi
     mirror_step = seeder.mirror
     newer = []
 
-    def mirror_after_another_seed_published(efs_root, seeded):
+    def mirror_after_another_seed_published(efs_root, seeded, pins):
         newer.append(_publish_newer(s3_client, bucket, tmp_path, b"v2"))
-        return mirror_step(efs_root, seeded)
+        return mirror_step(efs_root, seeded, pins)
 
     seeder.mirror = mirror_after_another_seed_published
     report = seeder.run(catalog.select(), efs_root=str(efs))
@@ -395,3 +397,25 @@ def test_a_latest_that_keeps_moving_fails_the_mirror_in_one_line(zenodo, make_se
     assert report.mirror.error == (f"LATEST of {L2} kept changing while the EFS mirror was brought up to date "
                                    "(another seed or publish is running): re-run the seed when it has finished")
     assert format_report(report).splitlines()[-1] == f"FAILED EFS mirror: {report.mirror.error}"
+
+
+def test_the_services_pinned_versions_stay_in_the_mirror_beside_latest(zenodo, make_seeder, s3_client, bucket,
+                                                                     tmp_path):
+    """efs mode: a task pinned to v1 links the mirror's v1 directory; a seed that brings the mirror to a
+    newer LATEST must keep v1 there (present and recorded) and must not point the link at it."""
+    zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
+    catalog = write_catalog(tmp_path, zenodo_entry(L2, "l2"))
+    pinned = make_seeder(zenodo.url).run(catalog.select()).models[0].version  # published, never mirrored
+    zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v2"}))  # a new archive upstream
+    efs = tmp_path / "efs"
+
+    report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(efs), mirror_pins=(f"{L2}@{pinned}",))
+    newer = report.models[0].version
+
+    assert newer != pinned and report.mirror.ok and report.mirror.versions == {L2: newer}
+    assert report.mirror.pins == [f"{L2}@{pinned}"]
+    assert newer in _current(efs, L2) and efs_file(efs, L2, "model.joblib") == b"v2"  # the link follows LATEST
+    store = LocalStore(efs)
+    assert store.read_record(L2, pinned) is not None and not store.missing_files(store.read_record(L2, pinned))
+    assert (Path(store.version_dir(L2, pinned)) / "model.joblib").read_bytes() == b"v1"
+    assert f"EFS mirror keeps the service's pinned versions: {L2}@{pinned}" in format_report(report)

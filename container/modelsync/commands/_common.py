@@ -26,22 +26,63 @@ def add_models(parser) -> None:
                         help="model to handle (repeatable; env MODELSYNC_MODELS, comma list; default all)")
 
 
-def add_paddlex_cache(parser) -> None:
-    parser.add_argument("--paddlex-cache", default=config.default_paddlex_cache(), metavar="DIR",
-                        help="after success, make DIR a PaddleX cache home (PADDLE_PDX_CACHE_HOME) whose "
-                             "official_models links to the version DEST/paddleocr resolves to "
-                             "(env MODELSYNC_PADDLEX_CACHE)")
+def add_layout(parser) -> None:
+    parser.add_argument("--layout", default=None, metavar="LAYOUT",
+                        help="how the view arranges the models (env MODELSYNC_LAYOUT, default "
+                             f"{config.DEFAULT_LAYOUT}; see modelsync view --list-layouts)")
+    parser.add_argument("--layouts", default=config.default_layouts_file(), metavar="FILE",
+                        help="layouts file (env MODELSYNC_LAYOUTS, default the bundled modelsync/layouts.yaml)")
 
 
-def link_paddlex_cache(args) -> None:
-    if not args.paddlex_cache:
-        return
-    from ..paddlex_cache import link_official_models
+def add_view(parser) -> None:
+    """--view/--layout on pull and verify: build the view after success, from what they checked."""
+    parser.add_argument("--view", default=config.default_view(), metavar="DIR",
+                        help="after success, build or refresh the view DIR of exactly these models "
+                             "(env MODELSYNC_VIEW; see modelsync view)")
+    add_layout(parser)
 
-    target = link_official_models(args.paddlex_cache, args.dest)
-    note = f"PaddleX cache {args.paddlex_cache}: official_models -> {target}" if target else \
-        f"PaddleX cache {args.paddlex_cache}: no paddleocr model under {args.dest}, nothing to link"
-    print(note, file=sys.stderr)
+
+def chosen_layout(args):
+    from ..layouts import load_layouts
+
+    return load_layouts(args.layouts).get(args.layout or config.default_layout() or config.DEFAULT_LAYOUT)
+
+
+def view_layout(args, wanted: list[str] | None):
+    """The Layout of --view, checked before any work: a bad layout name or file, or a wanted model
+    it cannot place, is a ModelsyncError (exit 2). None when no view is asked for."""
+    if not args.view:
+        if args.layout:
+            raise ModelsyncError(f"--layout {args.layout} needs a view: pass --view DIR or set MODELSYNC_VIEW")
+        return None
+    layout = chosen_layout(args)
+    if wanted:
+        layout.check([config.parse_model_spec(m)[0] for m in wanted])
+    return layout
+
+
+def build_view(args, layout, models: list[str]) -> None:
+    """Build the view of exactly `models` (NAME@VERSION) and print its summary."""
+    from ..view import build_view as build
+
+    print_view_summary(build(args.view, args.dest, layout, models), layout)
+
+
+def print_view_summary(result, layout) -> None:
+    environment = layout.app_environment(result.view)
+    if sys.stdout.isatty():
+        state = "built" if result.changed else "unchanged"
+        env_text = " ".join(f"{k}={v}" for k, v in environment.items()) or "none"
+        print(f"view {result.view} ({result.layout}, {state}): {len(result.links)} links for "
+              f"{', '.join(result.models)}; app environment: {env_text}")
+        for path, target in result.links.items():
+            print(f"  {path} -> {target}")
+    else:
+        print(json.dumps({"event": "summary", "action": "view", "view": result.view, "layout": result.layout,
+                          "generation": result.generation, "changed": result.changed, "models": result.models,
+                          "links": result.links, "removed": result.removed, "app_environment": environment,
+                          "app_writable": layout.app_writable}, sort_keys=True))
+    sys.stdout.flush()
 
 
 def add_transfer(parser) -> None:

@@ -11,7 +11,7 @@ def register(subparsers) -> None:
     _common.add_dest(parser)
     _common.add_models(parser)
     _common.add_transfer(parser)
-    _common.add_paddlex_cache(parser)
+    _common.add_view(parser)
     parser.set_defaults(run=run)
 
 
@@ -20,10 +20,12 @@ def run(args) -> int:
     from ..pull import pull
 
     bucket, prefix = _common.bucket_and_prefix(args)
+    wanted = _common.models(args)
+    layout = _common.view_layout(args, wanted)  # before anything is downloaded
     workers = _common.concurrency(args)
     progress = _common.make_progress(args)
     try:
-        result = pull(_common.client_for(args, workers), bucket, args.dest, _common.models(args),
+        result = pull(_common.client_for(args, workers), bucket, args.dest, wanted,
                       prefix=prefix, concurrency=workers, progress=progress, part_size=_common.part_size(args))
     except JobFailed as exc:
         partial = getattr(exc, "result", None)
@@ -31,7 +33,8 @@ def run(args) -> int:
             _print(progress, partial, failed=True)
         raise
     _print(progress, result, failed=False)
-    _common.link_paddlex_cache(args)
+    if layout:
+        _common.build_view(args, layout, [f"{m.name}@{m.version}" for m in result.models])
     return 0
 
 

@@ -12,14 +12,16 @@ def register(subparsers) -> None:
     _common.add_dest(parser)
     _common.add_models(parser)
     parser.add_argument("--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
-    _common.add_paddlex_cache(parser)
+    _common.add_view(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..verify import verify
 
-    states = verify(args.dest, _common.models(args), deep=args.deep)
+    wanted = _common.models(args)
+    layout = _common.view_layout(args, wanted)  # bad input: exit 2 before checking anything
+    states = verify(args.dest, wanted, deep=args.deep)
     problems = [p for s in states for p in s.problems]
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -29,5 +31,6 @@ def run(args) -> int:
             print(f"{state.name}@{state.version}: {state.files} files, {state.bytes} bytes: {status}")
     if problems:
         return 1
-    _common.link_paddlex_cache(args)
+    if layout:
+        _common.build_view(args, layout, [f"{s.name}@{s.version}" for s in states])
     return 0

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from modelsync.config import NAME_RE
+from modelsync.config import NAME_RE, StrictYaml
 from modelsync.errors import ModelsyncError
 from modelsync.seed.locate import Requirement
 
@@ -112,51 +110,17 @@ def parse_only(value: str | None) -> list[str]:
 
 
 def load_catalog(path: Path | str | None = None) -> Catalog:
-    path = Path(path) if path else BUNDLED_CATALOG
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelsyncError(f"catalog {path} not found; pass --catalog FILE or set MODELSYNC_CATALOG") from None
-    except OSError as err:
-        raise ModelsyncError(f"catalog {path} cannot be read ({err.strerror}); check the path and its permissions") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ModelsyncError(f"catalog {path}: {problem}{where}; fix the YAML syntax") from None
-    return _Parser(path).catalog(doc)
+    parser = _Parser(Path(path) if path else BUNDLED_CATALOG)
+    return parser.catalog(parser.read("pass --catalog FILE or set MODELSYNC_CATALOG"))
 
 
-class _Parser:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, where: str, problem: str, fix: str) -> ModelsyncError:
-        return ModelsyncError(f"catalog {self.path}: {where}: {problem}; {fix}")
-
-    def mapping(self, value: Any, where: str, *, required: set[str], optional: set[str] = frozenset()) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected a mapping, got {type(value).__name__}", "see the format at the top of the bundled catalog")
-        missing_keys = sorted(required - value.keys())
-        if missing_keys:
-            raise self.fail(where, f"missing {', '.join(missing_keys)}", "add the key(s)")
-        unknown = sorted(str(k) for k in value.keys() - required - optional)
-        if unknown:
-            allowed = ", ".join(sorted(required | optional))
-            raise self.fail(where, f"unknown key(s) {', '.join(unknown)}", f"use only: {allowed}")
-        return value
+class _Parser(StrictYaml):
+    label, format_hint = "catalog", "see the format at the top of the bundled catalog"
 
     def positive_int(self, value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(where, f"must be a positive whole number, got {value!r}", "fix the value")
         return value
-
-    def text(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(where, f"must be a non-empty string, got {value!r}", "quote the value in YAML")
-        return value.strip()
 
     # -- document -------------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                         help="seed these entries, enabled or not (env MODELSYNC_SEED_ONLY; default the enabled ones)")
     parser.add_argument("--efs-root", default=config.env("MODELSYNC_EFS_ROOT"), metavar="DIR",
                         help="EFS mirror root to update after publishing (env MODELSYNC_EFS_ROOT)")
+    parser.add_argument("--mirror-pins", default=config.env("MODELSYNC_MIRROR_PINS"), metavar="NAME@VERSION,...",
+                        help="versions the service pins: kept present in the EFS mirror next to LATEST, without "
+                             "moving its links (env MODELSYNC_MIRROR_PINS; the seeding task sets it)")
     parser.add_argument("--zenodo-url", default=config.env("ZENODO_URL", DEFAULT_ZENODO_URL),
                         help=f"Zenodo base URL (env ZENODO_URL, default {DEFAULT_ZENODO_URL})")
     parser.add_argument("--workdir", default=None, metavar="DIR",
@@ -41,6 +44,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
     selected = catalog.select(parse_only(args.only))
+    pins = tuple(parse_only(args.mirror_pins))
+    for spec in pins:
+        if config.parse_model_spec(spec)[1] is None:
+            raise ModelsyncError(f"--mirror-pins / MODELSYNC_MIRROR_PINS entry {spec!r} has no version: "
+                                 "give NAME@VERSION (only pinned versions are kept beside LATEST)")
+    if pins and not args.efs_root:
+        raise ModelsyncError("--mirror-pins / MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT: "
+                             "pinned versions are kept in the EFS mirror")
     if args.list:
         print(format_catalog(catalog, selected))
         return 0
@@ -59,7 +70,7 @@ def run(args) -> int:
             zenodo=ZenodoClient(args.zenodo_url), concurrency=workers,
             part_size=_common.part_size(args), progress=_common.make_progress(args),
         )
-        report = seeder.run(selected, efs_root=args.efs_root)
+        report = seeder.run(selected, efs_root=args.efs_root, mirror_pins=pins)
     print(format_report(report))
     sys.stdout.flush()
     if report.stopped:

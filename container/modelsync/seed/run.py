@@ -62,15 +62,17 @@ class MirrorOutcome:
     seconds: float = 0.0
     error: str | None = None
     versions: dict[str, str] = field(default_factory=dict)  # model -> version the mirror was brought to
+    pins: list[str] = field(default_factory=list)  # NAME@VERSION kept present for the service (not linked)
     stopped: Stopped | None = None
 
-    def add(self, result: PullResult | None) -> None:
+    def add(self, result: PullResult | None, *, linked: bool = True) -> None:
         if result is None:
             return
         self.files += result.downloaded_files
         self.bytes += result.downloaded_bytes
         self.skipped_files += result.skipped_files
-        self.versions.update((m.name, m.version) for m in result.models)
+        if linked:
+            self.versions.update((m.name, m.version) for m in result.models)
 
 
 @dataclass
@@ -96,7 +98,8 @@ class Seeder:
         self.concurrency, self.part_size = concurrency, part_size
         self.progress = progress
 
-    def run(self, entries: list[CatalogEntry], *, efs_root: str | None = None) -> SeedReport:
+    def run(self, entries: list[CatalogEntry], *, efs_root: str | None = None,
+            mirror_pins: tuple[str, ...] = ()) -> SeedReport:
         self._check_bucket()
         report = SeedReport()
         for index, entry in enumerate(entries):
@@ -115,7 +118,8 @@ class Seeder:
             else:
                 log.info("%s: %s %s (%.1f s)", entry.name, outcome.status, outcome.version, outcome.seconds)
         if efs_root:
-            report.mirror = self.mirror(efs_root, [m for m in report.models if m.version and m.status != "failed"])
+            report.mirror = self.mirror(efs_root, [m for m in report.models if m.version and m.status != "failed"],
+                                        mirror_pins)
             if report.mirror.stopped:
                 report.stopped = report.mirror.stopped
         return report
@@ -205,14 +209,21 @@ class Seeder:
 
     # -- EFS mirror and preflight ---------------------------------------------------------------
 
-    def mirror(self, efs_root: str, seeded: list[ModelOutcome]) -> MirrorOutcome:
+    def mirror(self, efs_root: str, seeded: list[ModelOutcome], pins: tuple[str, ...] = ()) -> MirrorOutcome:
         """Bring the mirror to each model's LATEST as read now, not the version this run saw: another
-        seed may have published a newer one since, and its own mirror step may already be done."""
+        seed may have published a newer one since, and its own mirror step may already be done. The
+        service's pinned versions (NAME@VERSION) are made present too, without moving the links: tasks
+        in efs mode link those version directories directly."""
         outcome = MirrorOutcome(root=efs_root, ok=True)
-        if not seeded:
+        if not seeded and not pins:
             return outcome
         started = time.monotonic()
         try:
+            if pins:
+                outcome.add(pull(self.client, self.bucket, efs_root, list(pins), prefix=self.prefix,
+                                 concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
+                                 switch=False), linked=False)
+                outcome.pins = list(pins)
             self._mirror_latest(efs_root, [m.name for m in seeded], outcome)
         except ModelsyncError as err:  # JobFailed included: the other models were still pulled
             outcome.ok, outcome.error = False, str(err)
@@ -226,6 +237,8 @@ class Seeder:
 
     def _mirror_latest(self, efs_root: str, names: list[str], outcome: MirrorOutcome) -> None:
         pending = names
+        if not pending:
+            return
         for _ in range(MIRROR_ROUNDS):
             try:
                 result = pull(self.client, self.bucket, efs_root, pending, prefix=self.prefix,
@@ -275,6 +288,8 @@ def format_report(report: SeedReport) -> str:
         state = "ok" if mirror.ok else "FAILED"
         lines.append(f"EFS mirror {mirror.root}: {state}, {mirror.files} files ({human_bytes(mirror.bytes)}) copied, "
                      f"{mirror.skipped_files} already in place, {mirror.seconds:.1f} s")
+        if mirror.pins:
+            lines.append(f"EFS mirror keeps the service's pinned versions: {', '.join(mirror.pins)}")
         lines += [f"EFS mirror has {m.name} at {mirror.versions[m.name]}, the LATEST published after this run saw "
                   f"{m.version} (another seed or publish)"
                   for m in report.models if m.name in mirror.versions and mirror.versions[m.name] != m.version]
