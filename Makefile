@@ -74,6 +74,7 @@ bench: install-dev
 	$(PY) -m pip install -q -r bench/requirements.txt
 	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/seed.py $(SEED_BENCH_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache

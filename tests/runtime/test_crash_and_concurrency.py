@@ -34,12 +34,8 @@ def assert_old_version_intact(dest):
 
 
 @pytest.fixture
-def two_versions(client, bucket, publish, tmp_path):
-    v1 = publish("m", V1)
-    dest = tmp_path / "d"
-    pull(client, bucket, dest)
-    v2 = publish("m", V2)
-    return dest, v1, v2
+def two_versions(pulled_then_published):
+    return pulled_then_published(V1, V2)
 
 
 def test_a_pull_killed_mid_way_keeps_the_old_version_and_the_next_pull_completes(

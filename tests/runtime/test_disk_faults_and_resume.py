@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from modelsync.pull import pull
 from modelsync.store import LocalStore
 from modelsync.verify import verify
 
@@ -27,12 +26,8 @@ V2_BYTES = sum(len(d) for d in V2.values())
 
 
 @pytest.fixture
-def two_versions(client, bucket, publish, tmp_path):
-    v1 = publish("m", V1)
-    dest = tmp_path / "d"
-    pull(client, bucket, dest)
-    v2 = publish("m", V2)
-    return dest, v1, v2
+def two_versions(pulled_then_published):
+    return pulled_then_published(V1, V2)
 
 
 def faulty(**settings) -> dict:
