@@ -16,10 +16,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The CDK app imports modelsync's pure modules (layouts, the version rule) at synth: one rule for both.
-$(VENV)/.deps: $(VENV)/bin/python requirements.txt container/pyproject.toml
+# The app (stacks/) is built from the construct library (model_delivery, pyproject.toml), which imports
+# modelsync's pure modules (layouts, the name rules): both installed editable, their pins come first.
+$(VENV)/.deps: $(VENV)/bin/python requirements.txt pyproject.toml container/pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e ./container
+	$(PY) -m pip install -q --no-deps -e ./container -e .
 	touch $@
 
 $(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt container/requirements.txt

@@ -8,8 +8,8 @@ import sys
 
 import aws_cdk as cdk
 
+from model_delivery.errors import ModelDeliveryError
 from stacks.assembly import build, enable_nag
-from stacks.errors import SettingsError
 from stacks.settings import load_settings
 
 
@@ -18,7 +18,7 @@ def main() -> int:
     try:
         settings = load_settings(app.node.try_get_context)
         build(app, settings)
-    except SettingsError as error:
+    except ModelDeliveryError as error:  # a bad setting (SettingsError) or a construct's bad prop
         print(f"model-delivery: error: {error}", file=sys.stderr)
         return 2
     enable_nag(app)

@@ -1,1 +1,1 @@
-"""CDK stacks and constructs of the model delivery app (entry point: app.py)."""
+"""This app's stacks (entry point: app.py): settings from cdk.json, composed from the model_delivery library."""

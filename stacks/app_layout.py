@@ -1,12 +1,12 @@
-"""The app's view of its models (setting `app_layout`): the layouts are the runtime's own data
-(container/modelsync/layouts.yaml, read by modelsync.layouts), so synth checks exactly what the init
-container will build: every served model can be placed, and the layout's environment for the app does
-not collide with `app_environment`."""
+"""The app's view of its models (setting `app_layout`), checked at synth the way the library checks it
+(every served model placeable, by the runtime's own layouts), reported as this app's settings."""
 
 from __future__ import annotations
 
 from modelsync.errors import ModelsyncError
 from modelsync.layouts import Layout, load_layouts
+
+from model_delivery.specs import names_of
 
 from stacks.errors import SettingsError
 from stacks.settings import Settings
@@ -14,12 +14,12 @@ from stacks.settings import Settings
 
 def app_layout(settings: Settings) -> Layout:
     """The layout the init container builds the view with; SettingsError (one line) when it cannot."""
-    try:
+    try:  # the rule ModelDelivery applies too, reported as this app's setting
         layout = load_layouts().get(settings.app_layout)
     except ModelsyncError as exc:
         raise SettingsError(f"setting 'app_layout' = {settings.app_layout!r} is not allowed: {exc}") from None
     try:
-        layout.check(list(settings.served_names))
+        layout.check(names_of(settings.served_models))
     except ModelsyncError as exc:
         raise SettingsError(f"setting 'app_layout' = {settings.app_layout!r} does not fit the served models: {exc} "
                             "(or choose service_models the layout can place)") from None

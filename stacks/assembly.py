@@ -8,16 +8,17 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.containers import CONTAINER_DIR
+from model_delivery.seeding import SEED_RUNNER_DIR
+
+from stacks.images import CONTAINER_DIR
 from stacks.network import NetworkStack
-from stacks.seeding import SEED_RUNNER_DIR
 from stacks.service import ServiceStack
 from stacks.settings import Settings
 from stacks.storage import StorageStack
 
 
 @dataclass(frozen=True)
-class ModelDelivery:
+class StageStacks:
     network: NetworkStack
     storage: StorageStack
     service: ServiceStack
@@ -32,7 +33,7 @@ def stack_id(stage: str, part: str) -> str:
 
 
 def build(app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_DIR,
-          seed_runner_dir: Path = SEED_RUNNER_DIR) -> ModelDelivery:
+          seed_runner_dir: Path = SEED_RUNNER_DIR) -> StageStacks:
     env = cdk.Environment(account=settings.account, region=settings.region)
     network = NetworkStack(app, stack_id(settings.stage, "Network"), settings=settings, env=env,
                            description=f"Model delivery ({settings.stage}): VPC and security groups")
@@ -45,7 +46,7 @@ def build(app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_D
                            description=f"Model delivery ({settings.stage}): ECS service, seeding task, seed runner")
     for key, value in {**settings.tags, "stage": settings.stage}.items():
         cdk.Tags.of(app).add(key, value)
-    return ModelDelivery(network=network, storage=storage, service=service)
+    return StageStacks(network=network, storage=storage, service=service)
 
 
 def enable_nag(app: cdk.App) -> None:

@@ -1,6 +1,9 @@
-"""The one exception the CDK app turns into a one-line error (app.py prints it, exits 2)."""
+"""The exception the CDK app turns into a one-line error (app.py prints it, exits 2)."""
+
+from model_delivery.errors import ModelDeliveryError
 
 
-class SettingsError(Exception):
-    """A deployment setting, the model catalog, or a file the app builds from (container/Dockerfile,
-    lambdas/seed_runner/handler.py) is invalid or missing; the message names it and the fix."""
+class SettingsError(ModelDeliveryError):
+    """A deployment setting, the model catalog, or a file the app builds from (container/Dockerfile) is
+    invalid or missing; the message names it and the fix. The constructs' own ModelDeliveryError (a bad
+    prop) is printed the same way."""

@@ -1,15 +1,11 @@
-"""The Fargate model service: the app container (the demo `modelsync serve`, or any image: settings app_*)
-and the init container that gets its models ready first, in either delivery mode.
+"""The Fargate model service of this app: the task definition, the app container (the demo `modelsync
+serve`, or any image: settings app_*), model delivery attached to it (the library's ModelDelivery: the
+init container, the view, IAM), and the service with its circuit breaker and autoscaling.
 
 s3:  init `modelsync pull` fills the task-local store at /models from the bucket;
 efs: the store is the EFS mirror's access point, mounted read-only; init `modelsync verify` checks it.
-
-Then the init container builds the app's *view* (modelsync view, layout `app_layout`) in a task-local
-volume: links to the verified version directories, arranged the way the app expects. The app starts
-only after the init container exited 0 (dependsOn SUCCESS), mounts the view read-only at
-app_models_path (writable only for layouts that need it, e.g. PaddleX's cache home) and the store
-read-only at /models, where the view's links point. Pinned versions (service_models NAME@VERSION) are
-in the task definition: a deploy is the model rollout, and the circuit breaker rolls both back.
+Pinned versions (service_models NAME@VERSION) are in the task definition: a deploy is the model rollout,
+and the circuit breaker rolls both back.
 """
 
 from __future__ import annotations
@@ -19,37 +15,37 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from modelsync.layouts import Layout
+
+from model_delivery import ModelDelivery, ModelStore
+from model_delivery.contract import STORE_PATH
+from model_delivery.logs import log_group
+from model_delivery.policies import ecs_tasks_principal
+from model_delivery.tasks import add_modelsync_container, add_scratch, add_task_container, fargate_task_definition
 
 from stacks.app_layout import app_layout
-from stacks.containers import (MODELS_PATH, MODELS_VOLUME, add_efs_volume, add_modelsync_container, add_scratch,
-                               add_task_container, fargate_task_definition, scratch_volume)
-from stacks.log_groups import log_group
-from stacks.policies import MODELS_PREFIX, ecs_tasks_principal, mirror_access
-from stacks.settings import VIEW_PATH, Settings
-from stacks.storage import StorageStack
+from stacks.settings import Settings
 
 APP_CONTAINER = "app"
-VIEW_VOLUME = "model-view"
 
 
 class ModelService(Construct):
     def __init__(self, scope: Construct, id: str, *, settings: Settings, cluster: ecs.ICluster,
-                 storage: StorageStack, modelsync_image: ecs.ContainerImage, app_image: ecs.ContainerImage,
+                 store: ModelStore, modelsync_image: ecs.ContainerImage, app_image: ecs.ContainerImage,
                  subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup) -> None:
         super().__init__(scope, id)
-        layout = app_layout(settings)
-        self.log_group = log_group(self, "Logs", settings)
+        app_layout(settings)  # one-line settings errors before the library's checks
+        self.log_group = log_group(self, "Logs", settings.log_retention_days)
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   description=f"Model service ({settings.delivery_mode} mode): reads models only")
         self.task_definition = fargate_task_definition(
             self, "TaskDefinition", cpu=settings.service_cpu, memory_mib=settings.service_memory_mib,
             ephemeral_storage_gib=settings.ephemeral_storage_gib, task_role=self.task_role)
-        models_env = {"MODELSYNC_DEST": MODELS_PATH, "MODELSYNC_MODELS": ",".join(settings.served_models)}
-        self.init = self._init_container(settings, storage, modelsync_image, layout.name, models_env)
-        self.app = self._app_container(settings, app_image, layout, models_env)
-        self.app.add_container_dependencies(ecs.ContainerDependency(
-            container=self.init, condition=ecs.ContainerDependencyCondition.SUCCESS))
+        self.app = self._app_container(settings, app_image)
+        self.delivery = ModelDelivery(
+            self, "Delivery", task_definition=self.task_definition, app_container=self.app, store=store,
+            image=modelsync_image, models=settings.served_models, mode=settings.delivery_mode,
+            layout=settings.app_layout, models_path=settings.app_models_path, log_group=self.log_group)
+        self.init = self.delivery.init
 
         # Before the first seed there is nothing to pull or verify: every task would fail and the first
         # deploy would roll back. start_service=false deploys the service with no tasks (and lets
@@ -75,6 +71,7 @@ class ModelService(Construct):
                                                      max_capacity=settings.max_capacity)
         scaling.scale_on_cpu_utilization("CpuTarget", target_utilization_percent=settings.target_cpu_percent)
 
+<<<<<<< HEAD
     def _init_container(self, settings: Settings, storage: StorageStack, image: ecs.ContainerImage,
                         layout: str, models_env: dict[str, str]) -> ecs.ContainerDefinition:
         view_env = {"MODELSYNC_VIEW": VIEW_PATH, "MODELSYNC_LAYOUT": layout}
@@ -106,26 +103,27 @@ class ModelService(Construct):
     def _app_container(self, settings: Settings, image: ecs.ContainerImage, layout: Layout,
                        models_env: dict[str, str]) -> ecs.ContainerDefinition:
         environment = {**layout.app_environment(settings.app_models_path), **settings.app_environment}
+=======
+    def _app_container(self, settings: Settings, image: ecs.ContainerImage) -> ecs.ContainerDefinition:
+>>>>>>> main
         if settings.demo_app:
             app = add_modelsync_container(
                 self.task_definition, APP_CONTAINER, image=image, command=["modelsync", "serve"],
                 log_group=self.log_group, stream_prefix="service",
-                environment={**environment, **models_env, "MODELSYNC_PORT": str(settings.app_port)},
+                environment={**settings.app_environment, "MODELSYNC_DEST": STORE_PATH,
+                             "MODELSYNC_MODELS": ",".join(settings.served_models),
+                             "MODELSYNC_PORT": str(settings.app_port)},
                 health_check=_health_check(settings, ["CMD", "modelsync", "healthcheck"]),
                 stop_timeout_seconds=settings.app_stop_timeout_seconds)
         else:  # the team's own image: its own user and command; nothing of modelsync inside it
             app = add_task_container(
                 self.task_definition, APP_CONTAINER, image=image, command=list(settings.app_command),
-                log_group=self.log_group, stream_prefix="service", environment=environment, user=None,
+                log_group=self.log_group, stream_prefix="service", environment=dict(settings.app_environment),
+                user=None,
                 health_check=(_health_check(settings, list(settings.app_health_command))
                               if settings.app_health_command else None),
                 stop_timeout_seconds=settings.app_stop_timeout_seconds)
         app.add_port_mappings(ecs.PortMapping(container_port=settings.app_port, protocol=ecs.Protocol.TCP))
-        app.add_mount_points(
-            # The view's links point into the store: the app mounts it where the init container did.
-            ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH, read_only=True),
-            ecs.MountPoint(source_volume=VIEW_VOLUME, container_path=settings.app_models_path,
-                           read_only=not layout.app_writable))
         for index, path in enumerate(settings.app_writable_paths):
             add_scratch(app, self.task_definition, f"{APP_CONTAINER}-writable-{index}", path)
         return app
@@ -135,4 +133,3 @@ def _health_check(settings: Settings, command: list[str]) -> ecs.HealthCheck:
     # ECS ignores a Dockerfile HEALTHCHECK: only this one counts. Its start period is at most 300 s.
     return ecs.HealthCheck(command=command, interval=cdk.Duration.seconds(30), timeout=cdk.Duration.seconds(5),
                            retries=3, start_period=cdk.Duration.seconds(min(settings.app_start_seconds, 300)))
-

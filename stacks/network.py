@@ -14,9 +14,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from stacks import nag
+from model_delivery import nag
+from model_delivery.logs import log_group
+
 from stacks.errors import SettingsError
-from stacks.log_groups import log_group
 from stacks.settings import Settings
 
 EC23_REASONS = {
@@ -88,7 +89,7 @@ class NetworkStack(cdk.Stack):
         self.security_groups = ModelSecurityGroups(self, "SecurityGroups", vpc=self.vpc, settings=settings)
 
     def _new_vpc(self, settings: Settings) -> ec2.Vpc:
-        flow_log_group = log_group(self, "FlowLogs", settings)
+        flow_log_group = log_group(self, "FlowLogs", settings.log_retention_days)
         return ec2.Vpc(
             self, "Vpc",
             max_azs=settings.max_azs,

@@ -1,5 +1,6 @@
-"""Service stack: ECR repository, ECS cluster, the model service, the seeding task, the seed runner
-and (optionally) the auto-seed, plus the outputs operators and `tools/seed.py` read."""
+"""Service stack: ECR repository, ECS cluster, the model service (with the library's ModelDelivery), the
+optional load balancer, the library's ModelSeeding (seeding task, seed runner, optional auto-seed), plus the
+outputs operators, `tools/seed.py` and `tools/pins.py` read."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from stacks.containers import CONTAINER_DIR, app_image, images
+from model_delivery import ModelSeeding
+from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
+
+from stacks.images import CONTAINER_DIR, app_image, modelsync_images
 from stacks.ingress import ModelServiceIngress
 from stacks.model_service import APP_CONTAINER, ModelService
 from stacks.network import NetworkStack
-from stacks.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX, AutoSeed, SeedingTask, SeedRunner
 from stacks.settings import Settings
 from stacks.storage import StorageStack, stateful_removal_policy
 
@@ -38,11 +41,12 @@ class ServiceStack(cdk.Stack):
                                                max_image_count=settings.ecr_max_image_count)],
             removal_policy=removal_policy,
         )
-        service_image, seeding_image = images(settings, self.repository, container_dir)
+        service_image, seeding_image = modelsync_images(settings, self.repository, container_dir)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=network.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)
+        store = storage.store
         self.model_service = ModelService(self, "ModelService", settings=settings, cluster=self.cluster,
-                                          storage=storage, modelsync_image=service_image,
+                                          store=store, modelsync_image=service_image,
                                           app_image=app_image(self, settings, self.repository, service_image),
                                           subnets=subnets, security_group=security_groups.service)
         self.ingress = None
@@ -50,17 +54,15 @@ class ServiceStack(cdk.Stack):
             self.ingress = ModelServiceIngress(self, "Ingress", settings=settings, vpc=network.vpc,
                                                security_group=security_groups.load_balancer,
                                                service=self.model_service.service, container_name=APP_CONTAINER,
-                                               access_logs=storage.models.access_logs)
-        self.seeding = SeedingTask(self, "Seeding", settings=settings, storage=storage, image=seeding_image)
-        self.seed_runner = SeedRunner(self, "SeedRunner", settings=settings, cluster=self.cluster,
-                                      seeding=self.seeding, subnets=private_subnets,
-                                      security_group=security_groups.seed, code_dir=seed_runner_dir)
-        if settings.seed_on_deploy:
-            auto_seed = AutoSeed(self, "AutoSeed", settings=settings, runner=self.seed_runner)
-            # The first invoke can start the task during this very deploy: its task role (EFS mount and
-            # write, models/ write) and execution role (image pull, logs) must exist with their policies.
-            auto_seed.node.add_dependency(self.seeding.task_role,
-                                          self.seeding.task_definition.obtain_execution_role())
+                                               access_logs=store.access_logs)
+        # "Default": the seeding resources keep the logical ids they had before they became a library.
+        self.seeding = ModelSeeding(
+            self, "Default", cluster=self.cluster, store=store, image=seeding_image, subnets=private_subnets,
+            security_group=security_groups.seed, seed_models=settings.seed_models,
+            mirror_pins=settings.pinned_models, catalog_names=settings.catalog_names, cpu=settings.seed_cpu,
+            memory_mib=settings.seed_memory_mib, ephemeral_storage_gib=settings.seed_ephemeral_storage_gib,
+            log_retention_days=settings.log_retention_days, seed_on_deploy=settings.seed_on_deploy,
+            fingerprint=settings.seed_fingerprint, code_dir=seed_runner_dir)
 
         self._outputs(settings, network, storage, private_subnets)
 
@@ -71,14 +73,14 @@ class ServiceStack(cdk.Stack):
             # Read by tools/seed.py: keys fixed by docs/contracts.md.
             "ClusterName": self.cluster.cluster_name,
             "ServiceName": self.model_service.service.service_name,
-            "SeedTaskDefinitionArn": self.seeding.task_definition.task_definition_arn,
-            "SeedRunnerFunctionName": self.seed_runner.function.function_name,
-            "SeedLogGroupName": self.seeding.log_group.log_group_name,
+            "SeedTaskDefinitionArn": self.seeding.task.task_definition.task_definition_arn,
+            "SeedRunnerFunctionName": self.seeding.runner.function.function_name,
+            "SeedLogGroupName": self.seeding.task.log_group.log_group_name,
             "SeedContainerName": SEED_CONTAINER,
             "SeedLogStreamPrefix": SEED_STREAM_PREFIX,
             "RepositoryUri": self.repository.repository_uri,
-            "ModelsBucketName": storage.models.bucket.bucket_name,
-            "FileSystemId": storage.mirror.file_system.file_system_id,
+            "ModelsBucketName": storage.store.bucket.bucket_name,
+            "FileSystemId": storage.store.require_mirror("the outputs").file_system.file_system_id,
             # For operators.
             "DeliveryMode": settings.delivery_mode,
             "ServiceTaskDefinitionArn": self.model_service.task_definition.task_definition_arn,
@@ -86,7 +88,7 @@ class ServiceStack(cdk.Stack):
             "ServiceSecurityGroupId": groups.service.security_group_id,
             "SeedSecurityGroupId": groups.seed.security_group_id,
             "FileSystemSecurityGroupId": groups.file_system.security_group_id,
-            "ModelsAccessPointId": storage.mirror.access_point.access_point_id,
+            "ModelsAccessPointId": storage.store.require_mirror("the outputs").access_point.access_point_id,
         }
         if self.ingress is not None:
             outputs["ServiceUrl"] = self.ingress.url

@@ -9,7 +9,6 @@ the bad value and what is allowed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -19,32 +18,19 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from modelsync.config import VERSION_RE  # one rule for versions: what the runtime accepts
+from model_delivery.catalog import DEFAULT_CATALOG, Catalog, load_catalog
+from model_delivery.contract import SCRATCH_PATH, STORE_PATH
+from model_delivery.errors import ModelDeliveryError
+from model_delivery.logs import LOG_RETENTION_DAYS
+from model_delivery.seeding import seed_fingerprint
+from model_delivery.specs import check_pins
+from model_delivery.tasks import EPHEMERAL_RANGE_GIB, FARGATE_DEFAULT_EPHEMERAL_GIB, fargate_size_problem
 
 from stacks.app_image import parse_app_image
-from stacks.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from stacks.errors import SettingsError
 
 CONTEXT_KEY = "model-delivery"
 DEFAULT_STAGE = "dev"
-
-# CloudWatch Logs accepts exactly these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                      2192, 2557, 2922, 3288, 3653)
-
-# Fargate CPU units -> allowed memory (MiB): (lowest, highest, step).
-FARGATE_MEMORY = {
-    256: (512, 2048, None),  # 512, 1024 or 2048 only
-    512: (1024, 4096, 1024),
-    1024: (2048, 8192, 1024),
-    2048: (4096, 16384, 1024),
-    4096: (8192, 30720, 1024),
-    8192: (16384, 61440, 4096),
-    16384: (32768, 122880, 8192),
-}
-
-FARGATE_DEFAULT_EPHEMERAL_GIB = 20  # what a task gets when the template sets nothing
-EPHEMERAL_RANGE_GIB = (21, 200)  # what Fargate accepts when set explicitly
 
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
@@ -56,13 +42,6 @@ CIDR = re.compile(r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$")
 HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}$")  # ALB: 1-1024 characters
 INGRESS = ("none", "internal", "public")
 STOP_TIMEOUT_RANGE = (2, 120)  # seconds; Fargate's maximum stopTimeout is 120
-# Paths in the app container that modelsync owns or that every container gets.
-STORE_PATH = "/models"  # the model store (task volume in s3 mode, the EFS mirror in efs mode)
-SCRATCH_PATH = "/tmp"
-# Where the init container builds the app's view: the modelsync image declares it a VOLUME owned by its
-# user, so the task-local volume starts writable for it (the app mounts the same volume at app_models_path).
-VIEW_PATH = "/var/lib/modelsync/view"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -148,8 +127,7 @@ class Settings:
         """Changes whenever the catalog file or the seed selection changes (drives seed_on_deploy); with
         image_source=ecr also when the image tag changes, since the image carries the catalog it seeds."""
         image = self.image_tag if self.image_source == "ecr" else ""
-        digest = hashlib.sha256(f"{self.catalog_sha256}\n{','.join(self.seeded_models)}\n{image}".encode())
-        return digest.hexdigest()[:32]
+        return seed_fingerprint(self.catalog_sha256, self.seeded_models, image)
 
 
 SETTABLE = tuple(f.name for f in fields(Settings)
@@ -365,27 +343,18 @@ def _validate_ingress(s: Settings) -> None:
 
 
 def _validate_fargate_size(cpu_key: str, memory_key: str, cpu: int, memory: int) -> None:
-    if cpu not in FARGATE_MEMORY:
-        _fail(cpu_key, cpu, f"a Fargate CPU value: {', '.join(map(str, FARGATE_MEMORY))}")
-    low, high, step = FARGATE_MEMORY[cpu]
-    if step is None:
-        if memory not in (512, 1024, 2048):
-            _fail(memory_key, memory, f"512, 1024 or 2048 MiB with {cpu_key} {cpu} (Fargate combinations)")
-    elif not (low <= memory <= high and (memory - low) % step == 0):
-        _fail(memory_key, memory, f"{low} to {high} MiB in steps of {step} with {cpu_key} {cpu} (Fargate combinations)")
+    problem = fargate_size_problem(cpu, memory, cpu_key)
+    if problem:
+        key, value = (cpu_key, cpu) if problem.startswith("a Fargate CPU") else (memory_key, memory)
+        _fail(key, value, f"{problem} (Fargate combinations)")
 
 
 def _check_pins(specs: tuple[str, ...]) -> None:
-    """`NAME` or `NAME@VERSION`, each name once (a version is what `modelsync list` shows)."""
-    names = [spec.partition("@")[0] for spec in specs]
-    for spec in specs:
-        name, sep, version = spec.partition("@")
-        if sep and not (VERSION_RE.fullmatch(version) and ".." not in version):
-            _fail("service_models", spec, "NAME or NAME@VERSION with a version as `modelsync list` or "
-                  "`make pins` shows it (letters, digits, '.', '_', '-')")
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        _fail("service_models", ",".join(twice), "each model once (one version per model and task)")
+    """`NAME` or `NAME@VERSION`, each name once: the library's rule, reported as this setting."""
+    try:
+        check_pins(specs, "'service_models'")
+    except ModelDeliveryError as exc:
+        raise SettingsError(f"setting {exc}") from None
 
 
 def _with_catalog(s: Settings, catalog: Catalog) -> Settings:

@@ -61,10 +61,14 @@ class Fault:
 class FakeZenodo:
     def __init__(self):
         self.records: dict[str, dict[str, bytes]] = {}
-        self.shape = "current"  # "current", "legacy" (2023 migration spellings) or "rdm" (files.entries)
+        # "current" (zenodo.org today: links.self serves the bytes), "legacy" (2023 migration spellings) or
+        # "rdm" (InvenioRDM: files.entries, links.self = the file's metadata JSON, links.content = the bytes)
+        self.shape = "current"
+        self.link_base: str | None = None  # where the API's file links point (default: this server)
         self.wrong_md5: set[str] = set()  # file names whose listed md5 is wrong
         self.missing_content: set[str] = set()  # listed in the record, 404 on download
         self.truncate_once: set[str] = set()  # first download sends half the body and hangs up
+        self.unsized: set[str] = set()  # sent without Content-Length (the body ends when the connection does)
         self.faults: list[Fault] = []
         self.log: list[tuple[str, int]] = []  # (path, status) of every request
         self._lock = threading.RLock()
@@ -78,9 +82,11 @@ class FakeZenodo:
         with self._lock:
             self.records.clear()
             self.shape = "current"
+            self.link_base = None
             self.wrong_md5.clear()
             self.missing_content.clear()
             self.truncate_once.clear()
+            self.unsized.clear()
             self.faults.clear()
             self.log.clear()
 
@@ -95,24 +101,27 @@ class FakeZenodo:
         self.faults.append(Fault(path_pattern, status, {k.replace("_", "-"): v for k, v in headers.items()}, times))
 
     def downloads(self, name: str | None = None) -> list[str]:
-        """Paths of successful archive downloads (optionally of one file)."""
-        return [p for p, s in self.log if s == 200 and "/files/" in p and (name is None or name in p)]
+        """Paths of successful archive downloads (optionally of one file); not the rdm metadata reads."""
+        return [p for p, s in self.log if s == 200 and "/files/" in p and (name is None or name in p)
+                and (p.endswith("/content") or p.startswith("/records/"))]
 
     # -- the API --------------------------------------------------------------------------------
 
+    def file_json(self, record: str, name: str) -> dict:
+        data = self.records[record][name]
+        md5 = hashlib.md5(data + (b"tampered" if name in self.wrong_md5 else b"")).hexdigest()
+        base = f"{self.link_base or self.url}/api/records/{record}/files/{name}"
+        if self.shape == "legacy":
+            # Broken API link, bare checksum, old names: clients must use the fallback URL.
+            return {"filename": name, "filesize": len(data), "checksum": md5,
+                    "links": {"self": f"{self.link_base or self.url}/api/files/broken-bucket-id/{name}"}}
+        # zenodo/zenodo-rdm's legacy serializer: links = {"self": ".../files/<key>/content"};
+        # invenio-rdm-records' file_links_item: "self" -> the file's metadata, "content" -> its bytes.
+        links = {"self": base, "content": f"{base}/content"} if self.shape == "rdm" else {"self": f"{base}/content"}
+        return {"key": name, "size": len(data), "checksum": f"md5:{md5}", "links": links}
+
     def record_json(self, record: str) -> dict:
-        entries = []
-        for name, data in self.records[record].items():
-            md5 = hashlib.md5(data).hexdigest()
-            if name in self.wrong_md5:
-                md5 = hashlib.md5(data + b"tampered").hexdigest()
-            if self.shape == "legacy":
-                # Broken API link, bare checksum, old names: clients must use the fallback URL.
-                entries.append({"filename": name, "filesize": len(data), "checksum": md5,
-                                "links": {"self": f"{self.url}/api/files/broken-bucket-id/{name}"}})
-            else:
-                entries.append({"key": name, "size": len(data), "checksum": f"md5:{md5}",
-                                "links": {"self": f"{self.url}/api/records/{record}/files/{name}/content"}})
+        entries = [self.file_json(record, name) for name in self.records[record]]
         files = {"enabled": True, "entries": entries} if self.shape == "rdm" else entries
         return {"id": int(record), "metadata": {"title": "test record"}, "files": files}
 
@@ -128,16 +137,22 @@ class FakeZenodo:
             def do_GET(self):
                 self._route(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
 
-            def _send(self, status, body=b"", headers=None, *, length=None):
+            def _send(self, status, body=b"", headers=None, *, length=None, sized=True):
                 # Logged before answering: a client may act on the answer before this thread runs on.
                 with fake._lock:
                     fake.log.append((urllib.parse.urlsplit(self.path).path, status))
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body) if length is None else length))
+                if sized:
+                    self.send_header("Content-Length", str(len(body) if length is None else length))
+                else:
+                    self.close_connection = True
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client stopped reading (a download cap)
                 return status
 
             def _route(self, path):
@@ -151,6 +166,10 @@ class FakeZenodo:
                     if m.group(1) not in fake.records:
                         return self._send(404, b'{"status": 404, "message": "PID does not exist."}')
                     body = json.dumps(fake.record_json(m.group(1))).encode()
+                    return self._send(200, body, {"Content-Type": "application/json"})
+                m = re.fullmatch(r"/api/records/(\d+)/files/([^/]+)", path)
+                if m and fake.shape == "rdm" and m.group(2) in fake.records.get(m.group(1), {}):
+                    body = json.dumps(fake.file_json(m.group(1), m.group(2))).encode()
                     return self._send(200, body, {"Content-Type": "application/json"})
                 m = re.fullmatch(r"/api/records/(\d+)/files/([^/]+)/content", path)
                 if m and fake.shape != "legacy":
@@ -169,6 +188,7 @@ class FakeZenodo:
                     self._send(200, data[: len(data) // 2], length=len(data))
                     self.close_connection = True
                     return 200
-                return self._send(200, data, {"Content-Type": "application/octet-stream"})
+                return self._send(200, data, {"Content-Type": "application/octet-stream"},
+                                  sized=name not in fake.unsized)
 
         return Handler

@@ -29,8 +29,8 @@ from modelsync.config import DEFAULT_PREFIX
 from modelsync.errors import ModelsyncError
 from modelsync.manifest import read_latest_version, read_manifest
 from modelsync.s3 import make_client
+from model_delivery.errors import ModelDeliveryError
 from stacks.assembly import stack_id
-from stacks.errors import SettingsError
 from stacks.settings import CONTEXT_KEY, Settings, load_settings
 from tools.seed import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SeedError, read_stack_outputs
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None, *, cloudformation: Any | None = None, ou
         if args.action == "lock":
             return lock(args.cdk_json, settings, client, bucket, out)
         return check(settings, client, bucket, out, err)
-    except SettingsError as exc:
+    except ModelDeliveryError as exc:  # a bad setting or catalog
         print(f"{PROG}: error: {exc}", file=err)
         return EXIT_USAGE
     except (SeedError, ModelsyncError) as exc:

@@ -1,3 +1,3 @@
 """modelsync: deliver ML model files to containers, verified and atomically."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import JobFailed
-from .manifest import created_order, model_prefix, read_latest_version, read_manifest
-from .s3 import list_subprefixes
+from .manifest import created_order, list_model_names, list_version_ids, read_latest_version, read_manifest
 
 
 @dataclass
@@ -24,13 +23,12 @@ class ModelInfo:
     versions: list[VersionInfo] = field(default_factory=list)
 
 
-def list_versions(client, bucket: str, *, prefix: str) -> list[ModelInfo]:
+def list_versions(client, bucket: str, *, prefix: str, warn=None) -> list[ModelInfo]:
+    """Every model and version under prefix; keys that cannot be either are skipped with warn()."""
     models = []
-    for model_dir in list_subprefixes(client, bucket, prefix):
-        name = model_dir[len(prefix):].rstrip("/")
+    for name in list_model_names(client, bucket, prefix, warn=warn):
         info = ModelInfo(name, read_latest_version(client, bucket, name, prefix=prefix))
-        for version_dir in list_subprefixes(client, bucket, model_prefix(prefix, name)):
-            version = version_dir[len(model_prefix(prefix, name)):].rstrip("/")
+        for version in list_version_ids(client, bucket, prefix, name, warn=warn):
             try:
                 manifest = read_manifest(client, bucket, name, version, prefix=prefix)
             except JobFailed:  # unreadable manifest: shown and kept like an incomplete version

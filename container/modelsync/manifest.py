@@ -5,14 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 from .config import DEFAULT_PREFIX, check_name, check_version
 from .errors import JobFailed, ModelsyncError
-from .s3 import get_small_object
+from .s3 import get_small_object, list_subprefixes
 
 VERSION_HEX_CHARS = 16  # 64 bits of the content hash: collisions are not a practical concern
+# Bounds on what is read from the bucket: anything larger was not written by modelsync.
+MAX_LATEST_BYTES = 4096  # {"version": "<16 hex>"} is about 30 bytes
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # ~400,000 files at ~150 bytes per entry
+MAX_MANIFEST_FILES = 200_000  # far beyond any model; also refused by publish
+MAX_FILE_SIZE = 2 ** 63 - 1  # S3's limit is 5 TiB; this is what a 64-bit st_size can hold
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -40,26 +48,52 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, where: str) -> "Manifest":
-        """Parse and validate; refuses paths that would escape the model directory."""
+        """Parse and validate every field's type and range; refuses paths that would escape the
+        model directory. Every problem is one JobFailed line naming `where`."""
+        def bad(problem: str) -> JobFailed:
+            return JobFailed(f"manifest {where} is not a valid modelsync manifest: {problem}; republish the model")
+
         try:
             data = json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's limit
+            raise bad("not valid JSON") from None
+        if not isinstance(data, dict):
+            raise bad("not a JSON object")
+        for key, kind in (("name", str), ("version", str), ("created", str), ("source", dict), ("files", list)):
+            if key in ("name", "version", "files") and key not in data:
+                raise bad(f"no {key!r}")
+            if key in data and not isinstance(data[key], kind):
+                raise bad(f"{key!r} must be {'a string' if kind is str else 'an object' if kind is dict else 'a list'}")
+        try:
             name = check_name(data["name"])
             version = check_version(data["version"], name=name)
-            files = [FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"]).lower()) for f in data["files"]]
-            manifest = cls(name, version, str(data.get("created", "")), dict(data.get("source") or {}), files)
         except ModelsyncError as exc:
             raise JobFailed(f"manifest {where} is invalid: {exc}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise JobFailed(f"manifest {where} is not a valid modelsync manifest ({exc}): republish the model") from None
-        seen = set()
-        for entry in manifest.files:
+        if len(data["files"]) > MAX_MANIFEST_FILES:
+            raise bad(f"lists {len(data['files'])} files, more than the limit of {MAX_MANIFEST_FILES}")
+        files, seen = [], set()
+        for index, raw in enumerate(data["files"]):
+            entry = _file_entry(raw, f"files[{index}]", bad)
             check_relative_path(entry.path, where=where)
             if entry.path in seen:
                 raise JobFailed(f"manifest {where} lists {entry.path!r} twice: republish the model")
             seen.add(entry.path)
-            if entry.size < 0 or len(entry.sha256) != 64 or not all(c in "0123456789abcdef" for c in entry.sha256):
-                raise JobFailed(f"manifest {where} has a bad size or sha256 for {entry.path!r}: republish the model")
-        return manifest
+            files.append(entry)
+        return cls(name, version, data.get("created", ""), dict(data.get("source") or {}), files)
+
+
+def _file_entry(raw, where: str, bad) -> FileEntry:
+    if not isinstance(raw, dict):
+        raise bad(f"{where} must be an object with path, size and sha256")
+    path, size, sha = raw.get("path"), raw.get("size"), raw.get("sha256")
+    if not isinstance(path, str):
+        raise bad(f"{where}.path must be a string")
+    # bool is an int in Python, 1e400 parses as a float (inf): only a true integer in range is a size.
+    if type(size) is not int or not 0 <= size <= MAX_FILE_SIZE:
+        raise bad(f"{where}.size must be a whole number of bytes in 0..2**63-1 (for {path[:200]!r})")
+    if not isinstance(sha, str) or len(sha) != 64 or not _HEX.issuperset(sha.lower()):
+        raise bad(f"{where}.sha256 must be 64 hex digits (for {path[:200]!r})")
+    return FileEntry(path, size, sha.lower())
 
 
 def now_created() -> str:
@@ -132,24 +166,57 @@ def file_key(prefix: str, name: str, version: str, path: str) -> str:
 
 # Reading ------------------------------------------------------------------------------------
 
+def warn_on_stderr(message: str) -> None:
+    print(f"modelsync: warning: {message}", file=sys.stderr, flush=True)
+
+
+def list_model_names(client, bucket: str, prefix: str, *,
+                     warn: Callable[[str, str], None] | None = None) -> list[str]:
+    """Names of the model "folders" under prefix. Keys that cannot be a model (anything a user
+    could not have published: check_name) are skipped with warn(message, key): one stray object
+    must not stop every model from being pulled, listed or pruned."""
+    return _children(client, bucket, prefix, "model name", check_name, warn)
+
+
+def list_version_ids(client, bucket: str, prefix: str, name: str, *,
+                     warn: Callable[[str, str], None] | None = None) -> list[str]:
+    """Version "folders" of one model, with the same rule (check_version) for what is skipped."""
+    return _children(client, bucket, model_prefix(prefix, name), "version",
+                     lambda v: check_version(v, name=name), warn)
+
+
+def _children(client, bucket, parent: str, what: str, check, warn) -> list[str]:
+    warn = warn or (lambda message, _key: warn_on_stderr(message))
+    found = []
+    for key in list_subprefixes(client, bucket, parent):
+        child = key[len(parent):-1]
+        try:
+            found.append(check(child))
+        except ModelsyncError:
+            warn(f"s3://{bucket}: {key!r} is not a valid {what}: skipped", key)
+    return found
+
+
 def read_latest_version(client, bucket: str, name: str, *, prefix: str = DEFAULT_PREFIX) -> str | None:
     key = latest_key(prefix, name)
-    body = get_small_object(client, bucket, key)
+    body = get_small_object(client, bucket, key, max_bytes=MAX_LATEST_BYTES, what="LATEST pointer")
     if body is None:
         return None
     try:
         version = json.loads(body)["version"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
+        version = None
+    if not isinstance(version, str):
         raise JobFailed(f"s3://{bucket}/{key} is not valid JSON with a 'version': republish the model") from None
     try:
-        return check_version(str(version), name=name)
+        return check_version(version, name=name)
     except ModelsyncError as exc:
         raise JobFailed(f"s3://{bucket}/{key}: {exc}") from None
 
 
 def read_manifest(client, bucket: str, name: str, version: str, *, prefix: str = DEFAULT_PREFIX) -> Manifest | None:
     key = manifest_key(prefix, name, version)
-    body = get_small_object(client, bucket, key)
+    body = get_small_object(client, bucket, key, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
     if body is None:
         return None
     manifest = Manifest.from_json(body, where=f"s3://{bucket}/{key}")

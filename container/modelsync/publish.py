@@ -19,7 +19,7 @@ from s3transfer.subscribers import BaseSubscriber
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
-from .manifest import (FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
+from .manifest import (MAX_MANIFEST_FILES, FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
                        now_created, path_problem, read_latest_version, read_manifest, version_prefix)
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
@@ -60,6 +60,9 @@ def scan_directory(directory: str) -> list[str]:
                 raise ModelsyncError(f"cannot publish {os.path.join(directory, rel)!r}: its path {problem}, "
                                      "which pull refuses: rename it")
             paths.append(rel)
+        if len(paths) > MAX_MANIFEST_FILES:  # pull refuses such a manifest: do not publish one
+            raise ModelsyncError(f"{directory} holds more than {MAX_MANIFEST_FILES} files, more than a model may "
+                                 "have: publish the model folder itself, not a folder above it")
     if not paths:
         raise ModelsyncError(f"{directory} contains no files: nothing to publish")
     return sorted(paths)

@@ -16,9 +16,8 @@ from . import resume, stop
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_durable, default_part_size, parse_model_spec
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
-from .manifest import FileEntry, Manifest, file_key, read_latest_version, read_manifest
+from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
-from .s3 import list_subprefixes
 from .store import LocalStore, Record, fsync_dir, stat_key
 
 if TYPE_CHECKING:
@@ -76,7 +75,8 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     store = LocalStore(dest)
     store.ensure()
     store.clean_stale_temps()
-    targets = _resolve(client, bucket, prefix, store, models, switch)
+    targets = _resolve(client, bucket, prefix, store, models, switch,
+                       warn=lambda message, key: progress.event("warning", message=message, key=key))
     result = PullResult()
     failures: list[str] = []
     downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,
@@ -121,12 +121,11 @@ class _Downloads:
             self._downloader.close()
 
 
-def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool) -> list[_Target]:
+def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *, warn=None) -> list[_Target]:
     """Versions and manifests of every requested model: one small request per model when the
     local record already covers the version, so errors come before any download."""
     if models is None:
-        specs = [(p[len(prefix):].rstrip("/"), None) for p in list_subprefixes(client, bucket, prefix)]
-        specs = [(n, v) for n, v in specs if n]
+        specs = [(n, None) for n in list_model_names(client, bucket, prefix, warn=warn)]
         latest_only = True
     else:
         specs = [parse_model_spec(m) for m in models]

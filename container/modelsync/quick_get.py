@@ -7,7 +7,7 @@ returns the body. It answers None (the caller then uses botocore, which also pro
 message) whenever anything is unusual: credentials that are neither environment variables nor the ECS
 task role, a profile or shared credentials file, a proxy, FIPS or dual-stack endpoints, a custom
 endpoint that is not an IP address or localhost, a bucket name that is not DNS-safe, or any answer
-but 200. So it can make a warm pull faster, never different.
+but 200 or 206 (an empty object's 416 included). So it can make a warm pull faster, never different.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ _UNSUPPORTED_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_USE_FIPS_ENDPOINT
                     "HTTP_PROXY", "http_proxy")
 
 
-def get(bucket: str, key: str, *, timeout: float = 5.0) -> bytes | None:
-    """The object's body, or None when botocore should do this request."""
+def get(bucket: str, key: str, *, max_bytes: int, timeout: float = 5.0) -> bytes | None:
+    """The object's first max_bytes + 1 bytes (a ranged GET, as botocore's caller asks), or None
+    when botocore should do this request."""
     try:
         target = _target(bucket, key)
         credentials = _credentials(timeout) if target else None
@@ -46,12 +47,12 @@ def get(bucket: str, key: str, *, timeout: float = 5.0) -> bytes | None:
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
-            connection.request("GET", path, headers=headers)
+            connection.request("GET", path, headers={**headers, "Range": f"bytes=0-{max_bytes}"})
             response = connection.getresponse()
-            body = response.read()
+            body = response.read(max_bytes + 1)
         finally:
             connection.close()
-        return body if response.status == 200 else None
+        return body if response.status in (200, 206) else None
     except (OSError, http.client.HTTPException, ValueError):
         return None
 

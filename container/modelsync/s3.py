@@ -100,24 +100,42 @@ def is_not_found(exc: Exception) -> bool:
     return False
 
 
-def get_small_object(client, bucket: str, key: str) -> bytes | None:
-    """Body of a small object, or None when the key does not exist (a missing bucket still raises)."""
+def get_small_object(client, bucket: str, key: str, *, max_bytes: int, what: str) -> bytes | None:
+    """Body of a small object, or None when the key does not exist (a missing bucket still raises).
+    A ranged GET of max_bytes + 1 bytes: an object larger than max_bytes is refused in one line
+    without being read, whatever its headers say."""
+    where = describe_target(bucket, key)
+    body = None
     if isinstance(client, LazyClient) and client._client is None:
         from . import quick_get
 
-        body = quick_get.get(bucket, key)  # no boto3 import for the one request of a warm pull
-        if body is not None:
-            return body
+        body = quick_get.get(bucket, key, max_bytes=max_bytes)  # no boto3 import for a warm pull's request
+    if body is None:
+        body = _get_small_object_botocore(client, bucket, key, max_bytes)
+        if body is None:
+            return None
+    if len(body) > max_bytes:
+        raise JobFailed(f"{where} is more than {max_bytes} bytes, the most a {what} may have: "
+                        f"not a modelsync {what}; republish the model")
+    return body
+
+
+def _get_small_object_botocore(client, bucket: str, key: str, max_bytes: int) -> bytes | None:
     import botocore.exceptions as bx
 
     try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
+        body = response["Body"].read(max_bytes + 1)
+        response["Body"].close()
     except bx.ClientError as exc:
         if is_not_found(exc):
             return None
+        if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
+            return b""  # S3 answers 416 to any range of an empty object
         raise translate_client_error(exc, bucket=bucket, key=key) from None
     except (bx.BotoCoreError,) as exc:
         raise translate_client_error(exc, bucket=bucket, key=key) from None
+    return body
 
 
 def list_keys(client, bucket: str, prefix: str):

@@ -11,8 +11,10 @@ linked and no partial file visible; `finally` blocks then remove temp files, pin
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
+from typing import Callable
 
 _requested = threading.Event()
 _signal_number: int | None = None
@@ -40,10 +42,25 @@ def _handle(signum, _frame) -> None:
     raise Stopped(signum)
 
 
-def install() -> None:
-    """Route SIGTERM and SIGINT to `Stopped` (main thread only, as Python requires)."""
+def install(on_stop: Callable[[], None] | None = None) -> None:
+    """Route SIGTERM and SIGINT to `Stopped` (main thread only, as Python requires), or, for a command
+    whose main thread runs an event loop that would swallow it (serve), to `on_stop()` instead."""
+    handler = _handle if on_stop is None else functools.partial(_call, on_stop)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _handle)
+        signal.signal(signum, handler)
+
+
+def _call(on_stop: Callable[[], None], signum, _frame) -> None:
+    global _signal_number
+    if not _requested.is_set():
+        _signal_number = signum
+        _requested.set()
+        on_stop()
+
+
+def signal_name() -> str | None:
+    """The signal that asked to stop, e.g. 'SIGTERM' (None while none did)."""
+    return signal.Signals(_signal_number).name if _signal_number else None
 
 
 def requested() -> bool:

@@ -24,8 +24,8 @@ os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "true")
 import aws_cdk as cdk  # noqa: E402  (after the jsii environment above)
 from aws_cdk.assertions import Template  # noqa: E402
 
-from stacks.assembly import ModelDelivery, build  # noqa: E402
-from stacks.seeding import SEED_RUNNER_DIR  # noqa: E402
+from stacks.assembly import StageStacks, build  # noqa: E402
+from model_delivery.seeding import SEED_RUNNER_DIR  # noqa: E402
 from stacks.settings import Settings, load_settings  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -57,7 +57,7 @@ def settings_for(overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> 
 
 def build_app(overrides: dict[str, Any], outdir: Path | None = None, container_dir: Path = FIXTURE_CONTAINER,
               seed_runner_dir: Path = SEED_RUNNER_DIR,
-              catalog: Path = FIXTURE_CATALOG) -> tuple[cdk.App, ModelDelivery]:
+              catalog: Path = FIXTURE_CATALOG) -> tuple[cdk.App, StageStacks]:
     context = {**cdk_json_context(), **AZ_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir) if outdir else None)
     settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=catalog)

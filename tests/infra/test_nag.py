@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cdk_nag import AwsSolutionsChecks
 
-import stacks.nag
+import model_delivery.nag
 from stacks.assembly import enable_nag
 
 from .helpers import CONFIGS, build_app
@@ -37,7 +37,7 @@ def test_the_app_synthesizes_with_nag_enforced(tmp_path):
     ("AwsSolutions-EC23", "internal-ingress"),
 ])
 def test_removing_an_acknowledgment_brings_its_finding_back(monkeypatch, tmp_path, finding, config):
-    real = stacks.nag.acknowledge
+    real = model_delivery.nag.acknowledge
     dropped = []
 
     def all_but_one(construct, finding_id, reason):
@@ -46,7 +46,7 @@ def test_removing_an_acknowledgment_brings_its_finding_back(monkeypatch, tmp_pat
             return
         real(construct, finding_id, reason)
 
-    monkeypatch.setattr(stacks.nag, "acknowledge", all_but_one)
+    monkeypatch.setattr(model_delivery.nag, "acknowledge", all_but_one)
     app, delivery = build_app(CONFIGS[config], outdir=tmp_path)
     assert dropped, f"no acknowledgment matches {finding!r}"
     violations = {v.rule_name for stack in delivery.stacks

@@ -12,8 +12,8 @@ import pytest
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.app_layout import app_layout
-from stacks.catalog import DEFAULT_CATALOG
-from stacks.errors import SettingsError
+from model_delivery.catalog import DEFAULT_CATALOG
+from model_delivery.errors import ModelDeliveryError
 
 from .helpers import PROJECT, Built, containers, env, logical_id, mounts, only, resources, settings_for, task_definition
 
@@ -204,7 +204,7 @@ def test_rolling_back_by_pin_changes_the_pinned_version_in_the_task_definitions_
 # ---- settings -------------------------------------------------------------------------------------
 
 def one_line(overrides: dict, *, layout: bool = False) -> str:
-    with pytest.raises(SettingsError) as caught:
+    with pytest.raises(ModelDeliveryError) as caught:
         settings = settings_for(overrides, DEFAULT_CATALOG)
         if layout:
             app_layout(settings)
@@ -259,5 +259,5 @@ def test_ingress_needs_a_region_at_synth():
     from .helpers import cdk_json_context
 
     context = {**cdk_json_context(), "ingress": "internal"}
-    with pytest.raises(SettingsError, match="needs a region at synth"):
+    with pytest.raises(ModelDeliveryError, match="needs a region at synth"):
         load_settings(context.get, environ={}, catalog_path=DEFAULT_CATALOG)

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from stacks.catalog import load_catalog
-from stacks.errors import SettingsError
+from model_delivery.catalog import load_catalog
+from model_delivery.errors import ModelDeliveryError
 from stacks.settings import Settings
 
 from .helpers import (FIXTURE_CATALOG, Built, actions, build_app, containers, env, logical_id, mounts, only, resources,
@@ -307,7 +307,7 @@ def test_seed_runner_function_matches_the_contract(s3_built):
 
 
 def test_missing_seed_runner_code_is_a_one_line_error(tmp_path):
-    with pytest.raises(SettingsError, match=r"^the seed runner's code .*handler.py is missing: restore lambdas/seed_runner"):
+    with pytest.raises(ModelDeliveryError, match=r"^the seed runner's code .*handler.py is missing: restore lambdas/seed_runner"):
         build_app({}, seed_runner_dir=tmp_path)
 
 
@@ -402,7 +402,7 @@ def test_image_assets_exclude_tests_and_caches_and_seed_with_paddleocr(tmp_path)
 
 
 def test_asset_images_without_a_dockerfile_are_a_one_line_settings_error(tmp_path):
-    with pytest.raises(SettingsError, match=r"^setting 'image_source' = 'asset' builds the image from .* no Dockerfile"):
+    with pytest.raises(ModelDeliveryError, match=r"^setting 'image_source' = 'asset' builds the image from .* no Dockerfile"):
         build_app({}, container_dir=tmp_path)
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from stacks.catalog import DEFAULT_CATALOG, load_catalog
-from stacks.errors import SettingsError
+from model_delivery.catalog import DEFAULT_CATALOG, load_catalog
+from model_delivery.errors import ModelDeliveryError
 from stacks.settings import SETTABLE, Settings, load_settings
 
 from .helpers import ACCOUNT, ENVIRON, FIXTURE_CATALOG, PROJECT, cdk_json_context, settings_for
 
 
 def error_for(overrides: dict, catalog: Path = FIXTURE_CATALOG) -> str:
-    with pytest.raises(SettingsError) as caught:
+    with pytest.raises(ModelDeliveryError) as caught:
         settings_for(overrides, catalog)
     message = str(caught.value)
     assert "\n" not in message, f"error must be one line: {message!r}"
@@ -114,7 +114,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(overrides, names):
 
 def test_existing_vpc_needs_an_explicit_account_and_region():
     context = {**cdk_json_context(), "vpc_id": "vpc-0123456789abcdef0"}
-    with pytest.raises(SettingsError, match="needs an explicit account and region") as caught:
+    with pytest.raises(ModelDeliveryError, match="needs an explicit account and region") as caught:
         load_settings(context.get, environ={}, catalog_path=FIXTURE_CATALOG)
     assert "CDK_DEFAULT_ACCOUNT" in str(caught.value)
     # With an environment the same id is accepted.
@@ -189,7 +189,7 @@ def test_app_py_prints_one_line_and_exits_2_on_a_bad_setting():
 def test_unknown_setting_in_cdk_json_is_named():
     context = cdk_json_context()
     context["model-delivery"]["stages"]["prod"]["desired_cout"] = 3
-    with pytest.raises(SettingsError) as caught:
+    with pytest.raises(ModelDeliveryError) as caught:
         load_settings({**context, "stage": "prod"}.get, environ=ENVIRON, catalog_path=FIXTURE_CATALOG)
     assert str(caught.value).startswith("unknown setting 'desired_cout' in 'model-delivery.stages.prod': allowed are")
 

@@ -100,7 +100,7 @@ class FaultProxy:
         self.fault = lambda method, path, count: None
         self.bytes_per_second: float | None = None  # slows object bodies when set
         self.counts: Counter = Counter()
-        self.body_bytes: Counter = Counter()  # response body bytes sent per (method, path)
+        self.body_bytes: Counter = Counter()  # response body bytes sent, per (method, path)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True

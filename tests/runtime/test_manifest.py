@@ -45,7 +45,7 @@ def test_manifest_round_trip():
 @pytest.mark.parametrize("overrides, message", [
     ({"files": [{"path": "../a", "size": 1, "sha256": "0" * 64}]}, "unsafe path"),
     ({"version": "../../etc"}, "invalid version"),
-    ({"files": [{"path": "a", "size": 1, "sha256": "xyz"}]}, "bad size or sha256"),
+    ({"files": [{"path": "a", "size": 1, "sha256": "xyz"}]}, "sha256 must be 64 hex digits"),
     ({"files": [{"path": "a", "size": 1, "sha256": "0" * 64}] * 2}, "twice"),
     ({"files": "nope"}, "not a valid modelsync manifest"),
 ])

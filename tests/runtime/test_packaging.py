@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from stacks.settings import SCRATCH_PATH, STORE_PATH, VIEW_PATH
+from model_delivery.contract import SCRATCH_PATH, STORE_PATH, VIEW_PATH
 
 from .helpers import CONTAINER
 

@@ -49,7 +49,7 @@ def test_anything_unusual_is_left_to_botocore(monkeypatch, env, bucket):
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-    assert quick_get.get(bucket, "models/m/LATEST") is None
+    assert quick_get.get(bucket, "models/m/LATEST", max_bytes=4096) is None
 
 
 def test_credentials_other_than_the_environment_or_the_task_role_are_left_to_botocore(monkeypatch, tmp_path):

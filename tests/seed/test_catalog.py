@@ -147,3 +147,48 @@ def test_https_source_and_size_bound_override(tmp_path):
     entry = catalog.entries[0]
     assert entry.source == HttpsSource(url="https://example.org/x/h.zip?download=1", sha256=sha)
     assert entry.source.file == "h.zip" and entry.max_extracted_mb == 10 and catalog.select() == []
+
+
+# -- security review, finding B ---------------------------------------------------------------
+
+def https_entry(url: str) -> str:
+    return ("  - name: B\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n"
+            f"    source: {{type: https, url: '{url}', sha256: {'a' * 64}}}\n")
+
+
+@pytest.mark.parametrize("url", [
+    "http://localhost.attacker.example/b.zip",
+    "http://127.0.0.1.attacker.example/b.zip",
+    "http://127.0.0.1@attacker.example/b.zip",
+    "http://[::1].attacker.example/b.zip",
+    "http://localhost:notaport/b.zip",
+    "https:b.zip",
+])
+def test_plain_http_only_to_exactly_the_local_hosts(tmp_path, url):
+    with pytest.raises(ModelsyncError, match=r"is not https; use an https:// URL \(plain http only to 127\.0\.0\.1, "
+                                             r"localhost or \[::1\]\)"):
+        load_catalog(write(tmp_path, HEAD + https_entry(url)))
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/b.zip", "http://localhost/b.zip", "http://[::1]:9/b.zip",
+                                 "http://LOCALHOST/b.zip", "https://example.org/b.zip"])
+def test_local_http_and_https_urls_are_accepted(tmp_path, url):
+    assert load_catalog(write(tmp_path, HEAD + https_entry(url))).entries[0].source.url == url
+
+
+def test_download_cap_and_file_limit_keys(tmp_path):
+    catalog = load_catalog(write(tmp_path, "defaults: {max_extracted_files: 50}\n" + HEAD + GOOD_ENTRY + """\
+  - name: B
+    enabled: true
+    approx_size_mb: 3
+    max_download_mb: 7
+    max_extracted_files: 9
+    family: l2
+    source: {type: zenodo, record: 1, file: B.zip}
+"""))
+    a, b = catalog.entries
+    assert (a.max_extracted_files, a.max_download_mb, a.download_cap_mb) == (50, None, 4)  # 4 x approx_size_mb
+    assert (b.max_extracted_files, b.max_download_mb, b.download_cap_mb) == (9, 7, 7)
+    assert load_catalog(write(tmp_path, HEAD + GOOD_ENTRY)).entries[0].max_extracted_files == 10_000
+    with pytest.raises(ModelsyncError, match=r"models\[0\] \(A\): max_download_mb: must be a positive whole number"):
+        load_catalog(write(tmp_path, HEAD + GOOD_ENTRY + "    max_download_mb: -1\n"))

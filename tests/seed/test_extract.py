@@ -61,9 +61,10 @@ def test_refuses_a_link_to_its_own_parent(tmp_path):
 
 def test_links_inside_the_tree_become_plain_copies(tmp_path):
     extract(tmp_path, make_zip({"m/model_final.pth": b"w", "m/d/x": b"d"},
-                               links={"m/model.pth": "model_final.pth", "m/e": "d", "m/chain": "model.pth"}))
+                               links={"m/model.pth": "model_final.pth", "m/e": "d/x", "m/chain": "model.pth",
+                                      "m/new/dir/y": "../../d/x"}))
     out = tmp_path / "out/m"
-    for path in (out / "model.pth", out / "chain", out / "e/x"):
+    for path in (out / "model.pth", out / "chain", out / "e", out / "new/dir/y"):
         assert path.is_file() and not path.is_symlink()
     assert (out / "chain").read_bytes() == b"w"
 
@@ -71,7 +72,7 @@ def test_links_inside_the_tree_become_plain_copies(tmp_path):
 def test_refuses_archive_expanding_beyond_the_bound(tmp_path):
     data = make_zip({"big.bin": b"\0" * (2 * MB)})  # compresses to a few KB
     assert len(data) < 20_000
-    with pytest.raises(UnsafeArchive, match=r"expands to 2097152 bytes, more than the bound of 1048576"):
+    with pytest.raises(UnsafeArchive, match=r"expands to 2097152 bytes on disk .*, more than the bound of 1048576"):
         extract(tmp_path, data, max_bytes=MB)
 
 
@@ -149,7 +150,9 @@ def test_an_empty_required_file_does_not_count(tmp_path):
 
 def test_link_copies_count_against_the_bound(tmp_path):
     data = make_zip({"m/w.bin": b"\1" * (600 * 1024)}, links={"m/a": "w.bin", "m/b": "w.bin"})
-    with pytest.raises(UnsafeArchive, match="its links expand beyond the bound of 1048576 bytes"):
+    with pytest.raises(UnsafeArchive, match=r"expands to 1847296 bytes on disk \(each file and folder counts at least "
+                                            r"4096 bytes, 1228800 of them for copies of its 2 links\), more than the "
+                                            r"bound of 1048576 bytes"):
         extract(tmp_path, data, max_bytes=MB)
     assert not (tmp_path / "out").exists()
 
@@ -164,3 +167,92 @@ def test_refuses_special_files(tmp_path):
         zf.writestr(info, b"")
     with pytest.raises(UnsafeArchive, match="'m/fifo' is a special file"):
         extract(tmp_path, buffer.getvalue())
+
+
+# -- hostile archives (security review, finding A) ----------------------------------------------
+
+def _link_zip(files: dict[str, bytes], links: dict[str, str]) -> bytes:
+    return make_zip(files, links=links)
+
+
+def doubling_links(levels: int) -> bytes:
+    """d0/f, then d<i>/a and d<i>/b both linking to d<i-1>: 2**levels files from a few entries."""
+    links = {}
+    for i in range(1, levels + 1):
+        links[f"d{i}/a"] = f"../d{i - 1}"
+        links[f"d{i}/b"] = f"../d{i - 1}"
+    return _link_zip({"d0/f": b""}, links)
+
+
+def test_links_to_folders_are_refused_so_a_tiny_archive_cannot_multiply_files(tmp_path):
+    data = doubling_links(10)  # 1024 files and 2047 folders if materialised
+    assert len(data) < 3000
+    with pytest.raises(UnsafeArchive, match=r"^a\.zip: link 'd1/a' points to a folder \('d0'\); links to folders "
+                                            r"are refused"):
+        extract_zip(write(tmp_path, data), tmp_path / "out", max_bytes=MB, max_files=500)
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_file_costs_at_least_one_block(tmp_path):
+    # 300 links to one empty file: 301 files of 0 bytes, but 301 blocks of 4 KiB on disk.
+    data = _link_zip({"m/f": b""}, {f"m/l{i}": "f" for i in range(300)})
+    with pytest.raises(UnsafeArchive, match=r"^a\.zip: expands to \d+ bytes on disk .* more than the bound of "
+                                            r"1048576 bytes; raise max_extracted_mb"):
+        extract(tmp_path, data, max_bytes=MB)
+    assert not (tmp_path / "out").exists()
+
+
+def test_many_empty_files_are_charged_per_block(tmp_path):
+    data = make_zip({f"m/{i}": b"" for i in range(300)})
+    with pytest.raises(UnsafeArchive, match=r"expands to \d+ bytes on disk"):
+        extract(tmp_path, data, max_bytes=MB)
+
+
+def test_file_count_limit_counts_files_links_and_folders(tmp_path):
+    # 10 entries in the archive, but 40 folders: every entry is 4 folders deep.
+    data = make_zip({f"x{i}/a/b/c/f": b"" for i in range(10)})
+    with pytest.raises(UnsafeArchive, match=r"^a\.zip: holds 50 files and folders, more than the limit of 30; "
+                                            r"raise max_extracted_files"):
+        extract_zip(write(tmp_path, data), tmp_path / "out", max_bytes=10 * MB, max_files=30)
+    assert not (tmp_path / "out").exists()
+    # More entries than the limit: refused from the archive's end record, before zipfile lists them.
+    with pytest.raises(UnsafeArchive, match=r"holds 40 files and folders, more than the limit of 30"):
+        extract_zip(write(tmp_path, make_zip({f"{i}": b"" for i in range(40)})), tmp_path / "out",
+                    max_bytes=10 * MB, max_files=30)
+    # Links count as the files they become, and the folder m counts too: 30 entries, 31 on disk.
+    data = _link_zip({"m/f": b"w"}, {f"m/l{i}": "f" for i in range(29)})
+    with pytest.raises(UnsafeArchive, match=r"holds 31 files and folders, more than the limit of 30"):
+        extract_zip(write(tmp_path, data), tmp_path / "out", max_bytes=10 * MB, max_files=30)
+
+
+def test_a_large_link_entry_is_refused_before_its_body_is_read(tmp_path):
+    import tracemalloc
+
+    import stat
+
+    body = 64 * MB  # compresses to about 64 KiB
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("m/f", b"w")
+        info = zipfile.ZipInfo("m/l")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, b"\0" * body, compress_type=zipfile.ZIP_DEFLATED)
+    data = buffer.getvalue()
+    assert len(data) < MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeArchive, match=rf"^a\.zip: link 'm/l' is {body} bytes; a link is at most 4096 bytes"):
+            extract(tmp_path, data, max_bytes=1024 * MB)  # within the size bound: the link check must stop it
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MB, f"peak {peak} bytes: the link body was read"
+
+
+def test_link_chains_and_loops(tmp_path):
+    out = tmp_path / "out"
+    extract(tmp_path, _link_zip({"m/w": b"weights"}, {"m/c": "b", "m/b": "a", "m/a": "w"}))
+    assert {p.name: p.read_bytes() for p in (out / "m").iterdir()} == {n: b"weights" for n in "wabc"}
+    (tmp_path / "loop").mkdir()
+    with pytest.raises(UnsafeArchive, match=r"link 'm/a' is part of a loop of links"):
+        extract(tmp_path / "loop", _link_zip({"m/w": b"w"}, {"m/a": "b", "m/b": "a"}))

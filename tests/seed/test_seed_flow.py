@@ -419,3 +419,42 @@ def test_the_services_pinned_versions_stay_in_the_mirror_beside_latest(zenodo, m
     assert store.read_record(L2, pinned) is not None and not store.missing_files(store.read_record(L2, pinned))
     assert (Path(store.version_dir(L2, pinned)) / "model.joblib").read_bytes() == b"v1"
     assert f"EFS mirror keeps the service's pinned versions: {L2}@{pinned}" in format_report(report)
+
+# -- security review: download caps and file limits from the catalog ---------------------------
+
+def test_a_download_past_the_cap_fails_that_entry_in_one_line(zenodo, make_seeder, s3_client, bucket, tmp_path):
+    """Review finding B: a 30 MiB archive was fetched in full past a 1 MiB estimate."""
+    import os
+
+    big = make_zip({"model.joblib": os.urandom(30 * 1024 * 1024)})
+    zenodo.add(RECORD, "big.zip", big)
+    zenodo.unsized.add("big.zip")  # no Content-Length: only the streaming cap can stop it
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", big)  # the records API lists its size
+    url = f"{zenodo.url}/records/{RECORD}/files/big.zip"
+    catalog = write_catalog(tmp_path, zenodo_entry("PP_L2_material_agnostic", "l2", approx_mb=1),
+                            f"  - name: custom\n    enabled: true\n    approx_size_mb: 2\n    max_download_mb: 5\n"
+                            f"    family: l2\n    source: {{type: https, url: '{url}', "
+                            f"sha256: '{hashlib.sha256(big).hexdigest()}'}}\n")
+
+    report = make_seeder(zenodo.url).run(catalog.select())
+
+    assert [m.status for m in report.models] == ["failed", "failed"]
+    listed, streamed = (m.error for m in report.models)
+    assert listed == (f"PP_L2_material_agnostic: refused: Zenodo {RECORD}/PP_L2_material_agnostic.zip: the source "
+                      f"lists {len(big)} bytes, more than the download cap of 4194304 bytes (max_download_mb: 4 = 4 x "
+                      f"approx_size_mb); raise max_download_mb (or approx_size_mb) for this catalog entry if the "
+                      f"source is trusted")
+    assert streamed.startswith(f"custom: refused: custom ({url}): {url} sent more than the download cap of 5242880 "
+                               f"bytes; stopped there and deleted the partial file (max_download_mb: 5); raise")
+    assert zenodo.downloads("PP_L2") == []  # refused before any request for the bytes
+    assert _object_count(s3_client, bucket) == 0
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_max_extracted_files_reaches_the_extraction(zenodo, make_seeder, tmp_path):
+    zenodo.add(RECORD, "PP_L2_material_agnostic.zip", make_zip({"model.joblib": b"m", "a": b"", "b": b"", "c": b""}))
+    catalog = write_catalog(tmp_path, zenodo_entry("PP_L2_material_agnostic", "l2").replace(
+        "    family:", "    max_extracted_files: 3\n    family:"))
+    report = make_seeder(zenodo.url).run(catalog.select())
+    assert report.models[0].error == ("PP_L2_material_agnostic.zip: holds 4 files and folders, more than the limit of "
+                                      "3; raise max_extracted_files for this catalog entry if the archive is trusted")

@@ -157,3 +157,99 @@ def test_disk_full_while_writing_says_to_free_space(zenodo, client, tmp_path, sl
     with pytest.raises(LocalWriteError, match=r"No space left on device\); free disk space"):
         client.download(client.file(RECORD, "A.zip"), tmp_path / "a.zip")
     assert sleeps.waits == []
+
+
+# -- security review, finding B: download caps, file links from the API ------------------------
+
+MIB = 1024 * 1024
+
+
+def test_invenio_rdm_shape_downloads_links_content_not_the_metadata_in_self(zenodo, client, tmp_path):
+    import json
+    import urllib.request
+
+    data = model_zip("gmm", "CLS_GMM_WS2")
+    zenodo.add(RECORD, "CLS_GMM_WS2.zip", data)
+    zenodo.shape = "rdm"
+    listed = zenodo.record_json(RECORD)["files"]["entries"][0]["links"]
+    with urllib.request.urlopen(listed["self"], timeout=5) as response:  # the real InvenioRDM shape:
+        assert json.loads(response.read())["key"] == "CLS_GMM_WS2.zip"  # self is the file's metadata
+    zenodo.log.clear()
+
+    client.download(client.file(RECORD, "CLS_GMM_WS2.zip"), tmp_path / "a.zip")
+
+    assert (tmp_path / "a.zip").read_bytes() == data
+    assert [p for p, _ in zenodo.log] == [f"/api/records/{RECORD}",
+                                          f"/api/records/{RECORD}/files/CLS_GMM_WS2.zip/content"]
+
+
+def test_file_links_to_another_host_are_ignored_and_the_fallback_is_used(zenodo, client, tmp_path, caplog):
+    from tools.fake_zenodo import FakeZenodo
+
+    elsewhere = FakeZenodo()  # another server: what a tampered answer could point the seeder at
+    try:
+        elsewhere.add(RECORD, "A.zip", b"payload")
+        zenodo.add(RECORD, "A.zip", b"payload")
+        zenodo.link_base = elsewhere.url
+        with caplog.at_level("WARNING", logger="modelsync"):
+            client.download(client.file(RECORD, "A.zip"), tmp_path / "a.zip")
+    finally:
+        elsewhere.close()
+    assert elsewhere.log == []
+    assert zenodo.downloads() == [f"/records/{RECORD}/files/A.zip"]
+    assert f"ignoring the link '{elsewhere.url}/api/records/{RECORD}/files/A.zip/content' for A.zip" in caplog.text
+
+
+@pytest.mark.parametrize("link, followed", [
+    ("https://zenodo.org/api/records/1/files/A.zip/content", True),
+    ("https://ZENODO.org:443/api/records/1/files/A.zip/content", True),
+    ("http://zenodo.org/api/records/1/files/A.zip/content", False),  # plain http
+    ("https://zenodo.org.attacker.example/x", False),
+    ("https://zenodo.org@attacker.example/x", False),
+    ("https://zenodo.org:8443/x", False),
+    ("https://attacker.example/x", False),
+    ("ftp://zenodo.org/x", False),
+])
+def test_only_https_links_on_the_configured_zenodo_host_are_followed(link, followed):
+    doc = {"files": [{"key": "A.zip", "size": 1, "checksum": "md5:" + "0" * 32, "links": {"self": link}}]}
+    urls = ZenodoClient("https://zenodo.org")._parse_files("1", doc)["A.zip"].urls
+    fallback = "https://zenodo.org/records/1/files/A.zip?download=1"
+    assert urls == ((link, fallback) if followed else (fallback,))
+
+
+def test_a_listed_size_over_the_cap_is_refused_before_any_download(zenodo, client, tmp_path):
+    from modelsync.seed.fetch import DownloadTooLarge
+
+    zenodo.add(RECORD, "A.zip", b"x" * (2 * MIB))
+    with pytest.raises(DownloadTooLarge, match=r"^Zenodo 15765516/A.zip: the source lists 2097152 bytes, more than "
+                                               r"the download cap of 1048576 bytes$"):
+        client.download(client.file(RECORD, "A.zip"), tmp_path / "a.zip", max_bytes=MIB)
+    assert zenodo.downloads() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_content_length_over_the_cap_is_refused_before_reading(zenodo, tmp_path, sleeps):
+    from modelsync.seed.fetch import DownloadTooLarge
+
+    zenodo.add(RECORD, "big.zip", b"x" * (3 * MIB))
+    read = []
+    with pytest.raises(DownloadTooLarge, match=r"announces 3145728 bytes \(Content-Length\), more than the download "
+                                               r"cap of 1048576 bytes"):
+        HttpFetcher(RetryPolicy(attempts=2), sleep=sleeps).download(
+            f"{zenodo.url}/records/{RECORD}/files/big.zip", tmp_path / "a.zip", what="big", algorithm="sha256",
+            expected_digest="0" * 64, max_bytes=MIB, progress=read.append)
+    assert read == [] and list(tmp_path.iterdir()) == [] and sleeps.waits == []
+
+
+def test_a_body_without_length_is_cut_off_at_the_cap_and_the_partial_file_deleted(zenodo, tmp_path, sleeps):
+    from modelsync.seed.fetch import DownloadTooLarge
+
+    zenodo.add(RECORD, "endless.zip", b"x" * (30 * MIB))
+    zenodo.unsized.add("endless.zip")
+    read = []
+    with pytest.raises(DownloadTooLarge, match=r"sent more than the download cap of 1048576 bytes; stopped there and "
+                                               r"deleted the partial file"):
+        HttpFetcher(RetryPolicy(attempts=2), sleep=sleeps).download(
+            f"{zenodo.url}/records/{RECORD}/files/endless.zip", tmp_path / "a.zip", what="endless",
+            algorithm="sha256", expected_digest="0" * 64, max_bytes=MIB, progress=read.append)
+    assert sum(read) == MIB + 1  # one byte past the cap proves the body is too long; not a byte more
+    assert list(tmp_path.iterdir()) == [] and sleeps.waits == []

@@ -31,12 +31,13 @@ def run(args) -> int:
         raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT") from None
     print(f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
           file=sys.stderr, flush=True)
-    from ..stop import Stopped
+    from .. import stop
 
+    stop.install(on_stop=server.shutdown)  # ECS stops tasks with SIGTERM: a clean shutdown, exit 0
     try:
         server.serve_forever()
-    except (Stopped, KeyboardInterrupt) as exc:  # ECS stops tasks with SIGTERM: a clean shutdown, exit 0
-        print(f"modelsync serve: {exc or 'interrupted'}, shutting down", file=sys.stderr, flush=True)
     finally:
         server.server_close()
+    if stop.requested():
+        print(f"modelsync serve: stopped by {stop.signal_name()}, shutting down", file=sys.stderr, flush=True)
     return 0

@@ -8,19 +8,24 @@ every problem is reported as one line naming the file, the entry and the fix.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelsync.config import NAME_RE, StrictYaml
 from modelsync.errors import ModelsyncError
+from modelsync.seed.extract import DEFAULT_MAX_FILES
+from modelsync.seed.fetch import is_local_http
 from modelsync.seed.locate import Requirement
 
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PADDLE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DEFAULT_MAX_EXTRACTED_MB = 8192
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# The download cap when an entry sets none: a generous multiple of the estimate (of the extracted
+# size; archives are smaller), so a wrong estimate still passes while an endless body cannot fill the disk.
+DOWNLOAD_CAP_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,12 @@ class CatalogEntry:
     family: str | None = None  # archive sources only
     requirements: tuple[Requirement, ...] = ()
     max_extracted_mb: int = DEFAULT_MAX_EXTRACTED_MB
+    max_extracted_files: int = DEFAULT_MAX_FILES
+    max_download_mb: int | None = None  # None: DOWNLOAD_CAP_FACTOR x approx_size_mb
+
+    @property
+    def download_cap_mb(self) -> int:
+        return self.max_download_mb or DOWNLOAD_CAP_FACTOR * self.approx_size_mb
 
 
 @dataclass(frozen=True)
@@ -126,15 +137,21 @@ class _Parser(StrictYaml):
 
     def catalog(self, doc: Any) -> Catalog:
         doc = self.mapping(doc, "top level", required={"models"}, optional={"defaults", "families"})
-        defaults = self.mapping(doc.get("defaults") or {}, "defaults", required=set(), optional={"max_extracted_mb"})
-        max_mb = self.positive_int(defaults.get("max_extracted_mb", DEFAULT_MAX_EXTRACTED_MB), "defaults.max_extracted_mb")
+        defaults = self.mapping(doc.get("defaults") or {}, "defaults", required=set(),
+                                optional={"max_extracted_mb", "max_extracted_files"})
+        limits = {
+            "max_extracted_mb": self.positive_int(defaults.get("max_extracted_mb", DEFAULT_MAX_EXTRACTED_MB),
+                                                  "defaults.max_extracted_mb"),
+            "max_extracted_files": self.positive_int(defaults.get("max_extracted_files", DEFAULT_MAX_FILES),
+                                                     "defaults.max_extracted_files"),
+        }
         families = self.families(doc.get("families") or {})
         models = doc["models"]
         if not isinstance(models, list) or not models:
             raise self.fail("models", "must be a non-empty list of entries", "add at least one entry")
         entries, seen = [], set()
         for index, raw in enumerate(models):
-            entry = self.entry(raw, index, families, max_mb)
+            entry = self.entry(raw, index, families, limits)
             if entry.name in seen:
                 raise self.fail(f"models[{index}] ({entry.name})", "duplicate name", "give every entry its own name")
             seen.add(entry.name)
@@ -160,18 +177,21 @@ class _Parser(StrictYaml):
             families[str(name)] = tuple(requirements)
         return families
 
-    def entry(self, raw: Any, index: int, families: dict, max_mb: int) -> CatalogEntry:
+    def entry(self, raw: Any, index: int, families: dict, limits: dict[str, int]) -> CatalogEntry:
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"models[{index}]" + (f" ({name})" if isinstance(name, str) else "")
         raw = self.mapping(raw, where, required={"name", "enabled", "approx_size_mb", "source"},
-                           optional={"family", "max_extracted_mb"})
+                           optional={"family", "max_download_mb", *limits})
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise self.fail(where, f"name {name!r} is not a valid model name",
                             "use letters, digits, '.', '_' or '-' (up to 128, starting with a letter or digit)")
         if not isinstance(raw["enabled"], bool):
             raise self.fail(where, f"enabled must be true or false, got {raw['enabled']!r}", "fix the value")
         size = self.positive_int(raw["approx_size_mb"], f"{where}: approx_size_mb")
-        entry_max = self.positive_int(raw.get("max_extracted_mb", max_mb), f"{where}: max_extracted_mb")
+        entry_limits = {key: self.positive_int(raw.get(key, default), f"{where}: {key}")
+                        for key, default in limits.items()}
+        cap = raw.get("max_download_mb")
+        cap = None if cap is None else self.positive_int(cap, f"{where}: max_download_mb")
         source = self.source(raw["source"], f"{where}: source")
         family, requirements = raw.get("family"), ()
         if isinstance(source, PaddleOCRSource):
@@ -183,7 +203,7 @@ class _Parser(StrictYaml):
                 raise self.fail(where, f"family {family!r} is not defined", f"use one of: {known}")
             requirements = families[family]
         return CatalogEntry(name=name, enabled=raw["enabled"], approx_size_mb=size, source=source,
-                            family=family, requirements=requirements, max_extracted_mb=entry_max)
+                            family=family, requirements=requirements, max_download_mb=cap, **entry_limits)
 
     def source(self, raw: Any, where: str) -> Source:
         kind = raw.get("type") if isinstance(raw, dict) else None
@@ -199,8 +219,10 @@ class _Parser(StrictYaml):
         if kind == "https":
             raw = self.mapping(raw, where, required={"type", "url", "sha256"})
             url = self.text(raw["url"], f"{where}.url")
-            if not (url.startswith("https://") or any(url.startswith(f"http://{h}") for h in _LOCAL_HOSTS)):
-                raise self.fail(where, f"url {url!r} is not https", "use an https:// URL")
+            parts = urllib.parse.urlsplit(url)
+            if not (parts.scheme == "https" and parts.hostname) and not is_local_http(url):
+                raise self.fail(where, f"url {url!r} is not https",
+                                "use an https:// URL (plain http only to 127.0.0.1, localhost or [::1])")
             sha = raw["sha256"]
             if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
                 raise self.fail(where, "sha256 must be 64 hex digits",

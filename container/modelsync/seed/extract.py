@@ -1,10 +1,16 @@
-"""Safe zip extraction: every entry is checked before anything is written.
+"""Safe zip extraction: every entry is checked, and the whole tree is sized, before anything is written.
 
-Refused: absolute paths (also `C:` style), `..` components, links whose target leaves the tree,
-device/fifo entries, duplicate entries, and archives that expand beyond a size bound (checked on
-the declared sizes; an entry whose header understates its size fails its CRC check). Links that
-stay inside the tree are materialised as copies, so the extracted tree holds only plain files and
-directories and nothing later follows a link anywhere.
+Refused: absolute paths (also `C:` style), `..` components, links whose target leaves the tree or
+is a folder, link entries over 4 KiB, loops of links, device/fifo entries, duplicate entries, a
+path that is both a file and a folder, and archives beyond the size or file-count bound.
+
+The bounds count what lands on disk: every file (links included: they are materialised as copies
+of the file they lead to) and every folder (also the ones only implied by a path) counts against
+`max_files`, and each costs at least one 4 KiB block against `max_bytes`. The sizes are the
+declared ones; an entry whose header understates its size fails its CRC check while it is written.
+Links to folders are refused rather than copied: a few of them can multiply a tree exponentially,
+and refusing them means the plan below knows every file and byte before the first write. The
+extracted tree holds only plain files and folders, so nothing later follows a link anywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from pathlib import Path
 from modelsync.errors import ModelsyncError
 
 CHUNK_SIZE = 1024 * 1024
-DEFAULT_MAX_FILES = 100_000
+BLOCK = 4096  # what an empty file or a folder costs on disk (ext4, XFS)
+MAX_LINK_BYTES = 4096  # a link's body is its target path: PATH_MAX on Linux
+DEFAULT_MAX_FILES = 10_000
 
 
 class UnsafeArchive(ModelsyncError):
@@ -34,6 +42,12 @@ class _Entry:
     link_target: tuple[str, ...] = ()  # for links: target path components, relative to the tree
 
 
+@dataclass(frozen=True)
+class _Plan:
+    entries: list[_Entry]  # folders and files, in archive order
+    copies: list[tuple[tuple[str, ...], tuple[str, ...]]]  # (link path, the file it leads to)
+
+
 def extract_zip(archive: Path, dest: Path, *, max_bytes: int, max_files: int = DEFAULT_MAX_FILES) -> int:
     """Extract `archive` into the new directory `dest`; return the bytes written.
 
@@ -41,33 +55,47 @@ def extract_zip(archive: Path, dest: Path, *, max_bytes: int, max_files: int = D
     archive, dest = Path(archive), Path(dest)
     label = archive.name
     try:
+        _check_entry_count(archive, label, max_files)
         with zipfile.ZipFile(archive) as zf:
-            entries = _plan(zf, label, max_bytes=max_bytes, max_files=max_files)
+            plan = _plan(zf, label, max_bytes=max_bytes, max_files=max_files)
             dest.mkdir(parents=True)
             try:
-                written = _write(zf, entries, dest, label)
-                written = _materialise_links(
-                    [e for e in entries if e.kind == "link"], dest, label, written=written, max_bytes=max_bytes
-                )
+                written = _write(zf, plan.entries, dest, label)
+                for link, source in plan.copies:
+                    dest.joinpath(*link[:-1]).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(dest.joinpath(*source), dest.joinpath(*link))
+                    written += dest.joinpath(*link).stat().st_size
             except BaseException:
                 shutil.rmtree(dest, ignore_errors=True)
                 raise
             return written
     except zipfile.BadZipFile as err:
         raise UnsafeArchive(f"{label}: not a valid zip archive ({err}); re-run the seed to download it again") from None
+    except OSError as err:
+        raise UnsafeArchive(f"{label}: cannot be extracted ({err.strerror or err}); check free disk space") from None
 
 
-def _plan(zf: zipfile.ZipFile, label: str, *, max_bytes: int, max_files: int) -> list[_Entry]:
+def _check_entry_count(archive: Path, label: str, max_files: int) -> None:
+    """Refuse from the end-of-archive record, before zipfile builds an object per entry in memory."""
+    end_record = getattr(zipfile, "_EndRecData", None)  # private, but in every CPython since 2.x
+    if end_record is None:
+        return
+    with open(archive, "rb") as f:
+        record = end_record(f)
+    if record and record[zipfile._ECD_ENTRIES_TOTAL] > max_files:
+        _too_many(label, record[zipfile._ECD_ENTRIES_TOTAL], max_files)
+
+
+def _too_many(label: str, count: int, max_files: int):
+    raise UnsafeArchive(f"{label}: holds {count} files and folders, more than the limit of {max_files}; "
+                        f"raise max_extracted_files for this catalog entry if the archive is trusted")
+
+
+def _plan(zf: zipfile.ZipFile, label: str, *, max_bytes: int, max_files: int) -> _Plan:
     infos = zf.infolist()
     if len(infos) > max_files:
-        raise UnsafeArchive(f"{label}: {len(infos)} entries, more than the limit of {max_files}; refusing to extract")
-    declared = sum(i.file_size for i in infos)
-    if declared > max_bytes:
-        raise UnsafeArchive(
-            f"{label}: expands to {declared} bytes, more than the bound of {max_bytes}; "
-            f"raise max_extracted_mb for this catalog entry if the archive is trusted"
-        )
-    entries, seen = [], set()
+        _too_many(label, len(infos), max_files)
+    entries, links, seen = [], {}, set()
     for info in infos:
         parts = _safe_parts(info.filename, label)
         if not parts:
@@ -77,15 +105,72 @@ def _plan(zf: zipfile.ZipFile, label: str, *, max_bytes: int, max_files: int) ->
         seen.add(parts)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
-            target = zf.read(info).decode("utf-8", "replace")
-            entries.append(_Entry(info, parts, "link", _link_target(parts, target, info.filename, label)))
+            target = _read_link(zf, info, label)
+            links[parts] = _Entry(info, parts, "link", _link_target(parts, target, info.filename, label))
         elif info.is_dir() or stat.S_ISDIR(mode):
             entries.append(_Entry(info, parts, "dir"))
         elif stat.S_IFMT(mode) in (0, stat.S_IFREG):
             entries.append(_Entry(info, parts, "file"))
         else:
             raise UnsafeArchive(f"{label}: entry {info.filename!r} is a special file (mode {oct(mode)}); refusing it")
-    return entries
+    files = {e.parts: e for e in entries if e.kind == "file"}
+    folders = {e.parts for e in entries if e.kind == "dir"}
+    folders.update(p[:i] for p in seen for i in range(1, len(p)))  # also the folders a path only implies
+    clash = next((p for p in (*files, *links) if p in folders), None)
+    if clash:
+        raise UnsafeArchive(f"{label}: {'/'.join(clash)!r} is both a file and a folder; refusing an ambiguous archive")
+    count = len(files) + len(links) + len(folders)
+    if count > max_files:
+        _too_many(label, count, max_files)
+    done: dict = {}
+    copies = [(link.parts, _resolve(link, links, files, folders, label, done)) for link in links.values()]
+    plain = sum(max(e.info.file_size, BLOCK) for e in files.values()) + BLOCK * len(folders)
+    copied = sum(max(files[source].info.file_size, BLOCK) for _link, source in copies)
+    if plain + copied > max_bytes:
+        of_links = f", {copied} of them for copies of its {len(copies)} links" if copies else ""
+        raise UnsafeArchive(
+            f"{label}: expands to {plain + copied} bytes on disk (each file and folder counts at least {BLOCK} bytes"
+            f"{of_links}), more than the bound of {max_bytes} bytes; "
+            f"raise max_extracted_mb for this catalog entry if the archive is trusted"
+        )
+    return _Plan(entries, copies)
+
+
+def _read_link(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> str:
+    """A link's target, refused by its declared size before a byte of it is read (and read bounded:
+    zipfile stops at the declared size, then checks the CRC)."""
+    if info.file_size > MAX_LINK_BYTES:
+        raise UnsafeArchive(f"{label}: link {info.filename!r} is {info.file_size} bytes; a link is at most "
+                            f"{MAX_LINK_BYTES} bytes (a target path): refusing a malformed archive")
+    try:
+        with zf.open(info) as src:
+            return src.read(MAX_LINK_BYTES + 1).decode("utf-8", "replace")
+    except (zipfile.BadZipFile, EOFError, NotImplementedError) as err:
+        raise UnsafeArchive(f"{label}: entry {info.filename!r} cannot be read ({err}); re-run the seed") from None
+
+
+def _resolve(link: _Entry, links: dict, files: dict, folders: set, label: str, done: dict) -> tuple[str, ...]:
+    """The file a link leads to, through chains of links (`done` remembers chains already followed)."""
+    chain, current = {}, link  # a dict: ordered, and a fast membership test
+    while current.parts not in done:
+        chain[current.parts] = True
+        target = current.link_target
+        if target in files or target in done:
+            break
+        if target in folders:
+            raise UnsafeArchive(
+                f"{label}: link {current.info.filename!r} points to a folder ({'/'.join(target)!r}); links to folders "
+                f"are refused (a few can multiply the files): re-pack the archive without links (zip -r without -y)"
+            )
+        if target not in links:
+            raise UnsafeArchive(f"{label}: link {current.info.filename!r} points to nothing inside the archive "
+                                f"({'/'.join(target)!r}); check the source")
+        if target in chain:
+            raise UnsafeArchive(f"{label}: link {link.info.filename!r} is part of a loop of links; check the source")
+        current = links[target]
+    end = done.get(current.parts) or done.get(current.link_target) or current.link_target
+    done.update((parts, end) for parts in chain)
+    return end
 
 
 def _safe_parts(name: str, label: str) -> tuple[str, ...]:
@@ -136,32 +221,6 @@ def _write(zf: zipfile.ZipFile, entries: list[_Entry], dest: Path, label: str) -
                 f"{label}: entry {entry.info.filename!r} cannot be written ({err.strerror or err}); "
                 f"the archive has conflicting entries or the disk is full"
             ) from None
-    return written
-
-
-def _materialise_links(links: list[_Entry], dest: Path, label: str, *, written: int, max_bytes: int) -> int:
-    """Replace in-tree links with copies of their targets (chains resolve over several passes);
-    the copies count against the size bound. Returns the new byte total."""
-    pending = list(links)
-    while pending:
-        still = []
-        for link in pending:
-            source, path = dest.joinpath(*link.link_target), dest.joinpath(*link.parts)
-            if not source.exists():
-                still.append(link)
-                continue
-            written += tree_size(source)
-            if written > max_bytes:
-                raise UnsafeArchive(f"{label}: its links expand beyond the bound of {max_bytes} bytes; refusing to extract")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, path)
-            else:
-                shutil.copyfile(source, path)
-        if len(still) == len(pending):
-            names = ", ".join(repr(link.info.filename) for link in still[:3])
-            raise UnsafeArchive(f"{label}: link(s) {names} point to nothing inside the archive; check the source")
-        pending = still
     return written
 
 

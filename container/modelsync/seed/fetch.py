@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import time
 import urllib.error
@@ -29,6 +30,8 @@ from modelsync.errors import ModelsyncError
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# The only hosts plain http is accepted for (local test servers), compared exactly.
+_LOCAL_NETLOC = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
 CHUNK_SIZE = 1024 * 1024
 USER_AGENT = f"modelsync/{__version__} (+seed)"
 
@@ -43,6 +46,18 @@ class HttpStatusError(ModelsyncError):
 
 class DigestMismatch(ModelsyncError):
     """The downloaded bytes are not the ones the source promised."""
+
+
+class DownloadTooLarge(ModelsyncError):
+    """The source announces or sends more than the download cap; nothing is kept."""
+
+
+def is_local_http(url: str) -> bool:
+    """True for http:// URLs whose host is exactly 127.0.0.1, localhost or [::1], with an optional
+    port: not a prefix (http://localhost.attacker.example/), no user part (http://127.0.0.1@x/). The
+    netloc is matched whole because urlsplit reads http://[::1].attacker.example/ as host ::1."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "http" and _LOCAL_NETLOC.fullmatch(parts.netloc) is not None
 
 
 @dataclass(frozen=True)
@@ -102,19 +117,32 @@ class HttpFetcher:
         algorithm: str,
         expected_digest: str,
         expected_size: int | None = None,
+        max_bytes: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Stream `url` into `dest`, checking size and digest. The bytes go to a temporary file
         next to `dest` that is renamed into place only after both checks pass, so `dest` is either
-        complete and verified or absent. Returns the number of bytes."""
+        complete and verified or absent. Returns the number of bytes.
+
+        `max_bytes` caps the download: a larger `expected_size` or Content-Length is refused before
+        reading, and a body that goes on past the cap is cut off there (DownloadTooLarge)."""
         dest = Path(dest)
         part = dest.with_name(f".{dest.name}.part")
+        if max_bytes is not None and expected_size is not None and expected_size > max_bytes:
+            raise DownloadTooLarge(f"{what}: the source lists {expected_size} bytes, more than the download cap "
+                                   f"of {max_bytes} bytes")
 
         def stream(response) -> int:
+            announced = getattr(response, "length", None)
+            if max_bytes is not None and announced is not None and announced > max_bytes:
+                raise DownloadTooLarge(f"{what}: {url} announces {announced} bytes (Content-Length), more than "
+                                       f"the download cap of {max_bytes} bytes")
             digest = hashlib.new(algorithm, usedforsecurity=False)
             size = 0
+            limit = max_bytes + 1 if max_bytes is not None else None  # one byte over proves the body is too long
             with _open_for_writing(part) as out:
-                while chunk := response.read(CHUNK_SIZE):  # network errors here are retried
+                # network errors in read() are retried
+                while chunk := response.read(CHUNK_SIZE if limit is None else min(CHUNK_SIZE, limit - size)):
                     _write(out, chunk, part)
                     digest.update(chunk)
                     size += len(chunk)
@@ -122,6 +150,9 @@ class HttpFetcher:
                         break  # no point reading on: the size check below fails
                     if progress:
                         progress(len(chunk))
+                    if limit is not None and size >= limit:
+                        raise DownloadTooLarge(f"{what}: {url} sent more than the download cap of {max_bytes} "
+                                               f"bytes; stopped there and deleted the partial file")
             if expected_size is not None and size > expected_size:
                 raise DigestMismatch(
                     f"{what}: got more than the {expected_size} bytes the source lists; "

@@ -24,9 +24,9 @@ from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
 from modelsync.pull import PullResult, pull
 from modelsync.s3 import translate_client_error
-from modelsync.seed.catalog import CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
+from modelsync.seed.catalog import DOWNLOAD_CAP_FACTOR, CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
 from modelsync.seed.extract import extract_zip, tree_size
-from modelsync.seed.fetch import HttpFetcher
+from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
 from modelsync.seed.table import format_table
@@ -181,22 +181,30 @@ class Seeder:
         # Named as at the source, so extraction errors name the archive the operator knows.
         archive = work / (source.file if _SAFE_FILE_NAME.fullmatch(source.file) else "archive.zip")
         progress = or_silent(self.progress)
-        if isinstance(source, ZenodoSource):
-            zfile = self.zenodo.file(source.record, source.file)
-            progress.begin(f"{entry.name} download", zfile.size, model=entry.name, source="zenodo")
-            outcome.downloaded_bytes = self.zenodo.download(zfile, archive, progress=progress.advance)
-        elif isinstance(source, HttpsSource):
-            progress.begin(f"{entry.name} download", 0, model=entry.name, source="https")
-            outcome.downloaded_bytes = self.fetcher.download(
-                source.url, archive, what=f"{entry.name} ({source.url})", algorithm="sha256",
-                expected_digest=source.sha256, progress=progress.advance,
-            )
-        else:  # pragma: no cover - the catalog parser only builds the three kinds above
-            raise ModelsyncError(f"{entry.name}: unsupported source {source!r}")
+        cap = entry.download_cap_mb * MIB
+        try:
+            if isinstance(source, ZenodoSource):
+                zfile = self.zenodo.file(source.record, source.file)
+                progress.begin(f"{entry.name} download", zfile.size, model=entry.name, source="zenodo")
+                outcome.downloaded_bytes = self.zenodo.download(zfile, archive, max_bytes=cap,
+                                                                progress=progress.advance)
+            elif isinstance(source, HttpsSource):
+                progress.begin(f"{entry.name} download", 0, model=entry.name, source="https")
+                outcome.downloaded_bytes = self.fetcher.download(
+                    source.url, archive, what=f"{entry.name} ({source.url})", algorithm="sha256",
+                    expected_digest=source.sha256, max_bytes=cap, progress=progress.advance,
+                )
+            else:  # pragma: no cover - the catalog parser only builds the three kinds above
+                raise ModelsyncError(f"{entry.name}: unsupported source {source!r}")
+        except DownloadTooLarge as err:
+            rule = "" if entry.max_download_mb else f" = {DOWNLOAD_CAP_FACTOR} x approx_size_mb"
+            raise ModelsyncError(f"{entry.name}: refused: {err} (max_download_mb: {entry.download_cap_mb}{rule}); "
+                                 f"raise max_download_mb (or approx_size_mb) for this catalog entry if the source "
+                                 f"is trusted") from None
         progress.end(model=entry.name, downloaded_bytes=outcome.downloaded_bytes)
         tree = work / "tree"
         try:
-            extract_zip(archive, tree, max_bytes=entry.max_extracted_mb * MIB)
+            extract_zip(archive, tree, max_bytes=entry.max_extracted_mb * MIB, max_files=entry.max_extracted_files)
         finally:
             archive.unlink(missing_ok=True)  # halve the peak disk use
         return locate_model_dir(tree, entry.requirements, label=entry.name)

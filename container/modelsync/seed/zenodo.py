@@ -4,6 +4,13 @@ Accepts the current field spellings (`key`, `size`, `checksum: "md5:<hex>"`, `li
 legacy ones Zenodo briefly returned during its 2023 migration (`filename`, `filesize`, a bare hex
 checksum, broken `links.self`), falling back to `{base}/records/{id}/files/{name}` when the API
 link does not serve the file.
+
+Which link serves the bytes: Zenodo's own serializer sets `links.self` to `.../files/<key>/content`
+(zenodo/zenodo-rdm, legacy/serializers/schemas/zenodojson.py), while InvenioRDM's file links put
+the file's metadata in `self` and the bytes in `content` (invenio-rdm-records, services/config.py
+`file_links_item`); so `content` wins when present. A link is only followed when it is https on
+the configured host (or exactly the configured base URL's scheme and host for a local test
+server); anything else is ignored with a warning and the fallback URL is used.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from modelsync.errors import ModelsyncError
-from modelsync.seed.fetch import HttpFetcher, HttpStatusError
+from modelsync.seed.fetch import HttpFetcher, HttpStatusError, is_local_http
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +84,15 @@ class ZenodoClient:
             )
         return files[name]
 
-    def download(self, zfile: ZenodoFile, dest: Path, *, progress: Callable[[int], None] | None = None) -> int:
+    def download(self, zfile: ZenodoFile, dest: Path, *, max_bytes: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> int:
         """Download into `dest` (verified size and md5), trying the API link, then the fallback."""
         what = f"Zenodo {zfile.record}/{zfile.key}"
         for i, url in enumerate(zfile.urls):
             try:
                 return self.fetcher.download(
                     url, dest, what=what, algorithm="md5", expected_digest=zfile.md5,
-                    expected_size=zfile.size, progress=progress,
+                    expected_size=zfile.size, max_bytes=max_bytes, progress=progress,
                 )
             except HttpStatusError as err:
                 if i + 1 < len(zfile.urls) and err.status in (400, 403, 404, 410):
@@ -129,7 +137,26 @@ class ZenodoClient:
     def _urls(self, record: str, name: str, entry: dict) -> tuple[str, ...]:
         fallback = f"{self.base_url}/records/{record}/files/{urllib.parse.quote(name)}?download=1"
         links = entry.get("links") if isinstance(entry.get("links"), dict) else {}
-        api = links.get("self") or links.get("content") or links.get("download")
-        if isinstance(api, str) and api.startswith(("https://", "http://")) and api != fallback:
-            return (api, fallback)
-        return (fallback,)
+        api = links.get("content") or links.get("self") or links.get("download")
+        if not isinstance(api, str) or api == fallback:
+            return (fallback,)
+        if not self._on_zenodo(api):
+            log.warning("Zenodo record %s: ignoring the link %r for %s (not https on %s); using %s",
+                        record, api[:200], name, urllib.parse.urlsplit(self.base_url).netloc, fallback)
+            return (fallback,)
+        return (api, fallback)
+
+    def _on_zenodo(self, url: str) -> bool:
+        """https on the configured host, or exactly the configured scheme and host when that is a
+        local test server (http://127.0.0.1:PORT). Netlocs are compared whole (no user part, no
+        look-alike host that urlsplit would read as the right one)."""
+        link, base = urllib.parse.urlsplit(url), urllib.parse.urlsplit(self.base_url)
+        if is_local_http(self.base_url):
+            return link.scheme == base.scheme and link.netloc.lower() == base.netloc.lower()
+        host = _https_netloc(base.netloc) if base.scheme == "https" else (base.hostname or "")
+        return link.scheme == "https" and bool(host) and _https_netloc(link.netloc) == host
+
+
+def _https_netloc(netloc: str) -> str:
+    netloc = netloc.lower()
+    return netloc[: -len(":443")] if netloc.endswith(":443") else netloc

@@ -7,14 +7,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.settings import Settings
 
 NONCURRENT_VERSION_DAYS = 30  # how long an overwritten LATEST pointer or manifest stays recoverable
 INCOMPLETE_UPLOAD_DAYS = 7  # parts of an interrupted multipart upload cost money until aborted
 
 
 class ModelsBucket(Construct):
-    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, settings: Settings,
+    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, access_log_days: int,
                  removal_policy: cdk.RemovalPolicy) -> None:
         super().__init__(scope, id)
         # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption.
@@ -27,7 +26,7 @@ class ModelsBucket(Construct):
             versioned=True,
             lifecycle_rules=[s3.LifecycleRule(
                 id="expire-access-logs",
-                expiration=cdk.Duration.days(settings.log_retention_days),
+                expiration=cdk.Duration.days(access_log_days),
                 noncurrent_version_expiration=cdk.Duration.days(1),
                 abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS))],
             removal_policy=removal_policy,

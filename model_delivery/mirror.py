@@ -16,8 +16,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-MODEL_UID = "10001"  # the image user (docs/contracts.md); the access point creates /models as this user
-MIRROR_PATH = "/models"
+from model_delivery.contract import IMAGE_UID, STORE_PATH
+
+MIRROR_PATH = STORE_PATH  # the access point's root directory: the mirror looks like a task's store
 
 CLIENT_MOUNT = "elasticfilesystem:ClientMount"
 CLIENT_WRITE = "elasticfilesystem:ClientWrite"
@@ -49,8 +50,8 @@ class ModelMirror(Construct):
         self.access_point = self.file_system.add_access_point(
             "ModelsAccessPoint",
             path=MIRROR_PATH,
-            posix_user=efs.PosixUser(uid=MODEL_UID, gid=MODEL_UID),
-            create_acl=efs.Acl(owner_uid=MODEL_UID, owner_gid=MODEL_UID, permissions="755"),
+            posix_user=efs.PosixUser(uid=IMAGE_UID, gid=IMAGE_UID),
+            create_acl=efs.Acl(owner_uid=IMAGE_UID, owner_gid=IMAGE_UID, permissions="755"),
         )
 
     @staticmethod

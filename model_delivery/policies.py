@@ -10,9 +10,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.model_mirror import CLIENT_MOUNT, CLIENT_WRITE
-
-MODELS_PREFIX = "models/"  # docs/contracts.md: everything lives under this prefix
+from model_delivery.contract import MODELS_PREFIX
+from model_delivery.mirror import CLIENT_MOUNT, CLIENT_WRITE
 
 
 def models_objects_arn(bucket: s3.IBucket) -> str:

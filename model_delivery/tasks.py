@@ -1,53 +1,65 @@
-"""What every modelsync task and container has in common: a Linux/x86-64 Fargate task definition with
-the same cdk-nag acknowledgments, the EFS mirror volume, and containers with the image, non-root user,
-read-only root file system with a scratch /tmp, CloudWatch logs. One place so the service, init and
-seeding tasks cannot drift apart."""
+"""What every task and container of model delivery has in common: a Linux/x86-64 Fargate task definition
+with the same cdk-nag acknowledgments, the EFS mirror volume, and containers with a read-only root file
+system and a scratch /tmp, CloudWatch logs and an init process. One place so the service, init and
+seeding containers cannot drift apart."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aws_cdk as cdk
-from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.app_image import parse_app_image
-from stacks.errors import SettingsError
-from stacks.model_mirror import ModelMirror
-from stacks.nag import acknowledge_task_definition
-from stacks.settings import FARGATE_DEFAULT_EPHEMERAL_GIB, SCRATCH_PATH, STORE_PATH, Settings
+from model_delivery.contract import IMAGE_USER, SCRATCH_PATH, STORE_PATH
+from model_delivery.errors import ModelDeliveryError
+from model_delivery.mirror import ModelMirror
+from model_delivery.nag import acknowledge_task_definition
 
-CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
-IMAGE_USER = "10001:10001"  # docs/contracts.md: uid/gid of the image user
 MODELS_PATH = STORE_PATH
+MODELS_VOLUME = "models"
 # modelsync ends within a chunk on SIGTERM (modelsync/stop.py); 10 s leaves room for the clean-up.
 MODELSYNC_STOP_TIMEOUT_SECONDS = 10
-IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # matches the task definitions' RuntimePlatform (X86_64)
-MODELS_VOLUME = "models"
-# Keep build leftovers and tests out of the asset: they would change its hash without changing the image.
-ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "tests", "**/tests", ".pytest_cache", ".venv"]
+FARGATE_DEFAULT_EPHEMERAL_GIB = 20  # what a task gets when the template sets nothing
+EPHEMERAL_RANGE_GIB = (21, 200)  # what Fargate accepts when set explicitly
 
 
-def images(settings: Settings, repository: ecr.IRepository,
-           container_dir: Path = CONTAINER_DIR) -> tuple[ecs.ContainerImage, ecs.ContainerImage]:
-    """(service image, seeding image): Docker assets built from container/ at deploy, or one tag in ECR."""
-    if settings.image_source == "ecr":
-        # One image, several roles: the tag must be built with WITH_PADDLEOCR=1 for seeding to work.
-        image = ecs.ContainerImage.from_ecr_repository(repository, settings.image_tag)
-        return image, image
-    if not (container_dir / "Dockerfile").is_file():
-        raise SettingsError(f"setting 'image_source' = 'asset' builds the image from {container_dir}, but it has no "
-                            "Dockerfile: restore it, or use image_source=ecr with an image_tag in the project's repository")
-    # Built for the platform the task definitions declare (X86_64), also when deploying from an ARM
-    # machine; otherwise every task fails to start with an exec format / platform error.
-    service = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM)
-    seeding = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM,
-                                            build_args={"WITH_PADDLEOCR": "1"})
-    return service, seeding
+# Fargate CPU units -> allowed memory (MiB): (lowest, highest, step).
+FARGATE_MEMORY = {
+    256: (512, 2048, None),  # 512, 1024 or 2048 only
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+def fargate_size_problem(cpu: int, memory: int, cpu_label: str = "cpu") -> str | None:
+    """Why (cpu, memory) is no Fargate task size, as 'use ...' text (None when it is one)."""
+    if cpu not in FARGATE_MEMORY:
+        return f"a Fargate CPU value: {', '.join(map(str, FARGATE_MEMORY))}"
+    low, high, step = FARGATE_MEMORY[cpu]
+    if step is None:
+        return None if memory in (512, 1024, 2048) else f"512, 1024 or 2048 MiB with {cpu_label} {cpu}"
+    if low <= memory <= high and (memory - low) % step == 0:
+        return None
+    return f"{low} to {high} MiB in steps of {step} with {cpu_label} {cpu}"
+
+
+def check_fargate_size(cpu_where: str, memory_where: str, cpu: int, memory: int) -> None:
+    problem = fargate_size_problem(cpu, memory, cpu_where)
+    if problem:
+        bad = cpu_where if cpu not in FARGATE_MEMORY else memory_where
+        raise ModelDeliveryError(f"{bad} = {cpu if bad == cpu_where else memory} is not allowed: use {problem} "
+                                 "(Fargate combinations)")
+
+
+def check_ephemeral_storage(where: str, gib: int) -> None:
+    if gib != FARGATE_DEFAULT_EPHEMERAL_GIB and not EPHEMERAL_RANGE_GIB[0] <= gib <= EPHEMERAL_RANGE_GIB[1]:
+        raise ModelDeliveryError(f"{where} = {gib!r} is not allowed: use 20 (the Fargate default) or "
+                                 f"{EPHEMERAL_RANGE_GIB[0]} to {EPHEMERAL_RANGE_GIB[1]} GiB")
 
 
 def ephemeral_storage(gib: int) -> int | None:
@@ -120,21 +132,3 @@ def add_scratch(container: ecs.ContainerDefinition, task_definition: ecs.TaskDef
     """A writable task-local volume at path (the root file system stays read-only)."""
     container.add_mount_points(ecs.MountPoint(source_volume=scratch_volume(task_definition, volume),
                                               container_path=path, read_only=False))
-
-
-def app_image(scope: Construct, settings: Settings, repository: ecr.IRepository,
-              demo_image: ecs.ContainerImage) -> ecs.ContainerImage:
-    """The app container's image (setting app_image): the demo (modelsync's own image), a tag of the project
-    repository, another ECR repository (the execution role may pull exactly it), or any registry."""
-    image = parse_app_image(settings.app_image)
-    if image.kind == "demo":
-        return demo_image
-    if image.kind == "project":
-        return ecs.ContainerImage.from_ecr_repository(repository, image.tag_or_digest)
-    if image.kind == "ecr":
-        other = ecr.Repository.from_repository_attributes(
-            scope, "AppRepository", repository_name=image.repository,
-            repository_arn=cdk.Stack.of(scope).format_arn(service="ecr", account=image.account, region=image.region,
-                                                         resource="repository", resource_name=image.repository))
-        return ecs.ContainerImage.from_ecr_repository(other, image.tag_or_digest)
-    return ecs.ContainerImage.from_registry(image.reference)

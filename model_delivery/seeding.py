@@ -1,0 +1,244 @@
+"""The one-shot seeding task, the seed-runner Lambda that starts it, and the optional auto-seed
+(ModelSeeding composes the three; each is usable on its own).
+
+No native CloudFormation resource runs a one-shot task, and a long download from Zenodo inside the
+stack lifecycle would roll a deploy back on a flaky source. So seeding is started out of band: by
+the operator (`make seed` invokes the seed runner), or, with `seed_on_deploy`, by a custom resource
+that invokes the seed runner asynchronously (fire and forget) whenever the catalog or the seed
+selection changed. Being asynchronous, it is not ordered before the service update: a model must be
+seeded before a deploy makes the service load it (docs/infrastructure.md, "Adding a model").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Sequence
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from model_delivery.contract import MODELS_PREFIX
+from model_delivery.errors import ModelDeliveryError
+from model_delivery.logs import check_retention, log_group
+from model_delivery.nag import acknowledge_wildcard_resource
+from model_delivery.policies import ecs_tasks_principal, mirror_access
+from model_delivery.specs import check_model_names, check_pins
+from model_delivery.store import ModelStore
+from model_delivery.tasks import (MODELS_VOLUME, add_efs_volume, add_modelsync_container, check_fargate_size,
+                                  check_ephemeral_storage, fargate_task_definition)
+
+SEED_CONTAINER = "seed"
+SEED_STREAM_PREFIX = "seed"  # stream: seed/seed/<task id> (docs/contracts.md)
+SEED_EFS_ROOT = "/mnt/models"
+# The root file system is read-only and the image's HOME is not writable: anything that caches under ~
+# (huggingface_hub for PaddleX's downloads, pip-style ~/.cache users) must land on the scratch /tmp.
+SEED_HOME = "/tmp/home"
+WRITABLE_HOME = {"HOME": SEED_HOME, "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
+                 "HF_HOME": f"{SEED_HOME}/.cache/huggingface"}
+
+
+def _seed_runner_dir() -> Path:
+    """The seed runner's code: lambdas/seed_runner of a checkout (or editable install), else the copy a wheel
+    ships as model_delivery/seed_runner_code (pyproject.toml maps the one onto the other)."""
+    checkout = Path(__file__).resolve().parent.parent / "lambdas" / "seed_runner"
+    if (checkout / "handler.py").is_file():
+        return checkout
+    return Path(str(importlib.resources.files("model_delivery") / "seed_runner_code"))
+
+
+SEED_RUNNER_DIR = _seed_runner_dir()
+AUTO_SEED_ID_CHARS = 16  # of the seed fingerprint, in the auto-seed resource's construct id
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
+
+
+class SeedingTask(Construct):
+    """The seeding task definition: `modelsync seed` on the modelsync image (built with WITH_PADDLEOCR=1
+    to prewarm PaddleOCR), allowed to publish under models/ and, with the store's mirror, to write it."""
+
+    def __init__(self, scope: Construct, id: str, *, store: ModelStore, image: ecs.ContainerImage,
+                 seed_models: Sequence[str] = (), mirror_pins: Sequence[str] = (), cpu: int = 2048,
+                 memory_mib: int = 8192, ephemeral_storage_gib: int = 50, log_retention_days: int = 30) -> None:
+        super().__init__(scope, id)
+        check_model_names(seed_models, "SeedingTask seed_models")
+        check_pins(mirror_pins, "SeedingTask mirror_pins", pinned_only=True)
+        check_fargate_size("SeedingTask cpu", "SeedingTask memory_mib", cpu, memory_mib)
+        check_ephemeral_storage("SeedingTask ephemeral_storage_gib", ephemeral_storage_gib)
+        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"))
+        self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
+                                  description="Seeding task: writes the models prefix and the EFS mirror")
+        self.task_role.add_managed_policy(store.write_policy)
+        if store.mirror is not None:
+            self.task_role.add_to_policy(mirror_access(store.mirror.file_system, store.mirror.access_point,
+                                                       write=True))
+        # Archives and their extracted trees sit on local disk while they are checked and published.
+        self.task_definition = fargate_task_definition(
+            self, "TaskDefinition", cpu=cpu, memory_mib=memory_mib,
+            ephemeral_storage_gib=ephemeral_storage_gib, task_role=self.task_role)
+        environment = {"MODELSYNC_BUCKET": store.bucket.bucket_name,
+                       "MODELSYNC_PREFIX": MODELS_PREFIX,
+                       "MODELSYNC_SEED_ONLY": ",".join(seed_models)}
+        if store.mirror is not None:
+            add_efs_volume(self.task_definition, store.mirror)
+            environment["MODELSYNC_EFS_ROOT"] = SEED_EFS_ROOT
+            # The service's pinned versions stay in the mirror next to LATEST (efs mode reads them).
+            environment["MODELSYNC_MIRROR_PINS"] = ",".join(mirror_pins)
+        elif mirror_pins:
+            raise ModelDeliveryError("SeedingTask mirror_pins keep versions in the EFS mirror, and the store has "
+                                     "none: leave mirror_pins empty or give the ModelStore a mirror")
+        self.container = add_modelsync_container(
+            self.task_definition, SEED_CONTAINER, image=image, command=["modelsync", "seed"],
+            log_group=self.log_group, stream_prefix=SEED_STREAM_PREFIX,
+            environment={**environment, **WRITABLE_HOME})
+        if store.mirror is not None:
+            self.container.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT,
+                                                           read_only=False))
+
+
+class SeedRunner(Construct):
+    """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner, another part)."""
+
+    def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, seeding: SeedingTask,
+                 subnets: Sequence[ec2.ISubnet], security_group: ec2.ISecurityGroup,
+                 catalog_names: Sequence[str] = (), log_retention_days: int = 30,
+                 code_dir: Path = SEED_RUNNER_DIR) -> None:
+        super().__init__(scope, id)
+        if not (code_dir / "handler.py").is_file():
+            raise ModelDeliveryError(f"the seed runner's code {code_dir / 'handler.py'} is missing: restore "
+                                     "lambdas/seed_runner from the repository (or reinstall model-delivery)")
+        if not subnets:
+            raise ModelDeliveryError("SeedRunner subnets is empty: give the private subnets (with egress) the "
+                                     "seeding task runs in")
+        check_model_names(catalog_names, "SeedRunner catalog_names")
+        task_definition = seeding.task_definition
+        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedRunner log_retention_days"))
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="Seed runner: start the seeding task, write own logs")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="RunSeedingTask", actions=["ecs:RunTask"], resources=[task_definition.task_definition_arn],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}}))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="PassSeedingRoles", actions=["iam:PassRole"],
+            resources=[seeding.task_role.role_arn, task_definition.obtain_execution_role().role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}))
+        # The runner starts the task with propagateTags; tag-on-create is authorized as ecs:TagResource
+        # on the new task, whose id ECS only assigns then (hence the cluster-scoped task/* resource).
+        new_tasks = cdk.Stack.of(self).format_arn(service="ecs", resource="task",
+                                                  resource_name=f"{cluster.cluster_name}/*")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="TagSeedingTaskOnCreate", actions=["ecs:TagResource"], resources=[new_tasks],
+            conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}}))
+        acknowledge_wildcard_resource(self.role, new_tasks,
+                                      "Tag-on-create at RunTask is authorized against the new task's ARN, which "
+                                      "ECS assigns then; scoped to this cluster and to ecs:CreateAction RunTask.")
+        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
+        self.function = lambda_.Function(
+            self, "Function",
+            runtime=LAMBDA_RUNTIME,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(code_dir), exclude=["**/__pycache__", "**/*.pyc", "tests"]),
+            role=self.role,
+            log_group=self.log_group,
+            timeout=cdk.Duration.seconds(30),
+            memory_size=256,
+            description="Starts the one-shot model seeding task on Fargate",
+            environment={
+                "CLUSTER_ARN": cluster.cluster_arn,
+                "TASK_DEFINITION_ARN": task_definition.task_definition_arn,
+                "SUBNET_IDS": ",".join(subnet.subnet_id for subnet in subnets),
+                "SECURITY_GROUP_IDS": security_group.security_group_id,
+                "CONTAINER_NAME": SEED_CONTAINER,
+                "LOG_GROUP_NAME": seeding.log_group.log_group_name,
+                "LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
+                # A typo in `make seed --only` is refused before a seeding task starts.
+                "CATALOG_NAMES": ",".join(catalog_names),
+            },
+        )
+
+
+def write_own_logs(log_group_arn: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                               resources=[log_group_arn])
+
+
+class AutoSeed(Construct):
+    """Invokes the seed runner (asynchronously) after a deploy that changed the catalog or the seed
+    selection. The fingerprint is part of the custom resource's construct id, so a change makes
+    CloudFormation create a new resource (which invokes) and delete the old one at cleanup (which
+    invokes nothing). Update events (another property changed) invoke nothing either. So a rolled-back
+    deploy only deletes the new resource and never starts a second seeding task."""
+
+    def __init__(self, scope: Construct, id: str, *, runner: SeedRunner, fingerprint: str,
+                 log_retention_days: int = 30) -> None:
+        super().__init__(scope, id)
+        if len(fingerprint) < AUTO_SEED_ID_CHARS or not fingerprint.isalnum():
+            raise ModelDeliveryError(f"AutoSeed fingerprint {fingerprint!r} is not allowed: give at least "
+                                     f"{AUTO_SEED_ID_CHARS} letters or digits that change whenever what is seeded "
+                                     "changes (e.g. a hash of the catalog and the seed selection)")
+        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "AutoSeed log_retention_days"))
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description="Auto-seed custom resource: invoke the seed runner, write own logs")
+        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
+        invoke = cr.AwsSdkCall(
+            service="Lambda", action="Invoke",
+            parameters={"FunctionName": runner.function.function_name, "InvocationType": "Event", "Payload": "{}"},
+            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{fingerprint}"))
+        self.resource = cr.AwsCustomResource(
+            self, f"Invoke{fingerprint[:AUTO_SEED_ID_CHARS]}",
+            on_create=invoke,
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                sid="InvokeSeedRunner", actions=["lambda:InvokeFunction"], resources=[runner.function.function_arn])]),
+            role=self.role,
+            log_group=self.log_group,
+            install_latest_aws_sdk=False,
+            timeout=cdk.Duration.minutes(2),
+        )
+
+
+def seed_fingerprint(catalog_sha256: str, seed_models: Sequence[str], image_identity: str = "") -> str:
+    """Changes whenever the catalog file or the seed selection changes (and, when the image carries the
+    catalog, whenever the image does): what makes AutoSeed start a seed on a deploy."""
+    digest = hashlib.sha256(f"{catalog_sha256}\n{','.join(seed_models)}\n{image_identity}".encode())
+    return digest.hexdigest()[:32]
+
+
+class ModelSeeding(Construct):
+    """The seeding task, the seed runner that starts it (`make seed` invokes it), and, with
+    `seed_on_deploy`, the auto-seed that invokes it on a deploy that changed what is seeded.
+
+    Props: cluster, store (ModelStore; with a mirror, the seed also brings it up to date), image (the
+    modelsync image, WITH_PADDLEOCR=1 to prewarm PaddleOCR), subnets and security_group (private subnets
+    with egress: Zenodo and the PaddleOCR hosts are on the internet; HTTPS out, NFS to the mirror),
+    seed_models (catalog names; empty: the catalog's enabled entries), mirror_pins (NAME@VERSION the
+    service pins, kept in the mirror), catalog_names (the runner refuses other names), cpu, memory_mib,
+    ephemeral_storage_gib, log_retention_days, seed_on_deploy, fingerprint (required with seed_on_deploy).
+    Attributes: task (SeedingTask), runner (SeedRunner), auto_seed (AutoSeed or None).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, store: ModelStore,
+                 image: ecs.ContainerImage, subnets: Sequence[ec2.ISubnet], security_group: ec2.ISecurityGroup,
+                 seed_models: Sequence[str] = (), mirror_pins: Sequence[str] = (),
+                 catalog_names: Sequence[str] = (), cpu: int = 2048, memory_mib: int = 8192,
+                 ephemeral_storage_gib: int = 50, log_retention_days: int = 30, seed_on_deploy: bool = False,
+                 fingerprint: str = "", code_dir: Path = SEED_RUNNER_DIR) -> None:
+        super().__init__(scope, id)
+        self.task = SeedingTask(self, "Seeding", store=store, image=image, seed_models=seed_models,
+                                mirror_pins=mirror_pins, cpu=cpu, memory_mib=memory_mib,
+                                ephemeral_storage_gib=ephemeral_storage_gib, log_retention_days=log_retention_days)
+        self.runner = SeedRunner(self, "SeedRunner", cluster=cluster, seeding=self.task, subnets=subnets,
+                                 security_group=security_group, catalog_names=catalog_names,
+                                 log_retention_days=log_retention_days, code_dir=code_dir)
+        self.auto_seed = None
+        if seed_on_deploy:
+            self.auto_seed = AutoSeed(self, "AutoSeed", runner=self.runner, fingerprint=fingerprint,
+                                      log_retention_days=log_retention_days)
+            # The first invoke can start the task during this very deploy: its task role (EFS mount and
+            # write, models/ write) and execution role (image pull, logs) must exist with their policies.
+            self.auto_seed.node.add_dependency(self.task.task_role,
+                                               self.task.task_definition.obtain_execution_role())

@@ -1,0 +1,81 @@
+"""ModelStore: everything stateful of model delivery. A KMS key with rotation, the models bucket (the
+source of truth) with its access-log bucket, optionally the EFS mirror, and the two managed policies that
+say who may read and who may publish the models prefix.
+
+The policies live next to the bucket and key they name, and task roles attach them. That keeps the
+wildcard object ARN (models/*) a same-stack reference, so its cdk-nag acknowledgment can name it exactly
+(a cross-stack reference only gets its final form at synth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from model_delivery import nag
+from model_delivery.buckets import ModelsBucket
+from model_delivery.errors import ModelDeliveryError
+from model_delivery.flags import require_feature_flags
+from model_delivery.mirror import ModelMirror
+from model_delivery.policies import models_objects_arn, models_read, models_write
+
+
+@dataclass(frozen=True)
+class MirrorOptions:
+    """Where the EFS mirror goes: mount targets in `vpc`'s private subnets (with egress), guarded by
+    `security_group` (allow NFS 2049 to it from the tasks that mount the mirror)."""
+
+    vpc: ec2.IVpc
+    security_group: ec2.ISecurityGroup
+
+
+class ModelStore(Construct):
+    """The key, the models bucket and (with `mirror`) the EFS mirror.
+
+    Props:
+      removal_policy: what deleting the stack does to the key, buckets and file system (default RETAIN:
+        they hold the models; DESTROY still fails on a non-empty bucket).
+      mirror: MirrorOptions for an EFS mirror (needed by tasks that read models from EFS), or None.
+      access_log_days: how long the bucket's server access logs are kept (default 30).
+      description: the key's description.
+    Attributes: key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
+      read_policy (tasks that pull models), write_policy (tasks that publish models).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+                 mirror: MirrorOptions | None = None, access_log_days: int = 30,
+                 description: str = "Model delivery: models bucket and EFS mirror") -> None:
+        super().__init__(scope, id)
+        require_feature_flags(self, "ModelStore")
+        if not isinstance(access_log_days, int) or isinstance(access_log_days, bool) or access_log_days < 1:
+            raise ModelDeliveryError(f"ModelStore access_log_days = {access_log_days!r} is not allowed: use a whole "
+                                     "number of days, at least 1")
+        self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal_policy,
+                           description=description)
+        self.models = ModelsBucket(self, "Bucket", key=self.key, access_log_days=access_log_days,
+                                   removal_policy=removal_policy)
+        self.bucket: s3.Bucket = self.models.bucket
+        self.access_logs: s3.Bucket = self.models.access_logs
+        self.mirror = None if mirror is None else ModelMirror(
+            self, "Mirror", vpc=mirror.vpc, security_group=mirror.security_group, key=self.key,
+            removal_policy=removal_policy)
+        self.read_policy = iam.ManagedPolicy(
+            self, "ModelsReadAccess", statements=models_read(self.bucket, self.key),
+            description="Read the models prefix of the models bucket (model service tasks)")
+        self.write_policy = iam.ManagedPolicy(
+            self, "ModelsWriteAccess", statements=models_write(self.bucket, self.key),
+            description="Publish under the models prefix of the models bucket (seeding task)")
+        for policy in (self.read_policy, self.write_policy):
+            nag.acknowledge_models_prefix(policy, models_objects_arn(self.bucket))
+
+    def require_mirror(self, construct: str) -> ModelMirror:
+        if self.mirror is None:
+            raise ModelDeliveryError(f"{construct} needs the EFS mirror: create the ModelStore with "
+                                     "mirror=MirrorOptions(vpc=..., security_group=...)")
+        return self.mirror
