@@ -71,41 +71,7 @@ class ModelService(Construct):
                                                      max_capacity=settings.max_capacity)
         scaling.scale_on_cpu_utilization("CpuTarget", target_utilization_percent=settings.target_cpu_percent)
 
-<<<<<<< HEAD
-    def _init_container(self, settings: Settings, storage: StorageStack, image: ecs.ContainerImage,
-                        layout: str, models_env: dict[str, str]) -> ecs.ContainerDefinition:
-        view_env = {"MODELSYNC_VIEW": VIEW_PATH, "MODELSYNC_LAYOUT": layout}
-        if settings.delivery_mode == "s3":
-            self.task_definition.add_volume(name=MODELS_VOLUME)
-            init = add_modelsync_container(
-                self.task_definition, "model-pull", image=image, command=["modelsync", "pull"],
-                log_group=self.log_group, stream_prefix="service", essential=False,
-                environment={**models_env, **view_env, "MODELSYNC_BUCKET": storage.models.bucket.bucket_name,
-                             "MODELSYNC_PREFIX": MODELS_PREFIX,
-                             # The task volume dies with the task: no fsync per file (docs/runtime.md).
-                             "MODELSYNC_DURABLE": "0"})
-            self.task_role.add_managed_policy(storage.models_read_policy)
-        else:
-            add_efs_volume(self.task_definition, storage.mirror)
-            init = add_modelsync_container(
-                self.task_definition, "model-verify", image=image, command=["modelsync", "verify"],
-                log_group=self.log_group, stream_prefix="service", essential=False,
-                environment={**models_env, **view_env})
-            self.task_role.add_to_policy(mirror_access(storage.mirror.file_system, storage.mirror.access_point,
-                                                       write=False))
-        init.add_mount_points(
-            ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=MODELS_PATH,
-                           read_only=settings.delivery_mode == "efs"),
-            ecs.MountPoint(source_volume=scratch_volume(self.task_definition, VIEW_VOLUME), container_path=VIEW_PATH,
-                           read_only=False))
-        return init
-
-    def _app_container(self, settings: Settings, image: ecs.ContainerImage, layout: Layout,
-                       models_env: dict[str, str]) -> ecs.ContainerDefinition:
-        environment = {**layout.app_environment(settings.app_models_path), **settings.app_environment}
-=======
     def _app_container(self, settings: Settings, image: ecs.ContainerImage) -> ecs.ContainerDefinition:
->>>>>>> main
         if settings.demo_app:
             app = add_modelsync_container(
                 self.task_definition, APP_CONTAINER, image=image, command=["modelsync", "serve"],
