@@ -9,7 +9,7 @@ checked (files and bytes on disk), not only its exit code. For modelsync it also
 pull of the pinned version against a closed port: it succeeds only if it makes no request.
 Prints a markdown table; asserts nothing about speed.
 
-    .venv/bin/python bench/run.py                                   # everything (~20 min here)
+    .venv/bin/python bench/run.py                                   # everything (~1 hour here)
     .venv/bin/python bench/run.py --servers s3rver --shapes mix --repeat 2  # a quick look
 """
 
