@@ -70,10 +70,12 @@ seed: install
 local: install-dev
 	$(PY) -m tools.local $(if $(LAYOUT),--layout $(LAYOUT)) $(LOCAL_ARGS)
 
-## modelsync against aws s3 sync and s5cmd on a local S3-compatible server (prints figures).
+## modelsync against s5cmd and aws s3 sync on moto and s3rver, then the seeding path (prints figures).
 bench: install-dev
 	$(PY) -m pip install -q -r bench/requirements.txt
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/seed.py $(SEED_BENCH_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache

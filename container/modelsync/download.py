@@ -1,13 +1,18 @@
 """Parallel verified downloads: many files at once, big files as parallel byte ranges.
 
 Each file goes to a unique temp file (caller's choice of name, same filesystem as its target),
-is checked against size and sha256, fsynced, and only then handed back for the rename.
+is checked against size and sha256, fsynced when the destination must survive the machine
+(`durable`), and only then handed back for the rename. Bodies are read straight from the socket into
+one reused buffer per thread and written with a loop that fails loudly instead of leaving a hole: the
+bytes hashed are the bytes written. Big files can resume from a PartJournal (resume.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import http.client
 import os
 import random
 import threading
@@ -21,9 +26,15 @@ from . import stop
 from .errors import JobFailed
 from .manifest import FileEntry
 from .progress import Progress, or_silent
+from .resume import PartJournal
 from .s3 import is_not_found, translate_client_error
 
 CHUNK = 1024 * 1024
+# Bodies are read and written through a buffer this small so it stays in the CPU cache between the
+# socket read, the write and the hash: with 1 MiB buffers (16 threads) the kernel's copy into the
+# page cache ran from memory and took twice the system time (measured: docs/runtime.md).
+READ_BUFFER = 64 * 1024
+PROGRESS_STEP = 1024 * 1024
 # Failures of the connection or of the body stream: botocore retries the request but not a body
 # that breaks half-way, so we retry those ourselves.
 TRANSIENT = (
@@ -34,6 +45,7 @@ TRANSIENT = (
     bx.ConnectionClosedError,
     bx.EndpointConnectionError,
     urllib3.exceptions.HTTPError,
+    http.client.HTTPException,  # IncompleteRead from the socket-level reads
     ConnectionError,
     TimeoutError,
 )
@@ -57,13 +69,28 @@ class _ShortBody(Exception):
     pass
 
 
+class TransferFailed(JobFailed):
+    """The network kept failing: what was written so far may be resumed by the next pull."""
+
+
+def write_all(fd: int, data: memoryview, offset: int) -> None:
+    """pwrite every byte or raise: a short write (a nearly full disk, a file size limit) is
+    continued, and a write that makes no progress is ENOSPC, never a silent hole."""
+    while data:
+        written = os.pwrite(fd, data, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        data, offset = data[written:], offset + written
+
+
 class _InOrderHasher:
     """sha256 of a file whose byte ranges arrive in any order: whichever range worker finishes
     the next missing range hashes forward from the page cache, so hashing overlaps the download
-    and little is left to hash when the last range lands."""
+    and little is left to hash when the last range lands. It hashes the bytes on disk, so resumed
+    parts are checked like downloaded ones."""
 
-    def __init__(self, fd: int, starts: list[int], size: int):
-        self.fd, self.starts, self.size = fd, starts, size
+    def __init__(self, fd: int, starts: list[int], size: int, buffer):
+        self.fd, self.starts, self.size, self.buffer = fd, starts, size, buffer
         self.digest = hashlib.sha256()
         self.done = [False] * len(starts)
         self.next = 0
@@ -76,20 +103,28 @@ class _InOrderHasher:
             if self.busy:
                 return  # the thread already hashing will pick this range up
             self.busy = True
-        while True:
+        try:
+            while True:
+                with self.lock:
+                    if self.next >= len(self.starts) or not self.done[self.next]:
+                        self.busy = False
+                        return
+                    index, self.next = self.next, self.next + 1
+                self._hash(self.starts[index], self.starts[index + 1] if index + 1 < len(self.starts) else self.size)
+        except BaseException:
             with self.lock:
-                if self.next >= len(self.starts) or not self.done[self.next]:
-                    self.busy = False
-                    return
-                index, self.next = self.next, self.next + 1
-            start = self.starts[index]
-            end = self.starts[index + 1] if index + 1 < len(self.starts) else self.size
-            while start < end:
-                chunk = os.pread(self.fd, min(CHUNK * 4, end - start), start)
-                if not chunk:
-                    raise OSError(f"short read while hashing at offset {start}")
-                self.digest.update(chunk)
-                start += len(chunk)
+                self.busy = False
+            raise
+
+    def _hash(self, start: int, end: int) -> None:
+        view = self.buffer()
+        while start < end:
+            stop.check()
+            count = os.preadv(self.fd, [view[: min(len(view), end - start)]], start)
+            if not count:
+                raise OSError(errno.EIO, f"short read while hashing at offset {start}")
+            self.digest.update(view[:count])
+            start += count
 
     def hexdigest(self) -> str:
         if self.next != len(self.starts):
@@ -102,7 +137,7 @@ class Downloader:
 
     def __init__(self, client, bucket: str, *, concurrency: int, part_size: int,
                  progress: Progress | None = None, attempts: int = 5, backoff: float = 0.2,
-                 max_backoff: float = 5.0):
+                 max_backoff: float = 5.0, durable: bool = True):
         self.client = client
         self.bucket = bucket
         self.part_size = max(part_size, CHUNK)
@@ -110,51 +145,84 @@ class Downloader:
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.durable = durable
         # Range workers are separate from file workers so a file waiting on its ranges never
         # occupies the thread one of its ranges needs.
         self.ranges = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="range")
         # At most `concurrency` GETs in flight across file and range workers together.
         self.slots = threading.BoundedSemaphore(concurrency)
+        self._local = threading.local()
 
     def close(self) -> None:
         self.ranges.shutdown(wait=True, cancel_futures=True)
 
-    def fetch(self, key: str, entry: FileEntry, temp_path: str) -> None:
+    def _buffer(self) -> memoryview:
+        """This thread's read buffer: memory stays at 64 KiB per thread whatever the file sizes."""
+        view = getattr(self._local, "view", None)
+        if view is None:
+            view = self._local.view = memoryview(bytearray(READ_BUFFER))
+        return view
+
+    def fetch(self, key: str, entry: FileEntry, temp_path: str, journal: PartJournal | None = None) -> None:
         """Download key into temp_path (created here, exclusively) and verify it.
 
-        Raises ChecksumMismatch (temp file removed), BrokenObject or JobFailed."""
-        fd = os.open(temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        ok = False
+        With a journal (files bigger than one part), temp_path is the journal's data file: the
+        parts it lists are kept, the others downloaded, and each part is recorded once written.
+        Raises ChecksumMismatch (temp file and journal removed), BrokenObject, TransferFailed or
+        JobFailed; the temp file is removed on every failure, except that a journaled file
+        interrupted by a stop or a network failure is kept for the next pull (resume.py)."""
+        # A journal's data file has a name only this process uses (created or claimed by rename).
+        fd = os.open(temp_path, os.O_RDWR | os.O_CREAT | (os.O_EXCL if journal is None else 0), 0o644)
+        ok = keep = False
         try:
             if entry.size <= self.part_size:
                 digest = self._get_range(key, fd, 0, entry.size, entry.size, hash_it=True)
             else:
-                os.ftruncate(fd, entry.size)
-                digest = self._get_ranges(key, fd, entry.size)
-            os.fsync(fd)
+                if os.fstat(fd).st_size != entry.size:
+                    os.ftruncate(fd, entry.size)
+                digest = self._get_ranges(key, fd, entry.size, journal)
+            if self.durable:
+                os.fsync(fd)
             ok = True
+        except (stop.Stopped, TransferFailed):
+            keep = journal is not None
+            raise
         finally:
             os.close(fd)
-            if not ok:
+            if journal is not None:
+                journal.close()
+            if not ok and not keep:
+                if journal is not None:
+                    journal.remove()
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp_path)
         if digest != entry.sha256 or os.stat(temp_path).st_size != entry.size:
             os.unlink(temp_path)
+            if journal is not None:
+                journal.remove()
             raise ChecksumMismatch(entry.path, entry.sha256, digest)
 
-    def _get_ranges(self, key: str, fd: int, size: int) -> str:
+    def _get_ranges(self, key: str, fd: int, size: int, journal: PartJournal | None) -> str:
         starts = list(range(0, size, self.part_size))
-        hasher = _InOrderHasher(fd, starts, size)
+        hasher = _InOrderHasher(fd, starts, size, self._buffer)
+        kept = set(journal.done) if journal else set()
 
         def one(index: int, start: int) -> None:
             self._get_range(key, fd, start, min(self.part_size, size - start), size, False)
+            if journal is not None:
+                journal.mark(index)  # after its last byte was written
             hasher.completed(index)
 
-        futures = [self.ranges.submit(one, i, start) for i, start in enumerate(starts)]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        wait(pending)
+        futures = [self.ranges.submit(one, i, start) for i, start in enumerate(starts) if i not in kept]
+        try:
+            for index in sorted(kept):  # hashed from disk here while the missing parts download
+                self.progress.advance(min(self.part_size, size - starts[index]))
+                hasher.completed(index)
+        finally:
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            wait(pending)
         for future in futures:
             if future.done() and not future.cancelled() and future.exception():
                 raise future.exception()
@@ -176,18 +244,9 @@ class Downloader:
                     )
                     stored = response.get("ContentRange", "").rpartition("/")[2]
                     if stored.isdigit() and int(stored) != size:  # not a network problem: don't retry
+                        response["Body"].close()
                         raise BrokenObject(key, f"has {stored} bytes but its manifest says {size}")
-                    for chunk in response["Body"].iter_chunks(CHUNK):
-                        stop.check()  # a stopping task ends its transfers within a chunk
-                        if written + len(chunk) > length:
-                            raise _ShortBody(f"more bytes than the {length} asked for")
-                        os.pwrite(fd, chunk, start + written)
-                        if digest:
-                            digest.update(chunk)
-                        written += len(chunk)
-                        self.progress.advance(len(chunk))
-                if written != length:
-                    raise _ShortBody(f"got {written} of {length} bytes")
+                    written = self._read_body(response, fd, start, length, digest)
                 return digest.hexdigest() if digest else None
             except bx.ClientError as exc:
                 if is_not_found(exc):
@@ -198,13 +257,62 @@ class Downloader:
                 raise translate_client_error(exc, bucket=self.bucket, key=key) from None
             except (*TRANSIENT, _ShortBody) as exc:
                 last_error = exc
+                written = getattr(exc, "written", written)
                 self.progress.advance(-written)
                 if attempt < self.attempts:
                     delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                     self.progress.event("retry", key=key, attempt=attempt, error=str(exc)[:200],
                                         message=f"retrying {key} after: {exc}")
                     time.sleep(delay)
-        raise JobFailed(
+        raise TransferFailed(
             f"downloading s3://{self.bucket}/{key} failed after {self.attempts} attempts "
             f"({last_error}): check the network or the endpoint and pull again"
         )
+
+    def _read_body(self, response, fd: int, start: int, length: int, digest) -> int:
+        """Copy the body into fd at start: read from the socket into this thread's buffer, write all
+        of it, then hash it (so only written bytes are hashed). Returns the bytes written."""
+        body = response["Body"]
+        declared = response.get("ContentLength")
+        raw = getattr(body, "_raw_stream", None)
+        # http.client's own readinto fills our buffer straight from the socket; urllib3's read()
+        # would allocate and copy each chunk. Any other body type goes through read().
+        readinto = getattr(getattr(raw, "_fp", None), "readinto", None)
+        view = self._buffer()
+        pwrite, requested = os.pwrite, stop.requested
+        written = unreported = 0
+        try:
+            if declared is not None and declared != length:
+                raise _ShortBody(f"the server sent {declared} bytes for a range of {length}")
+            while written < length:
+                if requested():
+                    stop.check()  # a stopping task ends its transfers within a chunk
+                want = view[: min(len(view), length - written)]
+                if readinto is not None:
+                    count = readinto(want)
+                else:
+                    data = body.read(len(want))
+                    count = len(data)
+                    want[:count] = data
+                if not count:
+                    raise _ShortBody(f"got {written} of {length} bytes")
+                chunk = view[:count] if count < len(want) else want
+                done = pwrite(fd, chunk, start + written)
+                if done != count:  # a short write: finish it, or fail loudly
+                    write_all(fd, chunk[done:], start + written + done)
+                if digest:
+                    digest.update(chunk)
+                written += count
+                unreported += count
+                if unreported >= PROGRESS_STEP:
+                    self.progress.advance(unreported)
+                    unreported = 0
+            self.progress.advance(unreported)
+        except BaseException as exc:
+            self.progress.advance(unreported)
+            body.close()  # drops the connection: it may still hold unread bytes
+            exc.written = written
+            raise
+        if raw is not None and hasattr(raw, "release_conn"):
+            raw.release_conn()  # the body was read to its end: the connection can be reused
+        return written

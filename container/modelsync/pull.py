@@ -10,15 +10,18 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from . import stop
-from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_part_size, parse_model_spec
-from .download import BrokenObject, ChecksumMismatch, Downloader
+from . import resume, stop
+from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_durable, default_part_size, parse_model_spec
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
 from .store import LocalStore, Record, fsync_dir, stat_key
+
+if TYPE_CHECKING:
+    from .download import Downloader
 
 
 @dataclass
@@ -76,8 +79,8 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
                        warn=lambda message, key: progress.event("warning", message=message, key=key))
     result = PullResult()
     failures: list[str] = []
-    downloader = Downloader(client, bucket, concurrency=concurrency,
-                            part_size=part_size or default_part_size(), progress=progress)
+    downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,
+                            part_size=part_size or default_part_size(), progress=progress, durable=default_durable())
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
             for target in targets:
@@ -96,6 +99,26 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
         error.result = result
         raise error
     return result
+
+
+class _Downloads:
+    """The Downloader, created (and botocore imported) only once a file has to be downloaded: a warm
+    pull never pays for it."""
+
+    def __init__(self, **kwargs):
+        self._kwargs, self._downloader, self._lock = kwargs, None, threading.Lock()
+
+    def get(self) -> Downloader:
+        with self._lock:
+            if self._downloader is None:
+                from .download import Downloader
+
+                self._downloader = Downloader(**self._kwargs)
+            return self._downloader
+
+    def close(self) -> None:
+        if self._downloader is not None:
+            self._downloader.close()
 
 
 def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *, warn=None) -> list[_Target]:
@@ -134,7 +157,7 @@ def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *,
     return targets
 
 
-def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: Downloader,
+def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: _Downloads,
                 files_pool: ThreadPoolExecutor, progress: Progress) -> ModelPullResult:
     name, version = target.name, target.version
     # The pin keeps `prune --local` away from this version while it is built and switched to.
@@ -149,7 +172,7 @@ def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, down
         if manifest is None:
             manifest = read_manifest(client, bucket, name, version, prefix=prefix)
         trusted = dict(record.stats) if record else {}
-        return _build_version(bucket, prefix, store, manifest, trusted, downloader, files_pool, progress,
+        return _build_version(bucket, prefix, store, manifest, trusted, downloader.get(), files_pool, progress,
                               switch=target.switch)
 
 
@@ -165,17 +188,24 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
                    files=len(manifest.files))
 
     failed = threading.Event()  # after one file fails, the model fails: start no more transfers
+    placed: list[FileEntry] = []  # files this pull put into vdir (removed again if the disk is full)
+    full: list[tuple[FileEntry, OSError]] = []
 
     def one(entry: FileEntry):
         stop.check()  # queued files do not start once a stop was requested
         if failed.is_set():
             return entry, _Skipped()
         try:
-            return entry, _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+            outcome = _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
+            if outcome is not None:
+                placed.append(entry)
+            return entry, bool(outcome)
         except OSError as exc:  # ENOSPC, EFBIG, EACCES...: name the file, not a temp name (or none)
             failed.set()
             if not os.path.isdir(vdir):
                 raise _removed_while_pulling(store, name, version) from None
+            if exc.errno in _DISK_FULL:
+                full.append((entry, exc))
             raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
                             "check free space and permissions") from None
         except Exception:
@@ -198,6 +228,8 @@ def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, truste
             result.skipped_files += 1
     if errors:
         progress.end(model=name, version=version, failed=True)
+        if full:
+            raise _disk_full(store, manifest, placed, *full[0])
         raise _first_user_error(errors)
 
     try:
@@ -231,34 +263,84 @@ def _switch_checked(store: LocalStore, record: Record) -> None:
         raise _removed_while_pulling(store, name, version)
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(store: LocalStore, manifest: Manifest, placed: list[FileEntry], entry: FileEntry,
+               exc: OSError) -> JobFailed:
+    """A full disk: remove what this pull wrote for the version (unless another pull recorded it
+    meanwhile), so the failed pull leaves the disk as it found it, and say how much space it needs."""
+    vdir = store.version_dir(manifest.name, manifest.version)
+    removed = 0
+    if store.read_record(manifest.name, manifest.version) is None:
+        for done in placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(vdir, done.path))
+                removed += done.size
+        with contextlib.suppress(OSError):
+            for current, _dirs, _files in sorted(os.walk(vdir), reverse=True):
+                os.rmdir(current)  # empty directories only; fails harmlessly on anything still there
+    needed = sum(e.size for e in manifest.files) - _present_bytes(vdir, manifest)
+    free = shutil.disk_usage(store.dest).free
+    return JobFailed(
+        f"model {manifest.name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
+        f"{manifest.name}@{manifest.version} needs {_mib(needed)} MiB more and {store.dest} has {_mib(free)} MiB "
+        f"free; removed the {_mib(removed)} MiB this pull had written: check free space and permissions, "
+        "then pull again")
+
+
+def _present_bytes(vdir: str, manifest: Manifest) -> int:
+    present = 0
+    for entry in manifest.files:
+        with contextlib.suppress(OSError):
+            if os.stat(os.path.join(vdir, entry.path)).st_size == entry.size:
+                present += entry.size
+    return present
+
+
+def _mib(count: int) -> str:
+    return f"{count / 1048576:,.1f}"
+
+
 def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFailed:
     return JobFailed(f"version {version} of {name} was removed from {store.dest} while it was being pulled "
                      "(a concurrent `modelsync prune --local` without a working lock?): pull again")
 
 
 def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: FileEntry, trusted: dict,
-                 reusable: dict, downloader: Downloader, progress: Progress) -> bool:
-    """Make the version directory hold a verified copy of entry. True when it was downloaded."""
+                 reusable: dict, downloader: Downloader, progress: Progress) -> bool | None:
+    """Make the version directory hold a verified copy of entry. True when it was downloaded, False
+    when linked from another version, None when it was already there."""
     target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
     try:
         st = os.stat(target)
         if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
-            return False
+            return None
         # Left by an interrupted or concurrent pull: it was verified before its rename, but we
         # check the bytes again rather than trust a file we have no record of.
         if st.st_size == entry.size and sha256_file(target) == entry.sha256:
-            return False
+            return None
     except FileNotFoundError:
         pass
     os.makedirs(os.path.dirname(target), exist_ok=True)
     source = reusable.get((entry.sha256, entry.size))
     if source and _place_local_copy(store, source, target, entry):
         return False
+    from .download import BrokenObject, ChecksumMismatch
+
     key = file_key(prefix, manifest.name, manifest.version, entry.path)
     for attempt in (1, 2):
-        temp = store.new_temp_path()
+        journal = None
+        if entry.size > downloader.part_size:  # resumable: continue a partial download left by a stop
+            journal = (resume.claim(store, entry.sha256, entry.size, downloader.part_size) if attempt == 1 else None) \
+                or resume.PartJournal.create(store, entry.sha256, entry.size, downloader.part_size)
+            if journal.done:
+                progress.event("resume", model=manifest.name, path=entry.path, kept_bytes=journal.kept_bytes(),
+                               message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
+                                       "kept by an earlier pull (all of it is hashed again)")
+        temp = journal.data_path if journal else store.new_temp_path()
         try:
-            downloader.fetch(key, entry, temp)
+            downloader.fetch(key, entry, temp, journal)
         except BrokenObject as exc:
             raise JobFailed(
                 f"version {manifest.version} of {manifest.name} is incomplete in the bucket "
@@ -275,6 +357,8 @@ def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: F
                            message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again")
             continue
         os.replace(temp, target)
+        if journal is not None:
+            journal.remove()
         return True
     raise AssertionError("unreachable")
 

@@ -5,6 +5,7 @@
     <dest>/.modelsync/records/<name>/<version>.json  manifest + stat of each verified file, written last
     <dest>/.modelsync/tmp/                     unique temp files (same filesystem, so rename is atomic),
                                                and pins: <host>.<pid>.<random>.<name>@<version>.pin
+    <dest>/.modelsync/partial/                 big files being downloaded, kept for resuming (resume.py)
     <dest>/.modelsync/locks/<name>.lock        flock: only avoids duplicate work, never needed for correctness
 """
 
@@ -56,6 +57,7 @@ class LocalStore:
         self.dest = os.path.abspath(os.fspath(dest))
         self.meta = os.path.join(self.dest, META)
         self.tmp = os.path.join(self.meta, "tmp")
+        self.partial = os.path.join(self.meta, "partial")
         self._host = socket.gethostname().replace(".", "_") or "host"
 
     # Paths -----------------------------------------------------------------------------------
@@ -73,7 +75,7 @@ class LocalStore:
 
     def ensure(self) -> None:
         try:
-            for sub in ("tmp", "versions", "records", "locks"):
+            for sub in ("tmp", "partial", "versions", "records", "locks"):
                 os.makedirs(os.path.join(self.meta, sub), exist_ok=True)
         except OSError as exc:
             raise ModelsyncError(
@@ -86,14 +88,17 @@ class LocalStore:
         return os.path.join(self.tmp, f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}.part")
 
     def clean_stale_temps(self) -> int:
-        """Remove temp files and pins left by dead processes of this host, and old ones of other hosts."""
+        """Remove temp files and pins left by dead processes of this host, and old ones of other hosts,
+        and partial downloads nobody can resume any more."""
+        from . import resume
+
         removed = 0
         for entry in self._temp_entries():
-            if self._owner_is_gone(entry):
+            if self.owner_is_gone(entry):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1
-        return removed
+        return removed + resume.clean_stale(self)
 
     def _temp_entries(self) -> list[os.DirEntry]:
         try:
@@ -101,7 +106,7 @@ class LocalStore:
         except FileNotFoundError:
             return []
 
-    def _owner_is_gone(self, entry: os.DirEntry) -> bool:
+    def owner_is_gone(self, entry: os.DirEntry) -> bool:
         """A temp file or pin named <host>.<pid>...: is the process that made it gone?"""
         parts = entry.name.split(".")
         try:
@@ -137,7 +142,7 @@ class LocalStore:
                 continue
             parts = entry.name[: -len(".pin")].split(".", 3)  # host, pid, random, name@version
             pinned_name, _, version = parts[-1].rpartition("@")
-            if len(parts) == 4 and pinned_name == name and not self._owner_is_gone(entry):
+            if len(parts) == 4 and pinned_name == name and not self.owner_is_gone(entry):
                 pinned.add(version)
         return pinned
 

@@ -31,6 +31,21 @@ def publish(client, bucket, tmp_path):
 
 
 @pytest.fixture
+def pulled_then_published(client, bucket, publish, tmp_path):
+    """make(v1, v2) -> (dest, version 1, version 2): v1 published and pulled into tmp_path/d, then
+    v2 published (a pull of the model's LATEST now has work to do)."""
+    from modelsync.pull import pull
+
+    def make(v1: dict[str, bytes], v2: dict[str, bytes]):
+        first = publish("m", v1)
+        dest = tmp_path / "d"
+        pull(client, bucket, dest)
+        return dest, first, publish("m", v2)
+
+    return make
+
+
+@pytest.fixture
 def proxy(s3_endpoint):
     with FaultProxy(s3_endpoint) as running:
         yield running

@@ -119,6 +119,10 @@ class FaultProxy:
         """GET count per object path under .../files/ (the model files, not manifests)."""
         return Counter({p: n for (m, p), n in self.counts.items() if m == "GET" and "/files/" in p})
 
+    def file_bytes(self) -> int:
+        """Body bytes of model files (under .../files/) sent to clients."""
+        return sum(n for (m, p), n in self.body_bytes.items() if m == "GET" and "/files/" in p)
+
     def _handler(self):
         proxy = self
 
@@ -154,8 +158,6 @@ class FaultProxy:
                 conn.close()
                 if action == "corrupt" and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
-                with proxy._lock:
-                    proxy.body_bytes[(self.command, path_only)] += len(data)
                 self.send_response(upstream.status)
                 for key, value in upstream.getheaders():
                     lower = key.lower()
@@ -168,6 +170,9 @@ class FaultProxy:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
+                sent = len(data) // 2 if action == "truncate" else len(data)
+                with proxy._lock:
+                    proxy.body_bytes[(self.command, path_only)] += sent
                 if action == "truncate":
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()

@@ -34,12 +34,8 @@ def assert_old_version_intact(dest):
 
 
 @pytest.fixture
-def two_versions(client, bucket, publish, tmp_path):
-    v1 = publish("m", V1)
-    dest = tmp_path / "d"
-    pull(client, bucket, dest)
-    v2 = publish("m", V2)
-    return dest, v1, v2
+def two_versions(pulled_then_published):
+    return pulled_then_published(V1, V2)
 
 
 def test_a_pull_killed_mid_way_keeps_the_old_version_and_the_next_pull_completes(
@@ -113,7 +109,7 @@ def test_concurrent_pulls_into_one_dest_fetch_each_file_once(two_versions, bucke
 def test_concurrent_pulls_are_correct_even_without_the_lock(two_versions, bucket, proxy, proxy_env):
     """flock can silently succeed for everyone on some NFS mounts: correctness must not need it."""
     dest, v1, v2 = two_versions
-    proxy.bytes_per_second = 8_000_000
+    proxy.bytes_per_second = 4_000_000  # slow enough that the three processes overlap on a busy machine
     procs, outputs = start_pulls(3, bucket, dest, {**proxy_env, "MODELSYNC_NO_LOCK": "1"})
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     assert tree(dest / "m") == V2

@@ -126,10 +126,10 @@ def make_progress(args) -> Progress:
 
 
 def client_for(args, workers: int):
-    from ..s3 import make_client  # boto3 import is slow: only commands that talk to S3 pay for it
+    from ..s3 import LazyClient  # boto3 import is slow: only runs that make a request pay for it
 
     # Range and file workers both hold connections (see download.Downloader).
-    return make_client(max_pool_connections=max(10, 2 * workers + 2))
+    return LazyClient(max_pool_connections=max(10, 2 * workers + 2))
 
 
 def print_summary(progress: Progress, summary: dict) -> None:
