@@ -14,6 +14,7 @@ class VersionInfo:
     created: str | None  # None: no valid manifest (incomplete, in progress or broken)
     files: int = 0
     bytes: int = 0
+    signature: str | None = None  # with a trust key: "valid", "missing" or "invalid"; None: not checked
 
 
 @dataclass
@@ -23,8 +24,9 @@ class ModelInfo:
     versions: list[VersionInfo] = field(default_factory=list)
 
 
-def list_versions(client, bucket: str, *, prefix: str, warn=None) -> list[ModelInfo]:
-    """Every model and version under prefix; keys that cannot be either are skipped with warn()."""
+def list_versions(client, bucket: str, *, prefix: str, warn=None, trust=None) -> list[ModelInfo]:
+    """Every model and version under prefix; keys that cannot be either are skipped with warn().
+    trust (a signing.Verifier): also check each manifest's signature (one small GET per version)."""
     models = []
     for name in list_model_names(client, bucket, prefix, warn=warn):
         info = ModelInfo(name, read_latest_version(client, bucket, name, prefix=prefix))
@@ -36,7 +38,20 @@ def list_versions(client, bucket: str, *, prefix: str, warn=None) -> list[ModelI
             if manifest is None:
                 info.versions.append(VersionInfo(version, None))
             else:
-                info.versions.append(VersionInfo(version, manifest.created, len(manifest.files), manifest.total_bytes))
+                info.versions.append(VersionInfo(version, manifest.created, len(manifest.files), manifest.total_bytes,
+                                                 _signature_state(client, bucket, prefix, manifest, trust)))
         info.versions.sort(key=lambda v: created_order(v.created), reverse=True)
         models.append(info)
     return models
+
+
+def _signature_state(client, bucket, prefix, manifest, trust) -> str | None:
+    if trust is None:
+        return None
+    from .signing import envelope_problem, manifest_digest, read_envelope
+
+    envelope = read_envelope(client, bucket, prefix, manifest.name, manifest.version)
+    if envelope is None:
+        return "missing"
+    problem = envelope_problem(trust, envelope, "manifest", manifest.name, manifest.version, manifest_digest(manifest))
+    return "valid" if problem is None else "invalid"

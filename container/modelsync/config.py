@@ -70,6 +70,16 @@ def default_durable() -> bool:
     return raw in ("1", "true", "yes")
 
 
+def default_signing_key() -> str | None:
+    """MODELSYNC_SIGNING_KEY: KMS key ARN, alias/NAME or PEM private key file (publish, seed)."""
+    return env("MODELSYNC_SIGNING_KEY")
+
+
+def default_trust_key() -> str | None:
+    """MODELSYNC_TRUST_KEY: KMS key ARN, alias/NAME or PEM public key file (pull, verify, list, seed)."""
+    return env("MODELSYNC_TRUST_KEY")
+
+
 def default_port() -> int:
     return check_port(env_int("MODELSYNC_PORT", DEFAULT_PORT), "MODELSYNC_PORT")
 

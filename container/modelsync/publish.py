@@ -23,6 +23,7 @@ from .manifest import (MAX_MANIFEST_FILES, FileEntry, Manifest, content_version,
                        now_created, path_problem, read_latest_version, read_manifest, version_prefix)
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
+from .signing import Signer, manifest_digest, published_problem, signature_key
 
 
 @dataclass
@@ -33,6 +34,7 @@ class PublishResult:
     uploaded_bytes: int
     skipped_files: int
     unchanged: bool
+    resigned: bool = False  # signing rewrote an unsigned or wrongly signed manifest or LATEST
 
 
 def scan_directory(directory: str) -> list[str]:
@@ -78,7 +80,10 @@ class _ProgressSubscriber(BaseSubscriber):
 
 def publish_directory(client, bucket: str, name: str, directory, *, prefix: str = DEFAULT_PREFIX,
                       source: dict | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                      progress: Progress | None = None, part_size: int | None = None) -> PublishResult:
+                      progress: Progress | None = None, part_size: int | None = None,
+                      signer: Signer | None = None) -> PublishResult:
+    """signer: sign the manifest and LATEST (docs/contracts.md, Signatures); a manifest already there whose
+    signature does not verify with the signer's public key is written again, signed."""
     check_name(name)
     progress = or_silent(progress)
     directory = os.fspath(directory)
@@ -96,7 +101,11 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
         entries.append(FileEntry(path, before[path][0], digest))
     version = content_version(entries)
 
-    complete = read_manifest(client, bucket, name, version, prefix=prefix) is not None
+    existing = read_manifest(client, bucket, name, version, prefix=prefix)
+    verifier = signer.verifier() if signer is not None else None
+    # An unsigned or wrongly signed manifest is not trusted as complete: it is written again, signed.
+    complete = existing is not None and (
+        verifier is None or published_problem(client, bucket, prefix, existing, verifier, latest=False) is None)
     # Objects already under this version's prefix come from an earlier or interrupted publish of
     # the very same content (the version is the content hash); S3 writes whole objects only. One
     # LIST also catches objects deleted since (a published version stays repairable).
@@ -109,8 +118,13 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
         todo += _stored_with_other_sha256(client, bucket, prefix, name, version,
                                           [e for e in entries if e not in todo], concurrency)
     if complete and not todo:
+        if verifier is not None:
+            resign = published_problem(client, bucket, prefix, existing, verifier, latest=True) is not None
+            if resign:
+                _put_latest(client, bucket, prefix, existing, signer)
+            return PublishResult(name, version, 0, 0, len(entries), unchanged=True, resigned=resign)
         if read_latest_version(client, bucket, name, prefix=prefix) != version:
-            _put_json(client, bucket, latest_key(prefix, name), {"version": version})
+            _put_latest(client, bucket, prefix, existing, None)
         return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
 
     uploaded_bytes = sum(e.size for e in todo)
@@ -131,11 +145,15 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
             for future in futures:
                 future.result()
         _refuse_changed_files(client, bucket, prefix, name, version, directory, root, todo, before)
+        manifest = existing
         if not complete:
             manifest = Manifest(name, version, now_created(),
                                 dict(source or {}), entries)
+            if signer is not None:  # before the manifest: a reader that finds the manifest finds its signature
+                _put_json(client, bucket, signature_key(prefix, name, version),
+                          signer.envelope("manifest", name, version, manifest_digest(manifest)))
             _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
-        _put_json(client, bucket, latest_key(prefix, name), {"version": version})
+        _put_latest(client, bucket, prefix, manifest, signer)
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
     progress.end(model=name, version=version, uploaded_files=len(todo))
@@ -191,6 +209,14 @@ def _refuse_changed_files(client, bucket, prefix, name, version, directory, root
                           Metadata={"sha256": INVALIDATED_SHA256})
     raise JobFailed(f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again "
                     "once nothing writes to the folder")
+
+
+def _put_latest(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer | None) -> None:
+    """LATEST, written last; signed, it names the manifest's digest, so pointing it elsewhere breaks it."""
+    data: dict = {"version": manifest.version}
+    if signer is not None:
+        data["signature"] = signer.envelope("latest", manifest.name, manifest.version, manifest_digest(manifest))
+    _put_json(client, bucket, latest_key(prefix, manifest.name), data)
 
 
 def _put_json(client, bucket: str, key: str, data: dict) -> None:

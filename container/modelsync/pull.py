@@ -18,6 +18,7 @@ from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
+from .signing import Verifier, check_pull_targets
 from .store import LocalStore, Record, fsync_dir, stat_key
 
 if TYPE_CHECKING:
@@ -62,9 +63,10 @@ class _Target:
 
 def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
          concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None,
-         part_size: int | None = None, switch: bool = True) -> PullResult:
+         part_size: int | None = None, switch: bool = True, trust: Verifier | None = None) -> PullResult:
     """Pull models ("NAME" or "NAME@VERSION"; None = every model at LATEST) into dest.
 
+    trust: refuse, before anything is downloaded or switched, any version not signed by this key.
     switch=False only makes each version present and verified (directory and record) without moving
     <dest>/<name>: the seeding task keeps the service's pinned versions in the EFS mirror that way.
 
@@ -77,6 +79,8 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     store.clean_stale_temps()
     targets = _resolve(client, bucket, prefix, store, models, switch,
                        warn=lambda message, key: progress.event("warning", message=message, key=key))
+    if trust is not None:
+        check_pull_targets(client, bucket, prefix, store, targets, models, trust)
     result = PullResult()
     failures: list[str] = []
     downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,

@@ -256,6 +256,8 @@ class LocalStore:
         """Record first (so the version is never trusted half-deleted), then the files."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.record_path(name, version))
+        with contextlib.suppress(FileNotFoundError):  # the manifest signature a trusted pull kept (signing.py)
+            os.unlink(self.record_path(name, version)[: -len(".json")] + ".sig")
         shutil.rmtree(self.version_dir(name, version), ignore_errors=True)
 
     def version_dirs(self, name: str) -> list[str]:

@@ -22,8 +22,9 @@ class ModelState:
 
 
 def verify(dest, models: list[str] | None = None, *, deep: bool = False,
-           workers: int | None = None) -> list[ModelState]:
-    """One ModelState per model; an empty problems list everywhere means the tree is good."""
+           workers: int | None = None, trust=None) -> list[ModelState]:
+    """One ModelState per model; an empty problems list everywhere means the tree is good. trust (a
+    signing.Verifier): each version's record must also keep a manifest signature by that key."""
     store = LocalStore(dest)
     if os.path.exists(store.dest) and not os.path.isdir(store.dest):
         return [ModelState("*", None, problems=[
@@ -34,6 +35,13 @@ def verify(dest, models: list[str] | None = None, *, deep: bool = False,
     if not specs:
         return [ModelState("*", None, problems=[f"no models under {store.dest}: run modelsync pull first"])]
     states = [_check_model(store, name, wanted) for name, wanted in specs]
+    if trust is not None:
+        from .signing import record_problem
+
+        for state in states:
+            problem = record_problem(store, state.record, trust) if state.record is not None else None
+            if problem:
+                state.problems.append(problem)
     if deep:
         _check_content(store, states, workers)
     return states

@@ -86,6 +86,31 @@ def print_view_summary(result, layout) -> None:
     sys.stdout.flush()
 
 
+def add_signing_key(parser) -> None:
+    parser.add_argument("--signing-key", default=config.default_signing_key(), metavar="KEY",
+                        help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file "
+                             "(env MODELSYNC_SIGNING_KEY; default unsigned)")
+
+
+def add_trust_key(parser) -> None:
+    parser.add_argument("--trust-key", default=config.default_trust_key(), metavar="KEY",
+                        help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key "
+                             "file (env MODELSYNC_TRUST_KEY; default no signature check)")
+
+
+def signer(args):
+    from ..signing import load_signer
+
+    return load_signer(args.signing_key)
+
+
+def trust(args):
+    """The trust key's Verifier (a bad key is a one-line error, exit 2, before any work), or None."""
+    from ..signing import trust_verifier
+
+    return trust_verifier(args.trust_key)
+
+
 def add_transfer(parser) -> None:
     parser.add_argument("--concurrency", type=int, default=None,
                         help="parallel transfers (env MODELSYNC_CONCURRENCY, default 16)")

@@ -12,6 +12,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("list", help="list published models and versions")
     _common.add_bucket(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _common.add_trust_key(parser)
     parser.set_defaults(run=run)
 
 
@@ -20,14 +21,30 @@ def run(args) -> int:
     from ..progress import human_bytes
 
     bucket, prefix = _common.bucket_and_prefix(args)
-    models = list_versions(_common.client_for(args, 4), bucket, prefix=prefix)
+    trust = _common.trust(args)
+    models = list_versions(_common.client_for(args, 4), bucket, prefix=prefix, trust=trust)
     if args.json:
-        print(json.dumps([asdict(m) for m in models], indent=1))
+        print(json.dumps([_without_unchecked(asdict(m)) for m in models], indent=1))
         return 0
-    print(f"{'MODEL':<32} {'VERSION':<18} {'CREATED':<21} {'FILES':>6} {'SIZE':>11}  LATEST")
+    # With a trust key, a SIGNED column marks each version (listed, never refused: list changes nothing).
+    signed = f"  {'SIGNED':<8}" if trust else ""
+    print(f"{'MODEL':<32} {'VERSION':<18} {'CREATED':<21} {'FILES':>6} {'SIZE':>11}{signed}  LATEST")
     for model in models:
         for v in model.versions:
             latest = "*" if v.version == model.latest else ""
             created = v.created or "(no manifest)"
-            print(f"{model.name:<32} {v.version:<18} {created:<21} {v.files:>6} {human_bytes(v.bytes):>11}  {latest}")
+            mark = f"  {_MARKS.get(v.signature, '-'):<8}" if trust else ""
+            print(f"{model.name:<32} {v.version:<18} {created:<21} {v.files:>6} {human_bytes(v.bytes):>11}{mark}"
+                  f"  {latest}")
     return 0
+
+
+def _without_unchecked(model: dict) -> dict:
+    """No trust key: the JSON stays what it was (no signature member)."""
+    for version in model["versions"]:
+        if version["signature"] is None:
+            del version["signature"]
+    return model
+
+
+_MARKS = {"valid": "yes", "missing": "UNSIGNED", "invalid": "INVALID"}

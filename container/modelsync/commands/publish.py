@@ -15,6 +15,7 @@ def register(subparsers) -> None:
     parser.add_argument("--source", default=None, help="JSON object stored as the manifest's source")
     _common.add_bucket(parser)
     _common.add_transfer(parser)
+    _common.add_signing_key(parser)
     parser.set_defaults(run=run)
 
 
@@ -31,11 +32,13 @@ def run(args) -> int:
         except (ValueError, AssertionError):
             raise ModelsyncError("--source must be a JSON object, e.g. '{\"url\": \"...\"}'") from None
     workers = _common.concurrency(args)
+    signer = _common.signer(args)
     progress = _common.make_progress(args)
     started = time.monotonic()
     result = publish_directory(
         _common.client_for(args, workers), bucket, args.name, args.directory, prefix=prefix,
         source=source, concurrency=workers, progress=progress, part_size=_common.part_size(args),
+        signer=signer,
     )
     seconds = time.monotonic() - started
     summary = _common.summary("publish", result.uploaded_files, result.uploaded_bytes, result.skipped_files,

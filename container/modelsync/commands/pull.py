@@ -13,6 +13,7 @@ def register(subparsers) -> None:
     _common.add_models(parser)
     _common.add_transfer(parser)
     _common.add_view(parser)
+    _common.add_trust_key(parser)
     parser.set_defaults(run=run)
 
 
@@ -24,10 +25,12 @@ def run(args) -> int:
     wanted = _common.models(args)
     layout = _common.view_layout(args, wanted)  # before anything is downloaded
     workers = _common.concurrency(args)
+    trust = _common.trust(args)
     progress = _common.make_progress(args)
     try:
         result = pull(_common.client_for(args, workers), bucket, args.dest, wanted,
-                      prefix=prefix, concurrency=workers, progress=progress, part_size=_common.part_size(args))
+                      prefix=prefix, concurrency=workers, progress=progress, part_size=_common.part_size(args),
+                      trust=trust)
     except JobFailed as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:

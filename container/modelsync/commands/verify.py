@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     _common.add_models(parser)
     parser.add_argument("--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
     _common.add_view(parser)
+    _common.add_trust_key(parser)
     parser.set_defaults(run=run)
 
 
@@ -22,7 +23,7 @@ def run(args) -> int:
 
     wanted = _common.models(args)
     layout = _common.view_layout(args, wanted)  # bad input: exit 2 before checking anything
-    states = verify(args.dest, wanted, deep=args.deep)
+    states = verify(args.dest, wanted, deep=args.deep, trust=_common.trust(args))
     problems = [p for s in states for p in s.problems]
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--list", action="store_true", help="print the catalog and the selection, then exit")
     _common.add_bucket(parser)
     _common.add_transfer(parser)
+    _common.add_signing_key(parser)
+    _common.add_trust_key(parser)
     parser.set_defaults(run=run)
 
 
@@ -59,6 +61,7 @@ def run(args) -> int:
     workers = _common.concurrency(args)
     if args.workdir and not os.path.isdir(args.workdir):
         raise ModelsyncError(f"--workdir {args.workdir} is not a directory: create it or leave the option out")
+    signer, trust = _common.signer(args), _common.trust(args)  # bad keys: exit 2 before any work
     _log_to_stderr()
 
     from modelsync.seed.run import Seeder, format_report  # boto3 import is slow: only when seeding
@@ -69,6 +72,7 @@ def run(args) -> int:
             _common.client_for(args, workers), bucket, prefix=prefix, workdir=workdir,
             zenodo=ZenodoClient(args.zenodo_url), concurrency=workers,
             part_size=_common.part_size(args), progress=_common.make_progress(args),
+            signer=signer, trust=trust,
         )
         report = seeder.run(selected, efs_root=args.efs_root, mirror_pins=pins)
     print(format_report(report))

@@ -24,6 +24,7 @@ from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
 from modelsync.pull import PullResult, pull
 from modelsync.s3 import translate_client_error
+from modelsync.signing import Signer, Verifier, published_problem
 from modelsync.seed.catalog import DOWNLOAD_CAP_FACTOR, CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
 from modelsync.seed.extract import extract_zip, tree_size
 from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
@@ -89,7 +90,10 @@ class SeedReport:
 class Seeder:
     def __init__(self, client, bucket: str, *, prefix: str, workdir: Path, zenodo: ZenodoClient,
                  fetcher: HttpFetcher | None = None, pipeline_factory: PipelineFactory | None = None,
-                 concurrency: int = 16, part_size: int | None = None, progress: Progress | None = None):
+                 concurrency: int = 16, part_size: int | None = None, progress: Progress | None = None,
+                 signer: Signer | None = None, trust: Verifier | None = None):
+        """signer: sign what is published; trust: check what the EFS mirror pulls, and the signatures
+        the "unchanged" decision relies on (default: the signer's public key)."""
         self.client, self.bucket, self.prefix = client, bucket, prefix
         self.workdir = Path(workdir)
         self.zenodo = zenodo
@@ -97,6 +101,8 @@ class Seeder:
         self.pipeline_factory = pipeline_factory
         self.concurrency, self.part_size = concurrency, part_size
         self.progress = progress
+        self.signer = signer
+        self.trust = trust or (signer.verifier() if signer is not None else None)
 
     def run(self, entries: list[CatalogEntry], *, efs_root: str | None = None,
             mirror_pins: tuple[str, ...] = ()) -> SeedReport:
@@ -133,7 +139,7 @@ class Seeder:
         try:
             source = self._source_record(entry)
             latest = read_latest(self.client, self.bucket, entry.name, prefix=self.prefix)
-            if latest is not None and latest.source == source:
+            if latest is not None and latest.source == source and self._signed(latest):
                 outcome.status, outcome.version, outcome.size_bytes = "unchanged", latest.version, latest.total_bytes
                 log.info("%s: %s already published from this source; nothing to do", entry.name, latest.version)
             else:
@@ -145,12 +151,13 @@ class Seeder:
                 result: PublishResult = publish_directory(
                     self.client, self.bucket, entry.name, folder, prefix=self.prefix, source=source,
                     concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
+                    signer=self.signer,
                 )
                 outcome.version, outcome.uploaded_bytes = result.version, result.uploaded_bytes
                 # "unchanged" only when LATEST already pointed here: bringing LATEST back from a
                 # hand-published version to the catalog's one is a change the operator must see.
                 moved = latest is None or latest.version != result.version
-                outcome.status = "published" if moved or not result.unchanged else "unchanged"
+                outcome.status = "published" if moved or not result.unchanged or result.resigned else "unchanged"
         except ModelsyncError as err:
             outcome.error = str(err)
         except Exception as err:  # a bug or an unforeseen failure: still finish the other models
@@ -160,6 +167,17 @@ class Seeder:
             shutil.rmtree(work, ignore_errors=True)
             outcome.seconds = time.monotonic() - started
         return outcome
+
+    def _signed(self, latest) -> bool:
+        """With signing on, "unchanged" relies only on signed content: a manifest or LATEST whose signature
+        does not verify (even one that copies the source) is published again, signed."""
+        verifier = self.signer.verifier() if self.signer is not None else self.trust  # what publish would check
+        if verifier is None:
+            return True
+        problem = published_problem(self.client, self.bucket, self.prefix, latest, verifier, latest=True)
+        if problem:
+            log.warning("%s: %s: publishing it again", latest.name, problem)
+        return problem is None
 
     def _source_record(self, entry: CatalogEntry) -> dict:
         """What the manifest records as the source: the catalog identity plus the checksum the
@@ -230,7 +248,7 @@ class Seeder:
             if pins:
                 outcome.add(pull(self.client, self.bucket, efs_root, list(pins), prefix=self.prefix,
                                  concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
-                                 switch=False), linked=False)
+                                 switch=False, trust=self.trust), linked=False)
                 outcome.pins = list(pins)
             self._mirror_latest(efs_root, [m.name for m in seeded], outcome)
         except ModelsyncError as err:  # JobFailed included: the other models were still pulled
@@ -250,7 +268,8 @@ class Seeder:
         for _ in range(MIRROR_ROUNDS):
             try:
                 result = pull(self.client, self.bucket, efs_root, pending, prefix=self.prefix,
-                              concurrency=self.concurrency, progress=self.progress, part_size=self.part_size)
+                              concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
+                              trust=self.trust)
             except ModelsyncError as err:
                 outcome.add(getattr(err, "result", None))
                 raise
