@@ -27,6 +27,7 @@ from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import check_retention, log_group
 from model_delivery.nag import acknowledge_task_definition
 from model_delivery.policies import mirror_access
+from model_delivery.signing import verify_manifests
 from model_delivery.specs import check_pins, names_of
 from model_delivery.store import ModelStore
 from model_delivery.tasks import MODELS_VOLUME, add_efs_volume, add_modelsync_container, scratch_volume
@@ -98,7 +99,9 @@ class ModelDelivery(Construct):
                                                                       "the view"})
         group = log_group or _default_log_group(self, log_retention_days)
         models_env = {"MODELSYNC_DEST": STORE_PATH, "MODELSYNC_MODELS": ",".join(models),
-                      "MODELSYNC_VIEW": VIEW_PATH, "MODELSYNC_LAYOUT": self.layout.name}
+                      "MODELSYNC_VIEW": VIEW_PATH, "MODELSYNC_LAYOUT": self.layout.name,
+                      # Only versions signed with the store's signing key are linked (pull and verify).
+                      "MODELSYNC_TRUST_KEY": store.signing_key.key_arn}
         task_role = task_definition.task_role
         if mirror is None:
             task_definition.add_volume(name=MODELS_VOLUME)
@@ -116,6 +119,7 @@ class ModelDelivery(Construct):
                 task_definition, "model-verify", image=image, command=["modelsync", "verify"], log_group=group,
                 stream_prefix="service", essential=False, environment=models_env)
             task_role.add_to_principal_policy(mirror_access(mirror.file_system, mirror.access_point, write=False))
+            task_role.add_to_principal_policy(verify_manifests(store.signing_key))
         self.view_volume = scratch_volume(task_definition, VIEW_VOLUME)
         self.init.add_mount_points(
             ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=STORE_PATH, read_only=mirror is not None),

@@ -62,8 +62,10 @@ class SeedingTask(Construct):
         check_fargate_size("SeedingTask cpu", "SeedingTask memory_mib", cpu, memory_mib)
         check_ephemeral_storage("SeedingTask ephemeral_storage_gib", ephemeral_storage_gib)
         self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"))
+        # Named: the store's key and bucket policies name this role's ARN before it exists (model_delivery/signing.py).
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
-                                  description="Seeding task: writes the models prefix and the EFS mirror")
+                                  role_name=store.seeding_role_name,
+                                  description="Seeding task: writes and signs the models prefix, writes the EFS mirror")
         self.task_role.add_managed_policy(store.write_policy)
         if store.mirror is not None:
             self.task_role.add_to_policy(mirror_access(store.mirror.file_system, store.mirror.access_point,
@@ -74,6 +76,9 @@ class SeedingTask(Construct):
             ephemeral_storage_gib=ephemeral_storage_gib, task_role=self.task_role)
         environment = {"MODELSYNC_BUCKET": store.bucket.bucket_name,
                        "MODELSYNC_PREFIX": MODELS_PREFIX,
+                       # Signs what it publishes; its EFS mirror pulls check (and keep) the signatures.
+                       "MODELSYNC_SIGNING_KEY": store.signing_key.key_arn,
+                       "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
                        "MODELSYNC_SEED_ONLY": ",".join(seed_models)}
         if store.mirror is not None:
             add_efs_volume(self.task_definition, store.mirror)

@@ -1,6 +1,7 @@
-"""ModelStore: everything stateful of model delivery. A KMS key with rotation, the models bucket (the
-source of truth) with its access-log bucket, optionally the EFS mirror, and the two managed policies that
-say who may read and who may publish the models prefix.
+"""ModelStore: everything stateful of model delivery. A KMS key with rotation, the manifest signing key
+(ECC_NIST_P256, SIGN_VERIFY), the models bucket (the source of truth) with its access-log bucket and a policy
+that lets only publishers write models/, optionally the EFS mirror, and the two managed policies that say who
+may read and who may publish the models prefix.
 
 The policies live next to the bucket and key they name, and task roles attach them. That keeps the
 wildcard object ARN (models/*) a same-stack reference, so its cdk-nag acknowledgment can name it exactly
@@ -9,6 +10,7 @@ wildcard object ARN (models/*) a same-stack reference, so its cdk-nag acknowledg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -24,6 +26,9 @@ from model_delivery.errors import ModelDeliveryError
 from model_delivery.flags import require_feature_flags
 from model_delivery.mirror import ModelMirror
 from model_delivery.policies import models_objects_arn, models_read, models_write
+from model_delivery.signing import (check_publisher_role_arns, only_publishers_write, role_arn, sign_manifests,
+                                    signing_key, verify_manifests)
+from model_delivery.signing import seeding_role_name as seeding_role_name_for
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,19 @@ class ModelStore(Construct):
       mirror: MirrorOptions for an EFS mirror (needed by tasks that read models from EFS), or None.
       access_log_days: how long the bucket's server access logs are kept (default 30).
       description: the key's description.
-    Attributes: key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
-      read_policy (tasks that pull models), write_policy (tasks that publish models).
+      publisher_role_arns: IAM role ARNs besides the seeding task role that may sign manifests and write or
+        delete under models/ (operators who publish or prune by hand); everyone else is denied by the bucket.
+      seeding_role_name: the name the seeding task role gets (default `<stack name>-seeding`): the key and
+        bucket policies name its ARN before the role exists (it is created in a later stack).
+    Attributes: key, signing_key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
+      read_policy (tasks that pull models: read, and the signing key's public key), write_policy (tasks that
+      publish models: also kms:Sign), seeding_role_name, publisher_arns (the seeding role's ARN first).
     """
 
     def __init__(self, scope: Construct, id: str, *, removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
                  mirror: MirrorOptions | None = None, access_log_days: int = 30,
-                 description: str = "Model delivery: models bucket and EFS mirror") -> None:
+                 description: str = "Model delivery: models bucket and EFS mirror",
+                 publisher_role_arns: Sequence[str] = (), seeding_role_name: str | None = None) -> None:
         super().__init__(scope, id)
         require_feature_flags(self, "ModelStore")
         if not isinstance(access_log_days, int) or isinstance(access_log_days, bool) or access_log_days < 1:
@@ -58,18 +69,27 @@ class ModelStore(Construct):
                                      "number of days, at least 1")
         self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal_policy,
                            description=description)
+        self.seeding_role_name = seeding_role_name_for(self, seeding_role_name)
+        self.publisher_arns = (role_arn(self, self.seeding_role_name),
+                               *check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns"))
+        self.signing_key = signing_key(self, "SigningKey", publishers=self.publisher_arns,
+                                       removal_policy=removal_policy,
+                                       description=f"{description}: signs model manifests (ECDSA P-256)")
         self.models = ModelsBucket(self, "Bucket", key=self.key, access_log_days=access_log_days,
                                    removal_policy=removal_policy)
         self.bucket: s3.Bucket = self.models.bucket
         self.access_logs: s3.Bucket = self.models.access_logs
+        self.bucket.add_to_resource_policy(only_publishers_write(models_objects_arn(self.bucket), self.publisher_arns))
         self.mirror = None if mirror is None else ModelMirror(
             self, "Mirror", vpc=mirror.vpc, security_group=mirror.security_group, key=self.key,
             removal_policy=removal_policy)
         self.read_policy = iam.ManagedPolicy(
-            self, "ModelsReadAccess", statements=models_read(self.bucket, self.key),
+            self, "ModelsReadAccess", statements=[*models_read(self.bucket, self.key),
+                                                            verify_manifests(self.signing_key)],
             description="Read the models prefix of the models bucket (model service tasks)")
         self.write_policy = iam.ManagedPolicy(
-            self, "ModelsWriteAccess", statements=models_write(self.bucket, self.key),
+            self, "ModelsWriteAccess", statements=[*models_write(self.bucket, self.key),
+                                                             sign_manifests(self.signing_key)],
             description="Publish under the models prefix of the models bucket (seeding task)")
         for policy in (self.read_policy, self.write_policy):
             nag.acknowledge_models_prefix(policy, models_objects_arn(self.bucket))

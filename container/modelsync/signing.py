@@ -89,8 +89,8 @@ class Signer:
             return _kms_client(self.ref).sign(KeyId=self.ref, Message=message, MessageType="RAW",
                                               SigningAlgorithm=ALGORITHM)["Signature"]
         except (bx.ClientError, bx.BotoCoreError) as exc:
-            raise ModelsyncError(f"cannot sign with KMS key {self.ref} ({_aws_problem(exc)}): check the key and "
-                                 "that this role may kms:Sign with it (--signing-key / MODELSYNC_SIGNING_KEY)") from None
+            raise ModelsyncError(f"cannot sign with KMS key {self.ref} ({_aws_problem(exc)}): check the key and that "
+                                 "this role may kms:Sign with it (--signing-key / MODELSYNC_SIGNING_KEY)") from None
 
     def verifier(self) -> Verifier:
         if self._private is not None:

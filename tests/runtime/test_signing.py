@@ -247,7 +247,8 @@ def test_kms_signed_publish_and_trusted_pull(tmp_path, env, kms, s3_endpoint, ke
     other = kms(f"alias/other-{suffix}")
     env = {**env, "AWS_ENDPOINT_URL_KMS": s3_endpoint}
     version = _publish(tmp_path, env, FILES, f"alias/models-{suffix}")
-    assert json.loads(_get(s3_client, bucket, signature_key("models/", "m", version)))["key"] == f"alias/models-{suffix}"
+    envelope = json.loads(_get(s3_client, bucket, signature_key("models/", "m", version)))
+    assert envelope["key"] == f"alias/models-{suffix}"
     proc = _pull(tmp_path / "d", env, arn)
     assert proc.returncode == 0, proc.stderr
     assert tree(tmp_path / "d" / "m") == FILES
