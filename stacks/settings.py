@@ -24,6 +24,7 @@ from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import LOG_RETENTION_DAYS
 from model_delivery.monitoring import EMAIL, THRESHOLDS, AlarmThresholds
 from model_delivery.seeding import seed_fingerprint
+from model_delivery.signing import check_publisher_role_arns
 from model_delivery.specs import check_pins
 from model_delivery.tasks import EPHEMERAL_RANGE_GIB, FARGATE_DEFAULT_EPHEMERAL_GIB, fargate_size_problem
 
@@ -99,6 +100,9 @@ class Settings:
     alarm_efs_throughput_percent: int = AlarmThresholds.efs_throughput_percent
     alarm_http_5xx_count: int = AlarmThresholds.http_5xx_count
     alarm_unhealthy_targets_minutes: int = AlarmThresholds.unhealthy_targets_minutes
+    # Signed manifests (docs/runtime.md, "Signed manifests"): roles besides the seeding task that may sign
+    # manifests and write or delete under models/ (operators who publish or prune by hand).
+    publisher_role_arns: tuple[str, ...] = ()
     # Derived from the catalog (not settable): what gets seeded and its fingerprint.
     seeded_models: tuple[str, ...] = ()
     catalog_names: tuple[str, ...] = ()
@@ -225,7 +229,7 @@ def _coerce(key: str, value: Any, *, from_cli: bool) -> Any:
 _LIST_ITEMS = {"service_models": "catalog model names, each optionally pinned as NAME@VERSION",
                "seed_models": "catalog model names", "app_command": "command words",
                "app_health_command": "command words", "app_writable_paths": "absolute paths",
-               "ingress_cidrs": "IPv4 CIDR blocks"}
+               "ingress_cidrs": "IPv4 CIDR blocks", "publisher_role_arns": "IAM role ARNs"}
 
 
 def _cli_list(key: str, value: str) -> Any:
@@ -293,6 +297,15 @@ def _validate(s: Settings) -> None:
     _validate_app(s)
     _validate_ingress(s)
     _validate_alarms(s)
+    _validate_publishers(s)
+
+
+def _validate_publishers(s: Settings) -> None:
+    """IAM role ARNs (the library's rule), reported as this setting."""
+    try:
+        check_publisher_role_arns(s.publisher_role_arns, "'publisher_role_arns'")
+    except ModelDeliveryError as exc:
+        raise SettingsError(f"setting {exc}") from None
 
 
 def _validate_app(s: Settings) -> None:

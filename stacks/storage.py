@@ -26,4 +26,5 @@ class StorageStack(cdk.Stack):
         self.store = ModelStore(self, "Default", removal_policy=stateful_removal_policy(settings),
                                 mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
                                 access_log_days=settings.log_retention_days,
+                                publisher_role_arns=settings.publisher_role_arns,
                                 description=f"Model delivery ({settings.stage}): models bucket and EFS mirror")

@@ -105,11 +105,21 @@ def test_seed_fingerprint_follows_catalog_and_selection(tmp_path):
     ({"service_models": "NoSuchModel"}, ["'service_models'", "'NoSuchModel'", "SEG_M2F_GrapheneL"]),
     ({"seed_models": "paddleocr,Typo"}, ["'seed_models'", "'Typo'", "catalog.yaml"]),
     ({"service_models": "SEG_M2F_Synthetic_Data"}, ["'service_models'", "SEG_M2F_Synthetic_Data", "seed_models"]),
+    ({"publisher_role_arns": "alice"}, ["'publisher_role_arns'", "'alice'", "IAM role ARNs"]),
+    ({"publisher_role_arns": "arn:aws:iam::111111111111:role/*"}, ["'publisher_role_arns'", "role/*",
+                                                                   "no wildcards"]),
+    ({"publisher_role_arns": "arn:aws:iam::111111111111:user/bob"}, ["'publisher_role_arns'", "user/bob"]),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(overrides, names):
     message = error_for(overrides)
     for name in names:
         assert name in message, f"{name!r} missing from: {message}"
+
+
+def test_publisher_role_arns_are_a_list_of_role_arns():
+    arns = "arn:aws:iam::111111111111:role/ModelPublisher,arn:aws:iam::111111111111:role/ops/Pruner"
+    assert settings_for({"publisher_role_arns": arns}).publisher_role_arns == tuple(arns.split(","))
+    assert settings_for({}).publisher_role_arns == ()
 
 
 def test_existing_vpc_needs_an_explicit_account_and_region():
