@@ -8,8 +8,11 @@ What runs, each step the same `modelsync` command a container runs:
 1. an S3-compatible server (moto) on 127.0.0.1, its bucket restored from `<root>/s3/`;
 2. a local Zenodo-compatible server serving small generated archives shaped like MaskTerial's
    (kept in `<root>/zenodo/` so their checksums stay the same between runs), or ZENODO_URL when set;
-3. `modelsync seed --efs-root <root>/efs`     (the seeding task; the directory stands in for EFS);
-4. `modelsync verify --dest <root>/efs`       (the efs-mode init container);
+3. `modelsync seed --efs-root <root>/efs`     (the seeding task; the directory stands in for EFS), signing
+   with `<root>/keys/key.pem` (MODELSYNC_SIGNING_KEY; made with openssl on the first run, the local
+   stand-in for the KMS signing key);
+4. `modelsync verify --dest <root>/efs`       (the efs-mode init container), trusting `<root>/keys/pub.pem`
+   (MODELSYNC_TRUST_KEY, as every later step);
 5. `modelsync pull --dest <root>/task --view <root>/view --layout L`  (the s3-mode init container, its
    task volume and the view of it an app would mount; `make local LAYOUT=maskterial`), then the view's
    tree is printed: what that app would see;
@@ -93,6 +96,18 @@ class Layout:
     @property
     def view(self) -> Path:  # the task volume arranged as an app expects it (--layout)
         return self.root / "view"
+
+    @property
+    def keys(self) -> Path:  # the local signing key pair (PEM), the stand-in for the KMS key
+        return self.root / "keys"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.keys / "key.pem"
+
+    @property
+    def trust_key(self) -> Path:
+        return self.keys / "pub.pem"
 
     @property
     def env_file(self) -> Path:
@@ -270,10 +285,31 @@ def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
 
 # -- the modelsync steps ------------------------------------------------------------------------
 
-def child_environment(endpoint: str, zenodo_url: str, names: list[str], metrics: bool = False) -> dict[str, str]:
+def ensure_keys(layout: Layout) -> bool:
+    """The signing key pair, made once with openssl as docs/runtime.md shows (True when made now)."""
+    if layout.signing_key.is_file() and layout.trust_key.is_file():
+        return False
+    layout.keys.mkdir(parents=True, exist_ok=True)
+    private = layout.keys / "key.pem.new"
+    try:
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(private)],
+                       check=True, capture_output=True)
+        os.chmod(private, 0o600)
+        subprocess.run(["openssl", "ec", "-in", str(private), "-pubout", "-out", str(layout.trust_key)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise LocalError(f"cannot make the local signing key with openssl ({exc}): install openssl, or put an EC "
+                         f"P-256 key pair at {layout.signing_key} and {layout.trust_key}") from None
+    os.replace(private, layout.signing_key)  # last: a half-made pair is made again next run
+    return True
+
+
+def child_environment(endpoint: str, zenodo_url: str, names: list[str], metrics: bool = False,
+                      trust_key: Path | None = None) -> dict[str, str]:
     """The environment a task definition would set, pointed at the local servers. Nothing AWS or
     MODELSYNC from the caller's shell is passed on: no real credential can reach a local server.
-    With `metrics`, the variables the monitoring constructs set too (each step adds its delivery mode)."""
+    With `metrics`, the variables the monitoring constructs set too (each step adds its delivery mode);
+    with `trust_key`, MODELSYNC_TRUST_KEY (the seed step adds its MODELSYNC_SIGNING_KEY)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODELSYNC_"))}
     env.update(LOCAL_CREDENTIALS)
     env.update({
@@ -285,6 +321,8 @@ def child_environment(endpoint: str, zenodo_url: str, names: list[str], metrics:
         "MODELSYNC_MODELS": ",".join(names),
         "ZENODO_URL": zenodo_url,
     })
+    if trust_key is not None:
+        env["MODELSYNC_TRUST_KEY"] = str(trust_key)
     if metrics:
         from modelsync import metrics as emf
 
@@ -378,11 +416,12 @@ def wait_until_ready(url: str, proc: subprocess.Popen) -> list[dict]:
 def write_env_file(layout: Layout, env: dict[str, str]) -> None:
     names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",
              "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED",
-             "MODELSYNC_BUCKET", "MODELSYNC_MODELS", "ZENODO_URL")
+             "MODELSYNC_BUCKET", "MODELSYNC_MODELS", "ZENODO_URL", "MODELSYNC_TRUST_KEY")
     lines = ["# Written by `make local` (tools/local.py): `source` it to talk to the local stand-ins.",
              "unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL"]
     lines += [f"export {name}={shlex.quote(env[name])}" for name in names]
     lines.append(f"export MODELSYNC_DEST={shlex.quote(str(layout.task))}")
+    lines.append(f"export MODELSYNC_SIGNING_KEY={shlex.quote(str(layout.signing_key))}")
     lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"")
     layout.env_file.write_text("\n".join(lines) + "\n")
 
@@ -476,10 +515,13 @@ def run(args: argparse.Namespace, progress: dict) -> int:
         else:
             zenodo_url = start_zenodo(stack, entries, layout.zenodo)
             print(f"== local Zenodo on {zenodo_url}: generated archives in {layout.zenodo}")
-        env = child_environment(s3_url, zenodo_url, names, metrics=args.metrics)
+        if ensure_keys(layout):
+            print(f"== signing key pair made with openssl: {shown(layout.signing_key)}, {shown(layout.trust_key)}")
+        env = child_environment(s3_url, zenodo_url, names, metrics=args.metrics, trust_key=layout.trust_key)
 
         run_step("seed", modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs),
-                                   "--workdir", str(layout.work)), env)
+                                   "--workdir", str(layout.work)),
+                 {**env, "MODELSYNC_SIGNING_KEY": str(layout.signing_key)})
         saved.save()
         run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), in_mode(env, "efs"))
         run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task), "--view", str(layout.view),

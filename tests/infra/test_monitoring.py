@@ -95,7 +95,7 @@ def test_the_topic_is_encrypted_with_the_store_key_and_takes_tls_only(s3_built):
 
 
 def test_the_key_lets_cloudwatch_alarms_of_this_stage_use_it_and_grants_eventbridge_nothing(s3_built):
-    statements = only(s3_built.storage, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
+    statements = resources(s3_built.storage, "AWS::KMS::Key")[key_id(s3_built)]["Properties"]["KeyPolicy"]["Statement"]
     [cloudwatch] = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
     assert cloudwatch["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"] and cloudwatch["Resource"] == "*"
     assert cloudwatch["Condition"] == {

@@ -185,7 +185,7 @@ def test_every_efs_volume_uses_tls_iam_and_the_access_point(s3_built, efs_built,
 
 def test_s3_mode_service_role_only_reads_the_models_prefix(s3_built):
     found = statements(s3_built, "ModelServiceTaskRole")
-    assert actions(found) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
+    assert actions(found) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt", "kms:GetPublicKey"}
     by_sid = {s["Sid"]: s for s in found}
     assert by_sid["ReadModels"]["Resource"]["Fn::Join"][1][1] == "/models/*"
     assert by_sid["ListModelsPrefix"]["Condition"] == {"StringLike": {"s3:prefix": ["models/", "models/*"]}}
@@ -194,8 +194,8 @@ def test_s3_mode_service_role_only_reads_the_models_prefix(s3_built):
 
 def test_efs_mode_service_role_only_mounts_read_only_through_the_access_point(efs_built):
     found = statements(efs_built, "ModelServiceTaskRole")
-    assert actions(found) == {"elasticfilesystem:ClientMount"}
-    condition = found[0]["Condition"]
+    assert actions(found) == {"elasticfilesystem:ClientMount", "kms:GetPublicKey"}  # + the manifests' public key
+    condition = next(s for s in found if s["Sid"] == "MountModelMirrorReadOnly")["Condition"]
     assert condition["Bool"] == {"elasticfilesystem:AccessedViaMountTarget": "true"}
     assert "elasticfilesystem:AccessPointArn" in condition["StringEquals"]
 
@@ -210,7 +210,7 @@ def test_service_role_can_never_write(s3_built, efs_built, mode):
 def test_seeding_role_writes_models_and_the_mirror_but_never_as_root(s3_built):
     found = statements(s3_built, "SeedingTaskRole")
     assert actions(found) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
-                              "kms:Decrypt", "kms:GenerateDataKey",
+                              "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign", "kms:GetPublicKey",
                               "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
     mirror = next(s for s in found if s["Sid"] == "MountModelMirrorReadWrite")
     assert "elasticfilesystem:AccessPointArn" in mirror["Condition"]["StringEquals"]

@@ -46,7 +46,7 @@ def test_termination_protection_only_for_prod(s3_built, prod_built):
 
 def test_models_bucket_is_encrypted_private_versioned_and_owner_enforced(s3_built):
     t = s3_built.storage
-    key_id = logical_id(t, "AWS::KMS::Key", "Key")
+    key_id = logical_id(t, "AWS::KMS::Key", "^Key")
     _, props = models_bucket(t)
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [{
         "BucketKeyEnabled": True,
@@ -93,7 +93,7 @@ def test_buckets_deny_requests_without_tls(s3_built, bucket):
 
 def test_file_system_is_encrypted_elastic_tiered_and_backed_up(s3_built):
     t = s3_built.storage
-    key_id = logical_id(t, "AWS::KMS::Key", "Key")
+    key_id = logical_id(t, "AWS::KMS::Key", "^Key")
     props = only(t, "AWS::EFS::FileSystem")["Properties"]
     assert props["Encrypted"] is True
     assert props["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}

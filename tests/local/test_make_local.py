@@ -149,7 +149,7 @@ def test_serves_verified_models_and_ctrl_c_stops_everything(tmp_path):
         for model in models:
             latest = json.loads(s3.get_object(Bucket=env["MODELSYNC_BUCKET"],
                                               Key=f"models/{model['name']}/LATEST")["Body"].read())
-            assert latest == {"version": model["version"]}
+            assert latest["version"] == model["version"] and set(latest) == {"version", "signature"}
 
         # The EFS stand-in has the contract layout and every byte matches its manifest.
         efs = root / "efs"
@@ -181,8 +181,56 @@ def test_serves_verified_models_and_ctrl_c_stops_everything(tmp_path):
     assert port_is_closed(app_url) and port_is_closed(s3_url)
     # What was published while it ran is saved for the next run (deletions: test_saved_bucket.py).
     saved = root / "s3" / env["MODELSYNC_BUCKET"] / "models"
-    assert json.loads((saved / "my-model" / "LATEST").read_text()) == {"version": version}
+    assert json.loads((saved / "my-model" / "LATEST").read_text())["version"] == version
     assert (saved / "my-model" / version / "files" / "weights.bin").read_bytes() == b"local weights"
+
+
+def test_pull_with_the_local_trust_key_refuses_a_tampered_and_an_unsigned_manifest(tmp_path):
+    """The seed signed with <root>/keys/key.pem and the init containers trusted pub.pem; the same pull, with
+    env.sh's MODELSYNC_TRUST_KEY, refuses a manifest edited in the bucket and one published unsigned."""
+    root = tmp_path / "state"
+    running = RunningDriver(root, tmp_path)
+    try:
+        stdout = running.wait_ready()
+        assert "signing key pair made with openssl" in "".join(stdout)
+        shell = user_shell_env(root, tmp_path)
+        assert shell["MODELSYNC_TRUST_KEY"] == str(root / "keys" / "pub.pem")
+        assert "PRIVATE KEY" in (root / "keys" / "key.pem").read_text()
+        s3 = boto3.client("s3", endpoint_url=shell["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local")
+        bucket, name = shell["MODELSYNC_BUCKET"], default_models()[0]
+
+        def pull(dest: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "modelsync", "pull", "--dest", str(dest), "--model", name,
+                                   "--progress", "quiet"], env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+
+        assert pull(tmp_path / "ok", shell).returncode == 0  # signed by the seed: accepted
+        version = json.loads(s3.get_object(Bucket=bucket, Key=f"models/{name}/LATEST")["Body"].read())["version"]
+        key = f"models/{name}/{version}/manifest.json"
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({**manifest, "source": {"type": "forged"}}).encode())
+        tampered = pull(tmp_path / "tampered", shell)
+        assert tampered.returncode == 1
+        assert tampered.stderr.count("\n") == 1 and "signature refused" in tampered.stderr, tampered.stderr
+        assert not (tmp_path / "tampered" / name).exists()
+
+        folder = tmp_path / "unsigned"
+        folder.mkdir()
+        (folder / "weights.bin").write_bytes(b"unsigned weights")
+        unsigned_env = {k: v for k, v in shell.items() if k != "MODELSYNC_SIGNING_KEY"}
+        published = subprocess.run([sys.executable, "-m", "modelsync", "publish", str(folder), "--name", name],
+                                   env=unsigned_env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert published.returncode == 0, published.stderr
+        refused = pull(tmp_path / "unsigned-pull", shell)
+        assert refused.returncode == 1
+        assert "signature refused" in refused.stderr and "no signature" in refused.stderr, refused.stderr
+        assert not (tmp_path / "unsigned-pull" / name).exists()
+        # Without the trust key the same pull takes it (no trust key: behaviour unchanged).
+        untrusted = {k: v for k, v in shell.items() if k != "MODELSYNC_TRUST_KEY"}
+        assert pull(tmp_path / "no-trust", untrusted).returncode == 0
+        assert running.stop(signal.SIGINT) == 0, "".join(running.stderr)
+    finally:
+        running.stop()
 
 
 def test_second_run_reuses_bucket_mirror_and_task_volume(tmp_path):

@@ -1,0 +1,124 @@
+"""Signed manifests in the templates: the signing key, its policy, who may sign and write models/, the env."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match
+
+from model_delivery import ModelStore
+from model_delivery.errors import ModelDeliveryError
+from model_delivery.signing import KEY_ADMIN_ACTIONS, OBJECT_WRITE_ACTIONS
+
+from .helpers import ACCOUNT, Built, actions, containers, env, logical_id, resources, statements
+
+PUBLISHER = f"arn:aws:iam::{ACCOUNT}:role/ModelPublisher"
+SEEDING_ROLE_NAME = "ModelDelivery-dev-Storage-seeding"
+SEEDING_ARN = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{ACCOUNT}:role/{SEEDING_ROLE_NAME}"]]}
+
+
+@pytest.fixture(scope="module")
+def published() -> Built:
+    return Built({"publisher_role_arns": PUBLISHER})
+
+
+def signing_key(built: Built) -> tuple[str, dict]:
+    key = logical_id(built.storage, "AWS::KMS::Key", "^SigningKey")
+    return key, resources(built.storage, "AWS::KMS::Key")[key]
+
+
+def key_arn_in_service(built: Built, value) -> bool:
+    """A service-stack value that is the signing key's ARN exported by the storage stack."""
+    name = value["Fn::GetStackOutput"]["OutputName"]
+    key, _ = signing_key(built)
+    return built.storage.to_json()["Outputs"][name]["Value"] == {"Fn::GetAtt": [key, "Arn"]}
+
+
+def test_signing_key_is_p256_sign_verify_and_retained(s3_built):
+    _, key = signing_key(s3_built)
+    assert key["Properties"]["KeySpec"] == "ECC_NIST_P256"
+    assert key["Properties"]["KeyUsage"] == "SIGN_VERIFY"
+    assert key["Properties"].get("EnableKeyRotation") in (None, False)  # asymmetric keys cannot rotate
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_key_policy_is_explicit_and_only_publishers_sign(published):
+    _, key = signing_key(published)
+    by_sid = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert set(by_sid) == {"KeyAdministrationWithoutUse", "SignOnlyPublishers", "VerifyInThisAccount"}
+    root = {"AWS": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{ACCOUNT}:root"]]}}
+    assert all(s["Principal"] == root and s["Effect"] == "Allow" for s in by_sid.values())
+    assert by_sid["SignOnlyPublishers"]["Action"] == "kms:Sign"
+    assert by_sid["SignOnlyPublishers"]["Condition"] == {"ArnLike": {"aws:PrincipalArn": [SEEDING_ARN, PUBLISHER]}}
+    assert sorted(by_sid["VerifyInThisAccount"]["Action"]) == ["kms:DescribeKey", "kms:GetPublicKey", "kms:Verify"]
+    admin = by_sid["KeyAdministrationWithoutUse"]["Action"]
+    assert sorted(admin) == sorted(KEY_ADMIN_ACTIONS)
+    # Nothing that signs, nothing that hands out Sign, no wildcard.
+    assert not {"kms:Sign", "kms:CreateGrant", "kms:*"} & set(admin) and not [a for a in admin if "*" in a]
+    published.storage.has_resource_properties("AWS::KMS::Key", {
+        "KeySpec": "ECC_NIST_P256",
+        "KeyPolicy": {"Statement": Match.array_with([Match.object_like({
+            "Sid": "SignOnlyPublishers", "Action": "kms:Sign",
+            "Condition": {"ArnLike": {"aws:PrincipalArn": Match.array_with([PUBLISHER])}}})])}})
+
+
+def test_bucket_denies_object_writes_to_all_but_publishers(published):
+    t = published.storage
+    bucket = logical_id(published.storage, "AWS::S3::Bucket", "BucketModels")
+    t.has_resource_properties("AWS::S3::BucketPolicy", {
+        "Bucket": {"Ref": bucket},
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Sid": "OnlyPublishersWriteModels", "Effect": "Deny", "Principal": {"AWS": "*"},
+            "Action": Match.array_with(["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]),
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/models/*"]]},
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": [SEEDING_ARN, PUBLISHER]}}})])}})
+    assert {"s3:PutObjectTagging", "s3:PutObjectAcl", "s3:DeleteObjectTagging"} <= set(OBJECT_WRITE_ACTIONS)
+
+
+def test_seeding_role_has_the_name_the_storage_policies_name(s3_built):
+    roles = resources(s3_built.service, "AWS::IAM::Role")
+    role = roles[logical_id(s3_built.service, "AWS::IAM::Role", "SeedingTaskRole")]
+    assert role["Properties"]["RoleName"] == SEEDING_ROLE_NAME
+    # No reference from the storage stack to the service stack (the storage stack deploys first).
+    assert "Fn::GetStackOutput" not in str(s3_built.storage.to_json())
+
+
+def test_seeding_role_signs_and_service_roles_only_read_the_public_key(s3_built, efs_built):
+    seeding = statements(s3_built, "SeedingTaskRole")
+    sign = next(s for s in seeding if s["Sid"] == "SignManifests")
+    assert sorted(sign["Action"]) == ["kms:GetPublicKey", "kms:Sign"]
+    assert sign["Resource"] == {"Fn::GetAtt": [signing_key(s3_built)[0], "Arn"]}
+    for built in (s3_built, efs_built):
+        found = statements(built, "ModelServiceTaskRole")
+        kms_actions = {a for a in actions(found) if a.startswith("kms:")}
+        assert kms_actions <= {"kms:Decrypt", "kms:GetPublicKey"} and "kms:GetPublicKey" in kms_actions
+        verify = next(s for s in found if s["Sid"] == "VerifyManifests")
+        assert verify["Action"] == "kms:GetPublicKey"
+
+
+@pytest.mark.parametrize("mode, container", [("s3", "model-pull"), ("efs", "model-verify")])
+def test_init_containers_trust_the_signing_key(s3_built, efs_built, mode, container):
+    built = s3_built if mode == "s3" else efs_built
+    init = containers(built.service, "ModelServiceTaskDefinition")[container]
+    assert key_arn_in_service(built, env(init)["MODELSYNC_TRUST_KEY"])
+    assert "MODELSYNC_SIGNING_KEY" not in env(init)
+
+
+def test_seeding_task_signs_with_the_signing_key(s3_built):
+    [seed] = containers(s3_built.service, "SeedingTaskDefinition").values()
+    assert key_arn_in_service(s3_built, env(seed)["MODELSYNC_SIGNING_KEY"])
+    assert key_arn_in_service(s3_built, env(seed)["MODELSYNC_TRUST_KEY"])
+
+
+def test_store_props_are_checked():
+    app = cdk.App()
+    stack = cdk.Stack(app, "S", env=cdk.Environment(account=ACCOUNT, region="eu-west-1"))
+    with pytest.raises(ModelDeliveryError, match="publisher_role_arns = 'nobody' is not allowed"):
+        ModelStore(stack, "Store", publisher_role_arns=["nobody"])
+    with pytest.raises(ModelDeliveryError, match="seeding_role_name = 'bad name' is not allowed"):
+        ModelStore(stack, "Store2", seeding_role_name="bad name")
+    long_stack = cdk.Stack(app, "S" * 60, env=cdk.Environment(account=ACCOUNT, region="eu-west-1"))
+    with pytest.raises(ModelDeliveryError, match="pass seeding_role_name"):
+        ModelStore(long_stack, "Store")
+    store = ModelStore(stack, "Store3", seeding_role_name="my-seeder")
+    assert store.seeding_role_name == "my-seeder"
