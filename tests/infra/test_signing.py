@@ -10,11 +10,11 @@ from model_delivery import ModelStore
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.signing import KEY_ADMIN_ACTIONS, OBJECT_WRITE_ACTIONS
 
-from .helpers import ACCOUNT, Built, actions, containers, env, logical_id, resources, statements
+from .helpers import ACCOUNT, Built, actions, cdk_json_context, containers, env, logical_id, resources, statements
 
 PUBLISHER = f"arn:aws:iam::{ACCOUNT}:role/ModelPublisher"
 SEEDING_ROLE_NAME = "ModelDelivery-dev-Storage-seeding"
-SEEDING_ARN = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{ACCOUNT}:role/{SEEDING_ROLE_NAME}"]]}
+SEEDING_ARN = f"arn:aws:iam::{ACCOUNT}:role/{SEEDING_ROLE_NAME}"  # account and region are fixed in test apps
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_key_policy_is_explicit_and_only_publishers_sign(published):
     _, key = signing_key(published)
     by_sid = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
     assert set(by_sid) == {"KeyAdministrationWithoutUse", "SignOnlyPublishers", "VerifyInThisAccount"}
-    root = {"AWS": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":iam::{ACCOUNT}:root"]]}}
+    root = {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     assert all(s["Principal"] == root and s["Effect"] == "Allow" for s in by_sid.values())
     assert by_sid["SignOnlyPublishers"]["Action"] == "kms:Sign"
     assert by_sid["SignOnlyPublishers"]["Condition"] == {"ArnLike": {"aws:PrincipalArn": [SEEDING_ARN, PUBLISHER]}}
@@ -69,7 +69,7 @@ def test_bucket_denies_object_writes_to_all_but_publishers(published):
         "Bucket": {"Ref": bucket},
         "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
             "Sid": "OnlyPublishersWriteModels", "Effect": "Deny", "Principal": {"AWS": "*"},
-            "Action": Match.array_with(["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]),
+            "Action": Match.array_with(["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObject"]),
             "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/models/*"]]},
             "Condition": {"ArnNotLike": {"aws:PrincipalArn": [SEEDING_ARN, PUBLISHER]}}})])}})
     assert {"s3:PutObjectTagging", "s3:PutObjectAcl", "s3:DeleteObjectTagging"} <= set(OBJECT_WRITE_ACTIONS)
@@ -80,7 +80,9 @@ def test_seeding_role_has_the_name_the_storage_policies_name(s3_built):
     role = roles[logical_id(s3_built.service, "AWS::IAM::Role", "SeedingTaskRole")]
     assert role["Properties"]["RoleName"] == SEEDING_ROLE_NAME
     # No reference from the storage stack to the service stack (the storage stack deploys first).
-    assert "Fn::GetStackOutput" not in str(s3_built.storage.to_json())
+    delivery = s3_built.delivery
+    assert delivery.service not in delivery.storage.dependencies and delivery.storage in delivery.service.dependencies
+    assert "SeedingTaskRole" not in str(s3_built.storage.to_json())
 
 
 def test_seeding_role_signs_and_service_roles_only_read_the_public_key(s3_built, efs_built):
@@ -111,7 +113,7 @@ def test_seeding_task_signs_with_the_signing_key(s3_built):
 
 
 def test_store_props_are_checked():
-    app = cdk.App()
+    app = cdk.App(context={k: v for k, v in cdk_json_context().items() if k.startswith("@aws-cdk")})
     stack = cdk.Stack(app, "S", env=cdk.Environment(account=ACCOUNT, region="eu-west-1"))
     with pytest.raises(ModelDeliveryError, match="publisher_role_arns = 'nobody' is not allowed"):
         ModelStore(stack, "Store", publisher_role_arns=["nobody"])
