@@ -98,6 +98,8 @@ class ServiceStack(cdk.Stack):
             "FileSystemSecurityGroupId": groups.file_system.security_group_id,
             "ModelsAccessPointId": storage.store.require_mirror("the outputs").access_point.access_point_id,
             "AlarmTopicArn": self.alarms.topic.topic_arn,
+            # --signing-key for hand publishes, --trust-key for checks (docs/runbook.md).
+            "SigningKeyArn": storage.store.signing_key.key_arn,
             "DashboardName": self.dashboard.dashboard.dashboard_name,
         }
         if self.ingress is not None:

@@ -124,3 +124,8 @@ def test_store_props_are_checked():
         ModelStore(long_stack, "Store")
     store = ModelStore(stack, "Store3", seeding_role_name="my-seeder")
     assert store.seeding_role_name == "my-seeder"
+
+
+def test_operators_get_the_signing_key_arn_as_an_output(s3_built):
+    output = s3_built.service.find_outputs("SigningKeyArn")["SigningKeyArn"]
+    assert key_arn_in_service(s3_built, output["Value"])
