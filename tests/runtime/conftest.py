@@ -7,10 +7,7 @@ import pytest
 from modelsync.publish import publish_directory
 from modelsync.s3 import make_client
 
-from .helpers import FaultProxy, random_bytes, write_model
-
-# Small parts keep moto's per-request cost low while still exercising ranged downloads.
-PART = 1024 * 1024
+from .helpers import PART, FaultProxy, write_model
 
 
 @pytest.fixture
@@ -62,13 +59,3 @@ def proxy_client(proxy, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     return make_client()
-
-
-def model_files(seed: int = 0, big: int = 3 * PART + 12345) -> dict[str, bytes]:
-    """A small model: one file bigger than a part (ranged download), nested and empty files."""
-    return {
-        "model.pth": random_bytes(big, seed),
-        "config.yaml": f"seed: {seed}\n".encode(),
-        "sub/dir/weights.npy": random_bytes(5000, seed + 1),
-        "empty.txt": b"",
-    }

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 CONTAINER = os.path.join(os.path.dirname(__file__), "..", "..", "container")
 
+# Small parts keep moto's per-request cost low while still exercising ranged downloads.
+PART = 1024 * 1024
+
 
 def write_model(root, files: dict[str, bytes]) -> str:
     """Create a model folder from {relative path: content}."""
@@ -189,3 +192,13 @@ class FaultProxy:
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
         return Handler
+
+
+def model_files(seed: int = 0, big: int = 3 * PART + 12345) -> dict[str, bytes]:
+    """A small model: one file bigger than a part (ranged download), nested and empty files."""
+    return {
+        "model.pth": random_bytes(big, seed),
+        "config.yaml": f"seed: {seed}\n".encode(),
+        "sub/dir/weights.npy": random_bytes(5000, seed + 1),
+        "empty.txt": b"",
+    }

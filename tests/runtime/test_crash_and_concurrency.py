@@ -10,8 +10,7 @@ from modelsync.pull import pull
 from modelsync.store import LocalStore
 from modelsync.verify import verify
 
-from .conftest import PART
-from .helpers import popen_cli, random_bytes, run_cli, tree
+from .helpers import PART, popen_cli, random_bytes, run_cli, tree
 
 V1 = {"config.yaml": b"v: 1\n", "shared.bin": random_bytes(200_000, 7)}
 V2 = {

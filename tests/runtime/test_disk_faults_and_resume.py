@@ -11,8 +11,7 @@ import pytest
 from modelsync.store import LocalStore
 from modelsync.verify import verify
 
-from .conftest import PART
-from .helpers import FaultProxy, assert_one_line_error, popen_cli, random_bytes, run_cli, tree
+from .helpers import PART, FaultProxy, assert_one_line_error, popen_cli, random_bytes, run_cli, tree
 
 FAULTY_DISK = os.path.join(os.path.dirname(__file__), "faulty_disk")
 V1 = {"config.yaml": b"v: 1\n"}

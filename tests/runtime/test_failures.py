@@ -10,8 +10,7 @@ from modelsync.errors import JobFailed, ModelsyncError
 from modelsync.pull import pull
 from modelsync.store import LocalStore
 
-from .conftest import PART, model_files
-from .helpers import assert_one_line_error, run_cli, sha256, tree
+from .helpers import PART, assert_one_line_error, model_files, run_cli, sha256, tree
 
 
 def only_files(action, times=None):

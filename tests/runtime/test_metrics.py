@@ -8,8 +8,7 @@ import os
 
 from tests.emf_check import dimension_sets, namespace, records, values
 
-from .conftest import model_files
-from .helpers import run_cli
+from .helpers import model_files, run_cli
 
 METRICS_ENV = {"MODELSYNC_METRICS_NAMESPACE": "ModelDelivery", "MODELSYNC_STAGE": "dev",
                "MODELSYNC_DELIVERY_MODE": "s3"}

@@ -7,8 +7,7 @@ from modelsync.errors import ModelsyncError
 from modelsync.manifest import read_latest
 from modelsync.publish import publish_directory
 
-from .conftest import PART, model_files
-from .helpers import assert_one_line_error, run_cli, sha256, write_model
+from .helpers import PART, assert_one_line_error, model_files, run_cli, sha256, write_model
 
 
 def keys(s3_client, bucket):

@@ -6,8 +6,7 @@ from modelsync.progress import Progress
 from modelsync.pull import pull
 from modelsync.store import LocalStore
 
-from .conftest import PART, model_files
-from .helpers import run_cli, tree
+from .helpers import PART, model_files, run_cli, tree
 
 
 def test_cold_pull_makes_exactly_the_published_tree(client, bucket, publish, tmp_path):

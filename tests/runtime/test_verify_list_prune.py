@@ -6,8 +6,7 @@ from modelsync.prune import prune_bucket
 from modelsync.pull import pull
 from modelsync.store import LocalStore
 
-from .conftest import PART, model_files
-from .helpers import run_cli, tree
+from .helpers import PART, model_files, run_cli, tree
 
 
 def pulled(client, bucket, publish, tmp_path, files=None):
