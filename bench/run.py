@@ -100,6 +100,8 @@ class Run:
     rss_mib: float  # peak resident set of the tool's process
     server_cpu: float
     stdout: str
+    user: float = 0.0  # the two parts of cpu
+    system: float = 0.0
 
 
 def measure(cmd: list[str], env: dict, server: servers.Server) -> Run:
@@ -115,7 +117,8 @@ def measure(cmd: list[str], env: dict, server: servers.Server) -> Run:
         err.seek(0)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read().decode()[-2000:]}")
-        return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, server_cpu, out.read().decode())
+        return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, server_cpu, out.read().decode(),
+                   usage.ru_utime, usage.ru_stime)
 
 
 def tree_size(folder: str) -> tuple[int, int]:
@@ -242,17 +245,8 @@ def bench_shape(args, server_name: str, shape: str, tools: list[str], work: str)
     shutil.rmtree(datadir, ignore_errors=True)
     server = servers.start(server_name, datadir)
     try:
-        env = dict(os.environ, **servers.CREDENTIALS, AWS_DEFAULT_REGION="us-east-1",
-                   AWS_ENDPOINT_URL_S3=server.endpoint, AWS_CONFIG_FILE=aws_config(os.path.join(work, "aws-config"), args),
-                   AWS_SHARED_CREDENTIALS_FILE=os.path.join(work, "none"),
-                   MODELSYNC_PART_SIZE_MIB=str(args.part_mib), MODELSYNC_CONCURRENCY=str(args.concurrency),
-                   # As the s3-mode init container pulls into its task volume (no fsync); --durable: as on EFS
-                   MODELSYNC_DURABLE="1" if args.durable else "0")
-        env.pop("AWS_ENDPOINT_URL", None)
-        subprocess.run([os.path.join(args.tools_bin, "aws"), "s3api", "create-bucket", "--bucket", BUCKET,
-                        "--endpoint-url", server.endpoint], env=env, check=True, capture_output=True)
-        publish = measure([sys.executable, "-m", "modelsync", "publish", source, "--name", shape, "--bucket", BUCKET,
-                           "--progress", "quiet"], env, server)
+        env = tool_env(args, server, work)
+        publish = publish_shape(args, env, server, source, shape)
         version = publish.stdout.split()[0]
         row = {"server": server_name, "shape": shape, "data": describe(shape, args.scale), "files": expected[0],
                "bytes": expected[1], "publish": publish, "tools": {}}
@@ -264,6 +258,26 @@ def bench_shape(args, server_name: str, shape: str, tools: list[str], work: str)
     finally:
         server.stop()
         shutil.rmtree(datadir, ignore_errors=True)
+
+
+def tool_env(args, server: servers.Server, work: str) -> dict:
+    """The environment every tool runs with: the server's endpoint and key pair, the same concurrency and part size."""
+    env = dict(os.environ, **servers.CREDENTIALS, AWS_DEFAULT_REGION="us-east-1",
+               AWS_ENDPOINT_URL_S3=server.endpoint, AWS_CONFIG_FILE=aws_config(os.path.join(work, "aws-config"), args),
+               AWS_SHARED_CREDENTIALS_FILE=os.path.join(work, "none"),
+               MODELSYNC_PART_SIZE_MIB=str(args.part_mib), MODELSYNC_CONCURRENCY=str(args.concurrency),
+               # As the s3-mode init container pulls into its task volume (no fsync); --durable: as on EFS
+               MODELSYNC_DURABLE="1" if args.durable else "0")
+    env.pop("AWS_ENDPOINT_URL", None)
+    return env
+
+
+def publish_shape(args, env: dict, server: servers.Server, source: str, shape: str) -> Run:
+    """Creates the bucket and publishes source as model `shape`; the Run's stdout starts with the version."""
+    subprocess.run([os.path.join(args.tools_bin, "aws"), "s3api", "create-bucket", "--bucket", BUCKET,
+                    "--endpoint-url", server.endpoint], env=env, check=True, capture_output=True)
+    return measure([sys.executable, "-m", "modelsync", "publish", source, "--name", shape, "--bucket", BUCKET,
+                    "--progress", "quiet"], env, server)
 
 
 def hashlib_rate() -> float:
