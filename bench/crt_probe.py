@@ -24,6 +24,7 @@ reads and writes). Prints markdown tables; asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -49,8 +50,11 @@ def parse_args():
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests for s5cmd (default 16)")
     p.add_argument("--threads", default="16", help="comma list of MODELSYNC_CONCURRENCY values (default 16)")
     p.add_argument("--part-mib", type=int, default=32, help="part size for every tool (default 32)")
-    p.add_argument("--gbps", type=float, default=10.0, help="awscrt throughput_target_gbps (default 10)")
+    p.add_argument("--crt", default="32:10",
+                   help="comma list of PART_MIB:GBPS for awscrt (part size, throughput_target_gbps); default 32:10")
     p.add_argument("--strace", action="store_true", help="also one modelsync pull under strace -c -f")
+    p.add_argument("--perf", action="store_true",
+                   help="also one pull of the first modelsync, s5cmd and awscrt entry each under perf record")
     p.add_argument("--workdir", default=os.path.join(run.ROOT, ".bench", "crt"))
     p.add_argument("--tools-bin", default=os.path.dirname(sys.executable))
     args = p.parse_args()
@@ -82,8 +86,7 @@ def probe_shape(args, shape: str) -> None:
         version = run.publish_shape(args, env, server, source, base).stdout.split()[0]
         commands = run.commands(args, server.endpoint, base, version)
         prefix = f"models/{base}/{version}/files/"
-        worker = {"endpoint": server.endpoint, "bucket": run.BUCKET, "prefix": prefix, "files": files,
-                  "part": args.part_mib * run.MIB, "gbps": args.gbps}
+        worker = {"endpoint": server.endpoint, "bucket": run.BUCKET, "prefix": prefix, "files": files}
         tools = {}
         for tool in args.tools.split(","):
             if tool == "modelsync":
@@ -93,9 +96,11 @@ def probe_shape(args, shape: str) -> None:
             elif tool == "s5cmd":
                 tools["s5cmd sync"] = (commands["s5cmd"], env)
             elif tool in ("crt-file", "crt-body"):
-                cmd = (lambda mode: lambda d: [sys.executable, __file__, "--crt-worker",
-                                               json.dumps(dict(worker, mode=mode, dest=d))])(tool[4:])
-                tools[f"awscrt {tool[4:]} + sha256"] = ((cmd, lambda d: d), env)
+                for setting in args.crt.split(","):
+                    part, gbps = setting.split(":")
+                    job = dict(worker, mode=tool[4:], part=int(part) * run.MIB, gbps=float(gbps))
+                    cmd = functools.partial(crt_command, job)
+                    tools[f"awscrt {tool[4:]} + sha256, {part} MiB, {gbps} Gbps"] = ((cmd, lambda d: d), env)
             else:
                 raise SystemExit(f"unknown tool {tool!r}")
         runs = {name: [] for name in tools}
@@ -112,14 +117,25 @@ def probe_shape(args, shape: str) -> None:
                     raise SystemExit(f"{name} produced {got[0]} files / {got[1]} bytes instead of {expected}")
                 runs[name].append(result)
         print(table(runs, expected[1]), flush=True)
+        folder = os.path.join(args.workdir, "dest")
         if args.strace:
-            folder = os.path.join(args.workdir, "dest")
             shutil.rmtree(folder, ignore_errors=True)
             print(strace_pull(commands["modelsync"][0](folder), env, args.workdir), flush=True)
+        if args.perf:
+            for kind in ("modelsync", "s5cmd", "awscrt"):
+                name = next((n for n in tools if n.startswith(kind)), None)
+                if name:
+                    (command, _), tool_env = tools[name]
+                    shutil.rmtree(folder, ignore_errors=True)
+                    print(perf_pull(name, command(folder), tool_env, args.workdir), flush=True)
     finally:
         server.stop()
         shutil.rmtree(datadir, ignore_errors=True)
         shutil.rmtree(os.path.join(args.workdir, "dest"), ignore_errors=True)
+
+
+def crt_command(job: dict, dest: str) -> list[str]:
+    return [sys.executable, __file__, "--crt-worker", json.dumps(dict(job, dest=dest))]
 
 
 def table(runs: dict, size: int) -> str:
@@ -151,7 +167,38 @@ def strace_pull(cmd: list[str], env: dict, work: str) -> str:
     subprocess.run(["strace", "-c", "-f", "-o", out, *cmd], env=env, check=True, stdout=subprocess.DEVNULL)
     with open(out) as handle:
         top = "".join(handle.readlines()[:16])
-    return f"strace -c -f of one cold modelsync pull (system time per syscall):\n```\n{top}```"
+    return ("strace -c -f of one cold modelsync pull (time inside each syscall; a futex's includes its wait):\n"
+            f"```\n{top}```")
+
+
+# kernel symbols, by what they do (perf's self samples)
+KINDS = {"futex/scheduler": ("futex", "schedule", "finish_task_switch", "try_to_wake_up", "ttwu", "pick_next",
+                             "dequeue", "enqueue", "update_curr", "switch_mm", "__switch_to"),
+         "copies": ("copy_", "memcpy", "memmove", "_copy_to_iter", "copyout", "copyin"),
+         "page faults, zeroing": ("clear_page", "page_fault", "handle_mm_fault", "do_anonymous", "alloc_pages",
+                                  "get_page_from_freelist", "rmqueue", "__folio", "filemap_add", "lru"),
+         "sha256": ("sha256",)}
+
+
+def perf_pull(name: str, cmd: list[str], env: dict, work: str) -> str:
+    """One cold pull under `perf record` (cpu-clock, all threads): the share of its CPU samples by kind."""
+    if not shutil.which("perf"):
+        return "(perf not installed)"
+    data = os.path.join(work, "perf.data")
+    subprocess.run(["perf", "record", "-q", "-F", "499", "-e", "cpu-clock", "-o", data, "--", *cmd], env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio", "-q"],
+                            capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in report.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[0].endswith("%"):
+            rows.append((float(parts[0][:-1]), parts[1], parts[2].strip()))
+    kernel = sum(p for p, where, _ in rows if where == "[k]")
+    shares = {kind: sum(p for p, _, sym in rows if any(k in sym for k in keys)) for kind, keys in KINDS.items()}
+    top = ", ".join(f"{sym} {p:.1f}%" for p, _, sym in rows[:8])
+    return (f"perf, {name}: kernel {kernel:.0f}% of samples; " + "; ".join(f"{k} {v:.1f}%" for k, v in shares.items())
+            + f"\n  top: {top}")
 
 
 def load() -> str:
