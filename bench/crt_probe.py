@@ -176,8 +176,7 @@ KINDS = {"futex/scheduler": ("futex", "schedule", "finish_task_switch", "try_to_
                              "dequeue", "enqueue", "update_curr", "switch_mm", "__switch_to"),
          "copies": ("copy_", "memcpy", "memmove", "_copy_to_iter", "copyout", "copyin"),
          "page faults, zeroing": ("clear_page", "page_fault", "handle_mm_fault", "do_anonymous", "alloc_pages",
-                                  "get_page_from_freelist", "rmqueue", "__folio", "filemap_add", "lru"),
-         "sha256": ("sha256",)}
+                                  "get_page_from_freelist", "rmqueue", "__folio", "filemap_add", "lru")}
 
 
 def perf_pull(name: str, cmd: list[str], env: dict, work: str) -> str:
@@ -197,8 +196,12 @@ def perf_pull(name: str, cmd: list[str], env: dict, work: str) -> str:
     kernel = sum(p for p, where, _ in rows if where == "[k]")
     shares = {kind: sum(p for p, _, sym in rows if any(k in sym for k in keys)) for kind, keys in KINDS.items()}
     top = ", ".join(f"{sym} {p:.1f}%" for p, _, sym in rows[:8])
+    # libcrypto has no symbols here: its share (sha256, for Python's hashlib) comes from the by-library report
+    dsos = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso", "--stdio", "-q"],
+                          capture_output=True, text=True, check=True).stdout
+    libs = ", ".join(" ".join(line.split()[:2]) for line in dsos.splitlines()[:5] if line.strip())
     return (f"perf, {name}: kernel {kernel:.0f}% of samples; " + "; ".join(f"{k} {v:.1f}%" for k, v in shares.items())
-            + f"\n  top: {top}")
+            + f"\n  top: {top}\n  by library: {libs}")
 
 
 def load() -> str:
