@@ -134,8 +134,20 @@ def probe_shape(args, shape: str) -> None:
         shutil.rmtree(os.path.join(args.workdir, "dest"), ignore_errors=True)
 
 
+CRT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".crt")
+
+
+def crt_lib() -> str:
+    """awscrt in its own folder (bench/requirements-crt.txt), seen by the awscrt worker only."""
+    if not os.path.isdir(os.path.join(CRT_DIR, "awscrt")):
+        requirements = os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements-crt.txt")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", CRT_DIR, "-r", requirements],
+                       check=True)
+    return CRT_DIR
+
+
 def crt_command(job: dict, dest: str) -> list[str]:
-    return [sys.executable, __file__, "--crt-worker", json.dumps(dict(job, dest=dest))]
+    return [sys.executable, __file__, "--crt-worker", json.dumps(dict(job, dest=dest, lib=crt_lib()))]
 
 
 def table(runs: dict, size: int) -> str:
@@ -218,6 +230,7 @@ def crt_worker(job: dict) -> None:
     """Downloads job's files with awscrt into job['dest'], verifying sha256 before each rename."""
     from concurrent.futures import ThreadPoolExecutor
 
+    sys.path.insert(0, job["lib"])
     from awscrt.auth import AwsCredentialsProvider
     from awscrt.http import HttpHeaders, HttpRequest
     from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
