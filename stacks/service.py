@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
@@ -32,8 +33,11 @@ class ServiceStack(cdk.Stack):
         subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
 
-        # The repository is the storage stack's (it must exist, with an image, before these tasks pull).
-        self.repository = storage.repository
+        # The storage stack's repository (it must exist, with an image, before these tasks pull). Imported by
+        # name: its URI and ARN are then built from this stack's account and region, not split from the ARN
+        # (Fn::Split over Fn::GetStackOutput, which cfn-lint refuses).
+        self.repository = ecr.Repository.from_repository_name(self, "Repository",
+                                                              storage.repository.repository_name)
         service_image, seeding_image = modelsync_images(settings, self.repository, container_dir)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=network.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)
