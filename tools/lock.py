@@ -97,8 +97,8 @@ def pypi_hashes(name: str, version: str) -> list[str]:
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (fixed https index)
         files = json.load(response)["files"]
     wanted = Version(version)
-    hashes = sorted({f["hashes"]["sha256"] for f in files
-                     if not f.get("yanked") and "sha256" in f["hashes"] and file_version(name, f["filename"]) == wanted})
+    hashes = sorted({f["hashes"]["sha256"] for f in files if not f.get("yanked") and "sha256" in f["hashes"]
+                     and file_version(name, f["filename"]) == wanted})
     if not hashes:
         raise LockError(f"PyPI publishes no file for {name}=={version}: fix the pin")
     return hashes

@@ -23,7 +23,10 @@ class Changed:
         file_system_group = delivery.network.security_groups.file_system.node.default_child
         file_system_group.group_description = "EFS model mirror: NFS from the tasks (description edited)"
         access_point = delivery.storage.store.require_mirror("the test").access_point.node.default_child
-        access_point.posix_user = efs.CfnAccessPoint.PosixUserProperty(uid="10002", gid="10002")
+        # The runbook's fix for a mirror directory owned by another uid: a fresh root directory.
+        access_point.root_directory = efs.CfnAccessPoint.RootDirectoryProperty(
+            path="/models-2", creation_info=efs.CfnAccessPoint.CreationInfoProperty(
+                owner_uid="10001", owner_gid="10001", permissions="755"))
         read_policy = delivery.storage.store.read_policy.node.default_child
         read_policy.description = "Read the models prefix (description edited)"
         self.network = Template.from_stack(delivery.network)

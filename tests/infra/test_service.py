@@ -254,7 +254,8 @@ def test_execution_roles_pull_only_from_the_repository_in_use(s3_built, prod_bui
                 assert pulls[0]["Resource"].endswith(":repository/cdk-hnb659fds-container-assets-111111111111-eu-west-1")
             else:  # the storage stack's repository, which exists before the service stack (image_source=ecr)
                 repo = logical_id(built.storage, "AWS::ECR::Repository", "Repository")
-                [name] = {json.dumps(part) for part in pulls[0]["Resource"]["Fn::Join"][1] if "Fn::GetStackOutput" in part}
+                parts = pulls[0]["Resource"]["Fn::Join"][1]
+                [name] = {json.dumps(part) for part in parts if "Fn::GetStackOutput" in part}
                 output = json.loads(name)["Fn::GetStackOutput"]
                 assert output["StackName"] == built.delivery.storage.stack_name
                 assert built.storage.to_json()["Outputs"][output["OutputName"]]["Value"] == {"Ref": repo}

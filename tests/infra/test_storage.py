@@ -131,6 +131,24 @@ def test_file_system_policy_only_denies(s3_built):
     assert all(s["Principal"] == {"AWS": "*"} for s in statements)
 
 
+
+def test_runbook_fixes_for_the_mirror_work_with_the_file_system_policy(s3_built):
+    """The runbook's EFS advice must match the policy above: without an access point only writes are denied
+    (a mount is not), nobody is root (so nobody can chown), and an access point's creation owner applies
+    only to a directory it creates."""
+    from .helpers import PROJECT
+
+    statements = only(s3_built.storage, "AWS::EFS::FileSystem")["Properties"]["FileSystemPolicy"]["Statement"]
+    without_access_point = [s for s in statements if "elasticfilesystem:AccessPointArn" in str(s.get("Condition"))]
+    assert [s["Action"] for s in without_access_point] == ["elasticfilesystem:ClientWrite"]
+    runbook = (PROJECT / "docs" / "runbook.md").read_text()
+    for wrong in ("refuses any mount without TLS, or not through an access point",
+                  "from a task that mounts the file system without the access point",
+                  "or recreate the access point"):
+        assert wrong not in runbook
+    assert "### Mirror directory owned by another uid" in runbook
+    assert "MIRROR_PATH" in runbook and "model_delivery/mirror.py" in runbook
+
 def test_mount_targets_are_exactly_the_private_subnets_behind_the_efs_group(s3_built):
     network, storage = s3_built.network, s3_built.storage
     private = {key for key, subnet in resources(network, "AWS::EC2::Subnet").items()
