@@ -50,13 +50,12 @@ class NewIdOnReplacement:
     """Appends the replacement fingerprint to the logical id of the resources in REPLACING_PROPERTIES."""
 
     def visit(self, node: IConstruct) -> None:
-        for type_, names in REPLACING_PROPERTIES.items():
-            if isinstance(node, type_):
-                stack = cdk.Stack.of(node)
-                logical_id = stack.resolve(node.logical_id)
-                node.override_logical_id(f"{logical_id}{replacement_fingerprint(node, names)}")
-                return
-
+        if not isinstance(node, cdk.CfnResource):
+            return
+        names = next((names for type_, names in REPLACING_PROPERTIES.items() if isinstance(node, type_)), None)
+        if names is not None:
+            logical_id = cdk.Stack.of(node).resolve(node.logical_id)
+            node.override_logical_id(f"{logical_id}{replacement_fingerprint(node, names)}")
 
 def rename_on_replacement(scope: IConstruct) -> None:
     # Mutating priority: runs before CDK resolves the cross-stack references (which name the outputs).
