@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev synth test deploy destroy pins check-pins seed local bench clean
+.PHONY: install install-dev synth test deploy destroy pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,12 @@ test: install-dev
 
 ## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).
 ## deploy first checks that every pinned model version exists (CHECK_PINS=0 skips it, e.g. a first deploy).
+## STACKS=ModelDelivery-<stage>-Storage deploys up to the storage stack only (image_source=ecr: push, then deploy all).
 CHECK_PINS ?= 1
+STACKS ?= --all
 deploy: install
 	if [ "$(CHECK_PINS)" = "1" ]; then $(PY) -m tools.pins check --stage $(STAGE); fi
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy --all -c stage=$(STAGE) $(CDK_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy $(STACKS) -c stage=$(STAGE) $(CDK_ARGS)
 
 ## Pin every served model of a stage at its current LATEST (writes service_models in cdk.json) / check pins.
 pins: install
@@ -76,6 +78,10 @@ bench: install-dev
 	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/seed.py $(SEED_BENCH_ARGS)
+
+## Rewrite the images' hash locks (container/requirements*.lock) from container/requirements*.txt (asks PyPI).
+lock: install-dev
+	$(PY) -m tools.lock $(LOCK_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache

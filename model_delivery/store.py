@@ -44,8 +44,9 @@ class ModelStore(Construct):
     """The key, the models bucket and (with `mirror`) the EFS mirror.
 
     Props:
-      removal_policy: what deleting the stack does to the key, buckets and file system (default RETAIN:
-        they hold the models; DESTROY still fails on a non-empty bucket).
+      removal_policy: what deleting the stack does to the key, buckets and file system (default
+        RETAIN_ON_UPDATE_OR_DELETE: they hold the models and survive a delete or replacement, but a failed
+        first create removes them instead of orphaning them; DESTROY still fails on a non-empty bucket).
       mirror: MirrorOptions for an EFS mirror (needed by tasks that read models from EFS), or None.
       access_log_days: how long the bucket's server access logs are kept (default 30).
       description: the key's description.
@@ -58,7 +59,8 @@ class ModelStore(Construct):
       publish models: also kms:Sign), seeding_role_name, publisher_arns (the seeding role's ARN first).
     """
 
-    def __init__(self, scope: Construct, id: str, *, removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    def __init__(self, scope: Construct, id: str, *,
+                 removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
                  mirror: MirrorOptions | None = None, access_log_days: int = 30,
                  description: str = "Model delivery: models bucket and EFS mirror",
                  publisher_role_arns: Sequence[str] = (), seeding_role_name: str | None = None) -> None:

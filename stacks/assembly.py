@@ -12,6 +12,7 @@ from model_delivery.seeding import SEED_RUNNER_DIR
 
 from stacks.images import CONTAINER_DIR
 from stacks.network import NetworkStack
+from stacks.replacement import rename_on_replacement
 from stacks.service import ServiceStack
 from stacks.settings import Settings
 from stacks.storage import StorageStack
@@ -46,6 +47,7 @@ def build(app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_D
                            description=f"Model delivery ({settings.stage}): ECS service, seeding task, seed runner")
     for key, value in {**settings.tags, "stage": settings.stage}.items():
         cdk.Tags.of(app).add(key, value)
+    rename_on_replacement(app)  # a replaced producer resource reaches its consumers (stacks/replacement.py)
     return StageStacks(network=network, storage=storage, service=service)
 
 

@@ -1,4 +1,4 @@
-"""Service stack: ECR repository, ECS cluster, the model service (with the library's ModelDelivery), the
+"""Service stack: ECS cluster, the model service (with the library's ModelDelivery), the
 optional load balancer, the library's ModelSeeding (seeding task, seed runner, optional auto-seed), its
 monitoring (the library's ModelDeliveryAlarms and ModelDeliveryDashboard), plus the outputs operators,
 `tools/seed.py` and `tools/pins.py` read."""
@@ -21,7 +21,7 @@ from stacks.ingress import ModelServiceIngress
 from stacks.model_service import APP_CONTAINER, ModelService
 from stacks.network import NetworkStack
 from stacks.settings import Settings
-from stacks.storage import StorageStack, stateful_removal_policy
+from stacks.storage import StorageStack
 
 
 class ServiceStack(cdk.Stack):
@@ -29,19 +29,15 @@ class ServiceStack(cdk.Stack):
                  storage: StorageStack, container_dir: Path = CONTAINER_DIR,
                  seed_runner_dir: Path = SEED_RUNNER_DIR, **kwargs) -> None:
         super().__init__(scope, id, termination_protection=settings.termination_protection, **kwargs)
-        removal_policy = stateful_removal_policy(settings)
         security_groups = network.security_groups
         subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
 
-        self.repository = ecr.Repository(
-            self, "Repository",
-            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
-            image_scan_on_push=True,
-            lifecycle_rules=[ecr.LifecycleRule(description=f"keep the last {settings.ecr_max_image_count} images",
-                                               max_image_count=settings.ecr_max_image_count)],
-            removal_policy=removal_policy,
-        )
+        # The storage stack's repository (it must exist, with an image, before these tasks pull). Imported by
+        # name: its URI and ARN are then built from this stack's account and region, not split from the ARN
+        # (Fn::Split over Fn::GetStackOutput, which cfn-lint refuses).
+        self.repository = ecr.Repository.from_repository_name(self, "Repository",
+                                                              storage.repository.repository_name)
         service_image, seeding_image = modelsync_images(settings, self.repository, container_dir)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=network.vpc,
                                    container_insights_v2=ecs.ContainerInsights.ENABLED)

@@ -74,8 +74,12 @@ def test_maskterial_sees_its_data_models_tree_from_the_project_repository(built)
     assert mounts(app)["/maskterial/data/models"] == ("model-view", True)  # read-only
     assert mounts(app)["/models"] == ("models", True)
     assert env(app) == {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib"}  # the layout sets nothing
-    repository = logical_id(built["maskterial"].service, "AWS::ECR::Repository", "Repository")
-    assert repository in image_ref(app) and "maskterial-9a5998c" in image_ref(app)
+    # The storage stack's repository, named through its published output.
+    repository = logical_id(built["maskterial"].storage, "AWS::ECR::Repository", "Repository")
+    name_outputs = [name for name, output in built["maskterial"].storage.find_outputs("*").items()
+                    if output["Value"] == {"Ref": repository}]
+    assert len(name_outputs) == 1
+    assert name_outputs[0] in image_ref(app) and "maskterial-9a5998c" in image_ref(app)
 
 
 def test_paddleocr_gets_a_writable_cache_home_and_its_ecr_digest(built):

@@ -32,7 +32,7 @@ def all_statements(t) -> list[dict]:
 # ---- repository, cluster, service -------------------------------------------------------------
 
 def test_repository_is_immutable_scanned_and_pruned(s3_built):
-    props = only(s3_built.service, "AWS::ECR::Repository")["Properties"]
+    props = only(s3_built.storage, "AWS::ECR::Repository")["Properties"]
     assert props["ImageTagMutability"] == "IMMUTABLE"
     assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
     rules = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
@@ -252,10 +252,13 @@ def test_execution_roles_pull_only_from_the_repository_in_use(s3_built, prod_bui
             assert len(pulls) == 1
             if repository == "asset":
                 assert pulls[0]["Resource"].endswith(":repository/cdk-hnb659fds-container-assets-111111111111-eu-west-1")
-            else:
-                repo = logical_id(built.service, "AWS::ECR::Repository", "Repository")
-                assert pulls[0]["Resource"] == {"Fn::GetAtt": [repo, "Arn"]}
-
+            else:  # the storage stack's repository, which exists before the service stack (image_source=ecr)
+                repo = logical_id(built.storage, "AWS::ECR::Repository", "Repository")
+                parts = pulls[0]["Resource"]["Fn::Join"][1]
+                [name] = {json.dumps(part) for part in parts if "Fn::GetStackOutput" in part}
+                output = json.loads(name)["Fn::GetStackOutput"]
+                assert output["StackName"] == built.delivery.storage.stack_name
+                assert built.storage.to_json()["Outputs"][output["OutputName"]]["Value"] == {"Ref": repo}
 
 def test_ecr_image_source_uses_the_tag_in_the_project_repository(prod_built):
     for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
@@ -263,6 +266,17 @@ def test_ecr_image_source_uses_the_tag_in_the_project_repository(prod_built):
             assert json.dumps(container["Image"]).endswith(':v1.2.3"]]}')
             assert "Repository" in json.dumps(container["Image"])
 
+
+
+def test_ecr_image_source_can_deploy_from_an_empty_account(prod_built):
+    """The repository the tasks pull from is created by a stack the service stack depends on, and that stack
+    publishes where to push, so `deploy Storage`, push, `deploy --all` works (docs/infrastructure.md)."""
+    assert not resources(prod_built.service, "AWS::ECR::Repository")
+    storage = prod_built.delivery.storage
+    assert storage in prod_built.delivery.service.dependencies
+    repo = logical_id(prod_built.storage, "AWS::ECR::Repository", "Repository")
+    uri = prod_built.storage.find_outputs("RepositoryUri")["RepositoryUri"]["Value"]
+    assert repo in json.dumps(uri)
 
 # ---- seeding task, seed runner, auto-seed -------------------------------------------------------
 

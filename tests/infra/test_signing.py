@@ -39,7 +39,7 @@ def test_signing_key_is_p256_sign_verify_and_retained(s3_built):
     assert key["Properties"]["KeySpec"] == "ECC_NIST_P256"
     assert key["Properties"]["KeyUsage"] == "SIGN_VERIFY"
     assert key["Properties"].get("EnableKeyRotation") in (None, False)  # asymmetric keys cannot rotate
-    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 def test_key_policy_is_explicit_and_only_publishers_sign(published):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aws_cdk.assertions import Match
 
 from .helpers import Built, logical_id, only, resources
 
-STATEFUL = ("AWS::KMS::Key", "AWS::S3::Bucket", "AWS::EFS::FileSystem")
+STATEFUL = ("AWS::KMS::Key", "AWS::S3::Bucket", "AWS::EFS::FileSystem", "AWS::ECR::Repository")
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +24,29 @@ def test_key_rotates(s3_built):
     s3_built.storage.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
 
-def test_stateful_resources_are_retained_by_default(s3_built):
+def test_stateful_resources_are_retained_by_default_but_not_orphaned_by_a_failed_create(s3_built):
+    """RetainExceptOnCreate: kept on a stack delete and on replacement, deleted when the first create fails."""
     for type_ in STATEFUL:
-        for resource in resources(s3_built.storage, type_).values():
-            assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain"), type_
-    # The service stack's one stateful resource follows the same setting.
-    assert only(s3_built.service, "AWS::ECR::Repository")["DeletionPolicy"] == "Retain"
+        found = resources(s3_built.storage, type_)
+        assert found, type_
+        for resource in found.values():
+            assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("RetainExceptOnCreate",
+                                                                                     "Retain"), type_
+    s3_built.storage.has_resource("AWS::EFS::FileSystem", Match.object_like(
+        {"DeletionPolicy": "RetainExceptOnCreate", "UpdateReplacePolicy": "Retain"}))
+
+
+def test_every_stateful_resource_is_in_the_storage_stack(s3_built):
+    """The service stack holds nothing whose loss loses data (and no repository its own tasks pull from)."""
+    for type_ in STATEFUL:
+        assert not resources(s3_built.service, type_), type_
+        assert not resources(s3_built.network, type_), type_
 
 
 def test_removal_policy_destroy_is_honoured(destroy_built):
     for type_ in STATEFUL:
         for resource in resources(destroy_built.storage, type_).values():
             assert resource["DeletionPolicy"] == "Delete", type_
-    assert only(destroy_built.service, "AWS::ECR::Repository")["DeletionPolicy"] == "Delete"
 
 
 def test_termination_protection_only_for_prod(s3_built, prod_built):
@@ -119,6 +130,24 @@ def test_file_system_policy_only_denies(s3_built):
         "Bool": {"elasticfilesystem:AccessedViaMountTarget": "false"}}
     assert all(s["Principal"] == {"AWS": "*"} for s in statements)
 
+
+
+def test_runbook_fixes_for_the_mirror_work_with_the_file_system_policy(s3_built):
+    """The runbook's EFS advice must match the policy above: without an access point only writes are denied
+    (a mount is not), nobody is root (so nobody can chown), and an access point's creation owner applies
+    only to a directory it creates."""
+    from .helpers import PROJECT
+
+    statements = only(s3_built.storage, "AWS::EFS::FileSystem")["Properties"]["FileSystemPolicy"]["Statement"]
+    without_access_point = [s for s in statements if "elasticfilesystem:AccessPointArn" in str(s.get("Condition"))]
+    assert [s["Action"] for s in without_access_point] == ["elasticfilesystem:ClientWrite"]
+    runbook = (PROJECT / "docs" / "runbook.md").read_text()
+    for wrong in ("refuses any mount without TLS, or not through an access point",
+                  "from a task that mounts the file system without the access point",
+                  "or recreate the access point"):
+        assert wrong not in runbook
+    assert "### Mirror directory owned by another uid" in runbook
+    assert "MIRROR_PATH" in runbook and "model_delivery/mirror.py" in runbook
 
 def test_mount_targets_are_exactly_the_private_subnets_behind_the_efs_group(s3_built):
     network, storage = s3_built.network, s3_built.storage

@@ -40,11 +40,12 @@ def test_wheel_ships_every_module_the_cli_names_and_the_catalog(wheel):
 def test_dockerfile_installs_pins_then_the_package_without_deps():
     text = open(DOCKERFILE).read()
     runs = " ".join(re.findall(r"^RUN .*?(?<!\\)$", text, flags=re.M | re.S))
-    assert "pip install -r requirements.txt" in runs
+    # The pins of requirements.txt, hash-locked (tests/ops/test_locks.py checks the locks against them).
+    assert 'pip install --require-hashes -r "$lock"' in runs
     assert "pip install --no-deps ." in runs
-    assert runs.index("pip install -r requirements.txt") < runs.index("pip install --no-deps .")
+    assert runs.index("pip install --require-hashes") < runs.index("pip install --no-deps .")
     assert re.search(r"^ARG WITH_PADDLEOCR=0$", text, flags=re.M)
-    assert "requirements-paddle.txt" in runs
+    assert "requirements-paddle.lock" in runs
     assert re.search(r"^USER 10001:10001$", text, flags=re.M)
     assert re.search(r'^HEALTHCHECK .*CMD \["modelsync", "healthcheck"\]$', text, flags=re.M)
     assert re.search(r'^CMD \["modelsync", "serve"\]$', text, flags=re.M)

@@ -1,0 +1,164 @@
+"""Hash-locked requirements for the two images, from the exact pins in container/requirements*.txt.
+
+    python -m tools.lock           # make lock: rewrites container/requirements.lock and requirements-paddle.lock
+    python -m tools.lock --check   # exit 1 if a lock's pins differ from the requirements (no network)
+
+requirements.lock is the runtime image (container/requirements.txt). requirements-paddle.lock is the
+seeding image (WITH_PADDLEOCR=1): the runtime pins resolved together with requirements-paddle.txt, whose
+pin wins where both name a package (paddlex 3.7.2 needs PyYAML==6.0.2, the runtime and cfn-lint 6.0.3).
+Each pin gets the sha256 of every file PyPI publishes for that version (PEP 691 JSON simple API), so the
+lock installs on any platform; the Dockerfile installs them with `pip install --require-hashes`. The
+requirements files stay the human-edited source (and what the test venv installs, unhashed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+CONTAINER = Path(__file__).resolve().parent.parent / "container"
+RUNTIME_REQUIREMENTS = CONTAINER / "requirements.txt"
+PADDLE_REQUIREMENTS = CONTAINER / "requirements-paddle.txt"
+RUNTIME_LOCK = CONTAINER / "requirements.lock"
+PADDLE_LOCK = CONTAINER / "requirements-paddle.lock"
+INDEX = "https://pypi.org/simple"
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[A-Za-z0-9.+!_-]+)$")
+HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
+
+Pins = dict[str, tuple[str, str]]  # canonical name -> (name as written, version)
+
+
+class LockError(Exception):
+    """One line for the user: what is wrong and how to fix it."""
+
+
+def read_pins(path: Path) -> Pins:
+    pins: Pins = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = PIN.match(line)
+        if not match:
+            raise LockError(f"{path.name}:{number}: {line!r} is not an exact pin: write NAME==VERSION")
+        key = canonicalize_name(match["name"])
+        if key in pins and pins[key][1] != match["version"]:
+            raise LockError(f"{path.name}:{number}: {match['name']} is pinned twice with different versions")
+        pins[key] = (match["name"], match["version"])
+    return pins
+
+
+def paddle_pins(runtime: Pins, paddle: Pins) -> Pins:
+    """The seeding image's set: the runtime pins, with requirements-paddle.txt's version where both name one."""
+    return {**runtime, **paddle}
+
+
+def read_lock(path: Path) -> dict[str, tuple[str, str, list[str]]]:
+    """canonical name -> (name, version, hashes) of a lock file; refuses anything that is not a hashed pin."""
+    text = path.read_text().replace("\\\n", " ")
+    entries: dict[str, tuple[str, str, list[str]]] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        pin, *options = line.split()
+        match = PIN.match(pin)
+        if not match or not options or not all(HASH.match(option) for option in options):
+            raise LockError(f"{path.name}: entry {number} {pin!r} is not NAME==VERSION with --hash=sha256:... only")
+        entries[canonicalize_name(match["name"])] = (match["name"], match["version"], options)
+    return entries
+
+
+def file_version(project: str, filename: str) -> Version | None:
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        elif filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+        else:
+            return None
+    except (ValueError, InvalidVersion):
+        return None
+    return version if name == canonicalize_name(project) else None
+
+
+def pypi_hashes(name: str, version: str) -> list[str]:
+    """sha256 of every file PyPI publishes for NAME==VERSION (wheels for all platforms and the sdist)."""
+    request = urllib.request.Request(f"{INDEX}/{canonicalize_name(name)}/",
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (fixed https index)
+        files = json.load(response)["files"]
+    wanted = Version(version)
+    hashes = sorted({f["hashes"]["sha256"] for f in files if not f.get("yanked") and "sha256" in f["hashes"]
+                     and file_version(name, f["filename"]) == wanted})
+    if not hashes:
+        raise LockError(f"PyPI publishes no file for {name}=={version}: fix the pin")
+    return hashes
+
+
+def render_lock(pins: Pins, sources: str, hashes_for: Callable[[str, str], list[str]]) -> str:
+    lines = [f"# Generated by `make lock` (tools/lock.py) from {sources}: do not edit by hand.",
+             "# Installed with `pip install --require-hashes` by container/Dockerfile."]
+    for key in sorted(pins):
+        name, version = pins[key]
+        hashes = hashes_for(name, version)
+        lines.append(f"{name}=={version} \\")
+        lines.extend(f"    --hash=sha256:{h}" + (" \\" if i < len(hashes) - 1 else "") for i, h in enumerate(hashes))
+    return "\n".join(lines) + "\n"
+
+
+def locks() -> list[tuple[Path, Pins, str]]:
+    runtime = read_pins(RUNTIME_REQUIREMENTS)
+    paddle = paddle_pins(runtime, read_pins(PADDLE_REQUIREMENTS))
+    return [(RUNTIME_LOCK, runtime, "container/requirements.txt"),
+            (PADDLE_LOCK, paddle, "container/requirements.txt + container/requirements-paddle.txt")]
+
+
+def check() -> list[str]:
+    problems = []
+    for path, pins, _ in locks():
+        if not path.is_file():
+            problems.append(f"{path.name} is missing: run `make lock`")
+            continue
+        locked = {key: version for key, (_, version, _) in read_lock(path).items()}
+        if locked != {key: version for key, (_, version) in pins.items()}:
+            problems.append(f"{path.name} does not match its requirements: run `make lock`")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.lock", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare the locks with the requirements, offline")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            problems = check()
+            for problem in problems:
+                print(f"lock: {problem}", file=sys.stderr)
+            return 1 if problems else 0
+        cache: dict[tuple[str, str], list[str]] = {}
+
+        def hashes_for(name: str, version: str) -> list[str]:
+            if (name, version) not in cache:
+                cache[(name, version)] = pypi_hashes(name, version)
+            return cache[(name, version)]
+
+        for path, pins, sources in locks():
+            path.write_text(render_lock(pins, sources, hashes_for))
+            print(f"lock: wrote {path.relative_to(CONTAINER.parent)} ({len(pins)} pins)")
+        return 0
+    except (LockError, OSError, ValueError, KeyError) as exc:
+        print(f"lock: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
