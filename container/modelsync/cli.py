@@ -7,8 +7,8 @@ import importlib
 import sys
 
 from . import __version__, options, stop
-from .options import option
 from .errors import ModelsyncError
+from .options import option
 
 # The one list of subcommand modules (each exposes register(subparsers)).
 COMMANDS = [

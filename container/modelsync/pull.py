@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import resume, stop
-from .config import (DEFAULT_CONCURRENCY, DEFAULT_DOWNLOAD_ATTEMPTS, DEFAULT_PREFIX, default_durable, default_part_size,
-                     parse_model_spec)
+from .config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DOWNLOAD_ATTEMPTS,
+    DEFAULT_PREFIX,
+    default_durable,
+    default_part_size,
+    parse_model_spec,
+)
 from .errors import JobFailed, ModelsyncError, PullFailed
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest

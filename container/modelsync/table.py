@@ -7,5 +7,8 @@ def format_table(rows: list[tuple[str, ...]], *, right: frozenset[int] = frozens
     """Rows (the first is the header) as lines of columns two spaces apart; columns in `right` are
     right-aligned (numbers), the others left-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-            .rstrip() for row in rows]
+
+    def cell(i: int, text: str) -> str:
+        return text.rjust(widths[i]) if i in right else text.ljust(widths[i])
+
+    return ["  ".join(cell(i, text) for i, text in enumerate(row)).rstrip() for row in rows]

@@ -6,8 +6,8 @@ import sys
 import urllib.error
 import urllib.request
 
-from . import _common
 from ..options import BAD_INPUT, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from . import _common
 from ..options import BAD_INPUT, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:

@@ -3,8 +3,8 @@ versions that are no longer current from a local or EFS cache."""
 
 from __future__ import annotations
 
-from . import _common
 from ..options import BAD_INPUT, finish, option, whole
+from . import _common
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from . import _common
 from ..options import BAD_INPUT, STOPPED, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:

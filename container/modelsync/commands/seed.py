@@ -21,11 +21,12 @@ def register(subparsers) -> None:
                     "source; otherwise download (verified), extract safely, check its files, publish. Then bring "
                     "the EFS mirror to each model's LATEST. Exit 1 if any model failed.",
     )
-    option(parser, "--catalog", env="MODELSYNC_CATALOG", metavar="FILE", show_default=f"the bundled {BUNDLED_CATALOG.name}",
-           help="catalog file")
+    option(parser, "--catalog", env="MODELSYNC_CATALOG", metavar="FILE",
+           show_default=f"the bundled {BUNDLED_CATALOG.name}", help="catalog file")
     option(parser, "--only", env="MODELSYNC_SEED_ONLY", metavar="NAME,...", show_default="the enabled entries",
            help="seed these entries, enabled or not")
-    option(parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR", help="EFS mirror root to update after publishing")
+    option(parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR",
+           help="EFS mirror root to update after publishing")
     option(parser, "--mirror-pins", env="MODELSYNC_MIRROR_PINS", metavar="NAME@VERSION,...",
            help="versions the service pins: kept present in the EFS mirror next to LATEST, without moving its links "
                 "(the seeding task sets it)")
@@ -37,7 +38,8 @@ def register(subparsers) -> None:
     _common.add_transfer(parser)
     _common.add_signing_key(parser)
     _common.add_trust_key(parser)
-    finish(parser, example="modelsync seed --list\nmodelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs",
+    finish(parser, example="modelsync seed --list\n"
+                           "modelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs",
            exit_codes={0: "every selected model is in the bucket (and the mirror)", 1: "some model failed",
                        2: BAD_INPUT, "128+N": STOPPED})
     parser.set_defaults(run=run)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from . import _common
 from ..options import BAD_INPUT, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,8 @@ def run(args) -> int:
     try:
         server = make_server(args.host, port, args.dest, models)
     except OSError as exc:
-        raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT") from None
+        raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): "
+                             "pick another --port / MODELSYNC_PORT") from None
     print(f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
           file=sys.stderr, flush=True)
     from .. import stop

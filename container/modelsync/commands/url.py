@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _common
 from ..options import BAD_INPUT, finish, option, whole
+from . import _common
 
 MAX_EXPIRES = 604800  # SigV4 presigned URLs live at most 7 days
 

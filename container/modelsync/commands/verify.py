@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from . import _common
 from .. import metrics
 from ..options import BAD_INPUT, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:

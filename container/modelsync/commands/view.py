@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _common
 from ..options import BAD_INPUT, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:

@@ -17,8 +17,8 @@ from modelsync.config import NAME_RE, StrictYaml
 from modelsync.errors import ModelsyncError
 from modelsync.seed.extract import DEFAULT_MAX_FILES
 from modelsync.seed.fetch import is_local_http
-from modelsync.table import format_table
 from modelsync.seed.locate import Requirement
+from modelsync.table import format_table
 
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

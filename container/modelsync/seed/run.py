@@ -25,15 +25,15 @@ from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
 from modelsync.pull import PullResult, pull
 from modelsync.s3 import translate_client_error
-from modelsync.signing import Signer, Verifier, published_problem
 from modelsync.seed.catalog import DOWNLOAD_CAP_FACTOR, CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
 from modelsync.seed.extract import extract_zip, tree_size
 from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
-from modelsync.table import format_table
 from modelsync.seed.zenodo import ZenodoClient
+from modelsync.signing import Signer, Verifier, published_problem
 from modelsync.stop import Stopped
+from modelsync.table import format_table
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
