@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options.resolve(parser, args)
         options.resolve(args._subparsers.choices[args.command], args)
-        from .s3 import apply_globals
+        from .s3 import globals_applied
 
-        apply_globals(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile)
-        return int(args.run(args) or 0)
+        with globals_applied(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile):
+            return int(args.run(args) or 0)
     except ModelsyncError as exc:
         print(f"modelsync: error: {exc}", file=sys.stderr)
         if getattr(args, "verbose", False):

@@ -64,8 +64,9 @@ def normalize_prefix(prefix: str) -> str:
     return prefix
 
 
-# S3's rules for new bucket names (3-63 characters); older us-east-1 names may also hold capitals and '_'.
-BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")
+# The characters of S3 bucket names (older us-east-1 names may also hold capitals and '_'); their length
+# rules are left to S3, which answers NoSuchBucket in one line.
+BUCKET_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ def parse_bucket(raw: str) -> BucketLocation:
         text, slash, path = rest.partition("/")
         prefix = normalize_prefix(path) if slash and path.strip("/") else None
     if not BUCKET_RE.fullmatch(text) or ".." in text:
-        raise ValueError("does not name a bucket: give NAME or s3://NAME[/PREFIX] (NAME: 3-63 letters, "
-                         "digits, '.', '-')")
+        raise ValueError("does not name a bucket: give NAME or s3://NAME[/PREFIX] (NAME: letters, digits, '.', "
+                         "'-')")
     return BucketLocation(text, prefix)
 
 

@@ -5,6 +5,7 @@ than a whole warm pull of a pinned version (which makes no request) needs."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -42,15 +43,28 @@ def retry_settings() -> tuple[str, int]:
     return mode, env_int("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
 
 
-def apply_globals(*, endpoint_url: str | None, region: str | None, profile: str | None) -> None:
-    """The global --endpoint-url, --region and --profile: set as the variables boto3 (and quick_get)
-    read, so every client of this run and every path to S3 sees the same settings."""
+@contextlib.contextmanager
+def globals_applied(*, endpoint_url: str | None, region: str | None, profile: str | None):
+    """The global --endpoint-url, --region and --profile, set as the variables boto3 (and quick_get)
+    read, so every client of this run and every path to S3 sees the same settings; restored on exit
+    (main() may run inside another program, e.g. the tests)."""
+    wanted = {}
     if endpoint_url:
-        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint_url  # S3 only: a KMS trust key keeps its endpoint
-    if region:
-        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+        wanted["AWS_ENDPOINT_URL_S3"] = endpoint_url  # S3 only: a KMS trust key keeps its endpoint
+    if region:  # botocore itself reads only AWS_DEFAULT_REGION
+        wanted["AWS_REGION"] = wanted["AWS_DEFAULT_REGION"] = region
     if profile:
-        os.environ["AWS_PROFILE"] = profile
+        wanted["AWS_PROFILE"] = profile
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def make_client(*, max_pool_connections: int = 32):

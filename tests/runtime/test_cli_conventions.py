@@ -77,7 +77,7 @@ def test_s3_urls_name_bucket_and_prefix_as_flag_or_environment(bucket, tmp_path)
     ("s3://", "does not name a bucket"),
     ("s3:///models", "does not name a bucket"),
     ("https://example.com/b", "is not an S3 location"),
-    ("s3://a", "does not name a bucket"),
+    ("s3://bad_name!/models", "does not name a bucket"),
     ("my/bucket", "does not name a bucket"),
 ])
 def test_a_malformed_bucket_is_one_line(s3_endpoint, value, fragment):
