@@ -40,7 +40,7 @@ def add_globals(parser) -> list[argparse.Action]:
     """The global options, declared once on the top-level parser; returns their argparse actions."""
     declared = [
         option(parser, "--endpoint-url", env=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), convert=_endpoint,
-               metavar="URL", show_default="AWS", help="S3 endpoint (an S3-compatible server)"),
+               convert_env=False, metavar="URL", show_default="AWS", help="S3 endpoint (an S3-compatible server)"),
         option(parser, "--region", env=("AWS_REGION", "AWS_DEFAULT_REGION"), metavar="REGION",
                show_default="from the AWS config", help="AWS region"),
         option(parser, "--profile", env="AWS_PROFILE", metavar="NAME", show_default="the credential chain",

@@ -32,11 +32,12 @@ class Option:
     default: Any
     convert: Callable[[Any], Any] | None  # raises ValueError("is not ...: use ..."), shown after the value
     split: bool  # a repeatable flag: its environment variable is a comma list
+    convert_env: bool = True  # False: the variable belongs to another tool (boto3), which checks it
 
 
 def option(parser, *flags: str, env: str | tuple[str, ...] | None = None, default: Any = None,
            convert: Callable[[Any], Any] | None = None, help: str = "", show_default: str | None = None,
-           **kwargs) -> Option:
+           convert_env: bool = True, **kwargs) -> Option:
     """Declare a flag (or a positional, e.g. option(p, "dir", nargs="?")) with its environment variable
     and default. Extra keyword arguments go to argparse (metavar, choices, action="append"...)."""
     envs = (env,) if isinstance(env, str) else tuple(env or ())
@@ -51,7 +52,7 @@ def option(parser, *flags: str, env: str | tuple[str, ...] | None = None, defaul
     if kwargs.get("action") == "store_true":
         default = False
     declared = Option(action.dest, flags[0] if flags[0].startswith("-") else (action.metavar or action.dest),
-                      envs, default, convert, kwargs.get("action") == "append")
+                      envs, default, convert, kwargs.get("action") == "append", convert_env)
     if not hasattr(parser, _ATTR):
         setattr(parser, _ATTR, [])
     getattr(parser, _ATTR).append(declared)
@@ -73,7 +74,7 @@ def resolve(parser, args: argparse.Namespace) -> argparse.Namespace:
         if value is None or value is False:
             setattr(args, opt.dest, opt.default if value is None else value)
             continue
-        if opt.convert is not None:
+        if opt.convert is not None and (source == opt.flag or opt.convert_env):
             try:
                 value = [opt.convert(v) for v in value] if isinstance(value, list) else opt.convert(value)
             except ValueError as exc:

@@ -106,6 +106,9 @@ def test_endpoint_url_flag_before_or_after_the_command_beats_the_environment(s3_
     assert plain.returncode == 0, plain.stderr
     assert_one_line_error(run_cli("--endpoint-url", "localhost:9000", "list", "--bucket", bucket),
                           "--endpoint-url localhost:9000 is not an endpoint URL")
+    # The variables are boto3's: a command that makes no S3 request does not judge them.
+    down = run_cli("healthcheck", "--port", "1", "--timeout", "0.5", env={"AWS_ENDPOINT_URL_S3": "localhost:9000"})
+    assert down.returncode == 1 and "unreachable" in down.stderr
 
 
 def test_profile_flag_and_environment_pick_credentials(bucket, publish, tmp_path):
