@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
@@ -250,8 +251,8 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
     print(f"{PROG}: started seeding task {started['taskId']} on cluster {cluster}", file=err)
     print(f"{PROG}: logs: {started['logGroupName']} {started['logStreamName']}", file=err, flush=True)
     if args.no_wait:
-        print(f"{PROG}: not waiting; follow it with: aws logs tail {started['logGroupName']} "
-              f"--log-stream-names {started['logStreamName']} --follow", file=err)
+        print(f"{PROG}: not waiting; read its log (again for new lines) with: "
+              f"{log_hint(clients.logs, started['logGroupName'], started['logStreamName'])}", file=err)
         return EXIT_OK
 
     follower = LogFollower(clients.logs, started["logGroupName"], started["logStreamName"], out)
@@ -261,7 +262,7 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
         print(f"\n{PROG}: stopped waiting; the seeding task keeps running. Stop it with: "
               f"aws ecs stop-task --cluster {cluster} --task {started['taskId']}", file=err)
         return EXIT_INTERRUPTED
-    rest_of_logs = f"aws logs tail {started['logGroupName']} --log-stream-names {started['logStreamName']}"
+    rest_of_logs = log_hint(clients.logs, started["logGroupName"], started["logStreamName"])
     try:
         if not drain_logs(follower, sleep):
             print(f"{PROG}: log lines were still arriving {DRAIN_MAX_POLLS * POLL_SECONDS:.0f} s after "
@@ -272,6 +273,20 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
     if not follower.seen_stream:
         print(f"{PROG}: the task wrote no log stream ({started['logStreamName']})", file=err)
     return task_exit(task, outputs["SeedContainerName"], err)
+
+
+def log_hint(logs: Any, group: str, stream: str) -> str:
+    """How to read a task's log with what the project installs: AWS CLI v1 (the benchmark's) has no
+    `aws logs tail`, `get-log-events` exists in v1 and v2; and the console page of the stream."""
+    region = logs.meta.region_name
+    # The console's fragment encodes names twice, with '$' for '%' ('/' -> '$252F').
+    def part(name: str) -> str:
+        return urllib.parse.quote(urllib.parse.quote(name, safe=""), safe="").replace("%", "$")
+
+    console = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
+               f"log-group/{part(group)}/log-events/{part(stream)}")
+    return (f"aws logs get-log-events --region {region} --log-group-name {group} --log-stream-name {stream} "
+            f"--start-from-head --query 'events[].message' --output text (or open {console})")
 
 
 def build_parser() -> argparse.ArgumentParser:

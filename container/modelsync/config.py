@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ DEFAULT_PREFIX = "models/"
 DEFAULT_DEST = "/models"
 DEFAULT_CONCURRENCY = 16
 DEFAULT_PORT = 8080
+DEFAULT_DOWNLOAD_ATTEMPTS = 5  # tries of one byte range whose transfer breaks (download.py)
 DEFAULT_PART_SIZE_MIB = 32
 DEFAULT_LAYOUT = "flat"  # the view layout when neither --layout nor MODELSYNC_LAYOUT is given
 
@@ -39,23 +41,8 @@ def env_int(name: str, default: int, *, minimum: int = 1) -> int:
     return value
 
 
-def default_bucket() -> str | None:
-    return env("MODELSYNC_BUCKET")
-
-
-def default_prefix() -> str:
-    return normalize_prefix(env("MODELSYNC_PREFIX", DEFAULT_PREFIX))
-
-
-def default_dest() -> str:
-    return env("MODELSYNC_DEST", DEFAULT_DEST)
-
-
-def default_concurrency() -> int:
-    return env_int("MODELSYNC_CONCURRENCY", DEFAULT_CONCURRENCY)
-
-
 def default_part_size() -> int:
+    """The part size of library callers that pass none (the CLI passes --part-size-mib)."""
     return env_int("MODELSYNC_PART_SIZE_MIB", DEFAULT_PART_SIZE_MIB) * 1024 * 1024
 
 
@@ -70,46 +57,6 @@ def default_durable() -> bool:
     return raw in ("1", "true", "yes")
 
 
-def default_signing_key() -> str | None:
-    """MODELSYNC_SIGNING_KEY: KMS key ARN, alias/NAME or PEM private key file (publish, seed)."""
-    return env("MODELSYNC_SIGNING_KEY")
-
-
-def default_trust_key() -> str | None:
-    """MODELSYNC_TRUST_KEY: KMS key ARN, alias/NAME or PEM public key file (pull, verify, list, seed)."""
-    return env("MODELSYNC_TRUST_KEY")
-
-
-def default_port() -> int:
-    return check_port(env_int("MODELSYNC_PORT", DEFAULT_PORT), "MODELSYNC_PORT")
-
-
-def check_port(port: int, where: str = "--port") -> int:
-    if not 0 <= port <= 65535:
-        raise ModelsyncError(f"{where} {port} is not a TCP port: use a number in 0-65535 (0: any free port)")
-    return port
-
-
-def default_view() -> str | None:
-    return env("MODELSYNC_VIEW")
-
-
-def default_layout() -> str | None:
-    return env("MODELSYNC_LAYOUT")
-
-
-def default_layouts_file() -> str | None:
-    return env("MODELSYNC_LAYOUTS")
-
-
-def default_models() -> list[str] | None:
-    """MODELSYNC_MODELS as a list; None (every model at LATEST) when unset or empty."""
-    raw = env("MODELSYNC_MODELS")
-    if raw is None:
-        return None
-    return [item.strip() for item in raw.split(",") if item.strip()] or None
-
-
 def normalize_prefix(prefix: str) -> str:
     prefix = prefix.strip().lstrip("/")
     if prefix and not prefix.endswith("/"):
@@ -117,10 +64,43 @@ def normalize_prefix(prefix: str) -> str:
     return prefix
 
 
-def require_bucket(bucket: str | None) -> str:
-    if not bucket:
-        raise ModelsyncError("no bucket given: pass --bucket NAME or set MODELSYNC_BUCKET")
-    return bucket
+# The characters of S3 bucket names (older us-east-1 names may also hold capitals and '_'); their length
+# rules are left to S3, which answers NoSuchBucket in one line.
+BUCKET_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True)
+class BucketLocation:
+    bucket: str
+    prefix: str | None  # None: the URL named no prefix (--prefix / MODELSYNC_PREFIX / models/ then)
+
+
+def parse_bucket(raw: str) -> BucketLocation:
+    """'NAME' or 's3://NAME[/PREFIX]' (as --bucket or MODELSYNC_BUCKET); ValueError says what is wrong."""
+    text = raw.strip()
+    prefix = None
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() != "s3":
+            raise ValueError("is not an S3 location: give a bucket NAME or s3://NAME[/PREFIX]")
+        text, slash, path = rest.partition("/")
+        prefix = normalize_prefix(path) if slash and path.strip("/") else None
+    if not BUCKET_RE.fullmatch(text) or ".." in text:
+        raise ValueError("does not name a bucket: give NAME or s3://NAME[/PREFIX] (NAME: letters, digits, '.', "
+                         "'-')")
+    return BucketLocation(text, prefix)
+
+
+def bucket_and_prefix(location: BucketLocation | None, prefix: str | None) -> tuple[str, str]:
+    """The bucket and the prefix from --bucket (maybe an s3:// URL with a prefix) and --prefix."""
+    if location is None:
+        raise ModelsyncError("no bucket given: pass --bucket NAME or set MODELSYNC_BUCKET (NAME or s3://NAME/PREFIX)")
+    if location.prefix is not None and prefix is not None and normalize_prefix(prefix) != location.prefix:
+        raise ModelsyncError(f"two prefixes given: {location.prefix!r} in the bucket URL and {prefix!r} from "
+                             "--prefix / MODELSYNC_PREFIX: give the prefix once")
+    if location.prefix is not None:
+        return location.bucket, location.prefix
+    return location.bucket, normalize_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
 
 
 def check_name(name: str) -> str:

@@ -14,7 +14,6 @@ import errno
 import hashlib
 import http.client
 import os
-import random
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -23,6 +22,8 @@ import botocore.exceptions as bx
 import urllib3.exceptions
 
 from . import stop
+from .backoff import delay as jittered_delay
+from .config import DEFAULT_DOWNLOAD_ATTEMPTS
 from .errors import JobFailed
 from .manifest import FileEntry
 from .progress import Progress, or_silent
@@ -136,7 +137,7 @@ class Downloader:
     """Fetches objects into local files; one instance serves a whole pull."""
 
     def __init__(self, client, bucket: str, *, concurrency: int, part_size: int,
-                 progress: Progress | None = None, attempts: int = 5, backoff: float = 0.2,
+                 progress: Progress | None = None, attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS, backoff: float = 0.2,
                  max_backoff: float = 5.0, durable: bool = True):
         self.client = client
         self.bucket = bucket
@@ -260,7 +261,7 @@ class Downloader:
                 written = getattr(exc, "written", written)
                 self.progress.advance(-written)
                 if attempt < self.attempts:
-                    delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                    delay = jittered_delay(attempt, first=self.backoff, cap=self.max_backoff)
                     self.progress.event("retry", key=key, attempt=attempt, error=str(exc)[:200],
                                         message=f"retrying {key} after: {exc}")
                     time.sleep(delay)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import botocore.exceptions as bx
 
-from .catalog_s3 import list_versions
-from .store import LocalStore
-from .s3 import list_keys, translate_client_error
 from .manifest import created_order, version_prefix
+from .published import list_versions
+from .s3 import list_keys, translate_client_error
+from .store import LocalStore
 
 
 @dataclass

@@ -24,6 +24,7 @@ from .manifest import (MAX_MANIFEST_FILES, FileEntry, Manifest, content_version,
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
 from .signing import Signer, manifest_digest, published_problem, signature_key
+from .store import stat_key
 
 
 @dataclass
@@ -91,7 +92,7 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
     paths = scan_directory(directory)
     # Taken before hashing and compared after the upload: a file rewritten in between would
     # otherwise give objects that do not match the manifest.
-    before = {p: _stat_key(os.path.join(root, p)) for p in paths}
+    before = {p: stat_key(os.stat(os.path.join(root, p))) for p in paths}
     digests = sha256_many([os.path.join(root, p) for p in paths])
     entries = []
     for path in paths:
@@ -165,11 +166,6 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
 INVALIDATED_SHA256 = "changed-while-publishing"
 
 
-def _stat_key(path: str) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
 def _stored_with_other_sha256(client, bucket, prefix, name, version, entries: list[FileEntry],
                               concurrency: int) -> list[FileEntry]:
     """Entries whose object's sha256 metadata is not the entry's (one HEAD each; resumes only)."""
@@ -197,7 +193,7 @@ def _refuse_changed_files(client, bucket, prefix, name, version, directory, root
     changed = []
     for entry in uploaded:
         try:
-            now = _stat_key(os.path.join(root, entry.path))
+            now = stat_key(os.stat(os.path.join(root, entry.path)))
         except OSError:
             now = None
         if now != before[entry.path]:

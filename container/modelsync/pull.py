@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import resume, stop
-from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, default_durable, default_part_size, parse_model_spec
-from .errors import JobFailed, ModelsyncError
+from .config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DOWNLOAD_ATTEMPTS,
+    DEFAULT_PREFIX,
+    default_durable,
+    default_part_size,
+    parse_model_spec,
+)
+from .errors import JobFailed, ModelsyncError, PullFailed
 from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
@@ -63,15 +70,19 @@ class _Target:
 
 def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
          concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None,
-         part_size: int | None = None, switch: bool = True, trust: Verifier | None = None) -> PullResult:
+         part_size: int | None = None, switch: bool = True, trust: Verifier | None = None,
+         download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS) -> PullResult:
     """Pull models ("NAME" or "NAME@VERSION"; None = every model at LATEST) into dest.
 
     trust: refuse, before anything is downloaded or switched, any version not signed by this key.
+    download_attempts: tries of one byte range whose transfer breaks half-way (botocore's own retries,
+    AWS_MAX_ATTEMPTS, cover each request; they do not retry a body that breaks while it is read).
     switch=False only makes each version present and verified (directory and record) without moving
     <dest>/<name>: the seeding task keeps the service's pinned versions in the EFS mirror that way.
 
     Raises ModelsyncError for a missing model/version/bucket before anything is downloaded, and
-    JobFailed (with .result set) after the other models are done when some model failed."""
+    PullFailed (a JobFailed carrying the partial .result) after the other models are done when some
+    model failed."""
     started = time.monotonic()
     progress = or_silent(progress)
     store = LocalStore(dest)
@@ -82,27 +93,63 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     if trust is not None:
         check_pull_targets(client, bucket, prefix, store, targets, models, trust)
     result = PullResult()
-    failures: list[str] = []
+    failures: list[JobFailed] = []
     downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,
-                            part_size=part_size or default_part_size(), progress=progress, durable=default_durable())
+                            part_size=part_size or default_part_size(), progress=progress, durable=default_durable(),
+                            attempts=download_attempts)
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
+            puller = _Puller(client, bucket, prefix, store, downloader, files_pool, progress)
             for target in targets:
                 try:
-                    result.models.append(
-                        _pull_model(client, bucket, prefix, store, target, downloader, files_pool, progress)
-                    )
+                    result.models.append(puller.pull_model(target))
                 except JobFailed as exc:
-                    failures.append(str(exc))
+                    failures.append(exc)
                     progress.event("error", model=target.name, message=str(exc))
     finally:
         downloader.close()
     result.seconds = time.monotonic() - started
-    if failures:
-        error = JobFailed("; ".join(failures))
-        error.result = result
-        raise error
+    if failures:  # -v shows the first failure's chain
+        raise PullFailed("; ".join(map(str, failures)), result) from failures[0]
     return result
+
+
+@dataclass
+class PlannedFile:
+    """What a pull would do with one file (pull --dry-run)."""
+    model: str
+    version: str
+    path: str
+    bytes: int
+    action: str  # "download", or "link" (an identical verified file of another local version)
+
+
+def plan(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
+         trust: Verifier | None = None, warn=None) -> tuple[list[_Target], list[PlannedFile], int]:
+    """What pull would download or link, checked like pull checks (names, versions, signatures), but
+    writing nothing at all: no directory, temp file, lock or pin. Returns (targets, files, files in place)."""
+    store = LocalStore(dest)
+    targets = _resolve(client, bucket, prefix, store, models, True, warn=warn)
+    if trust is not None:
+        check_pull_targets(client, bucket, prefix, store, targets, models, trust)
+    planned: list[PlannedFile] = []
+    in_place = 0
+    for target in targets:
+        record = target.record
+        if record is not None and not store.stat_mismatches(record):
+            in_place += len(record.manifest.files)
+            continue
+        manifest = record.manifest if record else target.manifest
+        trusted = dict(record.stats) if record else {}
+        reusable = _reusable_local_files(store, target.name, target.version)
+        vdir = store.version_dir(target.name, target.version)
+        for entry in manifest.files:
+            if _in_place(os.path.join(vdir, entry.path), entry, trusted):
+                in_place += 1
+                continue
+            action = "link" if (entry.sha256, entry.size) in reusable else "download"
+            planned.append(PlannedFile(target.name, target.version, entry.path, entry.size, action))
+    return targets, planned, in_place
 
 
 class _Downloads:
@@ -161,94 +208,152 @@ def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *,
     return targets
 
 
-def _pull_model(client, bucket, prefix, store: LocalStore, target: _Target, downloader: _Downloads,
-                files_pool: ThreadPoolExecutor, progress: Progress) -> ModelPullResult:
-    name, version = target.name, target.version
-    # The pin keeps `prune --local` away from this version while it is built and switched to.
-    with store.lock(name), store.pin(name, version):
-        # Another process may have finished this version while we waited for the lock.
-        record = store.read_record(name, version) or target.record
-        if record is not None and not store.stat_mismatches(record):
-            if target.switch and store.current_version(name) != version:
-                _switch_checked(store, record)
-            return ModelPullResult(name, version, skipped_files=len(record.manifest.files))
-        manifest = record.manifest if record else target.manifest
-        if manifest is None:
-            manifest = read_manifest(client, bucket, name, version, prefix=prefix)
-        trusted = dict(record.stats) if record else {}
-        return _build_version(bucket, prefix, store, manifest, trusted, downloader.get(), files_pool, progress,
-                              switch=target.switch)
+@dataclass
+class _Puller:
+    """What the steps of one pull share: where from, where to, the pools and the progress display."""
+    client: object
+    bucket: str
+    prefix: str
+    store: LocalStore
+    downloads: _Downloads
+    files_pool: ThreadPoolExecutor
+    progress: Progress
 
+    def pull_model(self, target: _Target) -> ModelPullResult:
+        store = self.store
+        name, version = target.name, target.version
+        # The pin keeps `prune --local` away from this version while it is built and switched to.
+        with store.lock(name), store.pin(name, version):
+            # Another process may have finished this version while we waited for the lock.
+            record = store.read_record(name, version) or target.record
+            if record is not None and not store.stat_mismatches(record):
+                if target.switch and store.current_version(name) != version:
+                    _switch_checked(store, record)
+                return ModelPullResult(name, version, skipped_files=len(record.manifest.files))
+            manifest = record.manifest if record else target.manifest
+            if manifest is None:
+                manifest = read_manifest(self.client, self.bucket, name, version, prefix=self.prefix)
+            trusted = dict(record.stats) if record else {}
+            return self._build_version(manifest, trusted, switch=target.switch)
 
-def _build_version(bucket, prefix, store: LocalStore, manifest: Manifest, trusted: dict,
-                   downloader: Downloader, files_pool: ThreadPoolExecutor,
-                   progress: Progress, *, switch: bool) -> ModelPullResult:
-    name, version = manifest.name, manifest.version
-    vdir = store.version_dir(name, version)
-    os.makedirs(vdir, exist_ok=True)
-    reusable = _reusable_local_files(store, name, version)
-    result = ModelPullResult(name, version)
-    progress.begin(f"{name}@{version}", manifest.total_bytes, model=name, version=version,
-                   files=len(manifest.files))
+    def _build_version(self, manifest: Manifest, trusted: dict, *, switch: bool) -> ModelPullResult:
+        store, progress = self.store, self.progress
+        name, version = manifest.name, manifest.version
+        vdir = store.version_dir(name, version)
+        os.makedirs(vdir, exist_ok=True)
+        reusable = _reusable_local_files(store, name, version)
+        result = ModelPullResult(name, version)
+        progress.begin(f"{name}@{version}", manifest.total_bytes, model=name, version=version,
+                       files=len(manifest.files))
 
-    failed = threading.Event()  # after one file fails, the model fails: start no more transfers
-    placed: list[FileEntry] = []  # files this pull put into vdir (removed again if the disk is full)
-    full: list[tuple[FileEntry, OSError]] = []
+        failed = threading.Event()  # after one file fails, the model fails: start no more transfers
+        placed: list[FileEntry] = []  # files this pull put into vdir (removed again if the disk is full)
+        full: list[tuple[FileEntry, OSError]] = []
 
-    def one(entry: FileEntry):
-        stop.check()  # queued files do not start once a stop was requested
-        if failed.is_set():
-            return entry, _Skipped()
+        def one(entry: FileEntry):
+            stop.check()  # queued files do not start once a stop was requested
+            if failed.is_set():
+                return entry, _Skipped()
+            try:
+                outcome = self._ensure_file(manifest, entry, trusted, reusable)
+                if outcome is not None:
+                    placed.append(entry)
+                return entry, bool(outcome)
+            except OSError as exc:  # ENOSPC, EFBIG, EACCES...: name the file, not a temp name (or none)
+                failed.set()
+                if not os.path.isdir(vdir):
+                    raise _removed_while_pulling(store, name, version) from None
+                if exc.errno in _DISK_FULL:
+                    full.append((entry, exc))
+                raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
+                                "check free space and permissions") from None
+            except Exception:
+                failed.set()
+                raise
+
+        errors = []
+        parents = {vdir}
+        for entry, outcome in self.files_pool.map(_capture(one), manifest.files):
+            if isinstance(outcome, _Skipped):
+                continue
+            if isinstance(outcome, Exception):
+                errors.append(outcome)
+                continue
+            parents.add(os.path.dirname(os.path.join(vdir, entry.path)))
+            if outcome:
+                result.downloaded_files += 1
+                result.downloaded_bytes += entry.size
+            else:
+                result.skipped_files += 1
+        if errors:
+            progress.end(model=name, version=version, failed=True)
+            if full:
+                raise _disk_full(store, manifest, placed, *full[0])
+            raise _first_user_error(errors)
+
         try:
-            outcome = _ensure_file(bucket, prefix, store, manifest, entry, trusted, reusable, downloader, progress)
-            if outcome is not None:
-                placed.append(entry)
-            return entry, bool(outcome)
-        except OSError as exc:  # ENOSPC, EFBIG, EACCES...: name the file, not a temp name (or none)
-            failed.set()
-            if not os.path.isdir(vdir):
-                raise _removed_while_pulling(store, name, version) from None
-            if exc.errno in _DISK_FULL:
-                full.append((entry, exc))
-            raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
-                            "check free space and permissions") from None
-        except Exception:
-            failed.set()
-            raise
+            for parent in parents:
+                fsync_dir(parent)
+            stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
+        except FileNotFoundError:
+            raise _removed_while_pulling(store, name, version) from None
+        record = Record(manifest, stats)
+        store.write_record(record)  # the record and then the link are written last
+        if switch:
+            _switch_checked(store, record)
+        progress.end(model=name, version=version, downloaded_files=result.downloaded_files,
+                     skipped_files=result.skipped_files)
+        return result
 
-    errors = []
-    parents = {vdir}
-    for entry, outcome in files_pool.map(_capture(one), manifest.files):
-        if isinstance(outcome, _Skipped):
-            continue
-        if isinstance(outcome, Exception):
-            errors.append(outcome)
-            continue
-        parents.add(os.path.dirname(os.path.join(vdir, entry.path)))
-        if outcome:
-            result.downloaded_files += 1
-            result.downloaded_bytes += entry.size
-        else:
-            result.skipped_files += 1
-    if errors:
-        progress.end(model=name, version=version, failed=True)
-        if full:
-            raise _disk_full(store, manifest, placed, *full[0])
-        raise _first_user_error(errors)
+    def _ensure_file(self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: dict) -> bool | None:
+        """Make the version directory hold a verified copy of entry. True when it was downloaded, False
+        when linked from another version, None when it was already there."""
+        store, progress, bucket, prefix = self.store, self.progress, self.bucket, self.prefix
+        target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
+        if _in_place(target, entry, trusted):
+            return None
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        source = reusable.get((entry.sha256, entry.size))
+        if source and _place_local_copy(store, source, target, entry):
+            return False
+        from .download import BrokenObject, ChecksumMismatch
 
-    try:
-        for parent in parents:
-            fsync_dir(parent)
-        stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
-    except FileNotFoundError:
-        raise _removed_while_pulling(store, name, version) from None
-    record = Record(manifest, stats)
-    store.write_record(record)  # the record and then the link are written last
-    if switch:
-        _switch_checked(store, record)
-    progress.end(model=name, version=version, downloaded_files=result.downloaded_files,
-                 skipped_files=result.skipped_files)
-    return result
+        downloader = self.downloads.get()
+
+        key = file_key(prefix, manifest.name, manifest.version, entry.path)
+        for attempt in (1, 2):
+            journal = None
+            if entry.size > downloader.part_size:  # resumable: continue a partial download left by a stop
+                part = downloader.part_size
+                journal = (resume.claim(store, entry.sha256, entry.size, part) if attempt == 1 else None) \
+                    or resume.PartJournal.create(store, entry.sha256, entry.size, part)
+                if journal.done:
+                    progress.event("resume", model=manifest.name, path=entry.path, kept_bytes=journal.kept_bytes(),
+                                   message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
+                                           "kept by an earlier pull (all of it is hashed again)")
+            temp = journal.data_path if journal else store.new_temp_path()
+            try:
+                downloader.fetch(key, entry, temp, journal)
+            except BrokenObject as exc:
+                raise JobFailed(
+                    f"version {manifest.version} of {manifest.name} is incomplete in the bucket "
+                    f"(s3://{bucket}/{key} {exc.problem}): republish it (modelsync publish)"
+                ) from None
+            except ChecksumMismatch as exc:
+                if attempt == 2:
+                    raise JobFailed(
+                        f"{manifest.name}/{entry.path}: downloaded twice and both copies fail the sha256 check "
+                        f"(got {exc.actual[:12]}..., manifest says {exc.expected[:12]}...): the object "
+                        f"s3://{bucket}/{key} does not match its manifest; republish the model"
+                    ) from None
+                progress.event("retry", model=manifest.name, path=entry.path,
+                               message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again")
+                continue
+            os.replace(temp, target)
+            if journal is not None:
+                journal.remove()
+            return True
+        raise AssertionError("unreachable")
 
 
 def _switch_checked(store: LocalStore, record: Record) -> None:
@@ -311,60 +416,17 @@ def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFai
                      "(a concurrent `modelsync prune --local` without a working lock?): pull again")
 
 
-def _ensure_file(bucket, prefix, store: LocalStore, manifest: Manifest, entry: FileEntry, trusted: dict,
-                 reusable: dict, downloader: Downloader, progress: Progress) -> bool | None:
-    """Make the version directory hold a verified copy of entry. True when it was downloaded, False
-    when linked from another version, None when it was already there."""
-    target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
+def _in_place(target: str, entry: FileEntry, trusted: dict) -> bool:
+    """The version directory already holds a verified copy of entry at target."""
     try:
         st = os.stat(target)
-        if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
-            return None
-        # Left by an interrupted or concurrent pull: it was verified before its rename, but we
-        # check the bytes again rather than trust a file we have no record of.
-        if st.st_size == entry.size and sha256_file(target) == entry.sha256:
-            return None
     except FileNotFoundError:
-        pass
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    source = reusable.get((entry.sha256, entry.size))
-    if source and _place_local_copy(store, source, target, entry):
         return False
-    from .download import BrokenObject, ChecksumMismatch
-
-    key = file_key(prefix, manifest.name, manifest.version, entry.path)
-    for attempt in (1, 2):
-        journal = None
-        if entry.size > downloader.part_size:  # resumable: continue a partial download left by a stop
-            journal = (resume.claim(store, entry.sha256, entry.size, downloader.part_size) if attempt == 1 else None) \
-                or resume.PartJournal.create(store, entry.sha256, entry.size, downloader.part_size)
-            if journal.done:
-                progress.event("resume", model=manifest.name, path=entry.path, kept_bytes=journal.kept_bytes(),
-                               message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
-                                       "kept by an earlier pull (all of it is hashed again)")
-        temp = journal.data_path if journal else store.new_temp_path()
-        try:
-            downloader.fetch(key, entry, temp, journal)
-        except BrokenObject as exc:
-            raise JobFailed(
-                f"version {manifest.version} of {manifest.name} is incomplete in the bucket "
-                f"(s3://{bucket}/{key} {exc.problem}): republish it (modelsync publish)"
-            ) from None
-        except ChecksumMismatch as exc:
-            if attempt == 2:
-                raise JobFailed(
-                    f"{manifest.name}/{entry.path}: downloaded twice and both copies fail the sha256 check "
-                    f"(got {exc.actual[:12]}..., manifest says {exc.expected[:12]}...): the object "
-                    f"s3://{bucket}/{key} does not match its manifest; republish the model"
-                ) from None
-            progress.event("retry", model=manifest.name, path=entry.path,
-                           message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again")
-            continue
-        os.replace(temp, target)
-        if journal is not None:
-            journal.remove()
+    if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
         return True
-    raise AssertionError("unreachable")
+    # Left by an interrupted or concurrent pull: it was verified before its rename, but we
+    # check the bytes again rather than trust a file we have no record of.
+    return st.st_size == entry.size and sha256_file(target) == entry.sha256
 
 
 def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:

@@ -5,6 +5,7 @@ than a whole warm pull of a pinned version (which makes no request) needs."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -12,6 +13,8 @@ import threading
 from .errors import JobFailed, ModelsyncError
 
 DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_RETRY_MODE = "adaptive"  # client-side rate limiting on throttling: many tasks may start at once
+RETRY_MODES = ("legacy", "standard", "adaptive")
 
 
 class LazyClient:
@@ -29,24 +32,64 @@ class LazyClient:
         return getattr(self._client, name)
 
 
+def retry_settings() -> tuple[str, int]:
+    """AWS_RETRY_MODE (default adaptive) and AWS_MAX_ATTEMPTS (default 5), checked: one line on a bad value."""
+    from .config import env, env_int
+
+    mode = (env("AWS_RETRY_MODE") or DEFAULT_RETRY_MODE).lower()
+    if mode not in RETRY_MODES:
+        raise ModelsyncError(f"AWS_RETRY_MODE={mode!r} is not a retry mode: use {', '.join(RETRY_MODES)} "
+                             f"(default {DEFAULT_RETRY_MODE})")
+    return mode, env_int("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
+
+
+@contextlib.contextmanager
+def globals_applied(*, endpoint_url: str | None, region: str | None, profile: str | None):
+    """The global --endpoint-url, --region and --profile, set as the variables boto3 (and quick_get)
+    read, so every client of this run and every path to S3 sees the same settings; restored on exit
+    (main() may run inside another program, e.g. the tests)."""
+    wanted = {}
+    if endpoint_url:
+        wanted["AWS_ENDPOINT_URL_S3"] = endpoint_url  # S3 only: a KMS trust key keeps its endpoint
+    if region:  # botocore itself reads only AWS_DEFAULT_REGION
+        wanted["AWS_REGION"] = wanted["AWS_DEFAULT_REGION"] = region
+    if profile:
+        wanted["AWS_PROFILE"] = profile
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def make_client(*, max_pool_connections: int = 32):
     """A boto3 S3 client: standard credential chain, AWS_ENDPOINT_URL(_S3) honoured by boto3 itself,
-    adaptive retries (throttling and 5xx backed off client-side), bounded attempts."""
+    AWS_RETRY_MODE (default adaptive: throttling and 5xx backed off client-side), bounded attempts."""
     import boto3
+    import botocore.exceptions as bx
     from botocore.config import Config
 
-    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+    mode, attempts = retry_settings()
     config = Config(
         max_pool_connections=max_pool_connections,
-        retries={"mode": "adaptive", "total_max_attempts": attempts},
+        retries={"mode": mode, "total_max_attempts": attempts},
         connect_timeout=10,
         read_timeout=60,
         tcp_keepalive=True,
+        signature_version="s3v4",  # also for presigned URLs (modelsync url)
         # We verify every downloaded byte with our own sha256; a second CRC pass only costs CPU.
         response_checksum_validation="when_required",
     )
-    session = boto3.session.Session()
-    client = session.client("s3", config=config)
+    try:
+        session = boto3.session.Session()
+        client = session.client("s3", config=config)
+    except bx.ProfileNotFound as exc:
+        raise ModelsyncError(f"{exc}: check --profile / AWS_PROFILE and your AWS config file") from exc
     # boto3's service model is hundreds of thousands of objects that live as long as the process:
     # keep them out of the garbage collector's passes, which otherwise cost ~5 % of a pull's CPU.
     gc.freeze()

@@ -240,8 +240,11 @@ def test_logs_that_never_go_quiet_are_read_for_a_bounded_time(aws, runner):
     assert result.code == 0, result.err
     assert result.out.splitlines() == [f"seed: late line {n}" for n in range(seed_tool.DRAIN_MAX_POLLS)]
     assert len(result.sleeps) == seed_tool.DRAIN_MAX_POLLS
-    assert (f"seed: log lines were still arriving 60 s after the task stopped; read the rest with: "
-            f"aws logs tail {LOG_GROUP} --log-stream-names {STREAM}") in result.err
+    assert ("seed: log lines were still arriving 60 s after the task stopped; read the rest with: "
+            f"aws logs get-log-events --region {REGION} --log-group-name {LOG_GROUP} --log-stream-name {STREAM} "
+            "--start-from-head --query 'events[].message' --output text (or open "
+            f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logsV2:log-groups/log-group/"
+            f"{LOG_GROUP.replace('/', '$252F')}/log-events/seed$252Fseed$252F{TASK_ID})") in result.err
     assert result.err.splitlines()[-1] == "seed: seeding finished: exit code 0"
 
 
@@ -265,7 +268,7 @@ def test_ctrl_c_after_the_task_stopped_still_reports_its_result(aws, runner):
     code = seed_tool.main(["--stack", STACK], clients=clients, sleep=sleep, out=io.StringIO(), err=err)
 
     assert code == 137
-    assert "stopped reading the logs; read the rest with: aws logs tail" in err.getvalue()
+    assert "stopped reading the logs; read the rest with: aws logs get-log-events --region" in err.getvalue()
     assert "seeding failed: container seed exit code 137" in err.getvalue()
     assert "stop-task" not in err.getvalue()
 
@@ -279,7 +282,12 @@ def test_only_is_passed_to_the_seed_runner(aws, runner):
     result = run_seed(clients, "--only", " SEG_M2F_WSe2 , paddleocr,", "--no-wait")
 
     assert result.code == 0, result.err
-    assert f"aws logs tail {LOG_GROUP} --log-stream-names {STREAM} --follow" in result.err
+    assert ("seed: not waiting; read its log (again for new lines) with: "
+            f"aws logs get-log-events --region {REGION} --log-group-name {LOG_GROUP} --log-stream-name {STREAM} "
+            "--start-from-head --query 'events[].message' --output text (or open "
+            f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logsV2:log-groups/log-group/"
+            f"{LOG_GROUP.replace('/', '$252F')}/log-events/seed$252Fseed$252F{TASK_ID})") in result.err
+    assert "logs tail" not in result.err  # AWS CLI v1, which the project installs, has no `aws logs tail`
 
 
 def expect_task_missing(stubs):

@@ -93,6 +93,42 @@ def assert_one_line_error(proc, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
+class Gate:
+    """A rendezvous in the proxy instead of a sleep: requests that match(method, path, count) are held
+    before they are forwarded until release(), or until `parties` of them have arrived (then all
+    go on together). Tests wait for arrivals to know a process is at a given point, whatever the load."""
+
+    def __init__(self, match, *, parties: int | None = None, timeout: float = 60):
+        self.match, self.parties, self.timeout = match, parties, timeout
+        self.arrived = 0
+        self._open = False
+        self._cond = threading.Condition()
+
+    def wait_for_arrivals(self, count: int = 1, timeout: float = 60) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.arrived >= count, timeout)
+
+    def release(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def enter(self) -> None:
+        """Called by the proxy for a matching request: count it, then wait until the gate opens."""
+        with self._cond:
+            self.arrived += 1
+            if self.parties is not None and self.arrived >= self.parties:
+                self._open = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._open, self.timeout)
+
+
+def file_named(name: str, after: int = 0):
+    """A Gate match for the GETs of one model file (by its path under files/), from its after+1-th GET
+    on (count: how many times the proxy has seen that path, this request included)."""
+    return lambda method, path, count: method == "GET" and path.endswith(f"/files/{name}") and count > after
+
+
 class FaultProxy:
     """A real HTTP proxy in front of the S3 server that can throttle, cut, corrupt or slow
     responses to object GETs, and counts them. `fault(method, path, count)` returns None,
@@ -103,6 +139,7 @@ class FaultProxy:
         self.fault = lambda method, path, count: None
         self.bytes_per_second: float | None = None  # slows object bodies when set
         self.counts: Counter = Counter()
+        self.gates: list[Gate] = []  # matching requests wait at each gate (see Gate)
         self.body_bytes: Counter = Counter()  # response body bytes sent, per (method, path)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -142,6 +179,9 @@ class FaultProxy:
                     count = proxy.counts[(self.command, path_only)]
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                for gate in proxy.gates:
+                    if gate.match(self.command, path_only, count):
+                        gate.enter()
                 action = proxy.fault(self.command, path_only, count)
                 if action == "slowdown":
                     payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"

@@ -10,7 +10,7 @@ from modelsync.pull import pull
 from modelsync.store import LocalStore
 from modelsync.verify import verify
 
-from .helpers import PART, popen_cli, random_bytes, run_cli, tree
+from .helpers import PART, Gate, file_named, popen_cli, random_bytes, run_cli, tree
 
 V1 = {"config.yaml": b"v: 1\n", "shared.bin": random_bytes(200_000, 7)}
 V2 = {
@@ -40,21 +40,21 @@ def two_versions(pulled_then_published):
 def test_a_pull_killed_mid_way_keeps_the_old_version_and_the_next_pull_completes(
         two_versions, bucket, proxy, proxy_env):
     dest, v1, v2 = two_versions
-    proxy.bytes_per_second = 2_000_000
     vdir = LocalStore(dest).version_dir("m", v2)
+    # The last shard's GET is held in the proxy: its temp file exists (opened before the GET) and
+    # cannot be renamed before the kill, however slowly this machine runs (a sleep-and-poll could
+    # see a temp file that was renamed before the kill landed).
+    gate = Gate(file_named("shards/07.bin"))
+    proxy.gates.append(gate)
     proc = popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=proxy_env)
-    deadline = time.monotonic() + 20
-    # Mid-way: some files already renamed into the new version, others still being written.
-    while not (os.path.isdir(vdir) and os.listdir(vdir) and part_files(dest)):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    assert gate.wait_for_arrivals(1), proc.communicate()
+    wait_until_mid_way(proc, dest, vdir)  # and other files already renamed into the new version
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    gate.release()
     assert part_files(dest), "the kill should have left a temp file behind"
     assert_old_version_intact(dest)
 
-    proxy.bytes_per_second = None
     resumed = run_cli("pull", "--bucket", bucket, "--dest", dest, env=proxy_env, check=True)
     assert tree(dest / "m") == V2
     assert os.readlink(dest / "m").endswith(v2)
@@ -108,7 +108,10 @@ def test_concurrent_pulls_into_one_dest_fetch_each_file_once(two_versions, bucke
 def test_concurrent_pulls_are_correct_even_without_the_lock(two_versions, bucket, proxy, proxy_env):
     """flock can silently succeed for everyone on some NFS mounts: correctness must not need it."""
     dest, v1, v2 = two_versions
-    proxy.bytes_per_second = 4_000_000  # slow enough that the three processes overlap on a busy machine
+    # A rendezvous, not a slow proxy: config.yaml is answered only once all three processes asked for
+    # it, so they overlap whatever the load (a process that starts late on a busy machine used to find
+    # the version done, and the overlap precondition below failed).
+    proxy.gates.append(Gate(file_named("config.yaml"), parties=3))
     procs, outputs = start_pulls(3, bucket, dest, {**proxy_env, "MODELSYNC_NO_LOCK": "1"})
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     assert tree(dest / "m") == V2
@@ -127,15 +130,18 @@ def test_prune_local_during_pulls_without_the_lock_keeps_what_they_build(two_ver
     MODELSYNC_NO_LOCK=1 stands in for NFS mounts where flock silently succeeds for everyone."""
     dest, v1, v2 = two_versions
     env = {**proxy_env, "MODELSYNC_NO_LOCK": "1"}
-    proxy.bytes_per_second = 2_000_000
     vdir = LocalStore(dest).version_dir("m", v2)
+    # Both pulls are held mid-way (config.yaml's GET waits in the proxy) until the first prune is done:
+    # on a busy machine the prune process used to start only after the pulls had finished.
+    gate = Gate(file_named("config.yaml"))
+    proxy.gates.append(gate)
     pulls = [popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=env) for _ in range(2)]
-    deadline = time.monotonic() + 20
-    while not (os.path.isdir(vdir) and os.listdir(vdir) and part_files(dest)):  # mid-way
-        assert all(p.poll() is None for p in pulls), [p.communicate() for p in pulls]
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    prunes = []
+    assert gate.wait_for_arrivals(2), [p.communicate() for p in pulls]
+    for p in pulls:
+        wait_until_mid_way(p, dest, vdir)
+    prunes = [run_cli("prune", "--local", "--dest", dest, env=env)]
+    assert all(p.poll() is None for p in pulls)  # the prune ran while both pulls were building v2
+    gate.release()
     while any(p.poll() is None for p in pulls):
         prunes.append(run_cli("prune", "--local", "--dest", dest, env=env))
     outputs = [p.communicate(timeout=60) for p in pulls]

@@ -11,7 +11,7 @@ import pytest
 from modelsync.store import LocalStore
 from modelsync.verify import verify
 
-from .helpers import PART, FaultProxy, assert_one_line_error, popen_cli, random_bytes, run_cli, tree
+from .helpers import PART, FaultProxy, Gate, assert_one_line_error, file_named, popen_cli, random_bytes, run_cli, tree
 
 FAULTY_DISK = os.path.join(os.path.dirname(__file__), "faulty_disk")
 V1 = {"config.yaml": b"v: 1\n"}
@@ -81,13 +81,26 @@ def journal_parts(store: LocalStore) -> int:
     return count
 
 
-def stop_mid_file(proc, store: LocalStore, signum: int, parts: int) -> None:
+def hold_big_file_after(proxy, parts: int) -> Gate:
+    """Hold big.bin's GETs after the first `parts` in the proxy: the file cannot be finished (and its
+    journal removed) before the test stops the pull, however long this busy machine keeps the test
+    from running (it used to poll, then signal, and the last ranges could land in between)."""
+    gate = Gate(file_named("big.bin", after=parts))
+    proxy.gates.append(gate)
+    return gate
+
+
+def stop_mid_file(proc, store: LocalStore, signum: int, parts: int, gate: Gate) -> None:
+    assert gate.wait_for_arrivals(1), proc.communicate()
     deadline = time.monotonic() + 30
     while not (os.path.isdir(store.partial) and journal_parts(store) >= parts):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signum)
+    # A SIGTERM'd pull waits for its transfers to end within a chunk: let the held ones go on (throttled,
+    # so they are still running when the stop, already requested, is seen).
+    gate.release()
     proc.communicate(timeout=15)
 
 
@@ -97,8 +110,9 @@ def test_a_stopped_pull_resumes_the_big_file_from_the_parts_already_written(
     dest, v1, v2 = two_versions
     store = LocalStore(dest)
     proxy.bytes_per_second = 4_000_000
+    gate = hold_big_file_after(proxy, 4)
     proc = popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=proxy_env)
-    stop_mid_file(proc, store, signum, parts=3)
+    stop_mid_file(proc, store, signum, parts=3, gate=gate)
     assert tree(dest / "m") == V1
     kept = journal_parts(store)
     assert kept >= 3 and any(n.endswith(".part") for n in os.listdir(store.partial))
@@ -120,8 +134,9 @@ def test_a_resumed_part_that_changed_on_disk_is_caught_and_never_linked(two_vers
     dest, v1, v2 = two_versions
     store = LocalStore(dest)
     proxy.bytes_per_second = 4_000_000
+    gate = hold_big_file_after(proxy, 3)
     proc = popen_cli("pull", "--bucket", bucket, "--dest", dest, "--concurrency", "2", env=proxy_env)
-    stop_mid_file(proc, store, signal.SIGTERM, parts=2)
+    stop_mid_file(proc, store, signal.SIGTERM, parts=2, gate=gate)
     [journal] = [os.path.join(store.partial, n) for n in os.listdir(store.partial) if n.endswith(".ranges")]
     with open(journal) as handle:
         part = int(handle.read().splitlines()[1])  # a part the journal says is written

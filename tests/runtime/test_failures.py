@@ -65,6 +65,24 @@ def test_a_body_that_always_breaks_fails_after_bounded_attempts(publish, bucket,
     assert os.listdir(tmp_path / "d" / ".modelsync" / "tmp") == []
 
 
+@pytest.mark.parametrize(("args", "env"), [(["--download-attempts", "2"], {}),
+                                          ([], {"MODELSYNC_DOWNLOAD_ATTEMPTS": "2"})])
+def test_the_broken_download_bound_is_configurable(publish, bucket, proxy, proxy_env, tmp_path, args, env):
+    publish("m", {"only.bin": b"x" * 10_000})
+    proxy.fault = only_files("truncate")
+    # AWS_MAX_ATTEMPTS bounds each request, not a body that breaks while it is read.
+    proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d", *args,
+                   env={**proxy_env, "AWS_MAX_ATTEMPTS": "9", **env})
+    assert_one_line_error(proc, "only.bin", "failed after 2 attempts")
+    assert max(proxy.file_gets().values()) == 2
+
+
+def test_a_bad_download_attempts_value_is_one_line(bucket, tmp_path):
+    proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d", env={"MODELSYNC_DOWNLOAD_ATTEMPTS": "x"})
+    assert_one_line_error(proc, "MODELSYNC_DOWNLOAD_ATTEMPTS='x' is not a whole number")
+    assert proc.returncode == 2
+
+
 def test_a_checksum_mismatch_is_fetched_again_once(publish, bucket, proxy, proxy_client, tmp_path):
     files = model_files()
     publish("m", files)

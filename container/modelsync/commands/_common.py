@@ -1,4 +1,4 @@
-"""Options shared by the subcommands; defaults come from the MODELSYNC_* environment."""
+"""Options shared by the subcommands (declared with options.option: flag, environment variable, default)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,49 @@ import sys
 
 from .. import config, metrics
 from ..errors import ModelsyncError
+from ..options import option, whole
 from ..progress import Progress, human_bytes, mib_per_s
 
 
 def add_bucket(parser) -> None:
-    parser.add_argument("--bucket", default=config.default_bucket(),
-                        help="models bucket (env MODELSYNC_BUCKET)")
-    parser.add_argument("--prefix", default=None, help="key prefix (env MODELSYNC_PREFIX, default models/)")
+    option(parser, "--bucket", env="MODELSYNC_BUCKET", convert=config.parse_bucket, metavar="BUCKET",
+           help="models bucket: NAME or s3://NAME[/PREFIX]")
+    option(parser, "--prefix", env="MODELSYNC_PREFIX", show_default=config.DEFAULT_PREFIX, help="key prefix")
 
 
 def add_dest(parser) -> None:
-    parser.add_argument("--dest", default=config.default_dest(),
-                        help="local model root (env MODELSYNC_DEST, default /models)")
+    option(parser, "--dest", env="MODELSYNC_DEST", default=config.DEFAULT_DEST, metavar="DIR", help="local model root")
 
 
 def add_models(parser) -> None:
-    parser.add_argument("--model", action="append", dest="models", metavar="NAME[@VERSION]",
-                        help="model to handle (repeatable; env MODELSYNC_MODELS, comma list; default all)")
+    option(parser, "--model", env="MODELSYNC_MODELS", dest="models", action="append", metavar="NAME[@VERSION]",
+           show_default="every model at LATEST", help="model to handle (repeatable; the variable: a comma list)")
+
+
+def add_port(parser) -> None:
+    option(parser, "--port", env="MODELSYNC_PORT", default=config.DEFAULT_PORT,
+           convert=whole(0, 65535, problem="is not a TCP port: use a number in 0-65535 (0: any free port)"),
+           help="HTTP port")
 
 
 def add_layout(parser) -> None:
-    parser.add_argument("--layout", default=None, metavar="LAYOUT",
-                        help="how the view arranges the models (env MODELSYNC_LAYOUT, default "
-                             f"{config.DEFAULT_LAYOUT}; see modelsync view --list-layouts)")
-    parser.add_argument("--layouts", default=config.default_layouts_file(), metavar="FILE",
-                        help="layouts file (env MODELSYNC_LAYOUTS, default the bundled modelsync/layouts.yaml)")
+    option(parser, "--layout", env="MODELSYNC_LAYOUT", metavar="LAYOUT", show_default=config.DEFAULT_LAYOUT,
+           help="how the view arranges the models (see modelsync view --list-layouts)")
+    option(parser, "--layouts", env="MODELSYNC_LAYOUTS", metavar="FILE",
+           show_default="the bundled modelsync/layouts.yaml", help="layouts file")
 
 
 def add_view(parser) -> None:
     """--view/--layout on pull and verify: build the view after success, from what they checked."""
-    parser.add_argument("--view", default=config.default_view(), metavar="DIR",
-                        help="after success, build or refresh the view DIR of exactly these models "
-                             "(env MODELSYNC_VIEW; see modelsync view)")
+    option(parser, "--view", env="MODELSYNC_VIEW", metavar="DIR",
+           help="after success, build or refresh the view DIR of exactly these models (see modelsync view)")
     add_layout(parser)
 
 
 def chosen_layout(args):
     from ..layouts import load_layouts
 
-    return load_layouts(args.layouts).get(args.layout or config.default_layout() or config.DEFAULT_LAYOUT)
+    return load_layouts(args.layouts).get(args.layout or config.DEFAULT_LAYOUT)
 
 
 def view_layout(args, wanted: list[str] | None):
@@ -87,15 +91,13 @@ def print_view_summary(result, layout) -> None:
 
 
 def add_signing_key(parser) -> None:
-    parser.add_argument("--signing-key", default=config.default_signing_key(), metavar="KEY",
-                        help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file "
-                             "(env MODELSYNC_SIGNING_KEY; default unsigned)")
+    option(parser, "--signing-key", env="MODELSYNC_SIGNING_KEY", metavar="KEY", show_default="unsigned",
+           help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file")
 
 
 def add_trust_key(parser) -> None:
-    parser.add_argument("--trust-key", default=config.default_trust_key(), metavar="KEY",
-                        help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key "
-                             "file (env MODELSYNC_TRUST_KEY; default no signature check)")
+    option(parser, "--trust-key", env="MODELSYNC_TRUST_KEY", metavar="KEY", show_default="no signature check",
+           help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key file")
 
 
 def signer(args):
@@ -112,38 +114,20 @@ def trust(args):
 
 
 def add_transfer(parser) -> None:
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="parallel transfers (env MODELSYNC_CONCURRENCY, default 16)")
-    parser.add_argument("--part-size-mib", type=int, default=None,
-                        help="byte-range/multipart part size in MiB (env MODELSYNC_PART_SIZE_MIB, default 32)")
-    parser.add_argument("--progress", choices=("auto", "bar", "json", "quiet"), default="auto",
-                        help="progress display: bar on a terminal, JSON lines otherwise (auto)")
+    option(parser, "--concurrency", env="MODELSYNC_CONCURRENCY", default=config.DEFAULT_CONCURRENCY, convert=whole(1),
+           metavar="N", help="parallel transfers")
+    option(parser, "--part-size-mib", env="MODELSYNC_PART_SIZE_MIB", default=config.DEFAULT_PART_SIZE_MIB,
+           convert=whole(1), metavar="N", help="byte-range/multipart part size in MiB")
+    option(parser, "--progress", choices=("auto", "bar", "json", "quiet"), default="auto",
+           help="progress display: bar on a terminal, JSON lines otherwise")
 
 
 def bucket_and_prefix(args) -> tuple[str, str]:
-    bucket = config.require_bucket(args.bucket)
-    prefix = config.normalize_prefix(args.prefix) if args.prefix is not None else config.default_prefix()
-    return bucket, prefix
-
-
-def models(args) -> list[str] | None:
-    return args.models or config.default_models()
-
-
-def concurrency(args) -> int:
-    if args.concurrency is not None:
-        if args.concurrency < 1:
-            raise ModelsyncError("--concurrency must be at least 1")
-        return args.concurrency
-    return config.default_concurrency()
+    return config.bucket_and_prefix(args.bucket, args.prefix)
 
 
 def part_size(args) -> int:
-    if args.part_size_mib is not None:
-        if args.part_size_mib < 1:
-            raise ModelsyncError("--part-size-mib must be at least 1")
-        return args.part_size_mib * 1024 * 1024
-    return config.default_part_size()
+    return args.part_size_mib * 1024 * 1024
 
 
 def make_progress(args) -> Progress:
@@ -151,8 +135,9 @@ def make_progress(args) -> Progress:
 
 
 def client_for(args, workers: int):
-    from ..s3 import LazyClient  # boto3 import is slow: only runs that make a request pay for it
+    from ..s3 import LazyClient, retry_settings  # boto3 import is slow: only runs that make a request pay for it
 
+    retry_settings()  # a bad AWS_RETRY_MODE / AWS_MAX_ATTEMPTS: one line, exit 2, before any work
     # Range and file workers both hold connections (see download.Downloader).
     return LazyClient(max_pool_connections=max(10, 2 * workers + 2))
 

@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 import time
 
+from ..options import BAD_INPUT, STOPPED, finish, option
 from . import _common
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("publish", help="publish a local model folder as a version")
+    parser = subparsers.add_parser(
+        "publish", help="publish a local model folder as a version",
+        description="Upload every file of DIRECTORY, then manifest.json, then LATEST. The version is derived "
+                    "from the content: publishing the same content again uploads nothing and prints the same "
+                    "version. stdout carries only the version.")
     parser.add_argument("directory", help="model folder to publish")
     parser.add_argument("--name", required=True, help="model name")
-    parser.add_argument("--source", default=None, help="JSON object stored as the manifest's source")
+    option(parser, "--source", help="JSON object stored as the manifest's source")
     _common.add_bucket(parser)
     _common.add_transfer(parser)
     _common.add_signing_key(parser)
+    finish(parser, example="modelsync publish ./ocr-model --name ocr --bucket s3://my-models/models",
+           exit_codes={0: "published (the version on stdout)", 1: "an upload failed or a file changed meanwhile",
+                       2: BAD_INPUT, "128+N": STOPPED})
     parser.set_defaults(run=run)
 
 
@@ -31,7 +39,7 @@ def run(args) -> int:
             assert isinstance(source, dict)
         except (ValueError, AssertionError):
             raise ModelsyncError("--source must be a JSON object, e.g. '{\"url\": \"...\"}'") from None
-    workers = _common.concurrency(args)
+    workers = args.concurrency
     signer = _common.signer(args)
     progress = _common.make_progress(args)
     started = time.monotonic()

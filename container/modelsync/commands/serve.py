@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import sys
 
+from ..options import BAD_INPUT, finish, option
 from . import _common
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("serve", help="serve /healthz, /readyz and /models over HTTP")
+    parser = subparsers.add_parser(
+        "serve", help="serve /healthz, /readyz and /models over HTTP",
+        description="The demo app: /healthz (200 while running), /readyz (200 only while the models verify), "
+                    "/models (JSON). Runs until SIGTERM or SIGINT, then exits 0.")
     _common.add_dest(parser)
     _common.add_models(parser)
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
-    parser.add_argument("--port", type=int, default=None, help="port (env MODELSYNC_PORT, default 8080)")
+    option(parser, "--host", default="0.0.0.0", help="address to listen on (all addresses)")
+    _common.add_port(parser)
+    finish(parser, example="modelsync serve --dest /models --port 8080",
+           exit_codes={0: "stopped by SIGTERM / SIGINT (its normal end)", 2: BAD_INPUT + "; or the port is taken"})
     parser.set_defaults(run=run)
 
 
@@ -21,14 +27,15 @@ def run(args) -> int:
     from ..errors import ModelsyncError
     from ..serve import make_server
 
-    port = config.check_port(args.port) if args.port is not None else config.default_port()
-    models = _common.models(args)
+    port = args.port
+    models = args.models
     for spec in models or []:  # refused before listening: a bad spec would make every /readyz fail
         config.parse_model_spec(spec)
     try:
         server = make_server(args.host, port, args.dest, models)
     except OSError as exc:
-        raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT") from None
+        raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): "
+                             "pick another --port / MODELSYNC_PORT") from None
     print(f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
           file=sys.stderr, flush=True)
     from .. import stop

@@ -2,35 +2,52 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
-from . import _common
 from .. import metrics
+from ..options import BAD_INPUT, finish, option
+from . import _common
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("verify", help="check the local models against their manifests")
+    parser = subparsers.add_parser(
+        "verify", help="check the local models against their manifests",
+        description="Check every model under DEST (or the ones named) against its manifest: sizes, missing and "
+                    "unexpected files; --deep also hashes every byte on all cores. One line per problem on stderr; "
+                    "--json prints the result as one JSON object on stdout.")
     _common.add_dest(parser)
     _common.add_models(parser)
-    parser.add_argument("--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
+    option(parser, "--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
+    option(parser, "--json", action="store_true",
+           help='print {"ok": ..., "models": [{"name", "version", "files", "bytes", "ok", "problems"}]}')
     _common.add_view(parser)
     _common.add_trust_key(parser)
+    finish(parser, example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json",
+           exit_codes={0: "every model matches its manifest", 1: "problems found (one line each on stderr)",
+                       2: BAD_INPUT})
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..verify import verify
 
-    wanted = _common.models(args)
+    wanted = args.models
     layout = _common.view_layout(args, wanted)  # bad input: exit 2 before checking anything
     states = verify(args.dest, wanted, deep=args.deep, trust=_common.trust(args))
     problems = [p for s in states for p in s.problems]
     for problem in problems:
         print(problem, file=sys.stderr)
-    for state in states:
-        if state.version:
-            status = "ok" if not state.problems else "FAILED"
-            print(f"{state.name}@{state.version}: {state.files} files, {state.bytes} bytes: {status}")
+    if args.json:
+        print(json.dumps({"ok": not problems, "dest": args.dest, "deep": args.deep, "models": [
+            {"name": s.name, "version": s.version, "files": s.files, "bytes": s.bytes, "ok": not s.problems,
+             "problems": s.problems} for s in states]}, sort_keys=True))
+    else:
+        for state in states:
+            if state.version:
+                status = "ok" if not state.problems else "FAILED"
+                print(f"{state.name}@{state.version}: {state.files} files, {state.bytes} bytes: {status}")
+    sys.stdout.flush()
     metrics.verify_finished(states)
     if problems:
         return 1

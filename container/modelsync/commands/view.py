@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from ..options import BAD_INPUT, finish, option
 from . import _common
-from .. import config
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "view", help="link verified models into DIR in the layout an app expects (atomic refresh)")
-    parser.add_argument("dir", nargs="?", default=config.default_view(), metavar="DIR",
-                        help="the view directory (env MODELSYNC_VIEW)")
+        "view", help="link verified models into DIR in the layout an app expects (atomic refresh)",
+        description="Build or refresh the view DIR: links to verified version directories of DEST, arranged by a "
+                    "layout. The switch to the new links is atomic; nothing is copied.")
+    option(parser, "dir", env="MODELSYNC_VIEW", nargs="?", metavar="DIR", help="the view directory")
     _common.add_dest(parser)
     _common.add_models(parser)
     _common.add_layout(parser)
-    parser.add_argument("--list-layouts", action="store_true", help="print the layouts and what they do, then exit")
+    option(parser, "--list-layouts", action="store_true", help="print the layouts and what they do, then exit")
+    finish(parser, example="modelsync view /srv/app-models --dest /models --layout flat --model ocr@2026-01-01",
+           exit_codes={0: "view built or unchanged", 1: "a named version is not recorded in DEST", 2: BAD_INPUT})
     parser.set_defaults(run=run)
 
 
@@ -27,7 +30,7 @@ def run(args) -> int:
     if not args.dir:
         raise ModelsyncError("no view directory given: pass DIR or set MODELSYNC_VIEW")
     layout = _common.chosen_layout(args)
-    _common.print_view_summary(build_view(args.dir, args.dest, layout, _common.models(args)), layout)
+    _common.print_view_summary(build_view(args.dir, args.dest, layout, args.models), layout)
     return 0
 
 

@@ -18,6 +18,7 @@ from modelsync.errors import ModelsyncError
 from modelsync.seed.extract import DEFAULT_MAX_FILES
 from modelsync.seed.fetch import is_local_http
 from modelsync.seed.locate import Requirement
+from modelsync.table import format_table
 
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "catalog.yaml"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -253,3 +254,22 @@ class _Parser(StrictYaml):
             return PaddleOCRSource(paddleocr_version=version, lang=self.text(raw["lang"], f"{where}.lang"),
                                    model_source=model_source, options=dict(options), expected_models=tuple(models))
         raise self.fail(where, f"type {kind!r} is unknown", "use type: zenodo, https or paddleocr")
+
+
+def format_catalog(catalog, selected) -> str:
+    chosen = {e.name for e in selected}
+    rows = [("NAME", "ENABLED", "SELECTED", "APPROX_MB", "SOURCE")]
+    for e in catalog.entries:
+        source = e.source
+        if isinstance(source, PaddleOCRSource):
+            where = f"paddleocr {source.paddleocr_version} lang={source.lang}"
+        elif isinstance(source, HttpsSource):
+            where = source.url
+        else:
+            where = f"zenodo {source.record}/{source.file}"
+        rows.append((e.name, "yes" if e.enabled else "no", "yes" if e.name in chosen else "no",
+                     str(e.approx_size_mb), where))
+    lines = format_table(rows)
+    total = sum(e.approx_size_mb for e in selected)
+    lines.append(f"{len(selected)} selected, about {total} MB (estimates) from {catalog.path}")
+    return "\n".join(lines)

@@ -13,7 +13,6 @@ import http.client
 import json
 import logging
 import os
-import random
 import re
 import socket
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from modelsync import __version__
+from modelsync.backoff import delay as jittered_delay
 from modelsync.errors import ModelsyncError
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,7 @@ class HttpFetcher:
         policy = self.policy
         if retry_after is not None:
             return min(retry_after, policy.max_wait_seconds)
-        base = policy.backoff_seconds * 2 ** (attempt - 1)
-        return min(policy.max_wait_seconds, base * random.uniform(0.5, 1.0))
+        return jittered_delay(attempt, first=policy.backoff_seconds, cap=policy.max_wait_seconds)
 
 
 class _Retryable(Exception):

@@ -12,27 +12,28 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import botocore.exceptions as bx
 
-from modelsync.errors import JobFailed, ModelsyncError
+from modelsync.errors import JobFailed, ModelsyncError, PullFailed
 from modelsync.manifest import read_latest, read_latest_version
 from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
 from modelsync.pull import PullResult, pull
 from modelsync.s3 import translate_client_error
-from modelsync.signing import Signer, Verifier, published_problem
 from modelsync.seed.catalog import DOWNLOAD_CAP_FACTOR, CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
 from modelsync.seed.extract import extract_zip, tree_size
 from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
-from modelsync.seed.table import format_table
 from modelsync.seed.zenodo import ZenodoClient
+from modelsync.signing import Signer, Verifier, published_problem
 from modelsync.stop import Stopped
+from modelsync.table import format_table
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -270,8 +271,8 @@ class Seeder:
                 result = pull(self.client, self.bucket, efs_root, pending, prefix=self.prefix,
                               concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
                               trust=self.trust)
-            except ModelsyncError as err:
-                outcome.add(getattr(err, "result", None))
+            except PullFailed as err:  # the models that were pulled still count
+                outcome.add(err.result)
                 raise
             outcome.add(result)
             # The pull resolved LATEST before it switched: a seed that published and mirrored in between
@@ -327,3 +328,24 @@ def format_report(report: SeedReport) -> str:
     if mirror is not None and not mirror.ok:
         lines.append(f"FAILED EFS mirror: {mirror.error}")
     return "\n".join(lines)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (it may be replaced after setup)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def log_to_stderr() -> None:
+    logger = logging.getLogger("modelsync")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

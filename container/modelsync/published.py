@@ -1,4 +1,4 @@
-"""What the bucket holds: models, their versions, sizes, creation times and LATEST (for list/prune)."""
+"""What the bucket has published: models, their versions, sizes, creation times and LATEST (list, prune)."""
 
 from __future__ import annotations
 
