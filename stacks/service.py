@@ -38,6 +38,9 @@ class ServiceStack(cdk.Stack):
             self, "Repository",
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             image_scan_on_push=True,
+            # Encryption is fixed at creation: on an existing stage this replaces the repository (push the tag again).
+            encryption=ecr.RepositoryEncryption.KMS,
+            encryption_key=storage.store.key,
             lifecycle_rules=[ecr.LifecycleRule(description=f"keep the last {settings.ecr_max_image_count} images",
                                                max_image_count=settings.ecr_max_image_count)],
             removal_policy=removal_policy,

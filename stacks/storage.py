@@ -12,6 +12,11 @@ from model_delivery import MirrorOptions, ModelStore
 from stacks.settings import Settings
 
 
+def log_group_prefix(settings: Settings) -> str:
+    """Every log group of a stage is named under this prefix (the keys' policies allow CloudWatch Logs only there)."""
+    return f"/model-delivery/{settings.stage}"
+
+
 def stateful_removal_policy(settings: Settings) -> cdk.RemovalPolicy:
     """What deleting a stack does to the stateful resources (key, buckets, file system, repository)."""
     return cdk.RemovalPolicy.RETAIN if settings.removal_policy == "retain" else cdk.RemovalPolicy.DESTROY
@@ -27,4 +32,5 @@ class StorageStack(cdk.Stack):
                                 mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
                                 access_log_days=settings.log_retention_days,
                                 publisher_role_arns=settings.publisher_role_arns,
+                                log_group_prefix=log_group_prefix(settings),
                                 description=f"Model delivery ({settings.stage}): models bucket and EFS mirror")
