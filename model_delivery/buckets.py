@@ -9,7 +9,6 @@ from constructs import Construct
 
 from model_delivery.scanner import skip_checkov
 
-
 NONCURRENT_VERSION_DAYS = 30  # how long an overwritten LATEST pointer or manifest stays recoverable
 INCOMPLETE_UPLOAD_DAYS = 7  # parts of an interrupted multipart upload cost money until aborted
 

@@ -26,7 +26,8 @@ from model_delivery.scanner import skip_checkov
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
 DEAD_LETTER_RETENTION = cdk.Duration.days(14)  # SQS's longest: time to read what failed
 NOT_IN_VPC = ("Calls AWS APIs only (ECS, SNS, CloudWatch Logs) and reaches nothing inside the VPC; a VPC would add "
-              "ENI permissions on Resource *, a dependency on NAT and slow stack deletes (model_delivery/functions.py).")
+              "ENI permissions on Resource *, a dependency on NAT and slow stack deletes "
+              "(model_delivery/functions.py).")
 
 
 def write_own_logs(log_group_arn: str) -> iam.PolicyStatement:

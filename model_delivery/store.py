@@ -74,7 +74,8 @@ class ModelStore(Construct):
                                      "number of days, at least 1")
         self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal_policy,
                            description=description)
-        prefix = log_group_prefix if log_group_prefix is not None else f"/model-delivery/{cdk.Stack.of(self).stack_name}"
+        prefix = log_group_prefix if log_group_prefix is not None else \
+            f"/model-delivery/{cdk.Stack.of(self).stack_name}"
         self.log_encryption: LogEncryption = allow_log_groups(
             self.key, check_log_group_prefix(prefix, "ModelStore log_group_prefix"))
         self.seeding_role_name = seeding_role_name_for(self, seeding_role_name)

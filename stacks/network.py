@@ -29,6 +29,8 @@ EC23_REASONS = {
     "internal": "The only source is this VPC's own CIDR block (a deploy-time value cdk-nag cannot read at synth), "
                 "on the listener ports. Narrow it with ingress_cidrs.",
 }
+HTTP_FROM_ANYWHERE = ("Public load balancer: port 80 from anywhere only answers with a redirect to HTTPS (the listener "
+                      "serves nothing over HTTP); narrow it with ingress_cidrs.")
 NFS_PORT = 2049
 HTTPS_PORT = 443
 HTTP_PORT = 80
@@ -76,6 +78,8 @@ class ModelSecurityGroups(Construct):
             for port in ports:
                 what = "HTTP, redirected to HTTPS," if port == HTTP_PORT and settings.certificate_arn else "listener"
                 group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"{what} port {port} from {source}")
+        if "0.0.0.0/0" in (settings.ingress_cidrs or default) and HTTP_PORT in ports:
+            skip_checkov(group, "CKV_AWS_260", HTTP_FROM_ANYWHERE)
         if not settings.ingress_cidrs:  # explicit CIDRs are literal and pass EC23 on their own
             nag.acknowledge(group, "AwsSolutions-EC23", EC23_REASONS[settings.ingress])
         return group
