@@ -79,7 +79,8 @@ def hardened_function(scope: Construct, *, code_dir: Path, role: iam.Role, encry
         environment=environment,
     )
     # Set on the resource: Function(dead_letter_queue=...) would also add the queue's wide key grant.
-    function.node.default_child.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(
-        target_arn=queue.queue_arn)
+    cfn = function.node.default_child
+    assert isinstance(cfn, lambda_.CfnFunction)
+    cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(target_arn=queue.queue_arn)
     skip_checkov(function, "CKV_AWS_117", NOT_IN_VPC)
     return HardenedFunction(function=function, log_group=group, dead_letter_queue=queue)
