@@ -2,6 +2,8 @@
 # Both install what they need into ./.venv and ./node_modules first.
 PYTHON ?= python3
 VENV   := .venv
+# checkov pins boto3 and packaging exactly, against ours: it gets its own environment (requirements-checkov.txt).
+CHECKOV_VENV := .venv-checkov
 PY     := $(VENV)/bin/python
 CDK    := node_modules/.bin/cdk
 STAGE  ?= dev
@@ -11,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev synth test deploy destroy pins check-pins seed local bench lock clean
+.PHONY: install install-dev install-checkov synth test deploy destroy pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +32,16 @@ $(VENV)/.deps-dev: $(VENV)/.deps requirements-dev.txt container/requirements.txt
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
+$(CHECKOV_VENV)/.deps: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+	touch $@
+
 install: $(VENV)/.deps node_modules/.package-lock.json
 
 install-dev: $(VENV)/.deps-dev node_modules/.package-lock.json
+
+install-checkov: $(CHECKOV_VENV)/.deps
 
 ## Synthesize every stack with cdk-nag on (fails on any unacknowledged finding).
 synth: install
@@ -40,8 +49,8 @@ synth: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet -c stage=$(STAGE)
 	@ls cdk.out/*.template.json
 
-## Run the whole test suite.
-test: install-dev
+## Run the whole test suite (tests/infra/test_checkov.py runs checkov from $(CHECKOV_VENV)).
+test: install-dev install-checkov
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).

@@ -7,6 +7,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from model_delivery.scanner import skip_checkov
 
 NONCURRENT_VERSION_DAYS = 30  # how long an overwritten LATEST pointer or manifest stays recoverable
 INCOMPLETE_UPLOAD_DAYS = 7  # parts of an interrupted multipart upload cost money until aborted
@@ -31,6 +32,9 @@ class ModelsBucket(Construct):
                 abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS))],
             removal_policy=removal_policy,
         )
+        skip_checkov(self.access_logs, "CKV_AWS_18",
+                     "This is the access-log bucket: logging it into itself would log every log delivery (a loop), and "
+                     "into another bucket would need that one to log too; S3 server access logs end here.")
         self.bucket = s3.Bucket(
             self, "Models",
             encryption=s3.BucketEncryption.KMS,

@@ -97,7 +97,7 @@ class ModelDelivery(Construct):
         self.layout = delivery_layout(layout, models)
         check_models_path(models_path, "ModelDelivery models_path", {VIEW_PATH: "where the init container builds "
                                                                       "the view"})
-        group = log_group or _default_log_group(self, log_retention_days)
+        group = log_group or _default_log_group(self, log_retention_days, store)
         models_env = {"MODELSYNC_DEST": STORE_PATH, "MODELSYNC_MODELS": ",".join(models),
                       "MODELSYNC_VIEW": VIEW_PATH, "MODELSYNC_LAYOUT": self.layout.name,
                       # Only versions signed with the store's signing key are linked (pull and verify).
@@ -136,5 +136,6 @@ class ModelDelivery(Construct):
         acknowledge_task_definition(task_definition)
 
 
-def _default_log_group(scope: Construct, retention_days: int) -> logs.LogGroup:
-    return log_group(scope, "Logs", check_retention(retention_days, "ModelDelivery log_retention_days"))
+def _default_log_group(scope: Construct, retention_days: int, store: ModelStore) -> logs.LogGroup:
+    return log_group(scope, "Logs", check_retention(retention_days, "ModelDelivery log_retention_days"),
+                     store.log_encryption)

@@ -176,7 +176,8 @@ class ModelDeliveryAlarms(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         _enable_metrics(delivery, seeding, namespace, stage)
         self.notifier = TaskNotifier(self, "Notifier", cluster=service.cluster, service_task=service.task_definition,
-                                     init_container=delivery.init, seeding=seeding, topic=self.topic, key=store.key,
+                                     init_container=delivery.init, seeding=seeding, topic=self.topic,
+                                     encryption=store.log_encryption,
                                      stage=stage, namespace=namespace, log_retention_days=log_retention_days)
         self.metrics = DeliveryMetrics(namespace=namespace, stage=stage, mode=delivery.mode, service=service,
                                        seeding=seeding, file_system_id=mirror.file_system.file_system_id if mirror

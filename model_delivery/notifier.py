@@ -18,20 +18,23 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from model_delivery.code import lambda_code_dir
-from model_delivery.logs import check_retention, log_group
+from model_delivery.functions import hardened_function
+from model_delivery.logs import LogEncryption
 from model_delivery.nag import acknowledge_wildcard_resource
-from model_delivery.seeding import LAMBDA_RUNTIME, SEED_CONTAINER, SEED_STREAM_PREFIX, ModelSeeding, write_own_logs
+from model_delivery.seeding import SEED_CONTAINER, SEED_STREAM_PREFIX, ModelSeeding
 
 TASK_NOTIFIER_DIR = lambda_code_dir("task_notifier")
 TASK_STATE_CHANGE = {"source": ["aws.ecs"], "detail_type": ["ECS Task State Change"]}
 ASYNC_RETRIES = 2  # Lambda's own retries of an event that failed, before it goes to the on-failure destination
 MAX_EVENT_AGE_SECONDS = 6 * 3600
+# Task state changes come in bursts (a failed rollout stops many tasks): a few at once, the rest wait in
+# Lambda's async queue (up to MAX_EVENT_AGE_SECONDS), so a burst cannot take the account's concurrency.
+NOTIFIER_CONCURRENCY = 5
 
 
 def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> str:
@@ -43,12 +46,11 @@ def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> 
 class TaskNotifier(Construct):
     def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, service_task: ecs.TaskDefinition,
                  init_container: ecs.ContainerDefinition, seeding: ModelSeeding | None, topic: sns.ITopic,
-                 key: kms.IKey, stage: str, namespace: str, log_retention_days: int) -> None:
+                 encryption: LogEncryption, stage: str, namespace: str, log_retention_days: int) -> None:
         super().__init__(scope, id)
-        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "TaskNotifier log_retention_days"))
+        key = encryption.key
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Task notifier: publish seed results, read the seeding task's log")
-        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
         self.role.add_to_policy(iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"],
                                                     resources=[topic.topic_arn]))
         # The topic is encrypted: a publisher needs the key for the data key SNS makes (SNS developer guide).
@@ -72,20 +74,19 @@ class TaskNotifier(Construct):
             environment.update({"SEED_TASK_FAMILY": seeding.task.task_definition.family,
                                 "SEED_CONTAINER_NAME": SEED_CONTAINER, "SEED_LOG_GROUP_NAME": seed_logs,
                                 "SEED_LOG_STREAM_PREFIX": SEED_STREAM_PREFIX})
-        self.function = lambda_.Function(
-            self, "Function",
-            runtime=LAMBDA_RUNTIME,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(TASK_NOTIFIER_DIR), exclude=["**/__pycache__", "**/*.pyc", "tests"]),
-            role=self.role,
-            log_group=self.log_group,
+        hardened = hardened_function(
+            self, code_dir=TASK_NOTIFIER_DIR, role=self.role, encryption=encryption,
+            reserved_concurrency=NOTIFIER_CONCURRENCY, log_retention_days=log_retention_days, where="TaskNotifier",
             # About 30 s of reads while the seed's last lines arrive (lambdas/task_notifier: LOG_ATTEMPTS).
             timeout=cdk.Duration.seconds(90),
             memory_size=256,
             description="Publishes seed results and counts init container failures (ECS task state changes)",
             environment=environment,
         )
-        # After its retries, an event the function could not handle goes to the topic as it is.
+        self.function, self.log_group, self.dead_letter_queue = (hardened.function, hardened.log_group,
+                                                                 hardened.dead_letter_queue)
+        # After its retries, an event the function could not handle goes to the topic as it is (and to the
+        # dead-letter queue: Lambda sends to both when both are set).
         lambda_.CfnEventInvokeConfig(
             self, "AsyncInvoke", function_name=self.function.function_name, qualifier="$LATEST",
             maximum_retry_attempts=ASYNC_RETRIES, maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,

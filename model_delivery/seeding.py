@@ -19,15 +19,16 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from model_delivery.code import lambda_code_dir
 from model_delivery.contract import MODELS_PREFIX
 from model_delivery.errors import ModelDeliveryError
+from model_delivery.functions import hardened_function, write_own_logs
 from model_delivery.logs import check_retention, log_group
 from model_delivery.nag import acknowledge_wildcard_resource
+from model_delivery.scanner import skip_checkov
 from model_delivery.policies import ecs_tasks_principal, mirror_access
 from model_delivery.specs import check_model_names, check_pins
 from model_delivery.store import ModelStore
@@ -46,7 +47,17 @@ WRITABLE_HOME = {"HOME": SEED_HOME, "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
 
 SEED_RUNNER_DIR = lambda_code_dir("seed_runner")
 AUTO_SEED_ID_CHARS = 16  # of the seed fingerprint, in the auto-seed resource's construct id
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
+SEED_RUNNER_CONCURRENCY = 1  # one seed at a time: a second invoke while one starts a task is throttled
+# The Lambda CDK adds for every AwsCustomResource of a stack (a singleton: one per stack, uuid fixed in CDK).
+AWS_CUSTOM_RESOURCE_FUNCTION = "AWS679f53fac002430cb0da5b7982bd2287"
+CDK_FUNCTION_SKIPS = {
+    "CKV_AWS_115": "A Lambda CDK generates and owns (AwsCustomResource provider); called only by CloudFormation "
+                   "during deploys, so there is nothing for reserved concurrency to limit.",
+    "CKV_AWS_116": "A Lambda CDK generates and owns (AwsCustomResource provider); CloudFormation invokes it "
+                   "synchronously and reports a failure as a failed deploy, there is no async event to keep.",
+    "CKV_AWS_117": "A Lambda CDK generates and owns (AwsCustomResource provider); it calls the Lambda API only "
+                   "and its props expose no VPC placement for the singleton provider.",
+}
 
 
 class SeedingTask(Construct):
@@ -61,7 +72,9 @@ class SeedingTask(Construct):
         check_pins(mirror_pins, "SeedingTask mirror_pins", pinned_only=True)
         check_fargate_size("SeedingTask cpu", "SeedingTask memory_mib", cpu, memory_mib)
         check_ephemeral_storage("SeedingTask ephemeral_storage_gib", ephemeral_storage_gib)
-        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"))
+        self.store = store
+        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"),
+                                   store.log_encryption)
         # Named: the store's key and bucket policies name this role's ARN before it exists (model_delivery/signing.py).
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   role_name=store.seeding_role_name,
@@ -113,7 +126,7 @@ class SeedRunner(Construct):
                                      "seeding task runs in")
         check_model_names(catalog_names, "SeedRunner catalog_names")
         task_definition = seeding.task_definition
-        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedRunner log_retention_days"))
+        self.seeding = seeding
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Seed runner: start the seeding task, write own logs")
         self.role.add_to_policy(iam.PolicyStatement(
@@ -133,14 +146,9 @@ class SeedRunner(Construct):
         acknowledge_wildcard_resource(self.role, new_tasks,
                                       "Tag-on-create at RunTask is authorized against the new task's ARN, which "
                                       "ECS assigns then; scoped to this cluster and to ecs:CreateAction RunTask.")
-        self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
-        self.function = lambda_.Function(
-            self, "Function",
-            runtime=LAMBDA_RUNTIME,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(code_dir), exclude=["**/__pycache__", "**/*.pyc", "tests"]),
-            role=self.role,
-            log_group=self.log_group,
+        hardened = hardened_function(
+            self, code_dir=code_dir, role=self.role, encryption=seeding.store.log_encryption,
+            reserved_concurrency=SEED_RUNNER_CONCURRENCY, log_retention_days=log_retention_days, where="SeedRunner",
             timeout=cdk.Duration.seconds(30),
             memory_size=256,
             description="Starts the one-shot model seeding task on Fargate",
@@ -156,11 +164,8 @@ class SeedRunner(Construct):
                 "CATALOG_NAMES": ",".join(catalog_names),
             },
         )
-
-
-def write_own_logs(log_group_arn: str) -> iam.PolicyStatement:
-    return iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                               resources=[log_group_arn])
+        self.function, self.log_group, self.dead_letter_queue = (hardened.function, hardened.log_group,
+                                                                 hardened.dead_letter_queue)
 
 
 class AutoSeed(Construct):
@@ -177,7 +182,8 @@ class AutoSeed(Construct):
             raise ModelDeliveryError(f"AutoSeed fingerprint {fingerprint!r} is not allowed: give at least "
                                      f"{AUTO_SEED_ID_CHARS} letters or digits that change whenever what is seeded "
                                      "changes (e.g. a hash of the catalog and the seed selection)")
-        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "AutoSeed log_retention_days"))
+        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "AutoSeed log_retention_days"),
+                                   runner.seeding.store.log_encryption)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Auto-seed custom resource: invoke the seed runner, write own logs")
         self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
@@ -195,6 +201,12 @@ class AutoSeed(Construct):
             install_latest_aws_sdk=False,
             timeout=cdk.Duration.minutes(2),
         )
+        provider = cdk.Stack.of(self).node.try_find_child(AWS_CUSTOM_RESOURCE_FUNCTION)
+        if provider is None:
+            raise ModelDeliveryError("AutoSeed cannot find the AwsCustomResource provider Lambda "
+                                     f"({AWS_CUSTOM_RESOURCE_FUNCTION}): update model_delivery/seeding.py for this CDK")
+        for check_id, reason in CDK_FUNCTION_SKIPS.items():
+            skip_checkov(provider, check_id, reason)
 
 
 def seed_fingerprint(catalog_sha256: str, seed_models: Sequence[str], image_identity: str = "") -> str:

@@ -24,6 +24,7 @@ from model_delivery import nag
 from model_delivery.buckets import ModelsBucket
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.flags import require_feature_flags
+from model_delivery.logs import LogEncryption, allow_log_groups, check_log_group_prefix
 from model_delivery.mirror import ModelMirror
 from model_delivery.policies import models_objects_arn, models_read, models_write
 from model_delivery.signing import (check_publisher_role_arns, only_publishers_write, role_arn, sign_manifests,
@@ -54,16 +55,20 @@ class ModelStore(Construct):
         delete under models/ (operators who publish or prune by hand); everyone else is denied by the bucket.
       seeding_role_name: the name the seeding task role gets (default `<stack name>-seeding`): the key and
         bucket policies name its ARN before the role exists (it is created in a later stack).
+      log_group_prefix: the name prefix of every log group the constructs encrypt with `key` (default
+        `/model-delivery/<stack name>`); the key's policy lets CloudWatch Logs use the key for those only.
     Attributes: key, signing_key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
       read_policy (tasks that pull models: read, and the signing key's public key), write_policy (tasks that
-      publish models: also kms:Sign), seeding_role_name, publisher_arns (the seeding role's ARN first).
+      publish models: also kms:Sign), seeding_role_name, publisher_arns (the seeding role's ARN first),
+      log_encryption (LogEncryption: the key and the log group prefix; model_delivery.logs.log_group).
     """
 
     def __init__(self, scope: Construct, id: str, *,
                  removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
                  mirror: MirrorOptions | None = None, access_log_days: int = 30,
                  description: str = "Model delivery: models bucket and EFS mirror",
-                 publisher_role_arns: Sequence[str] = (), seeding_role_name: str | None = None) -> None:
+                 publisher_role_arns: Sequence[str] = (), seeding_role_name: str | None = None,
+                 log_group_prefix: str | None = None) -> None:
         super().__init__(scope, id)
         require_feature_flags(self, "ModelStore")
         if not isinstance(access_log_days, int) or isinstance(access_log_days, bool) or access_log_days < 1:
@@ -71,6 +76,10 @@ class ModelStore(Construct):
                                      "number of days, at least 1")
         self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal_policy,
                            description=description)
+        prefix = log_group_prefix if log_group_prefix is not None else \
+            f"/model-delivery/{cdk.Stack.of(self).stack_name}"
+        self.log_encryption: LogEncryption = allow_log_groups(
+            self.key, check_log_group_prefix(prefix, "ModelStore log_group_prefix"))
         self.seeding_role_name = seeding_role_name_for(self, seeding_role_name)
         self.publisher_arns = (role_arn(self, self.seeding_role_name),
                                *check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns"))

@@ -18,12 +18,16 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from model_delivery.scanner import skip_checkov
+
 from stacks.settings import Settings
 
 ACCESS_LOG_PREFIX = "load-balancer"
 # Long enough for in-flight requests to finish, short enough that a rollout is not held up for the
 # default 300 s per task; the app's own stop timeout is the other bound.
 DEREGISTRATION_DELAY_SECONDS = 30
+INTERNAL_HTTP = ("Internal load balancer without certificate_arn: plain HTTP inside the VPC by choice (reachable from "
+                 "the VPC CIDR or ingress_cidrs only); setting certificate_arn makes it HTTPS with TLS 1.2+.")
 
 
 class ModelServiceIngress(Construct):
@@ -53,6 +57,8 @@ class ModelServiceIngress(Construct):
         else:  # internal only (public without a certificate is refused by the settings)
             listener = self.load_balancer.add_listener("Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP,
                                                        open=False)
+            for check_id in ("CKV_AWS_2", "CKV_AWS_103"):  # HTTPS / TLS 1.2 need a certificate
+                skip_checkov(listener, check_id, INTERNAL_HTTP)
             scheme = "http"
         self.target_group = listener.add_targets(
             "Service",

@@ -34,7 +34,7 @@ class ModelService(Construct):
                  subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup) -> None:
         super().__init__(scope, id)
         app_layout(settings)  # one-line settings errors before the library's checks
-        self.log_group = log_group(self, "Logs", settings.log_retention_days)
+        self.log_group = log_group(self, "Logs", settings.log_retention_days, store.log_encryption)
         self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
                                   description=f"Model service ({settings.delivery_mode} mode): reads models only")
         self.task_definition = fargate_task_definition(

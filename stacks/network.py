@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from model_delivery import nag
-from model_delivery.logs import log_group
+from model_delivery.logs import allow_log_groups, log_group
+from model_delivery.scanner import skip_checkov
 
 from stacks.errors import SettingsError
 from stacks.settings import Settings
+from stacks.storage import log_group_prefix
 
 EC23_REASONS = {
     "public": "An internet-facing load balancer (setting ingress=public) must accept any client; it serves HTTPS "
@@ -26,9 +29,21 @@ EC23_REASONS = {
     "internal": "The only source is this VPC's own CIDR block (a deploy-time value cdk-nag cannot read at synth), "
                 "on the listener ports. Narrow it with ingress_cidrs.",
 }
+HTTP_FROM_ANYWHERE = ("Public load balancer: port 80 from anywhere only answers with a redirect to HTTPS (the listener "
+                      "serves nothing over HTTP); narrow it with ingress_cidrs.")
 NFS_PORT = 2049
 HTTPS_PORT = 443
 HTTP_PORT = 80
+# CDK's custom resource that strips the default security group's rules (feature flag restrictDefaultSecurityGroup).
+RESTRICT_DEFAULT_SG_PROVIDER = "Custom::VpcRestrictDefaultSGCustomResourceProvider"
+CDK_PROVIDER_SKIPS = {
+    "CKV_AWS_115": "A Lambda CDK generates and owns (restrictDefaultSecurityGroup provider); called only by "
+                   "CloudFormation during deploys, so there is nothing for reserved concurrency to limit.",
+    "CKV_AWS_116": "A Lambda CDK generates and owns (restrictDefaultSecurityGroup provider); CloudFormation invokes it "
+                   "synchronously and reports a failure as a failed deploy, there is no async event to keep.",
+    "CKV_AWS_117": "A Lambda CDK generates and owns (restrictDefaultSecurityGroup provider); it calls the EC2 API only "
+                   "and CDK's provider framework exposes no VPC placement for it.",
+}
 
 
 class ModelSecurityGroups(Construct):
@@ -63,6 +78,8 @@ class ModelSecurityGroups(Construct):
             for port in ports:
                 what = "HTTP, redirected to HTTPS," if port == HTTP_PORT and settings.certificate_arn else "listener"
                 group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"{what} port {port} from {source}")
+        if "0.0.0.0/0" in (settings.ingress_cidrs or default) and HTTP_PORT in ports:
+            skip_checkov(group, "CKV_AWS_260", HTTP_FROM_ANYWHERE)
         if not settings.ingress_cidrs:  # explicit CIDRs are literal and pass EC23 on their own
             nag.acknowledge(group, "AwsSolutions-EC23", EC23_REASONS[settings.ingress])
         return group
@@ -89,8 +106,14 @@ class NetworkStack(cdk.Stack):
         self.security_groups = ModelSecurityGroups(self, "SecurityGroups", vpc=self.vpc, settings=settings)
 
     def _new_vpc(self, settings: Settings) -> ec2.Vpc:
-        flow_log_group = log_group(self, "FlowLogs", settings.log_retention_days)
-        return ec2.Vpc(
+        # The flow logs' own key: the store's key is in the storage stack, which deploys after this one and
+        # depends on it. Same policy for CloudWatch Logs: only the stage's log groups (model_delivery/logs.py).
+        self.logs_key = kms.Key(self, "FlowLogsKey", enable_key_rotation=True,
+                                removal_policy=cdk.RemovalPolicy.DESTROY,
+                                description=f"Model delivery ({settings.stage}): encrypts the VPC flow logs")
+        encryption = allow_log_groups(self.logs_key, log_group_prefix(settings))
+        flow_log_group = log_group(self, "FlowLogs", settings.log_retention_days, encryption)
+        vpc = ec2.Vpc(
             self, "Vpc",
             max_azs=settings.max_azs,
             nat_gateways=settings.nat_gateways,
@@ -104,3 +127,8 @@ class NetworkStack(cdk.Stack):
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
                 traffic_type=ec2.FlowLogTrafficType.ALL)},
         )
+        provider = self.node.try_find_child(RESTRICT_DEFAULT_SG_PROVIDER)
+        if provider is not None:  # only with the feature flag on (cdk.json has it)
+            for check_id, reason in CDK_PROVIDER_SKIPS.items():
+                skip_checkov(provider.node.find_child("Handler"), check_id, reason)
+        return vpc

@@ -19,6 +19,11 @@ from model_delivery import MirrorOptions, ModelStore
 from stacks.settings import Settings
 
 
+def log_group_prefix(settings: Settings) -> str:
+    """Every log group of a stage is named under this prefix (the keys' policies allow CloudWatch Logs only there)."""
+    return f"/model-delivery/{settings.stage}"
+
+
 def stateful_removal_policy(settings: Settings) -> cdk.RemovalPolicy:
     """What deleting a stack does to the stateful resources (key, buckets, file system, repository).
 
@@ -40,11 +45,15 @@ class StorageStack(cdk.Stack):
                                 mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
                                 access_log_days=settings.log_retention_days,
                                 publisher_role_arns=settings.publisher_role_arns,
+                                log_group_prefix=log_group_prefix(settings),
                                 description=f"Model delivery ({settings.stage}): models bucket and EFS mirror")
         self.repository = ecr.Repository(
             self, "Repository",
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             image_scan_on_push=True,
+            # Encryption is fixed at creation: on an existing stage this replaces the repository (push the tag again).
+            encryption=ecr.RepositoryEncryption.KMS,
+            encryption_key=self.store.key,
             lifecycle_rules=[ecr.LifecycleRule(description=f"keep the last {settings.ecr_max_image_count} images",
                                                max_image_count=settings.ecr_max_image_count)],
             removal_policy=stateful_removal_policy(settings),

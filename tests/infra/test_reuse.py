@@ -26,6 +26,7 @@ from aws_cdk import aws_ecs as ecs
 from model_delivery import MirrorOptions, ModelDelivery, ModelDeliveryError, ModelStore, SeedingTask
 from model_delivery.seeding import AutoSeed, SeedRunner
 
+from .checkov import failures, run_checkov, skipped
 from .helpers import PROJECT, cdk_json_context
 
 CDK = PROJECT / "node_modules" / ".bin" / "cdk"
@@ -90,7 +91,7 @@ def synth_with_the_cli(folder: Path, python_dir: Path) -> tuple[subprocess.Compl
     return result, out
 
 
-def test_the_readme_example_synthesizes_in_a_stage_of_a_fresh_cdk_init_app_with_nag_on(consumer):
+def test_the_readme_example_synthesizes_in_a_stage_of_a_fresh_cdk_init_app_with_nag_on(consumer, tmp_path):
     context = json.loads((consumer / "cdk.json").read_text())["context"]
     assert "model-delivery" not in context  # the consumer's own cdk.json, nothing of ours
     result, out = synth_with_the_cli(consumer, Path(sys.executable).parent)
@@ -108,6 +109,14 @@ def test_the_readme_example_synthesizes_in_a_stage_of_a_fresh_cdk_init_app_with_
     assert env == {"MODEL_PATH": "/opt/models"}
     pull_env = {e["Name"]: e["Value"] for e in containers["model-pull"]["Environment"]}
     assert pull_env["MODELSYNC_MODELS"] == "SEG_M2F_GrapheneL@3f9c1a7e5b2d4c60,CLS_AMM_GrapheneL"
+    # checkov-clean in someone else's app too; the only skip is the access-log bucket's own logging. The
+    # team's own app log group (aws_logs(stream_prefix="app") in the block: no retention, no key) is theirs.
+    (tmp_path / template_file.name).write_text(template_file.read_text())
+    report = run_checkov(tmp_path)
+    theirs = {f for f in failures(report) if f.startswith(("CKV_AWS_66 AWS::Logs::LogGroup.TaskappLogGroup",
+                                                             "CKV_AWS_158 AWS::Logs::LogGroup.TaskappLogGroup"))}
+    assert len(theirs) == 2 and sorted(set(failures(report)) - theirs) == [] and report["summary"]["passed"] > 50
+    assert {check for _, _, check in skipped(report)} == {"CKV_AWS_18"}
 
 
 def test_a_fresh_virtual_environment_installs_the_packages_and_synthesizes_the_example(consumer, tmp_path):

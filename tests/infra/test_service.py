@@ -329,7 +329,8 @@ def test_missing_seed_runner_code_is_a_one_line_error(tmp_path):
 def test_seed_runner_role_can_only_start_the_seeding_task(s3_built):
     t = s3_built.service
     by_sid = {s["Sid"]: s for s in statements(s3_built, "SeedRunnerRole")}
-    assert set(by_sid) == {"RunSeedingTask", "PassSeedingRoles", "TagSeedingTaskOnCreate", "WriteOwnLogs"}
+    assert set(by_sid) == {"RunSeedingTask", "PassSeedingRoles", "TagSeedingTaskOnCreate", "WriteOwnLogs",
+                           "SendToDeadLetterQueue", "EncryptForDeadLetterQueue"}
     seed_task = logical_id(t, "AWS::ECS::TaskDefinition", "SeedingTaskDefinition")
     cluster = logical_id(t, "AWS::ECS::Cluster", "Cluster")
     assert by_sid["RunSeedingTask"]["Action"] == "ecs:RunTask"
