@@ -25,8 +25,23 @@ from model_delivery.store import MirrorOptions, ModelStore
 __version__ = "0.2.0"
 
 __all__ = [
-    "IMAGE_USER", "MODELS_PREFIX", "MODES", "REQUIRED_FEATURE_FLAGS", "STORE_PATH", "VIEW_PATH",
-    "AlarmThresholds", "AutoSeed", "LoadBalancing", "MirrorOptions", "ModelDelivery", "ModelDeliveryAlarms",
-    "ModelDeliveryDashboard", "ModelDeliveryError", "ModelSeeding", "ModelStore", "SeedRunner", "SeedingTask",
+    "IMAGE_USER",
+    "MODELS_PREFIX",
+    "MODES",
+    "REQUIRED_FEATURE_FLAGS",
+    "STORE_PATH",
+    "VIEW_PATH",
+    "AlarmThresholds",
+    "AutoSeed",
+    "LoadBalancing",
+    "MirrorOptions",
+    "ModelDelivery",
+    "ModelDeliveryAlarms",
+    "ModelDeliveryDashboard",
+    "ModelDeliveryError",
+    "ModelSeeding",
+    "ModelStore",
+    "SeedRunner",
+    "SeedingTask",
     "seed_fingerprint",
 ]

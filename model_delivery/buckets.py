@@ -14,29 +14,38 @@ INCOMPLETE_UPLOAD_DAYS = 7  # parts of an interrupted multipart upload cost mone
 
 
 class ModelsBucket(Construct):
-    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, access_log_days: int,
-                 removal_policy: cdk.RemovalPolicy) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, key: kms.IKey, access_log_days: int, removal_policy: cdk.RemovalPolicy
+    ) -> None:
         super().__init__(scope, id)
         # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption.
         self.access_logs = s3.Bucket(
-            self, "AccessLogs",
+            self,
+            "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             versioned=True,
-            lifecycle_rules=[s3.LifecycleRule(
-                id="expire-access-logs",
-                expiration=cdk.Duration.days(access_log_days),
-                noncurrent_version_expiration=cdk.Duration.days(1),
-                abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=cdk.Duration.days(access_log_days),
+                    noncurrent_version_expiration=cdk.Duration.days(1),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS),
+                )
+            ],
             removal_policy=removal_policy,
         )
-        skip_checkov(self.access_logs, "CKV_AWS_18",
-                     "This is the access-log bucket: logging it into itself would log every log delivery (a loop), and "
-                     "into another bucket would need that one to log too; S3 server access logs end here.")
+        skip_checkov(
+            self.access_logs,
+            "CKV_AWS_18",
+            "This is the access-log bucket: logging it into itself would log every log delivery (a loop), and "
+            "into another bucket would need that one to log too; S3 server access logs end here.",
+        )
         self.bucket = s3.Bucket(
-            self, "Models",
+            self,
+            "Models",
             encryption=s3.BucketEncryption.KMS,
             encryption_key=key,
             bucket_key_enabled=True,
@@ -46,9 +55,12 @@ class ModelsBucket(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="models-bucket/",
-            lifecycle_rules=[s3.LifecycleRule(
-                id="noncurrent-and-incomplete",
-                noncurrent_version_expiration=cdk.Duration.days(NONCURRENT_VERSION_DAYS),
-                abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="noncurrent-and-incomplete",
+                    noncurrent_version_expiration=cdk.Duration.days(NONCURRENT_VERSION_DAYS),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(INCOMPLETE_UPLOAD_DAYS),
+                )
+            ],
             removal_policy=removal_policy,
         )

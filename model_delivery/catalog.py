@@ -51,13 +51,15 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ModelDeliveryError(f"model catalog {path} not found: the CDK app reads model names and "
-                            "sizes from it; restore the file (it ships with container/modelsync)")
+        raise ModelDeliveryError(
+            f"model catalog {path} not found: the CDK app reads model names and "
+            "sizes from it; restore the file (it ships with container/modelsync)"
+        ) from None
     try:
         document = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         first_line = str(exc).splitlines()[0]
-        raise ModelDeliveryError(f"model catalog {path} is not valid YAML ({first_line}); fix the file")
+        raise ModelDeliveryError(f"model catalog {path} is not valid YAML ({first_line}); fix the file") from None
     models = document.get("models") if isinstance(document, dict) else None
     if not isinstance(models, list) or not models:
         raise ModelDeliveryError(f"model catalog {path} needs a top-level 'models:' list with at least one entry")
@@ -65,7 +67,9 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
     names = [entry.name for entry in entries]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ModelDeliveryError(f"model catalog {path} names {', '.join(duplicates)} more than once; names must be unique")
+        raise ModelDeliveryError(
+            f"model catalog {path} names {', '.join(duplicates)} more than once; names must be unique"
+        )
     return Catalog(path=path, entries=tuple(entries), sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -81,6 +85,8 @@ def _entry(path: Path, index: int, item: object) -> CatalogEntry:
         raise ModelDeliveryError(f"{where} ({name}): 'enabled' is {enabled!r}; use true or false")
     size = item.get("approx_size_mb")
     if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0:
-        raise ModelDeliveryError(f"{where} ({name}): 'approx_size_mb' is {size!r}; give a positive number of MB "
-                            "(an estimate is enough, it sizes ephemeral storage)")
+        raise ModelDeliveryError(
+            f"{where} ({name}): 'approx_size_mb' is {size!r}; give a positive number of MB "
+            "(an estimate is enough, it sizes ephemeral storage)"
+        )
     return CatalogEntry(name=name, enabled=enabled, approx_size_mb=float(size))

@@ -18,12 +18,14 @@ REQUIRED_FEATURE_FLAGS = {
     # delivery through an ACL, which CloudFormation rejects on such a bucket ("objectOwnership must be
     # set to ObjectWriter when accessControl is LogDeliveryWrite").
     "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": "the access-log bucket receives S3 server access logs "
-                                                       "through a bucket policy, not an ACL",
+    "through a bucket policy, not an ACL",
 }
 
 
 def require_feature_flags(scope: Construct, construct: str) -> None:
     for flag, why in REQUIRED_FEATURE_FLAGS.items():
         if not cdk.FeatureFlags.of(scope).is_enabled(flag):
-            raise ModelDeliveryError(f"{construct} needs the feature flag {flag} set to true in cdk.json's context "
-                                     f"({why}); `cdk init` sets it for new apps")
+            raise ModelDeliveryError(
+                f"{construct} needs the feature flag {flag} set to true in cdk.json's context "
+                f"({why}); `cdk init` sets it for new apps"
+            )

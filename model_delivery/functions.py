@@ -25,14 +25,17 @@ from model_delivery.scanner import skip_checkov
 
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
 DEAD_LETTER_RETENTION = cdk.Duration.days(14)  # SQS's longest: time to read what failed
-NOT_IN_VPC = ("Calls AWS APIs only (ECS, SNS, CloudWatch Logs) and reaches nothing inside the VPC; a VPC would add "
-              "ENI permissions on Resource *, a dependency on NAT and slow stack deletes "
-              "(model_delivery/functions.py).")
+NOT_IN_VPC = (
+    "Calls AWS APIs only (ECS, SNS, CloudWatch Logs) and reaches nothing inside the VPC; a VPC would add "
+    "ENI permissions on Resource *, a dependency on NAT and slow stack deletes "
+    "(model_delivery/functions.py)."
+)
 
 
 def write_own_logs(log_group_arn: str) -> iam.PolicyStatement:
-    return iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                               resources=[log_group_arn])
+    return iam.PolicyStatement(
+        sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group_arn]
+    )
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,20 @@ class HardenedFunction:
     dead_letter_queue: sqs.Queue
 
 
-def hardened_function(scope: Construct, *, code_dir: Path, role: iam.Role, encryption: LogEncryption,
-                      reserved_concurrency: int, log_retention_days: int, where: str, timeout: cdk.Duration,
-                      description: str, environment: dict[str, str], memory_size: int = 256) -> HardenedFunction:
+def hardened_function(
+    scope: Construct,
+    *,
+    code_dir: Path,
+    role: iam.Role,
+    encryption: LogEncryption,
+    reserved_concurrency: int,
+    log_retention_days: int,
+    where: str,
+    timeout: cdk.Duration,
+    description: str,
+    environment: dict[str, str],
+    memory_size: int = 256,
+) -> HardenedFunction:
     """The function, its log group and dead-letter queue, created in `scope` as Function, Logs and DeadLetters.
 
     code_dir: handler.py's folder; role: gets the log, queue and key statements here; encryption: the store's
@@ -54,17 +68,30 @@ def hardened_function(scope: Construct, *, code_dir: Path, role: iam.Role, encry
     key = encryption.key
     group = log_group(scope, "Logs", check_retention(log_retention_days, f"{where} log_retention_days"), encryption)
     role.add_to_policy(write_own_logs(group.log_group_arn))
-    queue = sqs.Queue(scope, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
-                      enforce_ssl=True, retention_period=DEAD_LETTER_RETENTION)
+    queue = sqs.Queue(
+        scope,
+        "DeadLetters",
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=DEAD_LETTER_RETENTION,
+    )
     # Our own statements, not the queue's grant_send_messages (it grants kms:ReEncrypt* and GenerateDataKey*).
     region = cdk.Stack.of(scope).region
-    role.add_to_policy(iam.PolicyStatement(sid="SendToDeadLetterQueue", actions=["sqs:SendMessage"],
-                                           resources=[queue.queue_arn]))
-    role.add_to_policy(iam.PolicyStatement(
-        sid="EncryptForDeadLetterQueue", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn],
-        conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}}))
+    role.add_to_policy(
+        iam.PolicyStatement(sid="SendToDeadLetterQueue", actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="EncryptForDeadLetterQueue",
+            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}},
+        )
+    )
     function = lambda_.Function(
-        scope, "Function",
+        scope,
+        "Function",
         runtime=LAMBDA_RUNTIME,
         handler="handler.handler",
         code=lambda_.Code.from_asset(str(code_dir), exclude=["**/__pycache__", "**/*.pyc", "tests"]),

@@ -20,10 +20,34 @@ from constructs import Construct
 from model_delivery.errors import ModelDeliveryError
 
 # CloudWatch Logs accepts exactly these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                      2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 # RetentionDays members in CDK's order map one to one onto the CloudWatch values above.
-_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE]))
+_RETENTION = dict(
+    zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE], strict=True)
+)
 # The characters CloudWatch Logs allows in a log group name (CreateLogGroup), at most 512 of them.
 _NAME = re.compile(r"^/[A-Za-z0-9._/#-]{1,400}[A-Za-z0-9._#-]$")
 # The actions the CloudWatch Logs documentation lists for a customer managed key (encrypt-log-data-kms).
@@ -32,16 +56,20 @@ LOGS_KEY_ACTIONS = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:Gener
 
 def check_retention(days: int, where: str) -> int:
     if days not in _RETENTION:
-        raise ModelDeliveryError(f"{where} = {days!r} is not allowed: use a CloudWatch Logs retention: "
-                                 f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
+        raise ModelDeliveryError(
+            f"{where} = {days!r} is not allowed: use a CloudWatch Logs retention: "
+            f"{', '.join(map(str, LOG_RETENTION_DAYS))}"
+        )
     return days
 
 
 def check_log_group_prefix(prefix: str, where: str) -> str:
     if not isinstance(prefix, str) or not _NAME.match(prefix) or "//" in prefix:
-        raise ModelDeliveryError(f"{where} = {prefix!r} is not allowed: use a log group name prefix that starts "
-                                 "with /, does not end with /, and has only letters, digits and . _ - / # "
-                                 "(e.g. /model-delivery/prod)")
+        raise ModelDeliveryError(
+            f"{where} = {prefix!r} is not allowed: use a log group name prefix that starts "
+            "with /, does not end with /, and has only letters, digits and . _ - / # "
+            "(e.g. /model-delivery/prod)"
+        )
     return prefix
 
 
@@ -56,24 +84,36 @@ class LogEncryption:
 def allow_log_groups(key: kms.Key, prefix: str) -> LogEncryption:
     """Let CloudWatch Logs use `key` for the log groups named `<prefix>/...` of this account and region only."""
     stack = cdk.Stack.of(key)
-    groups = stack.format_arn(service="logs", resource="log-group", resource_name=f"{prefix}/*",
-                              arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-    key.add_to_resource_policy(iam.PolicyStatement(
-        sid="CloudWatchLogsOfThisStage", principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-        actions=LOGS_KEY_ACTIONS, resources=["*"],
-        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}}))
+    groups = stack.format_arn(
+        service="logs", resource="log-group", resource_name=f"{prefix}/*", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchLogsOfThisStage",
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            actions=LOGS_KEY_ACTIONS,
+            resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}},
+        )
+    )
     return LogEncryption(key=key, prefix=prefix)
 
 
 def log_group_name(scope: Construct, id: str, prefix: str) -> str:
     """`<prefix>/<stack name>/<path of the new construct in its stack>`, with CDK's hidden "Default" ids left out."""
     stack = cdk.Stack.of(scope)
-    inner = scope.node.path[len(stack.node.path):].strip("/").split("/") if scope is not stack else []
+    inner = scope.node.path[len(stack.node.path) :].strip("/").split("/") if scope is not stack else []
     parts = [stack.stack_name, *(p for p in inner if p and p != "Default"), id]
     return f"{prefix}/" + "/".join(re.sub(r"[^A-Za-z0-9._#-]", "-", part) for part in parts)
 
 
 def log_group(scope: Construct, id: str, retention_days: int, encryption: LogEncryption) -> logs.LogGroup:
     # Logs are not the stateful part of this project: they go with the stack unless retention says otherwise.
-    return logs.LogGroup(scope, id, retention=_RETENTION[retention_days], removal_policy=cdk.RemovalPolicy.DESTROY,
-                         log_group_name=log_group_name(scope, id, encryption.prefix), encryption_key=encryption.key)
+    return logs.LogGroup(
+        scope,
+        id,
+        retention=_RETENTION[retention_days],
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+        log_group_name=log_group_name(scope, id, encryption.prefix),
+        encryption_key=encryption.key,
+    )

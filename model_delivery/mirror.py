@@ -26,11 +26,20 @@ CLIENT_ROOT = "elasticfilesystem:ClientRootAccess"
 
 
 class ModelMirror(Construct):
-    def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc, security_group: ec2.ISecurityGroup,
-                 key: kms.IKey, removal_policy: cdk.RemovalPolicy) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        security_group: ec2.ISecurityGroup,
+        key: kms.IKey,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> None:
         super().__init__(scope, id)
         self.file_system = efs.FileSystem(
-            self, "FileSystem",
+            self,
+            "FileSystem",
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_group=security_group,
@@ -58,16 +67,32 @@ class ModelMirror(Construct):
     def _policy() -> iam.PolicyDocument:
         everyone = [iam.AnyPrincipal()]
         client_actions = [CLIENT_MOUNT, CLIENT_WRITE, CLIENT_ROOT]
-        return iam.PolicyDocument(statements=[
-            iam.PolicyStatement(sid="DenyWithoutTls", effect=iam.Effect.DENY, principals=everyone,
-                                actions=client_actions, conditions={"Bool": {"aws:SecureTransport": "false"}}),
-            iam.PolicyStatement(sid="DenyOutsideMountTargets", effect=iam.Effect.DENY, principals=everyone,
-                                actions=client_actions,
-                                conditions={"Bool": {"elasticfilesystem:AccessedViaMountTarget": "false"}}),
-            # Tasks run as uid 10001 through the access point; nobody needs root on the mirror.
-            iam.PolicyStatement(sid="DenyRootAccess", effect=iam.Effect.DENY, principals=everyone,
-                                actions=[CLIENT_ROOT]),
-            iam.PolicyStatement(sid="DenyWritesOutsideAccessPoints", effect=iam.Effect.DENY, principals=everyone,
-                                actions=[CLIENT_WRITE],
-                                conditions={"Null": {"elasticfilesystem:AccessPointArn": "true"}}),
-        ])
+        return iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    sid="DenyWithoutTls",
+                    effect=iam.Effect.DENY,
+                    principals=everyone,
+                    actions=client_actions,
+                    conditions={"Bool": {"aws:SecureTransport": "false"}},
+                ),
+                iam.PolicyStatement(
+                    sid="DenyOutsideMountTargets",
+                    effect=iam.Effect.DENY,
+                    principals=everyone,
+                    actions=client_actions,
+                    conditions={"Bool": {"elasticfilesystem:AccessedViaMountTarget": "false"}},
+                ),
+                # Tasks run as uid 10001 through the access point; nobody needs root on the mirror.
+                iam.PolicyStatement(
+                    sid="DenyRootAccess", effect=iam.Effect.DENY, principals=everyone, actions=[CLIENT_ROOT]
+                ),
+                iam.PolicyStatement(
+                    sid="DenyWritesOutsideAccessPoints",
+                    effect=iam.Effect.DENY,
+                    principals=everyone,
+                    actions=[CLIENT_WRITE],
+                    conditions={"Null": {"elasticfilesystem:AccessPointArn": "true"}},
+                ),
+            ]
+        )

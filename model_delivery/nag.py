@@ -13,18 +13,25 @@ def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
 
 def acknowledge_task_definition(task_definition: IConstruct) -> None:
     """The two findings every modelsync task definition carries, for reasons outside our control."""
-    acknowledge(task_definition.obtain_execution_role(), "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken has no resource-level permissions (AWS requires Resource *); "
-                "image pulls themselves are scoped to the one repository the task uses.")
-    acknowledge(task_definition, "AwsSolutions-ECS2",
-                "The environment holds non-secret configuration only (bucket name, key prefix, paths, model "
-                "names, port); AWS access comes from the task role, so there is no credential to inject.")
+    acknowledge(
+        task_definition.obtain_execution_role(),
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions (AWS requires Resource *); "
+        "image pulls themselves are scoped to the one repository the task uses.",
+    )
+    acknowledge(
+        task_definition,
+        "AwsSolutions-ECS2",
+        "The environment holds non-secret configuration only (bucket name, key prefix, paths, model "
+        "names, port); AWS access comes from the task role, so there is no credential to inject.",
+    )
 
 
 def acknowledge_wildcard_resource(construct: IConstruct, resource: str, reason: str) -> None:
     """Acknowledge IAM5 for exactly one wildcard resource, named the way cdk-nag prints it."""
-    acknowledge(construct, f"AwsSolutions-IAM5[Resource::{_as_nag_prints(cdk.Stack.of(construct).resolve(resource))}]",
-                reason)
+    acknowledge(
+        construct, f"AwsSolutions-IAM5[Resource::{_as_nag_prints(cdk.Stack.of(construct).resolve(resource))}]", reason
+    )
 
 
 def _as_nag_prints(value) -> str:
@@ -42,6 +49,9 @@ def _as_nag_prints(value) -> str:
 
 
 def acknowledge_models_prefix(role: IConstruct, objects_arn: str) -> None:
-    acknowledge_wildcard_resource(role, objects_arn,
-                                  "Model objects are created at run time under models/<name>/<version>/; the "
-                                  "models/ prefix is the narrowest ARN that covers them (docs/contracts.md).")
+    acknowledge_wildcard_resource(
+        role,
+        objects_arn,
+        "Model objects are created at run time under models/<name>/<version>/; the "
+        "models/ prefix is the narrowest ARN that covers them (docs/contracts.md).",
+    )

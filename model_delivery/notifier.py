@@ -39,71 +39,146 @@ NOTIFIER_CONCURRENCY = 5
 
 def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> str:
     """arn:...:task-definition/FAMILY: (every revision of the family, none of another family)."""
-    return cdk.Stack.of(scope).format_arn(service="ecs", resource="task-definition",
-                                          resource_name=f"{task_definition.family}:")
+    return cdk.Stack.of(scope).format_arn(
+        service="ecs", resource="task-definition", resource_name=f"{task_definition.family}:"
+    )
 
 
 class TaskNotifier(Construct):
-    def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, service_task: ecs.TaskDefinition,
-                 init_container: ecs.ContainerDefinition, seeding: ModelSeeding | None, topic: sns.ITopic,
-                 encryption: LogEncryption, stage: str, namespace: str, log_retention_days: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: ecs.ICluster,
+        service_task: ecs.TaskDefinition,
+        init_container: ecs.ContainerDefinition,
+        seeding: ModelSeeding | None,
+        topic: sns.ITopic,
+        encryption: LogEncryption,
+        stage: str,
+        namespace: str,
+        log_retention_days: int,
+    ) -> None:
         super().__init__(scope, id)
         key = encryption.key
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description="Task notifier: publish seed results, read the seeding task's log")
-        self.role.add_to_policy(iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"],
-                                                    resources=[topic.topic_arn]))
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Task notifier: publish seed results, read the seeding task's log",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"], resources=[topic.topic_arn])
+        )
         # The topic is encrypted: a publisher needs the key for the data key SNS makes (SNS developer guide).
         region = cdk.Stack.of(self).region
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="EncryptForAlarmTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}}))
-        environment = {"TOPIC_ARN": topic.topic_arn, "STAGE": stage, "METRICS_NAMESPACE": namespace,
-                       "SERVICE_TASK_FAMILY": service_task.family, "INIT_CONTAINER_NAME": init_container.container_name}
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptForAlarmTopic",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
+            )
+        )
+        environment = {
+            "TOPIC_ARN": topic.topic_arn,
+            "STAGE": stage,
+            "METRICS_NAMESPACE": namespace,
+            "SERVICE_TASK_FAMILY": service_task.family,
+            "INIT_CONTAINER_NAME": init_container.container_name,
+        }
         if seeding is not None:
             seed_logs = seeding.task.log_group.log_group_name
             streams = cdk.Stack.of(self).format_arn(
-                service="logs", resource="log-group", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                resource_name=f"{seed_logs}:log-stream:{SEED_STREAM_PREFIX}/{SEED_CONTAINER}/*")
-            self.role.add_to_policy(iam.PolicyStatement(sid="ReadSeedingTaskLogs", actions=["logs:GetLogEvents"],
-                                                        resources=[streams]))
-            acknowledge_wildcard_resource(self.role, streams,
-                                          "Each seeding task writes its own stream, named after its task id, which "
-                                          "ECS assigns at run time; scoped to the seed container's streams of the "
-                                          "seeding log group.")
-            environment.update({"SEED_TASK_FAMILY": seeding.task.task_definition.family,
-                                "SEED_CONTAINER_NAME": SEED_CONTAINER, "SEED_LOG_GROUP_NAME": seed_logs,
-                                "SEED_LOG_STREAM_PREFIX": SEED_STREAM_PREFIX})
+                service="logs",
+                resource="log-group",
+                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                resource_name=f"{seed_logs}:log-stream:{SEED_STREAM_PREFIX}/{SEED_CONTAINER}/*",
+            )
+            self.role.add_to_policy(
+                iam.PolicyStatement(sid="ReadSeedingTaskLogs", actions=["logs:GetLogEvents"], resources=[streams])
+            )
+            acknowledge_wildcard_resource(
+                self.role,
+                streams,
+                "Each seeding task writes its own stream, named after its task id, which "
+                "ECS assigns at run time; scoped to the seed container's streams of the "
+                "seeding log group.",
+            )
+            environment.update(
+                {
+                    "SEED_TASK_FAMILY": seeding.task.task_definition.family,
+                    "SEED_CONTAINER_NAME": SEED_CONTAINER,
+                    "SEED_LOG_GROUP_NAME": seed_logs,
+                    "SEED_LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
+                }
+            )
         hardened = hardened_function(
-            self, code_dir=TASK_NOTIFIER_DIR, role=self.role, encryption=encryption,
-            reserved_concurrency=NOTIFIER_CONCURRENCY, log_retention_days=log_retention_days, where="TaskNotifier",
+            self,
+            code_dir=TASK_NOTIFIER_DIR,
+            role=self.role,
+            encryption=encryption,
+            reserved_concurrency=NOTIFIER_CONCURRENCY,
+            log_retention_days=log_retention_days,
+            where="TaskNotifier",
             # About 30 s of reads while the seed's last lines arrive (lambdas/task_notifier: LOG_ATTEMPTS).
             timeout=cdk.Duration.seconds(90),
             memory_size=256,
             description="Publishes seed results and counts init container failures (ECS task state changes)",
             environment=environment,
         )
-        self.function, self.log_group, self.dead_letter_queue = (hardened.function, hardened.log_group,
-                                                                 hardened.dead_letter_queue)
+        self.function, self.log_group, self.dead_letter_queue = (
+            hardened.function,
+            hardened.log_group,
+            hardened.dead_letter_queue,
+        )
         # After its retries, an event the function could not handle goes to the topic as it is (and to the
         # dead-letter queue: Lambda sends to both when both are set).
         lambda_.CfnEventInvokeConfig(
-            self, "AsyncInvoke", function_name=self.function.function_name, qualifier="$LATEST",
-            maximum_retry_attempts=ASYNC_RETRIES, maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
+            self,
+            "AsyncInvoke",
+            function_name=self.function.function_name,
+            qualifier="$LATEST",
+            maximum_retry_attempts=ASYNC_RETRIES,
+            maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
             destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
-                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=topic.topic_arn)))
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=topic.topic_arn)
+            ),
+        )
         stopped = {"clusterArn": [cluster.cluster_arn], "lastStatus": ["STOPPED"]}
         self.init_rule = events.Rule(
-            self, "InitFailed", description="Model delivery: a service task stopped after its init container "
-                                            "failed, or before it could run",
-            event_pattern=events.EventPattern(**TASK_STATE_CHANGE, detail={
-                **stopped, "taskDefinitionArn": [{"prefix": family_arn_prefix(self, service_task)}],
-                "$or": [{"containers": {"name": [init_container.container_name],
-                                        "exitCode": [{"anything-but": 0}]}},
-                        {"stopCode": ["TaskFailedToStart"]}]}),
-            targets=[targets.LambdaFunction(self.function)])
-        self.seed_rule = None if seeding is None else events.Rule(
-            self, "SeedStopped", description="Model delivery: a seeding task stopped (its result goes to the topic)",
-            event_pattern=events.EventPattern(**TASK_STATE_CHANGE, detail={
-                **stopped, "taskDefinitionArn": [{"prefix": family_arn_prefix(self, seeding.task.task_definition)}]}),
-            targets=[targets.LambdaFunction(self.function)])
+            self,
+            "InitFailed",
+            description="Model delivery: a service task stopped after its init container "
+            "failed, or before it could run",
+            event_pattern=events.EventPattern(
+                **TASK_STATE_CHANGE,
+                detail={
+                    **stopped,
+                    "taskDefinitionArn": [{"prefix": family_arn_prefix(self, service_task)}],
+                    "$or": [
+                        {"containers": {"name": [init_container.container_name], "exitCode": [{"anything-but": 0}]}},
+                        {"stopCode": ["TaskFailedToStart"]},
+                    ],
+                },
+            ),
+            targets=[targets.LambdaFunction(self.function)],
+        )
+        self.seed_rule = (
+            None
+            if seeding is None
+            else events.Rule(
+                self,
+                "SeedStopped",
+                description="Model delivery: a seeding task stopped (its result goes to the topic)",
+                event_pattern=events.EventPattern(
+                    **TASK_STATE_CHANGE,
+                    detail={
+                        **stopped,
+                        "taskDefinitionArn": [{"prefix": family_arn_prefix(self, seeding.task.task_definition)}],
+                    },
+                ),
+                targets=[targets.LambdaFunction(self.function)],
+            )
+        )

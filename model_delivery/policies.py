@@ -19,21 +19,28 @@ def models_objects_arn(bucket: s3.IBucket) -> str:
 
 
 def _list_models(bucket: s3.IBucket) -> iam.PolicyStatement:
-    return iam.PolicyStatement(sid="ListModelsPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-                               conditions={"StringLike": {"s3:prefix": [MODELS_PREFIX, f"{MODELS_PREFIX}*"]}})
+    return iam.PolicyStatement(
+        sid="ListModelsPrefix",
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [MODELS_PREFIX, f"{MODELS_PREFIX}*"]}},
+    )
 
 
 def _key_via_s3(key: kms.IKey, actions: list[str]) -> iam.PolicyStatement:
     region = cdk.Stack.of(key).region
-    return iam.PolicyStatement(sid="ModelsKeyViaS3Only", actions=actions, resources=[key.key_arn],
-                               conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}})
+    return iam.PolicyStatement(
+        sid="ModelsKeyViaS3Only",
+        actions=actions,
+        resources=[key.key_arn],
+        conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+    )
 
 
 def models_read(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
     """Read the models prefix: get objects, list under the prefix, decrypt only through S3."""
     return [
-        iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"],
-                            resources=[models_objects_arn(bucket)]),
+        iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"], resources=[models_objects_arn(bucket)]),
         _list_models(bucket),
         _key_via_s3(key, ["kms:Decrypt"]),
     ]
@@ -42,9 +49,11 @@ def models_read(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
 def models_write(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
     """Publish under the models prefix. Reads too: publishing skips content that is already there."""
     return [
-        iam.PolicyStatement(sid="ReadWriteModels",
-                            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                            resources=[models_objects_arn(bucket)]),
+        iam.PolicyStatement(
+            sid="ReadWriteModels",
+            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[models_objects_arn(bucket)],
+        ),
         _list_models(bucket),
         # Multipart uploads to an SSE-KMS bucket need Decrypt as well as GenerateDataKey.
         _key_via_s3(key, ["kms:Decrypt", "kms:GenerateDataKey"]),
@@ -57,14 +66,20 @@ def mirror_access(file_system: efs.IFileSystem, access_point: efs.IAccessPoint, 
         sid="MountModelMirror" + ("ReadWrite" if write else "ReadOnly"),
         actions=[CLIENT_MOUNT, CLIENT_WRITE] if write else [CLIENT_MOUNT],
         resources=[file_system.file_system_arn],
-        conditions={"StringEquals": {"elasticfilesystem:AccessPointArn": access_point.access_point_arn},
-                    "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+        conditions={
+            "StringEquals": {"elasticfilesystem:AccessPointArn": access_point.access_point_arn},
+            "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"},
+        },
     )
 
 
 def ecs_tasks_principal(scope: Construct) -> iam.ServicePrincipal:
     """ECS tasks of this account and region only (confused-deputy guard in a task role's trust policy)."""
     stack = cdk.Stack.of(scope)
-    return iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions={
-        "ArnLike": {"aws:SourceArn": stack.format_arn(service="ecs", resource="*")},
-        "StringEquals": {"aws:SourceAccount": stack.account}})
+    return iam.ServicePrincipal(
+        "ecs-tasks.amazonaws.com",
+        conditions={
+            "ArnLike": {"aws:SourceArn": stack.format_arn(service="ecs", resource="*")},
+            "StringEquals": {"aws:SourceAccount": stack.account},
+        },
+    )

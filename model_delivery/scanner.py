@@ -15,8 +15,10 @@ def skip_checkov(construct: IConstruct, check_id: str, reason: str) -> None:
     """Skip one checkov check on `construct`'s CloudFormation resource (itself or its default child)."""
     resource = construct if isinstance(construct, cdk.CfnResource) else construct.node.default_child
     if not isinstance(resource, cdk.CfnResource):
-        raise ModelDeliveryError(f"skip_checkov: {construct.node.path} has no CloudFormation resource to skip "
-                                 f"{check_id} on: give the resource itself")
+        raise ModelDeliveryError(
+            f"skip_checkov: {construct.node.path} has no CloudFormation resource to skip "
+            f"{check_id} on: give the resource itself"
+        )
     if not reason.strip():
         raise ModelDeliveryError(f"skip_checkov {check_id} on {construct.node.path}: give the reason")
     checkov = resource.get_metadata("checkov") or {}

@@ -28,12 +28,18 @@ from model_delivery.errors import ModelDeliveryError
 from model_delivery.functions import hardened_function, write_own_logs
 from model_delivery.logs import check_retention, log_group
 from model_delivery.nag import acknowledge_wildcard_resource
-from model_delivery.scanner import skip_checkov
 from model_delivery.policies import ecs_tasks_principal, mirror_access
+from model_delivery.scanner import skip_checkov
 from model_delivery.specs import check_model_names, check_pins
 from model_delivery.store import ModelStore
-from model_delivery.tasks import (MODELS_VOLUME, add_efs_volume, add_modelsync_container, check_fargate_size,
-                                  check_ephemeral_storage, fargate_task_definition)
+from model_delivery.tasks import (
+    MODELS_VOLUME,
+    add_efs_volume,
+    add_modelsync_container,
+    check_ephemeral_storage,
+    check_fargate_size,
+    fargate_task_definition,
+)
 
 SEED_CONTAINER = "seed"
 SEED_STREAM_PREFIX = "seed"  # stream: seed/seed/<task id> (docs/contracts.md)
@@ -41,8 +47,11 @@ SEED_EFS_ROOT = "/mnt/models"
 # The root file system is read-only and the image's HOME is not writable: anything that caches under ~
 # (huggingface_hub for PaddleX's downloads, pip-style ~/.cache users) must land on the scratch /tmp.
 SEED_HOME = "/tmp/home"
-WRITABLE_HOME = {"HOME": SEED_HOME, "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
-                 "HF_HOME": f"{SEED_HOME}/.cache/huggingface"}
+WRITABLE_HOME = {
+    "HOME": SEED_HOME,
+    "XDG_CACHE_HOME": f"{SEED_HOME}/.cache",
+    "HF_HOME": f"{SEED_HOME}/.cache/huggingface",
+}
 
 
 SEED_RUNNER_DIR = lambda_code_dir("seed_runner")
@@ -52,11 +61,11 @@ SEED_RUNNER_CONCURRENCY = 1  # one seed at a time: a second invoke while one sta
 AWS_CUSTOM_RESOURCE_FUNCTION = "AWS679f53fac002430cb0da5b7982bd2287"
 CDK_FUNCTION_SKIPS = {
     "CKV_AWS_115": "A Lambda CDK generates and owns (AwsCustomResource provider); called only by CloudFormation "
-                   "during deploys, so there is nothing for reserved concurrency to limit.",
+    "during deploys, so there is nothing for reserved concurrency to limit.",
     "CKV_AWS_116": "A Lambda CDK generates and owns (AwsCustomResource provider); CloudFormation invokes it "
-                   "synchronously and reports a failure as a failed deploy, there is no async event to keep.",
+    "synchronously and reports a failure as a failed deploy, there is no async event to keep.",
     "CKV_AWS_117": "A Lambda CDK generates and owns (AwsCustomResource provider); it calls the Lambda API only "
-                   "and its props expose no VPC placement for the singleton provider.",
+    "and its props expose no VPC placement for the singleton provider.",
 }
 
 
@@ -64,91 +73,160 @@ class SeedingTask(Construct):
     """The seeding task definition: `modelsync seed` on the modelsync image (built with WITH_PADDLEOCR=1
     to prewarm PaddleOCR), allowed to publish under models/ and, with the store's mirror, to write it."""
 
-    def __init__(self, scope: Construct, id: str, *, store: ModelStore, image: ecs.ContainerImage,
-                 seed_models: Sequence[str] = (), mirror_pins: Sequence[str] = (), cpu: int = 2048,
-                 memory_mib: int = 8192, ephemeral_storage_gib: int = 50, log_retention_days: int = 30) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        store: ModelStore,
+        image: ecs.ContainerImage,
+        seed_models: Sequence[str] = (),
+        mirror_pins: Sequence[str] = (),
+        cpu: int = 2048,
+        memory_mib: int = 8192,
+        ephemeral_storage_gib: int = 50,
+        log_retention_days: int = 30,
+    ) -> None:
         super().__init__(scope, id)
         check_model_names(seed_models, "SeedingTask seed_models")
         check_pins(mirror_pins, "SeedingTask mirror_pins", pinned_only=True)
         check_fargate_size("SeedingTask cpu", "SeedingTask memory_mib", cpu, memory_mib)
         check_ephemeral_storage("SeedingTask ephemeral_storage_gib", ephemeral_storage_gib)
         self.store = store
-        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"),
-                                   store.log_encryption)
+        self.log_group = log_group(
+            self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"), store.log_encryption
+        )
         # Named: the store's key and bucket policies name this role's ARN before it exists (model_delivery/signing.py).
-        self.task_role = iam.Role(self, "TaskRole", assumed_by=ecs_tasks_principal(self),
-                                  role_name=store.seeding_role_name,
-                                  description="Seeding task: writes and signs the models prefix, writes the EFS mirror")
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=ecs_tasks_principal(self),
+            role_name=store.seeding_role_name,
+            description="Seeding task: writes and signs the models prefix, writes the EFS mirror",
+        )
         self.task_role.add_managed_policy(store.write_policy)
         if store.mirror is not None:
-            self.task_role.add_to_policy(mirror_access(store.mirror.file_system, store.mirror.access_point,
-                                                       write=True))
+            self.task_role.add_to_policy(mirror_access(store.mirror.file_system, store.mirror.access_point, write=True))
         # Archives and their extracted trees sit on local disk while they are checked and published.
         self.task_definition = fargate_task_definition(
-            self, "TaskDefinition", cpu=cpu, memory_mib=memory_mib,
-            ephemeral_storage_gib=ephemeral_storage_gib, task_role=self.task_role)
-        environment = {"MODELSYNC_BUCKET": store.bucket.bucket_name,
-                       "MODELSYNC_PREFIX": MODELS_PREFIX,
-                       # Signs what it publishes; its EFS mirror pulls check (and keep) the signatures.
-                       "MODELSYNC_SIGNING_KEY": store.signing_key.key_arn,
-                       "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
-                       "MODELSYNC_SEED_ONLY": ",".join(seed_models)}
+            self,
+            "TaskDefinition",
+            cpu=cpu,
+            memory_mib=memory_mib,
+            ephemeral_storage_gib=ephemeral_storage_gib,
+            task_role=self.task_role,
+        )
+        environment = {
+            "MODELSYNC_BUCKET": store.bucket.bucket_name,
+            "MODELSYNC_PREFIX": MODELS_PREFIX,
+            # Signs what it publishes; its EFS mirror pulls check (and keep) the signatures.
+            "MODELSYNC_SIGNING_KEY": store.signing_key.key_arn,
+            "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
+            "MODELSYNC_SEED_ONLY": ",".join(seed_models),
+        }
         if store.mirror is not None:
             add_efs_volume(self.task_definition, store.mirror)
             environment["MODELSYNC_EFS_ROOT"] = SEED_EFS_ROOT
             # The service's pinned versions stay in the mirror next to LATEST (efs mode reads them).
             environment["MODELSYNC_MIRROR_PINS"] = ",".join(mirror_pins)
         elif mirror_pins:
-            raise ModelDeliveryError("SeedingTask mirror_pins keep versions in the EFS mirror, and the store has "
-                                     "none: leave mirror_pins empty or give the ModelStore a mirror")
+            raise ModelDeliveryError(
+                "SeedingTask mirror_pins keep versions in the EFS mirror, and the store has "
+                "none: leave mirror_pins empty or give the ModelStore a mirror"
+            )
         self.container = add_modelsync_container(
-            self.task_definition, SEED_CONTAINER, image=image, command=["modelsync", "seed"],
-            log_group=self.log_group, stream_prefix=SEED_STREAM_PREFIX,
-            environment={**environment, **WRITABLE_HOME})
+            self.task_definition,
+            SEED_CONTAINER,
+            image=image,
+            command=["modelsync", "seed"],
+            log_group=self.log_group,
+            stream_prefix=SEED_STREAM_PREFIX,
+            environment={**environment, **WRITABLE_HOME},
+        )
         if store.mirror is not None:
-            self.container.add_mount_points(ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT,
-                                                           read_only=False))
+            self.container.add_mount_points(
+                ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT, read_only=False)
+            )
 
 
 class SeedRunner(Construct):
     """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner, another part)."""
 
-    def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, seeding: SeedingTask,
-                 subnets: Sequence[ec2.ISubnet], security_group: ec2.ISecurityGroup,
-                 catalog_names: Sequence[str] = (), log_retention_days: int = 30,
-                 code_dir: Path = SEED_RUNNER_DIR) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: ecs.ICluster,
+        seeding: SeedingTask,
+        subnets: Sequence[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup,
+        catalog_names: Sequence[str] = (),
+        log_retention_days: int = 30,
+        code_dir: Path = SEED_RUNNER_DIR,
+    ) -> None:
         super().__init__(scope, id)
         if not (code_dir / "handler.py").is_file():
-            raise ModelDeliveryError(f"the seed runner's code {code_dir / 'handler.py'} is missing: restore "
-                                     "lambdas/seed_runner from the repository (or reinstall model-delivery)")
+            raise ModelDeliveryError(
+                f"the seed runner's code {code_dir / 'handler.py'} is missing: restore "
+                "lambdas/seed_runner from the repository (or reinstall model-delivery)"
+            )
         if not subnets:
-            raise ModelDeliveryError("SeedRunner subnets is empty: give the private subnets (with egress) the "
-                                     "seeding task runs in")
+            raise ModelDeliveryError(
+                "SeedRunner subnets is empty: give the private subnets (with egress) the seeding task runs in"
+            )
         check_model_names(catalog_names, "SeedRunner catalog_names")
         task_definition = seeding.task_definition
         self.seeding = seeding
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description="Seed runner: start the seeding task, write own logs")
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="RunSeedingTask", actions=["ecs:RunTask"], resources=[task_definition.task_definition_arn],
-            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}}))
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="PassSeedingRoles", actions=["iam:PassRole"],
-            resources=[seeding.task_role.role_arn, task_definition.obtain_execution_role().role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}))
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Seed runner: start the seeding task, write own logs",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RunSeedingTask",
+                actions=["ecs:RunTask"],
+                resources=[task_definition.task_definition_arn],
+                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassSeedingRoles",
+                actions=["iam:PassRole"],
+                resources=[seeding.task_role.role_arn, task_definition.obtain_execution_role().role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            )
+        )
         # The runner starts the task with propagateTags; tag-on-create is authorized as ecs:TagResource
         # on the new task, whose id ECS only assigns then (hence the cluster-scoped task/* resource).
-        new_tasks = cdk.Stack.of(self).format_arn(service="ecs", resource="task",
-                                                  resource_name=f"{cluster.cluster_name}/*")
-        self.role.add_to_policy(iam.PolicyStatement(
-            sid="TagSeedingTaskOnCreate", actions=["ecs:TagResource"], resources=[new_tasks],
-            conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}}))
-        acknowledge_wildcard_resource(self.role, new_tasks,
-                                      "Tag-on-create at RunTask is authorized against the new task's ARN, which "
-                                      "ECS assigns then; scoped to this cluster and to ecs:CreateAction RunTask.")
+        new_tasks = cdk.Stack.of(self).format_arn(
+            service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TagSeedingTaskOnCreate",
+                actions=["ecs:TagResource"],
+                resources=[new_tasks],
+                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        acknowledge_wildcard_resource(
+            self.role,
+            new_tasks,
+            "Tag-on-create at RunTask is authorized against the new task's ARN, which "
+            "ECS assigns then; scoped to this cluster and to ecs:CreateAction RunTask.",
+        )
         hardened = hardened_function(
-            self, code_dir=code_dir, role=self.role, encryption=seeding.store.log_encryption,
-            reserved_concurrency=SEED_RUNNER_CONCURRENCY, log_retention_days=log_retention_days, where="SeedRunner",
+            self,
+            code_dir=code_dir,
+            role=self.role,
+            encryption=seeding.store.log_encryption,
+            reserved_concurrency=SEED_RUNNER_CONCURRENCY,
+            log_retention_days=log_retention_days,
+            where="SeedRunner",
             timeout=cdk.Duration.seconds(30),
             memory_size=256,
             description="Starts the one-shot model seeding task on Fargate",
@@ -164,8 +242,11 @@ class SeedRunner(Construct):
                 "CATALOG_NAMES": ",".join(catalog_names),
             },
         )
-        self.function, self.log_group, self.dead_letter_queue = (hardened.function, hardened.log_group,
-                                                                 hardened.dead_letter_queue)
+        self.function, self.log_group, self.dead_letter_queue = (
+            hardened.function,
+            hardened.log_group,
+            hardened.dead_letter_queue,
+        )
 
 
 class AutoSeed(Construct):
@@ -175,27 +256,48 @@ class AutoSeed(Construct):
     invokes nothing). Update events (another property changed) invoke nothing either. So a rolled-back
     deploy only deletes the new resource and never starts a second seeding task."""
 
-    def __init__(self, scope: Construct, id: str, *, runner: SeedRunner, fingerprint: str,
-                 log_retention_days: int = 30) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, runner: SeedRunner, fingerprint: str, log_retention_days: int = 30
+    ) -> None:
         super().__init__(scope, id)
         if len(fingerprint) < AUTO_SEED_ID_CHARS or not fingerprint.isalnum():
-            raise ModelDeliveryError(f"AutoSeed fingerprint {fingerprint!r} is not allowed: give at least "
-                                     f"{AUTO_SEED_ID_CHARS} letters or digits that change whenever what is seeded "
-                                     "changes (e.g. a hash of the catalog and the seed selection)")
-        self.log_group = log_group(self, "Logs", check_retention(log_retention_days, "AutoSeed log_retention_days"),
-                                   runner.seeding.store.log_encryption)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description="Auto-seed custom resource: invoke the seed runner, write own logs")
+            raise ModelDeliveryError(
+                f"AutoSeed fingerprint {fingerprint!r} is not allowed: give at least "
+                f"{AUTO_SEED_ID_CHARS} letters or digits that change whenever what is seeded "
+                "changes (e.g. a hash of the catalog and the seed selection)"
+            )
+        self.log_group = log_group(
+            self,
+            "Logs",
+            check_retention(log_retention_days, "AutoSeed log_retention_days"),
+            runner.seeding.store.log_encryption,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Auto-seed custom resource: invoke the seed runner, write own logs",
+        )
         self.role.add_to_policy(write_own_logs(self.log_group.log_group_arn))
         invoke = cr.AwsSdkCall(
-            service="Lambda", action="Invoke",
+            service="Lambda",
+            action="Invoke",
             parameters={"FunctionName": runner.function.function_name, "InvocationType": "Event", "Payload": "{}"},
-            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{fingerprint}"))
+            physical_resource_id=cr.PhysicalResourceId.of(f"seed-{fingerprint}"),
+        )
         self.resource = cr.AwsCustomResource(
-            self, f"Invoke{fingerprint[:AUTO_SEED_ID_CHARS]}",
+            self,
+            f"Invoke{fingerprint[:AUTO_SEED_ID_CHARS]}",
             on_create=invoke,
-            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
-                sid="InvokeSeedRunner", actions=["lambda:InvokeFunction"], resources=[runner.function.function_arn])]),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        sid="InvokeSeedRunner",
+                        actions=["lambda:InvokeFunction"],
+                        resources=[runner.function.function_arn],
+                    )
+                ]
+            ),
             role=self.role,
             log_group=self.log_group,
             install_latest_aws_sdk=False,
@@ -203,8 +305,10 @@ class AutoSeed(Construct):
         )
         provider = cdk.Stack.of(self).node.try_find_child(AWS_CUSTOM_RESOURCE_FUNCTION)
         if provider is None:
-            raise ModelDeliveryError("AutoSeed cannot find the AwsCustomResource provider Lambda "
-                                     f"({AWS_CUSTOM_RESOURCE_FUNCTION}): update model_delivery/seeding.py for this CDK")
+            raise ModelDeliveryError(
+                "AutoSeed cannot find the AwsCustomResource provider Lambda "
+                f"({AWS_CUSTOM_RESOURCE_FUNCTION}): update model_delivery/seeding.py for this CDK"
+            )
         for check_id, reason in CDK_FUNCTION_SKIPS.items():
             skip_checkov(provider, check_id, reason)
 
@@ -229,24 +333,56 @@ class ModelSeeding(Construct):
     Attributes: task (SeedingTask), runner (SeedRunner), auto_seed (AutoSeed or None).
     """
 
-    def __init__(self, scope: Construct, id: str, *, cluster: ecs.ICluster, store: ModelStore,
-                 image: ecs.ContainerImage, subnets: Sequence[ec2.ISubnet], security_group: ec2.ISecurityGroup,
-                 seed_models: Sequence[str] = (), mirror_pins: Sequence[str] = (),
-                 catalog_names: Sequence[str] = (), cpu: int = 2048, memory_mib: int = 8192,
-                 ephemeral_storage_gib: int = 50, log_retention_days: int = 30, seed_on_deploy: bool = False,
-                 fingerprint: str = "", code_dir: Path = SEED_RUNNER_DIR) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: ecs.ICluster,
+        store: ModelStore,
+        image: ecs.ContainerImage,
+        subnets: Sequence[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup,
+        seed_models: Sequence[str] = (),
+        mirror_pins: Sequence[str] = (),
+        catalog_names: Sequence[str] = (),
+        cpu: int = 2048,
+        memory_mib: int = 8192,
+        ephemeral_storage_gib: int = 50,
+        log_retention_days: int = 30,
+        seed_on_deploy: bool = False,
+        fingerprint: str = "",
+        code_dir: Path = SEED_RUNNER_DIR,
+    ) -> None:
         super().__init__(scope, id)
-        self.task = SeedingTask(self, "Seeding", store=store, image=image, seed_models=seed_models,
-                                mirror_pins=mirror_pins, cpu=cpu, memory_mib=memory_mib,
-                                ephemeral_storage_gib=ephemeral_storage_gib, log_retention_days=log_retention_days)
-        self.runner = SeedRunner(self, "SeedRunner", cluster=cluster, seeding=self.task, subnets=subnets,
-                                 security_group=security_group, catalog_names=catalog_names,
-                                 log_retention_days=log_retention_days, code_dir=code_dir)
+        self.task = SeedingTask(
+            self,
+            "Seeding",
+            store=store,
+            image=image,
+            seed_models=seed_models,
+            mirror_pins=mirror_pins,
+            cpu=cpu,
+            memory_mib=memory_mib,
+            ephemeral_storage_gib=ephemeral_storage_gib,
+            log_retention_days=log_retention_days,
+        )
+        self.runner = SeedRunner(
+            self,
+            "SeedRunner",
+            cluster=cluster,
+            seeding=self.task,
+            subnets=subnets,
+            security_group=security_group,
+            catalog_names=catalog_names,
+            log_retention_days=log_retention_days,
+            code_dir=code_dir,
+        )
         self.auto_seed = None
         if seed_on_deploy:
-            self.auto_seed = AutoSeed(self, "AutoSeed", runner=self.runner, fingerprint=fingerprint,
-                                      log_retention_days=log_retention_days)
+            self.auto_seed = AutoSeed(
+                self, "AutoSeed", runner=self.runner, fingerprint=fingerprint, log_retention_days=log_retention_days
+            )
             # The first invoke can start the task during this very deploy: its task role (EFS mount and
             # write, models/ write) and execution role (image pull, logs) must exist with their policies.
-            self.auto_seed.node.add_dependency(self.task.task_role,
-                                               self.task.task_definition.obtain_execution_role())
+            self.auto_seed.node.add_dependency(self.task.task_role, self.task.task_definition.obtain_execution_role())

@@ -24,28 +24,56 @@ ROLE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 # Administration of the key without any use of it: no kms:Sign (publishers only) and no kms:CreateGrant (a
 # grant could hand out Sign). kms:PutKeyPolicy stays with the account: CloudFormation updates the policy with
 # it, and KMS refuses a policy that would lock the account out.
-KEY_ADMIN_ACTIONS = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListGrants",
-                     "kms:ListKeyPolicies", "kms:ListResourceTags", "kms:RevokeGrant", "kms:EnableKey",
-                     "kms:DisableKey", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias",
-                     "kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
-                     "kms:CancelKeyDeletion"]
+KEY_ADMIN_ACTIONS = [
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:RevokeGrant",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+    "kms:UpdateKeyDescription",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+]
 SIGN_ACTIONS = ["kms:Sign"]
 # The runtime fetches the public key once per process and verifies locally (modelsync/signing.py);
 # kms:Verify is allowed too, for operators who check a signature with the AWS CLI.
 VERIFY_ACTIONS = ["kms:GetPublicKey", "kms:Verify", "kms:DescribeKey"]
 # Every way to change or remove an object or its metadata under models/.
-OBJECT_WRITE_ACTIONS = ["s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl", "s3:PutObjectTagging",
-                        "s3:PutObjectVersionTagging", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
-                        "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteObjectTagging",
-                        "s3:DeleteObjectVersionTagging", "s3:RestoreObject", "s3:ReplicateObject",
-                        "s3:ReplicateDelete", "s3:AbortMultipartUpload"]
+OBJECT_WRITE_ACTIONS = [
+    "s3:PutObject",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
+    "s3:RestoreObject",
+    "s3:ReplicateObject",
+    "s3:ReplicateDelete",
+    "s3:AbortMultipartUpload",
+]
 
 
 def check_publisher_role_arns(arns: Sequence[str], where: str) -> tuple[str, ...]:
     for arn in arns:
         if not isinstance(arn, str) or not ROLE_ARN.match(arn):
-            raise ModelDeliveryError(f"{where} = {arn!r} is not allowed: use IAM role ARNs such as "
-                                     "arn:aws:iam::123456789012:role/ModelPublisher (no wildcards)")
+            raise ModelDeliveryError(
+                f"{where} = {arn!r} is not allowed: use IAM role ARNs such as "
+                "arn:aws:iam::123456789012:role/ModelPublisher (no wildcards)"
+            )
     return tuple(arns)
 
 
@@ -54,12 +82,16 @@ def seeding_role_name(scope: Construct, name: str | None) -> str:
     if name is None:
         stack_name = cdk.Stack.of(scope).stack_name
         if cdk.Token.is_unresolved(stack_name):
-            raise ModelDeliveryError("ModelStore seeding_role_name is needed when the stack name is not known at "
-                                     "synth: give the name the seeding task role gets (1-64 of A-Z a-z 0-9 +=,.@_-)")
+            raise ModelDeliveryError(
+                "ModelStore seeding_role_name is needed when the stack name is not known at "
+                "synth: give the name the seeding task role gets (1-64 of A-Z a-z 0-9 +=,.@_-)"
+            )
         name = f"{stack_name}-seeding"
     if not isinstance(name, str) or not ROLE_NAME.match(name):
-        raise ModelDeliveryError(f"ModelStore seeding_role_name = {name!r} is not allowed: use 1-64 of "
-                                 "A-Z a-z 0-9 +=,.@_- (a shorter stack name, or pass seeding_role_name)")
+        raise ModelDeliveryError(
+            f"ModelStore seeding_role_name = {name!r} is not allowed: use 1-64 of "
+            "A-Z a-z 0-9 +=,.@_- (a shorter stack name, or pass seeding_role_name)"
+        )
     return name
 
 
@@ -71,35 +103,55 @@ def signing_key_policy(scope: Construct, publishers: Sequence[str]) -> iam.Polic
     """Written out: administration by the account (no use), Sign by publishers only, verify by the account
     (an IAM policy must still allow it: the service task roles get GetPublicKey/Verify, nothing else)."""
     account = iam.AccountRootPrincipal()
-    return iam.PolicyDocument(statements=[
-        iam.PolicyStatement(sid="KeyAdministrationWithoutUse", principals=[account], actions=KEY_ADMIN_ACTIONS,
-                            resources=["*"]),
-        iam.PolicyStatement(sid="SignOnlyPublishers", principals=[account], actions=SIGN_ACTIONS, resources=["*"],
-                            conditions={"ArnLike": {"aws:PrincipalArn": list(publishers)}}),
-        iam.PolicyStatement(sid="VerifyInThisAccount", principals=[account], actions=VERIFY_ACTIONS,
-                            resources=["*"]),
-    ])
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                sid="KeyAdministrationWithoutUse", principals=[account], actions=KEY_ADMIN_ACTIONS, resources=["*"]
+            ),
+            iam.PolicyStatement(
+                sid="SignOnlyPublishers",
+                principals=[account],
+                actions=SIGN_ACTIONS,
+                resources=["*"],
+                conditions={"ArnLike": {"aws:PrincipalArn": list(publishers)}},
+            ),
+            iam.PolicyStatement(
+                sid="VerifyInThisAccount", principals=[account], actions=VERIFY_ACTIONS, resources=["*"]
+            ),
+        ]
+    )
 
 
-def signing_key(scope: Construct, id: str, *, publishers: Sequence[str], removal_policy: cdk.RemovalPolicy,
-                description: str) -> kms.Key:
+def signing_key(
+    scope: Construct, id: str, *, publishers: Sequence[str], removal_policy: cdk.RemovalPolicy, description: str
+) -> kms.Key:
     # Asymmetric keys cannot rotate automatically: rotation is a new key (docs/runtime.md, "Key rotation").
-    return kms.Key(scope, id, key_spec=kms.KeySpec.ECC_NIST_P256, key_usage=kms.KeyUsage.SIGN_VERIFY,
-                   enable_key_rotation=False, removal_policy=removal_policy, description=description,
-                   policy=signing_key_policy(scope, publishers))
+    return kms.Key(
+        scope,
+        id,
+        key_spec=kms.KeySpec.ECC_NIST_P256,
+        key_usage=kms.KeyUsage.SIGN_VERIFY,
+        enable_key_rotation=False,
+        removal_policy=removal_policy,
+        description=description,
+        policy=signing_key_policy(scope, publishers),
+    )
 
 
 def only_publishers_write(objects_arn: str, publishers: Sequence[str]) -> iam.PolicyStatement:
     """Bucket policy: nobody but the publishers writes or deletes under models/, whatever IAM allows."""
-    return iam.PolicyStatement(sid="OnlyPublishersWriteModels", effect=iam.Effect.DENY,
-                               principals=[iam.AnyPrincipal()], actions=OBJECT_WRITE_ACTIONS,
-                               resources=[objects_arn],
-                               conditions={"ArnNotLike": {"aws:PrincipalArn": list(publishers)}})
+    return iam.PolicyStatement(
+        sid="OnlyPublishersWriteModels",
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=OBJECT_WRITE_ACTIONS,
+        resources=[objects_arn],
+        conditions={"ArnNotLike": {"aws:PrincipalArn": list(publishers)}},
+    )
 
 
 def sign_manifests(key: kms.IKey) -> iam.PolicyStatement:
-    return iam.PolicyStatement(sid="SignManifests", actions=["kms:Sign", "kms:GetPublicKey"],
-                               resources=[key.key_arn])
+    return iam.PolicyStatement(sid="SignManifests", actions=["kms:Sign", "kms:GetPublicKey"], resources=[key.key_arn])
 
 
 def verify_manifests(key: kms.IKey) -> iam.PolicyStatement:

@@ -27,8 +27,14 @@ from model_delivery.flags import require_feature_flags
 from model_delivery.logs import LogEncryption, allow_log_groups, check_log_group_prefix
 from model_delivery.mirror import ModelMirror
 from model_delivery.policies import models_objects_arn, models_read, models_write
-from model_delivery.signing import (check_publisher_role_arns, only_publishers_write, role_arn, sign_manifests,
-                                    signing_key, verify_manifests)
+from model_delivery.signing import (
+    check_publisher_role_arns,
+    only_publishers_write,
+    role_arn,
+    sign_manifests,
+    signing_key,
+    verify_manifests,
+)
 from model_delivery.signing import seeding_role_name as seeding_role_name_for
 
 
@@ -63,50 +69,84 @@ class ModelStore(Construct):
       log_encryption (LogEncryption: the key and the log group prefix; model_delivery.logs.log_group).
     """
 
-    def __init__(self, scope: Construct, id: str, *,
-                 removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-                 mirror: MirrorOptions | None = None, access_log_days: int = 30,
-                 description: str = "Model delivery: models bucket and EFS mirror",
-                 publisher_role_arns: Sequence[str] = (), seeding_role_name: str | None = None,
-                 log_group_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+        mirror: MirrorOptions | None = None,
+        access_log_days: int = 30,
+        description: str = "Model delivery: models bucket and EFS mirror",
+        publisher_role_arns: Sequence[str] = (),
+        seeding_role_name: str | None = None,
+        log_group_prefix: str | None = None,
+    ) -> None:
         super().__init__(scope, id)
         require_feature_flags(self, "ModelStore")
         if not isinstance(access_log_days, int) or isinstance(access_log_days, bool) or access_log_days < 1:
-            raise ModelDeliveryError(f"ModelStore access_log_days = {access_log_days!r} is not allowed: use a whole "
-                                     "number of days, at least 1")
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=removal_policy,
-                           description=description)
-        prefix = log_group_prefix if log_group_prefix is not None else \
-            f"/model-delivery/{cdk.Stack.of(self).stack_name}"
+            raise ModelDeliveryError(
+                f"ModelStore access_log_days = {access_log_days!r} is not allowed: use a whole "
+                "number of days, at least 1"
+            )
+        self.key = kms.Key(
+            self, "Key", enable_key_rotation=True, removal_policy=removal_policy, description=description
+        )
+        prefix = (
+            log_group_prefix if log_group_prefix is not None else f"/model-delivery/{cdk.Stack.of(self).stack_name}"
+        )
         self.log_encryption: LogEncryption = allow_log_groups(
-            self.key, check_log_group_prefix(prefix, "ModelStore log_group_prefix"))
+            self.key, check_log_group_prefix(prefix, "ModelStore log_group_prefix")
+        )
         self.seeding_role_name = seeding_role_name_for(self, seeding_role_name)
-        self.publisher_arns = (role_arn(self, self.seeding_role_name),
-                               *check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns"))
-        self.signing_key = signing_key(self, "SigningKey", publishers=self.publisher_arns,
-                                       removal_policy=removal_policy,
-                                       description=f"{description}: signs model manifests (ECDSA P-256)")
-        self.models = ModelsBucket(self, "Bucket", key=self.key, access_log_days=access_log_days,
-                                   removal_policy=removal_policy)
+        self.publisher_arns = (
+            role_arn(self, self.seeding_role_name),
+            *check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns"),
+        )
+        self.signing_key = signing_key(
+            self,
+            "SigningKey",
+            publishers=self.publisher_arns,
+            removal_policy=removal_policy,
+            description=f"{description}: signs model manifests (ECDSA P-256)",
+        )
+        self.models = ModelsBucket(
+            self, "Bucket", key=self.key, access_log_days=access_log_days, removal_policy=removal_policy
+        )
         self.bucket: s3.Bucket = self.models.bucket
         self.access_logs: s3.Bucket = self.models.access_logs
         self.bucket.add_to_resource_policy(only_publishers_write(models_objects_arn(self.bucket), self.publisher_arns))
-        self.mirror = None if mirror is None else ModelMirror(
-            self, "Mirror", vpc=mirror.vpc, security_group=mirror.security_group, key=self.key,
-            removal_policy=removal_policy)
+        self.mirror = (
+            None
+            if mirror is None
+            else ModelMirror(
+                self,
+                "Mirror",
+                vpc=mirror.vpc,
+                security_group=mirror.security_group,
+                key=self.key,
+                removal_policy=removal_policy,
+            )
+        )
         self.read_policy = iam.ManagedPolicy(
-            self, "ModelsReadAccess", statements=[*models_read(self.bucket, self.key),
-                                                            verify_manifests(self.signing_key)],
-            description="Read the models prefix of the models bucket (model service tasks)")
+            self,
+            "ModelsReadAccess",
+            statements=[*models_read(self.bucket, self.key), verify_manifests(self.signing_key)],
+            description="Read the models prefix of the models bucket (model service tasks)",
+        )
         self.write_policy = iam.ManagedPolicy(
-            self, "ModelsWriteAccess", statements=[*models_write(self.bucket, self.key),
-                                                             sign_manifests(self.signing_key)],
-            description="Publish under the models prefix of the models bucket (seeding task)")
+            self,
+            "ModelsWriteAccess",
+            statements=[*models_write(self.bucket, self.key), sign_manifests(self.signing_key)],
+            description="Publish under the models prefix of the models bucket (seeding task)",
+        )
         for policy in (self.read_policy, self.write_policy):
             nag.acknowledge_models_prefix(policy, models_objects_arn(self.bucket))
 
     def require_mirror(self, construct: str) -> ModelMirror:
         if self.mirror is None:
-            raise ModelDeliveryError(f"{construct} needs the EFS mirror: create the ModelStore with "
-                                     "mirror=MirrorOptions(vpc=..., security_group=...)")
+            raise ModelDeliveryError(
+                f"{construct} needs the EFS mirror: create the ModelStore with "
+                "mirror=MirrorOptions(vpc=..., security_group=...)"
+            )
         return self.mirror

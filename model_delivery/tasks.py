@@ -52,14 +52,17 @@ def check_fargate_size(cpu_where: str, memory_where: str, cpu: int, memory: int)
     problem = fargate_size_problem(cpu, memory, cpu_where)
     if problem:
         bad = cpu_where if cpu not in FARGATE_MEMORY else memory_where
-        raise ModelDeliveryError(f"{bad} = {cpu if bad == cpu_where else memory} is not allowed: use {problem} "
-                                 "(Fargate combinations)")
+        raise ModelDeliveryError(
+            f"{bad} = {cpu if bad == cpu_where else memory} is not allowed: use {problem} (Fargate combinations)"
+        )
 
 
 def check_ephemeral_storage(where: str, gib: int) -> None:
     if gib != FARGATE_DEFAULT_EPHEMERAL_GIB and not EPHEMERAL_RANGE_GIB[0] <= gib <= EPHEMERAL_RANGE_GIB[1]:
-        raise ModelDeliveryError(f"{where} = {gib!r} is not allowed: use 20 (the Fargate default) or "
-                                 f"{EPHEMERAL_RANGE_GIB[0]} to {EPHEMERAL_RANGE_GIB[1]} GiB")
+        raise ModelDeliveryError(
+            f"{where} = {gib!r} is not allowed: use 20 (the Fargate default) or "
+            f"{EPHEMERAL_RANGE_GIB[0]} to {EPHEMERAL_RANGE_GIB[1]} GiB"
+        )
 
 
 def ephemeral_storage(gib: int) -> int | None:
@@ -67,16 +70,19 @@ def ephemeral_storage(gib: int) -> int | None:
     return None if gib == FARGATE_DEFAULT_EPHEMERAL_GIB else gib
 
 
-def fargate_task_definition(scope: Construct, id: str, *, cpu: int, memory_mib: int, ephemeral_storage_gib: int,
-                            task_role: iam.IRole) -> ecs.FargateTaskDefinition:
+def fargate_task_definition(
+    scope: Construct, id: str, *, cpu: int, memory_mib: int, ephemeral_storage_gib: int, task_role: iam.IRole
+) -> ecs.FargateTaskDefinition:
     task_definition = ecs.FargateTaskDefinition(
-        scope, id,
+        scope,
+        id,
         cpu=cpu,
         memory_limit_mib=memory_mib,
         ephemeral_storage_gib=ephemeral_storage(ephemeral_storage_gib),
         task_role=task_role,
-        runtime_platform=ecs.RuntimePlatform(operating_system_family=ecs.OperatingSystemFamily.LINUX,
-                                             cpu_architecture=ecs.CpuArchitecture.X86_64),
+        runtime_platform=ecs.RuntimePlatform(
+            operating_system_family=ecs.OperatingSystemFamily.LINUX, cpu_architecture=ecs.CpuArchitecture.X86_64
+        ),
     )
     acknowledge_task_definition(task_definition)
     return task_definition
@@ -84,11 +90,16 @@ def fargate_task_definition(scope: Construct, id: str, *, cpu: int, memory_mib: 
 
 def add_efs_volume(task_definition: ecs.TaskDefinition, mirror: ModelMirror) -> None:
     """The mirror's access point with TLS and IAM authorization (both required with an access point)."""
-    task_definition.add_volume(name=MODELS_VOLUME, efs_volume_configuration=ecs.EfsVolumeConfiguration(
-        file_system_id=mirror.file_system.file_system_id,
-        transit_encryption="ENABLED",
-        authorization_config=ecs.AuthorizationConfig(access_point_id=mirror.access_point.access_point_id,
-                                                     iam="ENABLED")))
+    task_definition.add_volume(
+        name=MODELS_VOLUME,
+        efs_volume_configuration=ecs.EfsVolumeConfiguration(
+            file_system_id=mirror.file_system.file_system_id,
+            transit_encryption="ENABLED",
+            authorization_config=ecs.AuthorizationConfig(
+                access_point_id=mirror.access_point.access_point_id, iam="ENABLED"
+            ),
+        ),
+    )
 
 
 def scratch_volume(task_definition: ecs.TaskDefinition, name: str) -> str:
@@ -97,11 +108,20 @@ def scratch_volume(task_definition: ecs.TaskDefinition, name: str) -> str:
     return name
 
 
-def add_task_container(task_definition: ecs.TaskDefinition, name: str, *, image: ecs.ContainerImage,
-                       command: list[str] | None, log_group: logs.ILogGroup, stream_prefix: str,
-                       environment: dict[str, str], user: str | None, essential: bool = True,
-                       health_check: ecs.HealthCheck | None = None,
-                       stop_timeout_seconds: int = MODELSYNC_STOP_TIMEOUT_SECONDS) -> ecs.ContainerDefinition:
+def add_task_container(
+    task_definition: ecs.TaskDefinition,
+    name: str,
+    *,
+    image: ecs.ContainerImage,
+    command: list[str] | None,
+    log_group: logs.ILogGroup,
+    stream_prefix: str,
+    environment: dict[str, str],
+    user: str | None,
+    essential: bool = True,
+    health_check: ecs.HealthCheck | None = None,
+    stop_timeout_seconds: int = MODELSYNC_STOP_TIMEOUT_SECONDS,
+) -> ecs.ContainerDefinition:
     """Any container of ours: read-only root file system with a scratch /tmp, CloudWatch logs, and an init
     process (PID 1 that forwards ECS's SIGTERM and reaps children; Python as PID 1 ignores SIGTERM)."""
     container = task_definition.add_container(
@@ -127,8 +147,10 @@ def add_modelsync_container(task_definition: ecs.TaskDefinition, name: str, **kw
     return add_task_container(task_definition, name, user=IMAGE_USER, **kwargs)
 
 
-def add_scratch(container: ecs.ContainerDefinition, task_definition: ecs.TaskDefinition, volume: str,
-                path: str) -> None:
+def add_scratch(
+    container: ecs.ContainerDefinition, task_definition: ecs.TaskDefinition, volume: str, path: str
+) -> None:
     """A writable task-local volume at path (the root file system stays read-only)."""
-    container.add_mount_points(ecs.MountPoint(source_volume=scratch_volume(task_definition, volume),
-                                              container_path=path, read_only=False))
+    container.add_mount_points(
+        ecs.MountPoint(source_volume=scratch_volume(task_definition, volume), container_path=path, read_only=False)
+    )

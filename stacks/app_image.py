@@ -19,11 +19,15 @@ _TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 _DIGEST = r"sha256:[0-9a-f]{64}"
 _REGISTRY = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(rf"^(?P<name>(?:{_REGISTRY}/)?{_COMPONENT}(?:/{_COMPONENT})*)"
-                        rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+_REFERENCE = re.compile(
+    rf"^(?P<name>(?:{_REGISTRY}/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
 _PROJECT_TAG = re.compile(rf"^{_TAG}$")
-_ECR = re.compile(r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-                  r"(?P<repository>.+)$")
+_ECR = re.compile(
+    r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>.+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,20 @@ def parse_app_image(value: str) -> AppImage:
         _refuse(value, "it has no tag or digest (that would deploy whatever :latest is at the time)")
     ecr = _ECR.fullmatch(match["name"])
     if ecr:
-        return AppImage("ecr", value, tag_or_digest=match["digest"] or match["tag"], account=ecr["account"],
-                        region=ecr["region"], repository=ecr["repository"])
+        return AppImage(
+            "ecr",
+            value,
+            tag_or_digest=match["digest"] or match["tag"],
+            account=ecr["account"],
+            region=ecr["region"],
+            repository=ecr["repository"],
+        )
     return AppImage("registry", value)
 
 
 def _refuse(value: str, why: str) -> None:
-    raise SettingsError(f"setting 'app_image' = {value!r} is not allowed: {why}; use REPOSITORY:TAG or "
-                        "REPOSITORY@sha256:DIGEST from any registry, a bare tag of the project's ECR repository, "
-                        "or empty for the demo app")
+    raise SettingsError(
+        f"setting 'app_image' = {value!r} is not allowed: {why}; use REPOSITORY:TAG or "
+        "REPOSITORY@sha256:DIGEST from any registry, a bare tag of the project's ECR repository, "
+        "or empty for the demo app"
+    )

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
+from model_delivery.specs import names_of
 from modelsync.errors import ModelsyncError
 from modelsync.layouts import Layout, load_layouts
-
-from model_delivery.specs import names_of
-
 from stacks.errors import SettingsError
 from stacks.settings import Settings
 
@@ -21,11 +19,15 @@ def app_layout(settings: Settings) -> Layout:
     try:
         layout.check(names_of(settings.served_models))
     except ModelsyncError as exc:
-        raise SettingsError(f"setting 'app_layout' = {settings.app_layout!r} does not fit the served models: {exc} "
-                            "(or choose service_models the layout can place)") from None
+        raise SettingsError(
+            f"setting 'app_layout' = {settings.app_layout!r} does not fit the served models: {exc} "
+            "(or choose service_models the layout can place)"
+        ) from None
     clash = sorted(set(layout.app_environment(settings.app_models_path)) & set(settings.app_environment))
     if clash:
-        raise SettingsError(f"setting 'app_environment' sets {', '.join(clash)}, which layout "
-                            f"{settings.app_layout!r} sets to app_models_path ({settings.app_models_path}): "
-                            "remove it from app_environment or change app_models_path")
+        raise SettingsError(
+            f"setting 'app_environment' sets {', '.join(clash)}, which layout "
+            f"{settings.app_layout!r} sets to app_models_path ({settings.app_models_path}): "
+            "remove it from app_environment or change app_models_path"
+        )
     return layout

@@ -9,7 +9,6 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from model_delivery.seeding import SEED_RUNNER_DIR
-
 from stacks.images import CONTAINER_DIR
 from stacks.network import NetworkStack
 from stacks.replacement import rename_on_replacement
@@ -33,18 +32,37 @@ def stack_id(stage: str, part: str) -> str:
     return f"ModelDelivery-{stage}-{part}"  # docs/contracts.md
 
 
-def build(app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_DIR,
-          seed_runner_dir: Path = SEED_RUNNER_DIR) -> StageStacks:
+def build(
+    app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_DIR, seed_runner_dir: Path = SEED_RUNNER_DIR
+) -> StageStacks:
     env = cdk.Environment(account=settings.account, region=settings.region)
-    network = NetworkStack(app, stack_id(settings.stage, "Network"), settings=settings, env=env,
-                           description=f"Model delivery ({settings.stage}): VPC and security groups")
-    storage = StorageStack(app, stack_id(settings.stage, "Storage"), settings=settings, env=env,
-                           vpc=network.vpc, file_system_security_group=network.security_groups.file_system,
-                           description=f"Model delivery ({settings.stage}): KMS key, models bucket, EFS mirror")
-    service = ServiceStack(app, stack_id(settings.stage, "Service"), settings=settings, env=env,
-                           network=network, storage=storage, container_dir=container_dir,
-                           seed_runner_dir=seed_runner_dir,
-                           description=f"Model delivery ({settings.stage}): ECS service, seeding task, seed runner")
+    network = NetworkStack(
+        app,
+        stack_id(settings.stage, "Network"),
+        settings=settings,
+        env=env,
+        description=f"Model delivery ({settings.stage}): VPC and security groups",
+    )
+    storage = StorageStack(
+        app,
+        stack_id(settings.stage, "Storage"),
+        settings=settings,
+        env=env,
+        vpc=network.vpc,
+        file_system_security_group=network.security_groups.file_system,
+        description=f"Model delivery ({settings.stage}): KMS key, models bucket, EFS mirror",
+    )
+    service = ServiceStack(
+        app,
+        stack_id(settings.stage, "Service"),
+        settings=settings,
+        env=env,
+        network=network,
+        storage=storage,
+        container_dir=container_dir,
+        seed_runner_dir=seed_runner_dir,
+        description=f"Model delivery ({settings.stage}): ECS service, seeding task, seed runner",
+    )
     for key, value in {**settings.tags, "stage": settings.stage}.items():
         cdk.Tags.of(app).add(key, value)
     rename_on_replacement(app)  # a replaced producer resource reaches its consumers (stacks/replacement.py)

@@ -21,28 +21,31 @@ IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # matches the task definitions
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "tests", "**/tests", ".pytest_cache", ".venv"]
 
 
-def modelsync_images(settings: Settings, repository: ecr.IRepository,
-           container_dir: Path = CONTAINER_DIR) -> tuple[ecs.ContainerImage, ecs.ContainerImage]:
+def modelsync_images(
+    settings: Settings, repository: ecr.IRepository, container_dir: Path = CONTAINER_DIR
+) -> tuple[ecs.ContainerImage, ecs.ContainerImage]:
     """(service image, seeding image): Docker assets built from container/ at deploy, or one tag in ECR."""
     if settings.image_source == "ecr":
         # One image, several roles: the tag must be built with WITH_PADDLEOCR=1 for seeding to work.
         image = ecs.ContainerImage.from_ecr_repository(repository, settings.image_tag)
         return image, image
     if not (container_dir / "Dockerfile").is_file():
-        raise SettingsError(f"setting 'image_source' = 'asset' builds the image from {container_dir}, but it has no "
-                            "Dockerfile: restore it, or use image_source=ecr with an image_tag in the project's repository")
+        raise SettingsError(
+            f"setting 'image_source' = 'asset' builds the image from {container_dir}, but it has no "
+            "Dockerfile: restore it, or use image_source=ecr with an image_tag in the project's repository"
+        )
     # Built for the platform the task definitions declare (X86_64), also when deploying from an ARM
     # machine; otherwise every task fails to start with an exec format / platform error.
     service = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM)
-    seeding = ecs.ContainerImage.from_asset(str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM,
-                                            build_args={"WITH_PADDLEOCR": "1"})
+    seeding = ecs.ContainerImage.from_asset(
+        str(container_dir), exclude=ASSET_EXCLUDES, platform=IMAGE_PLATFORM, build_args={"WITH_PADDLEOCR": "1"}
+    )
     return service, seeding
 
 
-
-
-def app_image(scope: Construct, settings: Settings, repository: ecr.IRepository,
-              demo_image: ecs.ContainerImage) -> ecs.ContainerImage:
+def app_image(
+    scope: Construct, settings: Settings, repository: ecr.IRepository, demo_image: ecs.ContainerImage
+) -> ecs.ContainerImage:
     """The app container's image (setting app_image): the demo (modelsync's own image), a tag of the project
     repository, another ECR repository (the execution role may pull exactly it), or any registry."""
     image = parse_app_image(settings.app_image)
@@ -52,8 +55,16 @@ def app_image(scope: Construct, settings: Settings, repository: ecr.IRepository,
         return ecs.ContainerImage.from_ecr_repository(repository, image.tag_or_digest)
     if image.kind == "ecr":
         other = ecr.Repository.from_repository_attributes(
-            scope, "AppRepository", repository_name=image.repository,
-            repository_arn=cdk.Stack.of(scope).format_arn(service="ecr", account=image.account, region=image.region,
-                                                         resource="repository", resource_name=image.repository))
+            scope,
+            "AppRepository",
+            repository_name=image.repository,
+            repository_arn=cdk.Stack.of(scope).format_arn(
+                service="ecr",
+                account=image.account,
+                region=image.region,
+                resource="repository",
+                resource_name=image.repository,
+            ),
+        )
         return ecs.ContainerImage.from_ecr_repository(other, image.tag_or_digest)
     return ecs.ContainerImage.from_registry(image.reference)

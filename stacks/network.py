@@ -18,19 +18,20 @@ from constructs import Construct
 from model_delivery import nag
 from model_delivery.logs import allow_log_groups, log_group
 from model_delivery.scanner import skip_checkov
-
 from stacks.errors import SettingsError
 from stacks.settings import Settings
 from stacks.storage import log_group_prefix
 
 EC23_REASONS = {
     "public": "An internet-facing load balancer (setting ingress=public) must accept any client; it serves HTTPS "
-              "only (HTTP redirects) and only the listener ports are open. Narrow it with ingress_cidrs.",
+    "only (HTTP redirects) and only the listener ports are open. Narrow it with ingress_cidrs.",
     "internal": "The only source is this VPC's own CIDR block (a deploy-time value cdk-nag cannot read at synth), "
-                "on the listener ports. Narrow it with ingress_cidrs.",
+    "on the listener ports. Narrow it with ingress_cidrs.",
 }
-HTTP_FROM_ANYWHERE = ("Public load balancer: port 80 from anywhere only answers with a redirect to HTTPS (the listener "
-                      "serves nothing over HTTP); narrow it with ingress_cidrs.")
+HTTP_FROM_ANYWHERE = (
+    "Public load balancer: port 80 from anywhere only answers with a redirect to HTTPS (the listener "
+    "serves nothing over HTTP); narrow it with ingress_cidrs."
+)
 NFS_PORT = 2049
 HTTPS_PORT = 443
 HTTP_PORT = 80
@@ -38,11 +39,11 @@ HTTP_PORT = 80
 RESTRICT_DEFAULT_SG_PROVIDER = "Custom::VpcRestrictDefaultSGCustomResourceProvider"
 CDK_PROVIDER_SKIPS = {
     "CKV_AWS_115": "A Lambda CDK generates and owns (restrictDefaultSecurityGroup provider); called only by "
-                   "CloudFormation during deploys, so there is nothing for reserved concurrency to limit.",
+    "CloudFormation during deploys, so there is nothing for reserved concurrency to limit.",
     "CKV_AWS_116": "A Lambda CDK generates and owns (restrictDefaultSecurityGroup provider); CloudFormation invokes it "
-                   "synchronously and reports a failure as a failed deploy, there is no async event to keep.",
+    "synchronously and reports a failure as a failed deploy, there is no async event to keep.",
     "CKV_AWS_117": "A Lambda CDK generates and owns (restrictDefaultSecurityGroup provider); it calls the EC2 API only "
-                   "and CDK's provider framework exposes no VPC placement for it.",
+    "and CDK's provider framework exposes no VPC placement for it.",
 }
 
 
@@ -54,12 +55,27 @@ class ModelSecurityGroups(Construct):
 
     def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc, settings: Settings) -> None:
         super().__init__(scope, id)
-        self.service = ec2.SecurityGroup(self, "Service", vpc=vpc, allow_all_outbound=False,
-                                         description="Model service tasks: HTTPS out (S3, ECR, logs), NFS to EFS")
-        self.seed = ec2.SecurityGroup(self, "Seed", vpc=vpc, allow_all_outbound=False,
-                                      description="Seeding task: HTTPS out (Zenodo, PaddleOCR sources, S3), NFS to EFS")
-        self.file_system = ec2.SecurityGroup(self, "FileSystem", vpc=vpc, allow_all_outbound=False,
-                                             description="EFS model mirror: NFS from the service and seeding tasks only")
+        self.service = ec2.SecurityGroup(
+            self,
+            "Service",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description="Model service tasks: HTTPS out (S3, ECR, logs), NFS to EFS",
+        )
+        self.seed = ec2.SecurityGroup(
+            self,
+            "Seed",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description="Seeding task: HTTPS out (Zenodo, PaddleOCR sources, S3), NFS to EFS",
+        )
+        self.file_system = ec2.SecurityGroup(
+            self,
+            "FileSystem",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description="EFS model mirror: NFS from the service and seeding tasks only",
+        )
         for name, tasks in (("service", self.service), ("seeding", self.seed)):
             tasks.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), f"HTTPS out of the {name} task")
             tasks.add_egress_rule(self.file_system, ec2.Port.tcp(NFS_PORT), "NFS to the model mirror")
@@ -67,9 +83,14 @@ class ModelSecurityGroups(Construct):
         self.load_balancer = None if settings.ingress == "none" else self._load_balancer(vpc, settings)
 
     def _load_balancer(self, vpc: ec2.IVpc, settings: Settings) -> ec2.SecurityGroup:
-        group = ec2.SecurityGroup(self, "LoadBalancer", vpc=vpc, allow_all_outbound=False,
-                                  description=f"Model service load balancer ({settings.ingress}): listeners in, "
-                                              "app port to the service tasks")
+        group = ec2.SecurityGroup(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description=f"Model service load balancer ({settings.ingress}): listeners in, "
+            "app port to the service tasks",
+        )
         # Public: anyone by default (it serves HTTPS only); internal: the VPC, unless narrowed.
         default = ["0.0.0.0/0"] if settings.ingress == "public" else [vpc.vpc_cidr_block]
         ports = [HTTPS_PORT, HTTP_PORT] if settings.certificate_arn else [HTTP_PORT]
@@ -89,9 +110,11 @@ def _check_private_subnets(vpc: ec2.IVpc, vpc_id: str) -> None:
     """Tasks and mount targets go to private subnets with egress (seeding downloads through NAT)."""
     azs = {subnet.availability_zone for subnet in vpc.private_subnets}
     if len(azs) < 2:
-        raise SettingsError(f"setting 'vpc_id' = {vpc_id!r} is not allowed: the VPC needs private subnets with a "
-                            f"route to a NAT gateway in at least 2 AZs (found {len(azs)}); add them, or leave "
-                            "vpc_id empty for a new VPC")
+        raise SettingsError(
+            f"setting 'vpc_id' = {vpc_id!r} is not allowed: the VPC needs private subnets with a "
+            f"route to a NAT gateway in at least 2 AZs (found {len(azs)}); add them, or leave "
+            "vpc_id empty for a new VPC"
+        )
 
 
 class NetworkStack(cdk.Stack):
@@ -108,13 +131,18 @@ class NetworkStack(cdk.Stack):
     def _new_vpc(self, settings: Settings) -> ec2.Vpc:
         # The flow logs' own key: the store's key is in the storage stack, which deploys after this one and
         # depends on it. Same policy for CloudWatch Logs: only the stage's log groups (model_delivery/logs.py).
-        self.logs_key = kms.Key(self, "FlowLogsKey", enable_key_rotation=True,
-                                removal_policy=cdk.RemovalPolicy.DESTROY,
-                                description=f"Model delivery ({settings.stage}): encrypts the VPC flow logs")
+        self.logs_key = kms.Key(
+            self,
+            "FlowLogsKey",
+            enable_key_rotation=True,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            description=f"Model delivery ({settings.stage}): encrypts the VPC flow logs",
+        )
         encryption = allow_log_groups(self.logs_key, log_group_prefix(settings))
         flow_log_group = log_group(self, "FlowLogs", settings.log_retention_days, encryption)
         vpc = ec2.Vpc(
-            self, "Vpc",
+            self,
+            "Vpc",
             max_azs=settings.max_azs,
             nat_gateways=settings.nat_gateways,
             subnet_configuration=[
@@ -123,9 +151,12 @@ class NetworkStack(cdk.Stack):
             ],
             # Model downloads from S3 stay on the AWS network and skip NAT data charges.
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
-            flow_logs={"All": ec2.FlowLogOptions(
-                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
-                traffic_type=ec2.FlowLogTrafficType.ALL)},
+            flow_logs={
+                "All": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                )
+            },
         )
         provider = self.node.try_find_child(RESTRICT_DEFAULT_SG_PROVIDER)
         if provider is not None:  # only with the feature flag on (cdk.json has it)

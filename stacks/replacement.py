@@ -57,6 +57,7 @@ class NewIdOnReplacement:
             logical_id = cdk.Stack.of(node).resolve(node.logical_id)
             node.override_logical_id(f"{logical_id}{replacement_fingerprint(node, names)}")
 
+
 def rename_on_replacement(scope: IConstruct) -> None:
     # Mutating priority: runs before CDK resolves the cross-stack references (which name the outputs).
     cdk.Aspects.of(scope).add(NewIdOnReplacement(), priority=cdk.AspectPriority.MUTATING)

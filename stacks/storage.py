@@ -15,7 +15,6 @@ from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
 from model_delivery import MirrorOptions, ModelStore
-
 from stacks.settings import Settings
 
 
@@ -36,26 +35,43 @@ def stateful_removal_policy(settings: Settings) -> cdk.RemovalPolicy:
 
 
 class StorageStack(cdk.Stack):
-    def __init__(self, scope: Construct, id: str, *, settings: Settings, vpc: ec2.IVpc,
-                 file_system_security_group: ec2.ISecurityGroup, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: Settings,
+        vpc: ec2.IVpc,
+        file_system_security_group: ec2.ISecurityGroup,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, id, termination_protection=settings.termination_protection, **kwargs)
         # "Default" is CDK's hidden id: the store's resources keep the logical ids they had before the
         # constructs became a library, so an existing stage's bucket, key and file system are not replaced.
-        self.store = ModelStore(self, "Default", removal_policy=stateful_removal_policy(settings),
-                                mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
-                                access_log_days=settings.log_retention_days,
-                                publisher_role_arns=settings.publisher_role_arns,
-                                log_group_prefix=log_group_prefix(settings),
-                                description=f"Model delivery ({settings.stage}): models bucket and EFS mirror")
+        self.store = ModelStore(
+            self,
+            "Default",
+            removal_policy=stateful_removal_policy(settings),
+            mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
+            access_log_days=settings.log_retention_days,
+            publisher_role_arns=settings.publisher_role_arns,
+            log_group_prefix=log_group_prefix(settings),
+            description=f"Model delivery ({settings.stage}): models bucket and EFS mirror",
+        )
         self.repository = ecr.Repository(
-            self, "Repository",
+            self,
+            "Repository",
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             image_scan_on_push=True,
             # Encryption is fixed at creation: on an existing stage this replaces the repository (push the tag again).
             encryption=ecr.RepositoryEncryption.KMS,
             encryption_key=self.store.key,
-            lifecycle_rules=[ecr.LifecycleRule(description=f"keep the last {settings.ecr_max_image_count} images",
-                                               max_image_count=settings.ecr_max_image_count)],
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    description=f"keep the last {settings.ecr_max_image_count} images",
+                    max_image_count=settings.ecr_max_image_count,
+                )
+            ],
             removal_policy=stateful_removal_policy(settings),
         )
         # Where to push before the service stack exists (the service stack repeats it for tools/seed.py).

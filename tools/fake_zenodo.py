@@ -102,8 +102,14 @@ class FakeZenodo:
 
     def downloads(self, name: str | None = None) -> list[str]:
         """Paths of successful archive downloads (optionally of one file); not the rdm metadata reads."""
-        return [p for p, s in self.log if s == 200 and "/files/" in p and (name is None or name in p)
-                and (p.endswith("/content") or p.startswith("/records/"))]
+        return [
+            p
+            for p, s in self.log
+            if s == 200
+            and "/files/" in p
+            and (name is None or name in p)
+            and (p.endswith("/content") or p.startswith("/records/"))
+        ]
 
     # -- the API --------------------------------------------------------------------------------
 
@@ -113,8 +119,12 @@ class FakeZenodo:
         base = f"{self.link_base or self.url}/api/records/{record}/files/{name}"
         if self.shape == "legacy":
             # Broken API link, bare checksum, old names: clients must use the fallback URL.
-            return {"filename": name, "filesize": len(data), "checksum": md5,
-                    "links": {"self": f"{self.link_base or self.url}/api/files/broken-bucket-id/{name}"}}
+            return {
+                "filename": name,
+                "filesize": len(data),
+                "checksum": md5,
+                "links": {"self": f"{self.link_base or self.url}/api/files/broken-bucket-id/{name}"},
+            }
         # zenodo/zenodo-rdm's legacy serializer: links = {"self": ".../files/<key>/content"};
         # invenio-rdm-records' file_links_item: "self" -> the file's metadata, "content" -> its bytes.
         links = {"self": base, "content": f"{base}/content"} if self.shape == "rdm" else {"self": f"{base}/content"}
@@ -188,7 +198,8 @@ class FakeZenodo:
                     self._send(200, data[: len(data) // 2], length=len(data))
                     self.close_connection = True
                     return 200
-                return self._send(200, data, {"Content-Type": "application/octet-stream"},
-                                  sized=name not in fake.unsized)
+                return self._send(
+                    200, data, {"Content-Type": "application/octet-stream"}, sized=name not in fake.unsized
+                )
 
         return Handler

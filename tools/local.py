@@ -116,23 +116,46 @@ class Layout:
 
 # -- arguments and the model selection ----------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tools.local",
-        description="Run seed -> verify -> pull -> serve against local S3 and Zenodo stand-ins (Ctrl-C stops all).")
-    parser.add_argument("--only", default="", metavar="NAME,...",
-                        help="catalog entries to seed and serve (default: the catalog's enabled Zenodo entries)")
-    parser.add_argument("--layout", dest="view_layout", default="flat", metavar="LAYOUT",
-                        help="layout of the view built from the task volume (modelsync/layouts.yaml; default flat)")
+        description="Run seed -> verify -> pull -> serve against local S3 and Zenodo stand-ins (Ctrl-C stops all).",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="NAME,...",
+        help="catalog entries to seed and serve (default: the catalog's enabled Zenodo entries)",
+    )
+    parser.add_argument(
+        "--layout",
+        dest="view_layout",
+        default="flat",
+        metavar="LAYOUT",
+        help="layout of the view built from the task volume (modelsync/layouts.yaml; default flat)",
+    )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"state directory (default {DEFAULT_ROOT})")
-    parser.add_argument("--s3-port", type=int, default=DEFAULT_S3_PORT,
-                        help=f"port of the local S3 server (default {DEFAULT_S3_PORT}; 0 picks a free one)")
-    parser.add_argument("--port", type=int, default=DEFAULT_APP_PORT,
-                        help=f"port of `modelsync serve` (default {DEFAULT_APP_PORT}; 0 picks a free one)")
-    parser.add_argument("--exit-after-ready", action="store_true",
-                        help="stop everything once the app is ready (for tests and CI)")
-    parser.add_argument("--metrics", action="store_true",
-                        help="write the CloudWatch EMF records a stage's containers write (on stderr, stage 'local')")
+    parser.add_argument(
+        "--s3-port",
+        type=int,
+        default=DEFAULT_S3_PORT,
+        help=f"port of the local S3 server (default {DEFAULT_S3_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_APP_PORT,
+        help=f"port of `modelsync serve` (default {DEFAULT_APP_PORT}; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--exit-after-ready", action="store_true", help="stop everything once the app is ready (for tests and CI)"
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="write the CloudWatch EMF records a stage's containers write (on stderr, stage 'local')",
+    )
     return parser.parse_args(argv)
 
 
@@ -176,11 +199,14 @@ def check_port_free(port: int, what: str, option: str) -> None:
         try:
             sock.bind((HOST, port))
         except OSError:
-            raise LocalError(f"port {port} on {HOST} ({what}) is in use, maybe by another `make local`: "
-                             f"stop it or pass {option} N (LOCAL_ARGS='{option} N' with make)") from None
+            raise LocalError(
+                f"port {port} on {HOST} ({what}) is in use, maybe by another `make local`: "
+                f"stop it or pass {option} N (LOCAL_ARGS='{option} N' with make)"
+            ) from None
 
 
 # -- the local S3 server and its bucket saved between runs --------------------------------------
+
 
 def start_s3(stack: ExitStack, port: int) -> str:
     import logging
@@ -264,9 +290,11 @@ class SavedBucket:
 
 # -- the local Zenodo ---------------------------------------------------------------------------
 
+
 def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
     """A Zenodo records API on 127.0.0.1 serving one generated archive per Zenodo entry."""
     from modelsync.seed.catalog import ZenodoSource
+
     # The same server the seeding tests use (tools/fake_zenodo.py).
     from tools.fake_zenodo import FakeZenodo, model_zip
 
@@ -285,6 +313,7 @@ def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
 
 # -- the modelsync steps ------------------------------------------------------------------------
 
+
 def ensure_keys(layout: Layout) -> bool:
     """The signing key pair, made once with openssl as docs/runtime.md shows (True when made now)."""
     if layout.signing_key.is_file() and layout.trust_key.is_file():
@@ -292,35 +321,46 @@ def ensure_keys(layout: Layout) -> bool:
     layout.keys.mkdir(parents=True, exist_ok=True)
     private = layout.keys / "key.pem.new"
     try:
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(private)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(private)],
+            check=True,
+            capture_output=True,
+        )
         os.chmod(private, 0o600)
-        subprocess.run(["openssl", "ec", "-in", str(private), "-pubout", "-out", str(layout.trust_key)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "ec", "-in", str(private), "-pubout", "-out", str(layout.trust_key)],
+            check=True,
+            capture_output=True,
+        )
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise LocalError(f"cannot make the local signing key with openssl ({exc}): install openssl, or put an EC "
-                         f"P-256 key pair at {layout.signing_key} and {layout.trust_key}") from None
+        raise LocalError(
+            f"cannot make the local signing key with openssl ({exc}): install openssl, or put an EC "
+            f"P-256 key pair at {layout.signing_key} and {layout.trust_key}"
+        ) from None
     os.replace(private, layout.signing_key)  # last: a half-made pair is made again next run
     return True
 
 
-def child_environment(endpoint: str, zenodo_url: str, names: list[str], metrics: bool = False,
-                      trust_key: Path | None = None) -> dict[str, str]:
+def child_environment(
+    endpoint: str, zenodo_url: str, names: list[str], metrics: bool = False, trust_key: Path | None = None
+) -> dict[str, str]:
     """The environment a task definition would set, pointed at the local servers. Nothing AWS or
     MODELSYNC from the caller's shell is passed on: no real credential can reach a local server.
     With `metrics`, the variables the monitoring constructs set too (each step adds its delivery mode);
     with `trust_key`, MODELSYNC_TRUST_KEY (the seed step adds its MODELSYNC_SIGNING_KEY)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODELSYNC_"))}
     env.update(LOCAL_CREDENTIALS)
-    env.update({
-        "AWS_ENDPOINT_URL_S3": endpoint,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "MODELSYNC_BUCKET": BUCKET,
-        "MODELSYNC_MODELS": ",".join(names),
-        "ZENODO_URL": zenodo_url,
-    })
+    env.update(
+        {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "MODELSYNC_BUCKET": BUCKET,
+            "MODELSYNC_MODELS": ",".join(names),
+            "ZENODO_URL": zenodo_url,
+        }
+    )
     if trust_key is not None:
         env["MODELSYNC_TRUST_KEY"] = str(trust_key)
     if metrics:
@@ -413,16 +453,29 @@ def wait_until_ready(url: str, proc: subprocess.Popen) -> list[dict]:
 
 # -- what the user sees ---------------------------------------------------------------------------
 
+
 def write_env_file(layout: Layout, env: dict[str, str]) -> None:
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",
-             "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED",
-             "MODELSYNC_BUCKET", "MODELSYNC_MODELS", "ZENODO_URL", "MODELSYNC_TRUST_KEY")
-    lines = ["# Written by `make local` (tools/local.py): `source` it to talk to the local stand-ins.",
-             "unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL"]
+    names = (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_EC2_METADATA_DISABLED",
+        "MODELSYNC_BUCKET",
+        "MODELSYNC_MODELS",
+        "ZENODO_URL",
+        "MODELSYNC_TRUST_KEY",
+    )
+    lines = [
+        "# Written by `make local` (tools/local.py): `source` it to talk to the local stand-ins.",
+        "unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL",
+    ]
     lines += [f"export {name}={shlex.quote(env[name])}" for name in names]
     lines.append(f"export MODELSYNC_DEST={shlex.quote(str(layout.task))}")
     lines.append(f"export MODELSYNC_SIGNING_KEY={shlex.quote(str(layout.signing_key))}")
-    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"")
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
     layout.env_file.write_text("\n".join(lines) + "\n")
 
 
@@ -455,13 +508,13 @@ def view_tree(root: Path) -> list[str]:
 
 def print_view(view: Path, view_layout) -> None:
     env = " ".join(f"{k}={v}" for k, v in view_layout.app_environment(str(view)).items()) or "none"
-    print(f"\n== view {shown(view)} (layout {view_layout.name}; app environment: {env}): what the app sees",
-          flush=True)
+    print(f"\n== view {shown(view)} (layout {view_layout.name}; app environment: {env}): what the app sees", flush=True)
     print("\n".join(view_tree(view)), flush=True)
 
 
-def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, models: list[dict],
-                 exit_after_ready: bool, view_layout) -> str:
+def ready_banner(
+    layout: Layout, s3_url: str, zenodo_url: str, app_url: str, models: list[dict], exit_after_ready: bool, view_layout
+) -> str:
     served = ", ".join(f"{m['name']}@{m['version']}" for m in models)
     env_file = shown(layout.env_file)
     lines = [
@@ -490,10 +543,13 @@ def ready_banner(layout: Layout, s3_url: str, zenodo_url: str, app_url: str, mod
 
 # -- the run -------------------------------------------------------------------------------------
 
+
 def run(args: argparse.Namespace, progress: dict) -> int:
     if importlib.util.find_spec("modelsync") is None:
-        raise LocalError("modelsync is not installed in this Python: run `make install-dev` "
-                         "(or `pip install -e ./container`) and try again")
+        raise LocalError(
+            "modelsync is not installed in this Python: run `make install-dev` "
+            "(or `pip install -e ./container`) and try again"
+        )
     entries = select_models(args.only)
     names = [e.name for e in entries]
     view_layout = check_view_layout(args.view_layout, names)
@@ -519,20 +575,24 @@ def run(args: argparse.Namespace, progress: dict) -> int:
             print(f"== signing key pair made with openssl: {shown(layout.signing_key)}, {shown(layout.trust_key)}")
         env = child_environment(s3_url, zenodo_url, names, metrics=args.metrics, trust_key=layout.trust_key)
 
-        run_step("seed", modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs),
-                                   "--workdir", str(layout.work)),
-                 {**env, "MODELSYNC_SIGNING_KEY": str(layout.signing_key)})
+        run_step(
+            "seed",
+            modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs), "--workdir", str(layout.work)),
+            {**env, "MODELSYNC_SIGNING_KEY": str(layout.signing_key)},
+        )
         saved.save()
         run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), in_mode(env, "efs"))
-        run_step("s3-mode init container", modelsync("pull", "--dest", str(layout.task), "--view", str(layout.view),
-                                                     "--layout", view_layout.name), in_mode(env, "s3"))
+        run_step(
+            "s3-mode init container",
+            modelsync("pull", "--dest", str(layout.task), "--view", str(layout.view), "--layout", view_layout.name),
+            in_mode(env, "s3"),
+        )
         print_view(layout.view, view_layout)
         proc, port = start_serve(stack, layout.task, args.port, env)
         app_url = f"http://{HOST}:{port}"
         models = wait_until_ready(app_url, proc)
         write_env_file(layout, env)
-        print(ready_banner(layout, s3_url, zenodo_url, app_url, models, args.exit_after_ready, view_layout),
-              flush=True)
+        print(ready_banner(layout, s3_url, zenodo_url, app_url, models, args.exit_after_ready, view_layout), flush=True)
         progress["ready"] = True
         if args.exit_after_ready:
             return 0
@@ -556,8 +616,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("\nlocal: stopped everything it started; state is kept in "
-              f"{args.root} (delete it to start from scratch)", file=sys.stderr)
+        print(
+            f"\nlocal: stopped everything it started; state is kept in {args.root} (delete it to start from scratch)",
+            file=sys.stderr,
+        )
         return 0 if progress["ready"] else 130
 
 

@@ -25,11 +25,11 @@ from typing import Any, TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from model_delivery.errors import ModelDeliveryError
 from modelsync.config import DEFAULT_PREFIX
 from modelsync.errors import ModelsyncError
 from modelsync.manifest import read_latest_version, read_manifest
 from modelsync.s3 import make_client
-from model_delivery.errors import ModelDeliveryError
 from stacks.assembly import stack_id
 from stacks.settings import CONTEXT_KEY, Settings, load_settings
 from tools.seed import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SeedError, read_stack_outputs
@@ -50,8 +50,9 @@ def bucket_for(args: argparse.Namespace, settings: Settings, cloudformation: Any
         region = args.region or settings.region
         session = boto3.Session(region_name=region)
         if not session.region_name:
-            raise SeedError("no AWS region: pass --region, set 'region' for the stage in cdk.json, or set AWS_REGION",
-                            EXIT_USAGE)
+            raise SeedError(
+                "no AWS region: pass --region, set 'region' for the stage in cdk.json, or set AWS_REGION", EXIT_USAGE
+            )
         cloudformation = session.client("cloudformation")
     stack = stack_id(settings.stage, "Service")
     return read_stack_outputs(cloudformation, stack, required=("ModelsBucketName",))["ModelsBucketName"]
@@ -65,8 +66,10 @@ def lock(cdk_json: Path, settings: Settings, client: Any, bucket: str, out: Text
             missing.append(name)
         pins.append(f"{name}@{version}")
     if missing:
-        raise SeedError(f"no LATEST for {', '.join(missing)} in s3://{bucket}/{DEFAULT_PREFIX}: seed it first "
-                        f"(make seed STAGE={settings.stage} SEED_ARGS=\"--only {','.join(missing)}\"); nothing written")
+        raise SeedError(
+            f"no LATEST for {', '.join(missing)} in s3://{bucket}/{DEFAULT_PREFIX}: seed it first "
+            f'(make seed STAGE={settings.stage} SEED_ARGS="--only {",".join(missing)}"); nothing written'
+        )
     document = json.loads(cdk_json.read_text())
     stage_block = document["context"][CONTEXT_KEY]["stages"][settings.stage]
     before = dict(spec.partition("@")[::2] for spec in stage_block.get("service_models", []))
@@ -77,8 +80,10 @@ def lock(cdk_json: Path, settings: Settings, client: Any, bucket: str, out: Text
         was = before.get(name)
         change = "unchanged" if was == version else f"was {was or 'unpinned'}"
         print(f"{name}@{version} ({change})", file=out)
-    print(f"wrote {len(pins)} pins to {cdk_json.name} (stage {settings.stage}): review, commit, then make deploy",
-          file=out)
+    print(
+        f"wrote {len(pins)} pins to {cdk_json.name} (stage {settings.stage}): review, commit, then make deploy",
+        file=out,
+    )
     return EXIT_OK
 
 
@@ -91,8 +96,11 @@ def check(settings: Settings, client: Any, bucket: str, out: TextIO, err: TextIO
             continue
         if read_manifest(client, bucket, name, version, prefix=DEFAULT_PREFIX) is None:
             missing += 1
-            print(f"{PROG}: error: {spec} is not in s3://{bucket}/{DEFAULT_PREFIX}: tasks would fail to start; "
-                  f"publish or seed it, or pin a version `modelsync list` shows", file=err)
+            print(
+                f"{PROG}: error: {spec} is not in s3://{bucket}/{DEFAULT_PREFIX}: tasks would fail to start; "
+                f"publish or seed it, or pin a version `modelsync list` shows",
+                file=err,
+            )
         else:
             print(f"{spec}: present", file=out)
     return EXIT_FAILED if missing else EXIT_OK
@@ -100,8 +108,11 @@ def check(settings: Settings, client: Any, bucket: str, out: TextIO, err: TextIO
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.pins", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("lock", "check"),
-                        help="lock: write the current LATEST of each served model as pins; check: every pin exists")
+    parser.add_argument(
+        "action",
+        choices=("lock", "check"),
+        help="lock: write the current LATEST of each served model as pins; check: every pin exists",
+    )
     parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
     parser.add_argument("--bucket", help="models bucket (default: the service stack's ModelsBucketName output)")
     parser.add_argument("--region", help="AWS region (default: the stage's region, then the AWS configuration)")
@@ -109,8 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, cloudformation: Any | None = None, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    cloudformation: Any | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
     try:

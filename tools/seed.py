@@ -14,8 +14,9 @@ import json
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import boto3
 from botocore.config import Config
@@ -44,8 +45,14 @@ RUNNER_BAD_REQUEST = "InvalidSeedRequest"
 # would be a second RunTask from the operator's point of view.
 INVOKE_CONFIG = Config(read_timeout=900, retries={"total_max_attempts": 1})
 CREDENTIAL_ERROR_CODES = frozenset(
-    {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
-     "SignatureDoesNotMatch", "InvalidSignatureException"}
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+    }
 )
 
 
@@ -65,7 +72,7 @@ class Clients:
     logs: Any
 
     @classmethod
-    def from_session(cls, session: boto3.Session) -> "Clients":
+    def from_session(cls, session: boto3.Session) -> Clients:
         polling = Config(retries={"mode": "standard"})
         return cls(
             cloudformation=session.client("cloudformation", config=polling),
@@ -80,11 +87,15 @@ def aws_error(action: str, err: ClientError) -> SeedError:
     error = err.response.get("Error", {})
     code, message = error.get("Code", "Error"), error.get("Message", str(err))
     if code in CREDENTIAL_ERROR_CODES:
-        return SeedError(f"AWS rejected the credentials ({code}: {message}): refresh them "
-                         "(aws sso login, or new keys) and retry", EXIT_USAGE)
+        return SeedError(
+            f"AWS rejected the credentials ({code}: {message}): refresh them (aws sso login, or new keys) and retry",
+            EXIT_USAGE,
+        )
     if "AccessDenied" in code:
-        return SeedError(f"access denied while {action}: {message}: use a role allowed to do this "
-                         "(see docs/operations-seed.md, 'Permissions')")
+        return SeedError(
+            f"access denied while {action}: {message}: use a role allowed to do this "
+            "(see docs/operations-seed.md, 'Permissions')"
+        )
     return SeedError(f"{action} failed: {code}: {message}")
 
 
@@ -95,23 +106,29 @@ def read_stack_outputs(cloudformation: Any, stack: str, required: tuple[str, ...
         message = err.response.get("Error", {}).get("Message", "")
         if "does not exist" in message:
             region = cloudformation.meta.region_name
-            raise SeedError(f"stack {stack} not found in region {region}: check --stack and --region "
-                            "(the service stack is ModelDelivery-<stage>-Service)", EXIT_USAGE) from None
+            raise SeedError(
+                f"stack {stack} not found in region {region}: check --stack and --region "
+                "(the service stack is ModelDelivery-<stage>-Service)",
+                EXIT_USAGE,
+            ) from None
         raise aws_error(f"reading stack {stack}", err) from None
     outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
     missing = [key for key in required if not outputs.get(key)]
     if missing:
-        raise SeedError(f"stack {stack} has no output {', '.join(missing)}: it was deployed from "
-                        "another version of this project; deploy the current one (cdk deploy)",
-                        EXIT_USAGE)
+        raise SeedError(
+            f"stack {stack} has no output {', '.join(missing)}: it was deployed from "
+            "another version of this project; deploy the current one (cdk deploy)",
+            EXIT_USAGE,
+        )
     return outputs
 
 
 def invoke_seed_runner(lambda_: Any, function_name: str, only: list[str] | None) -> dict[str, str]:
     event = {"only": only} if only else {}
     try:
-        response = lambda_.invoke(FunctionName=function_name, InvocationType="RequestResponse",
-                                  Payload=json.dumps(event).encode())
+        response = lambda_.invoke(
+            FunctionName=function_name, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+        )
     except ClientError as err:
         raise aws_error(f"invoking the seed runner {function_name}", err) from None
     raw = response["Payload"].read()
@@ -129,8 +146,10 @@ def invoke_seed_runner(lambda_: Any, function_name: str, only: list[str] | None)
         raise SeedError(f"the seed runner failed: {error_type}: {message}", code)
 
     if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in RUNNER_RESULT_KEYS):
-        raise SeedError(f"the seed runner answered {raw[:200]!r}, not {{{', '.join(RUNNER_RESULT_KEYS)}}}: "
-                        "the function and this tool are from different versions; redeploy")
+        raise SeedError(
+            f"the seed runner answered {raw[:200]!r}, not {{{', '.join(RUNNER_RESULT_KEYS)}}}: "
+            "the function and this tool are from different versions; redeploy"
+        )
     return payload
 
 
@@ -188,8 +207,9 @@ def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any] | Non
     return tasks[0] if tasks else None
 
 
-def wait_until_stopped(ecs: Any, cluster: str, task_arn: str, follower: LogFollower,
-                       sleep: Callable[[float], None], err: TextIO) -> dict[str, Any]:
+def wait_until_stopped(
+    ecs: Any, cluster: str, task_arn: str, follower: LogFollower, sleep: Callable[[float], None], err: TextIO
+) -> dict[str, Any]:
     """Follow the logs until ECS reports the task STOPPED; return the stopped task."""
     status, unseen_polls = None, 0
     while True:
@@ -199,8 +219,10 @@ def wait_until_stopped(ecs: Any, cluster: str, task_arn: str, follower: LogFollo
             # DescribeTasks is eventually consistent: a task just started may be MISSING briefly.
             unseen_polls += 1
             if status is not None or unseen_polls > MISSING_TASK_POLLS:
-                raise SeedError(f"ECS does not list the seeding task {task_arn}: look for it in the "
-                                "cluster's stopped tasks and its log stream")
+                raise SeedError(
+                    f"ECS does not list the seeding task {task_arn}: look for it in the "
+                    "cluster's stopped tasks and its log stream"
+                )
             sleep(POLL_SECONDS)
             continue
         if task.get("lastStatus") != status:
@@ -220,8 +242,7 @@ def task_exit(task: dict[str, Any], container_name: str, err: TextIO) -> int:
         return EXIT_OK
     task_id = task["taskArn"].rsplit("/", 1)[-1]
     if code is None:
-        print(f"{PROG}: seeding task {task_id} stopped before container {container_name} exited",
-              file=err)
+        print(f"{PROG}: seeding task {task_id} stopped before container {container_name} exited", file=err)
     else:
         print(f"{PROG}: seeding failed: container {container_name} exit code {code}", file=err)
     stop_code = task.get("stopCode")
@@ -242,8 +263,7 @@ def parse_only(value: str | None) -> list[str] | None:
     return names
 
 
-def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], None],
-         out: TextIO, err: TextIO) -> int:
+def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], None], out: TextIO, err: TextIO) -> int:
     only = parse_only(args.only)
     outputs = read_stack_outputs(clients.cloudformation, args.stack)
     started = invoke_seed_runner(clients.lambda_, outputs["SeedRunnerFunctionName"], only)
@@ -251,22 +271,31 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
     print(f"{PROG}: started seeding task {started['taskId']} on cluster {cluster}", file=err)
     print(f"{PROG}: logs: {started['logGroupName']} {started['logStreamName']}", file=err, flush=True)
     if args.no_wait:
-        print(f"{PROG}: not waiting; read its log (again for new lines) with: "
-              f"{log_hint(clients.logs, started['logGroupName'], started['logStreamName'])}", file=err)
+        print(
+            f"{PROG}: not waiting; read its log (again for new lines) with: "
+            f"{log_hint(clients.logs, started['logGroupName'], started['logStreamName'])}",
+            file=err,
+        )
         return EXIT_OK
 
     follower = LogFollower(clients.logs, started["logGroupName"], started["logStreamName"], out)
     try:
         task = wait_until_stopped(clients.ecs, cluster, task_arn, follower, sleep, err)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: stopped waiting; the seeding task keeps running. Stop it with: "
-              f"aws ecs stop-task --cluster {cluster} --task {started['taskId']}", file=err)
+        print(
+            f"\n{PROG}: stopped waiting; the seeding task keeps running. Stop it with: "
+            f"aws ecs stop-task --cluster {cluster} --task {started['taskId']}",
+            file=err,
+        )
         return EXIT_INTERRUPTED
     rest_of_logs = log_hint(clients.logs, started["logGroupName"], started["logStreamName"])
     try:
         if not drain_logs(follower, sleep):
-            print(f"{PROG}: log lines were still arriving {DRAIN_MAX_POLLS * POLL_SECONDS:.0f} s after "
-                  f"the task stopped; read the rest with: {rest_of_logs}", file=err)
+            print(
+                f"{PROG}: log lines were still arriving {DRAIN_MAX_POLLS * POLL_SECONDS:.0f} s after "
+                f"the task stopped; read the rest with: {rest_of_logs}",
+                file=err,
+            )
     except KeyboardInterrupt:
         # The task has stopped, so its result is known: report it rather than 130.
         print(f"\n{PROG}: stopped reading the logs; read the rest with: {rest_of_logs}", file=err)
@@ -279,20 +308,25 @@ def log_hint(logs: Any, group: str, stream: str) -> str:
     """How to read a task's log with what the project installs: AWS CLI v1 (the benchmark's) has no
     `aws logs tail`, `get-log-events` exists in v1 and v2; and the console page of the stream."""
     region = logs.meta.region_name
+
     # The console's fragment encodes names twice, with '$' for '%' ('/' -> '$252F').
     def part(name: str) -> str:
         return urllib.parse.quote(urllib.parse.quote(name, safe=""), safe="").replace("%", "$")
 
-    console = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
-               f"log-group/{part(group)}/log-events/{part(stream)}")
-    return (f"aws logs get-log-events --region {region} --log-group-name {group} --log-stream-name {stream} "
-            f"--start-from-head --query 'events[].message' --output text (or open {console})")
+    console = (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
+        f"log-group/{part(group)}/log-events/{part(stream)}"
+    )
+    return (
+        f"aws logs get-log-events --region {region} --log-group-name {group} --log-stream-name {stream} "
+        f"--start-from-head --query 'events[].message' --output text (or open {console})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.seed",
-        description="Run the seeding task of a deployed stack and follow it to the end.")
+        prog="python -m tools.seed", description="Run the seeding task of a deployed stack and follow it to the end."
+    )
     parser.add_argument("--stack", required=True, help="service stack name, e.g. ModelDelivery-dev-Service")
     parser.add_argument("--region", help="AWS region (default: the standard AWS configuration chain)")
     parser.add_argument("--only", metavar="A,B", help="seed only these catalog entries")
@@ -300,25 +334,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, *, clients: Clients | None = None,
-         sleep: Callable[[float], None] = time.sleep,
-         out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    clients: Clients | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
     try:
         if clients is None:
             session = boto3.Session(region_name=args.region)
             if not session.region_name:
-                raise SeedError("no AWS region: pass --region or set AWS_REGION (or a profile region)",
-                                EXIT_USAGE)
+                raise SeedError("no AWS region: pass --region or set AWS_REGION (or a profile region)", EXIT_USAGE)
             clients = Clients.from_session(session)
         return seed(args, clients, sleep, out, err)
     except SeedError as exc:
         print(f"{PROG}: error: {exc}", file=err)
         return exc.exit_code
     except (NoCredentialsError, PartialCredentialsError) as exc:
-        print(f"{PROG}: error: no usable AWS credentials ({exc}): set AWS_PROFILE, run aws sso login, "
-              "or export credentials", file=err)
+        print(
+            f"{PROG}: error: no usable AWS credentials ({exc}): set AWS_PROFILE, run aws sso login, "
+            "or export credentials",
+            file=err,
+        )
         return EXIT_USAGE
     except NoRegionError:
         print(f"{PROG}: error: no AWS region: pass --region or set AWS_REGION", file=err)

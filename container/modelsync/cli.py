@@ -39,14 +39,39 @@ def _endpoint(raw: str) -> str:
 def add_globals(parser) -> list[argparse.Action]:
     """The global options, declared once on the top-level parser; returns their argparse actions."""
     declared = [
-        option(parser, "--endpoint-url", env=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), convert=_endpoint,
-               convert_env=False, metavar="URL", show_default="AWS", help="S3 endpoint (an S3-compatible server)"),
-        option(parser, "--region", env=("AWS_REGION", "AWS_DEFAULT_REGION"), metavar="REGION",
-               show_default="from the AWS config", help="AWS region"),
-        option(parser, "--profile", env="AWS_PROFILE", metavar="NAME", show_default="the credential chain",
-               help="named profile of the AWS config files"),
-        option(parser, "-v", "--verbose", action="store_true",
-               help="on error, also show the underlying errors (botocore's) that led to it"),
+        option(
+            parser,
+            "--endpoint-url",
+            env=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+            convert=_endpoint,
+            convert_env=False,
+            metavar="URL",
+            show_default="AWS",
+            help="S3 endpoint (an S3-compatible server)",
+        ),
+        option(
+            parser,
+            "--region",
+            env=("AWS_REGION", "AWS_DEFAULT_REGION"),
+            metavar="REGION",
+            show_default="from the AWS config",
+            help="AWS region",
+        ),
+        option(
+            parser,
+            "--profile",
+            env="AWS_PROFILE",
+            metavar="NAME",
+            show_default="the credential chain",
+            help="named profile of the AWS config files",
+        ),
+        option(
+            parser,
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="on error, also show the underlying errors (botocore's) that led to it",
+        ),
     ]
     dests = {o.dest for o in declared}
     return [a for a in parser._actions if a.dest in dests]
@@ -58,8 +83,9 @@ def repeat_globals(sub, actions: list[argparse.Action]) -> None:
     group = sub.add_argument_group("global options (also accepted before the command)")
     for action in actions:
         extra = {"action": "store_true"} if action.nargs == 0 else {"metavar": action.metavar}
-        group.add_argument(*action.option_strings, dest=action.dest, default=argparse.SUPPRESS, help=action.help,
-                           **extra)
+        group.add_argument(
+            *action.option_strings, dest=action.dest, default=argparse.SUPPRESS, help=action.help, **extra
+        )
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -113,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             _print_chain(exc)
         return exc.exit_code
     except stop.Stopped as exc:
-        print(f"modelsync: {args.command} {exc} before it finished: run it again to finish "
-              "(nothing partial is visible)", file=sys.stderr)
+        print(
+            f"modelsync: {args.command} {exc} before it finished: run it again to finish (nothing partial is visible)",
+            file=sys.stderr,
+        )
         return exc.exit_code
     except KeyboardInterrupt:  # only when used without the handlers (embedded callers)
         print("modelsync: interrupted", file=sys.stderr)

@@ -52,8 +52,10 @@ def default_durable() -> bool:
     reads it again, and a killed process loses nothing the kernel has (see docs/runtime.md)."""
     raw = (env("MODELSYNC_DURABLE", "1") or "").lower()
     if raw not in ("0", "1", "true", "false", "yes", "no"):
-        raise ModelsyncError(f"MODELSYNC_DURABLE={raw!r} is not 0 or 1: use 1 (fsync, the default) or 0 "
-                             "(a task-local volume that dies with the task)")
+        raise ModelsyncError(
+            f"MODELSYNC_DURABLE={raw!r} is not 0 or 1: use 1 (fsync, the default) or 0 "
+            "(a task-local volume that dies with the task)"
+        )
     return raw in ("1", "true", "yes")
 
 
@@ -86,8 +88,7 @@ def parse_bucket(raw: str) -> BucketLocation:
         text, slash, path = rest.partition("/")
         prefix = normalize_prefix(path) if slash and path.strip("/") else None
     if not BUCKET_RE.fullmatch(text) or ".." in text:
-        raise ValueError("does not name a bucket: give NAME or s3://NAME[/PREFIX] (NAME: letters, digits, '.', "
-                         "'-')")
+        raise ValueError("does not name a bucket: give NAME or s3://NAME[/PREFIX] (NAME: letters, digits, '.', '-')")
     return BucketLocation(text, prefix)
 
 
@@ -96,8 +97,10 @@ def bucket_and_prefix(location: BucketLocation | None, prefix: str | None) -> tu
     if location is None:
         raise ModelsyncError("no bucket given: pass --bucket NAME or set MODELSYNC_BUCKET (NAME or s3://NAME/PREFIX)")
     if location.prefix is not None and prefix is not None and normalize_prefix(prefix) != location.prefix:
-        raise ModelsyncError(f"two prefixes given: {location.prefix!r} in the bucket URL and {prefix!r} from "
-                             "--prefix / MODELSYNC_PREFIX: give the prefix once")
+        raise ModelsyncError(
+            f"two prefixes given: {location.prefix!r} in the bucket URL and {prefix!r} from "
+            "--prefix / MODELSYNC_PREFIX: give the prefix once"
+        )
     if location.prefix is not None:
         return location.bucket, location.prefix
     return location.bucket, normalize_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
@@ -149,8 +152,9 @@ class StrictYaml:
             raise ModelsyncError(f"{self.label} {self.path} not found; {how_to_change}") from None
         except (OSError, UnicodeDecodeError) as err:
             reason = getattr(err, "strerror", None) or "not UTF-8"
-            raise ModelsyncError(f"{self.label} {self.path} cannot be read ({reason}); check the path and its "
-                                 "permissions") from None
+            raise ModelsyncError(
+                f"{self.label} {self.path} cannot be read ({reason}); check the path and its permissions"
+            ) from None
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -176,6 +180,7 @@ class StrictYaml:
 
     def text(self, value: Any, where: str, *, empty: bool = False) -> str:
         if not isinstance(value, str) or (not empty and not value.strip()):
-            raise self.fail(where, f"must be a {'' if empty else 'non-empty '}string, got {value!r}",
-                            "quote the value in YAML")
+            raise self.fail(
+                where, f"must be a {'' if empty else 'non-empty '}string, got {value!r}", "quote the value in YAML"
+            )
         return value.strip()

@@ -136,9 +136,19 @@ class _InOrderHasher:
 class Downloader:
     """Fetches objects into local files; one instance serves a whole pull."""
 
-    def __init__(self, client, bucket: str, *, concurrency: int, part_size: int,
-                 progress: Progress | None = None, attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS, backoff: float = 0.2,
-                 max_backoff: float = 5.0, durable: bool = True):
+    def __init__(
+        self,
+        client,
+        bucket: str,
+        *,
+        concurrency: int,
+        part_size: int,
+        progress: Progress | None = None,
+        attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        durable: bool = True,
+    ):
         self.client = client
         self.bucket = bucket
         self.part_size = max(part_size, CHUNK)
@@ -262,8 +272,9 @@ class Downloader:
                 self.progress.advance(-written)
                 if attempt < self.attempts:
                     delay = jittered_delay(attempt, first=self.backoff, cap=self.max_backoff)
-                    self.progress.event("retry", key=key, attempt=attempt, error=str(exc)[:200],
-                                        message=f"retrying {key} after: {exc}")
+                    self.progress.event(
+                        "retry", key=key, attempt=attempt, error=str(exc)[:200], message=f"retrying {key} after: {exc}"
+                    )
                     time.sleep(delay)
         raise TransferFailed(
             f"downloading s3://{self.bucket}/{key} failed after {self.attempts} attempts "

@@ -77,8 +77,10 @@ class _Rule:
         path = self.path.format_map(values)
         problem = path_problem(path)
         if problem:
-            raise LayoutError(f"layout {layout!r} cannot place model {model!r}: rule {self.index + 1} gives the "
-                              f"path {path!r}, which {problem}: fix that rule in the layouts file")
+            raise LayoutError(
+                f"layout {layout!r} cannot place model {model!r}: rule {self.index + 1} gives the "
+                f"path {path!r}, which {problem}: fix that rule in the layouts file"
+            )
         return Placement(path, self.source)
 
 
@@ -99,8 +101,10 @@ class Layout:
             placement = rule.placement(self.name, model_name)
             if placement is not None:
                 return [placement]
-        raise LayoutError(f"layout {self.name!r} cannot place model {model_name!r}: no rule matches it; "
-                          f"use --layout {DEFAULT_LAYOUT} or add a rule to the layouts file")
+        raise LayoutError(
+            f"layout {self.name!r} cannot place model {model_name!r}: no rule matches it; "
+            f"use --layout {DEFAULT_LAYOUT} or add a rule to the layouts file"
+        )
 
     def check(self, model_names: list[str]) -> None:
         """Place every model; LayoutError when one cannot be placed or two would collide."""
@@ -119,8 +123,10 @@ class Layouts:
         try:
             return self.layouts[name]
         except KeyError:
-            raise ModelsyncError(f"unknown layout {name!r} in {self.path}: use one of {', '.join(self.names())} "
-                                 "(--layout / MODELSYNC_LAYOUT)") from None
+            raise ModelsyncError(
+                f"unknown layout {name!r} in {self.path}: use one of {', '.join(self.names())} "
+                "(--layout / MODELSYNC_LAYOUT)"
+            ) from None
 
 
 def check_collisions(layout: str, placed: list[tuple[str, Placement]]) -> None:
@@ -128,7 +134,7 @@ def check_collisions(layout: str, placed: list[tuple[str, Placement]]) -> None:
     directory: they collide only with other paths there (their entries are checked once known)."""
     claims = [(p.parent, m, True) if p.each_entry else (p.path, m, False) for m, p in placed]
     for i, (path_a, model_a, shared_a) in enumerate(claims):
-        for path_b, model_b, shared_b in claims[i + 1:]:
+        for path_b, model_b, shared_b in claims[i + 1 :]:
             if path_a == path_b and not (shared_a and shared_b):
                 where = f"both land on {path_a!r}"
             elif path_a != path_b and (_inside(path_a, path_b) or _inside(path_b, path_a)):
@@ -138,8 +144,10 @@ def check_collisions(layout: str, placed: list[tuple[str, Placement]]) -> None:
                 continue
             if model_a == model_b:
                 raise LayoutError(f"layout {layout!r}: model {model_a!r} is given twice: give each model once")
-            raise LayoutError(f"layout {layout!r}: models {model_a!r} and {model_b!r} {where}: serve only one "
-                              "of them in this view, or change the rules in the layouts file")
+            raise LayoutError(
+                f"layout {layout!r}: models {model_a!r} and {model_b!r} {where}: serve only one "
+                "of them in this view, or change the rules in the layouts file"
+            )
 
 
 def path_problem(path: str) -> str | None:
@@ -168,6 +176,7 @@ def _join(*parts: str) -> str:
 
 # -- loading ------------------------------------------------------------------------------------
 
+
 def load_layouts(path: str | os.PathLike | None = None) -> Layouts:
     """The layouts of `path` (None: the bundled file); ModelsyncError naming any problem."""
     reader = _Reader(Path(path) if path else BUNDLED_LAYOUTS)
@@ -187,8 +196,9 @@ class _Reader(StrictYaml):
     def layout(self, name: str, raw: Any) -> Layout:
         where = f"layouts.{name}"
         if not _LAYOUT_NAME.fullmatch(name):
-            raise self.fail(where, "bad layout name",
-                            "use lower-case letters, digits, '-' or '_', starting with a letter")
+            raise self.fail(
+                where, "bad layout name", "use lower-case letters, digits, '-' or '_', starting with a letter"
+            )
         raw = self.mapping(raw, where, required={"description", "rules"}, optional={"app_writable", "app_environment"})
         writable = raw.get("app_writable", False)
         if not isinstance(writable, bool):
@@ -196,13 +206,17 @@ class _Reader(StrictYaml):
         rules = raw["rules"]
         if not isinstance(rules, list) or not rules:
             raise self.fail(f"{where}.rules", "must be a non-empty list", "add at least one rule")
-        return Layout(name, self.text(raw["description"], f"{where}.description"), writable,
-                      self.environment(raw.get("app_environment") or {}, f"{where}.app_environment"),
-                      tuple(self.rule(r, f"{where}.rules[{i}]", i) for i, r in enumerate(rules)))
+        return Layout(
+            name,
+            self.text(raw["description"], f"{where}.description"),
+            writable,
+            self.environment(raw.get("app_environment") or {}, f"{where}.app_environment"),
+            tuple(self.rule(r, f"{where}.rules[{i}]", i) for i, r in enumerate(rules)),
+        )
 
     def environment(self, raw: Any, where: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(raw, dict):
-            raise self.fail(where, "must map variable names to values", "e.g. MODEL_PATH: \"{view}\"")
+            raise self.fail(where, "must map variable names to values", 'e.g. MODEL_PATH: "{view}"')
         items = []
         for key, value in raw.items():
             if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
@@ -223,8 +237,11 @@ class _Reader(StrictYaml):
         source = self.text(raw.get("source", ""), f"{where}.source", empty=True)
         each = source == "*" or source.endswith("/*")
         if source and not each and path_problem(source):
-            raise self.fail(f"{where}.source", f"{source!r} {path_problem(source)}", "use a relative path inside "
-                            "the version directory, or DIR/* for each entry of DIR")
+            raise self.fail(
+                f"{where}.source",
+                f"{source!r} {path_problem(source)}",
+                "use a relative path inside the version directory, or DIR/* for each entry of DIR",
+            )
         if each and source != "*" and path_problem(source[:-2]):
             raise self.fail(f"{where}.source", f"{source!r} {path_problem(source[:-2])}", "use DIR/* or *")
         if "*" in (source[:-1] if each else source):
@@ -232,14 +249,18 @@ class _Reader(StrictYaml):
         allowed = set(compiled.groupindex) | {"name"} | ({ENTRY} if each else set())
         used = self.fields(path, f"{where}.path", allowed)
         if each and not (path == "{" + ENTRY + "}" or path.endswith("/{" + ENTRY + "}")):
-            raise self.fail(f"{where}.path", f"{path!r} does not end in '{{{ENTRY}}}'",
-                            f"a rule with source DIR/* needs a path ending in '/{{{ENTRY}}}'")
+            raise self.fail(
+                f"{where}.path",
+                f"{path!r} does not end in '{{{ENTRY}}}'",
+                f"a rule with source DIR/* needs a path ending in '/{{{ENTRY}}}'",
+            )
         if ENTRY in used and path.count("{" + ENTRY + "}") != 1:
             raise self.fail(f"{where}.path", f"{path!r} uses {{{ENTRY}}} more than once", "use it once, at the end")
         sample = path.format_map({f: "x" for f in allowed})  # the shape of every path the rule can give
         if path_problem(sample):
-            raise self.fail(f"{where}.path", f"{path!r} {path_problem(sample)}",
-                            "use a relative path such as 'models/{name}'")
+            raise self.fail(
+                f"{where}.path", f"{path!r} {path_problem(sample)}", "use a relative path such as 'models/{name}'"
+            )
         return _Rule(index, compiled, path, source)
 
     def fields(self, template: str, where: str, allowed: set[str]) -> set[str]:
@@ -248,15 +269,19 @@ class _Reader(StrictYaml):
         try:
             parsed = list(string.Formatter().parse(template))
         except ValueError as err:
-            raise self.fail(where, f"bad braces in {template!r} ({err})",
-                            "write {{ and }} for literal braces") from None
+            raise self.fail(
+                where, f"bad braces in {template!r} ({err})", "write {{ and }} for literal braces"
+            ) from None
         for _literal, field, spec, conversion in parsed:
             if field is None:
                 continue
             if not _FIELD.fullmatch(field) or spec or conversion:
                 raise self.fail(where, f"{{{field}}} in {template!r} is not a plain name", "use {group} only")
             if field not in allowed:
-                raise self.fail(where, f"{{{field}}} in {template!r} is not defined",
-                                f"use one of {', '.join('{' + a + '}' for a in sorted(allowed))}")
+                raise self.fail(
+                    where,
+                    f"{{{field}}} in {template!r} is not defined",
+                    f"use one of {', '.join('{' + a + '}' for a in sorted(allowed))}",
+                )
             used.add(field)
         return used

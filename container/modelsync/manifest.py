@@ -6,9 +6,9 @@ import hashlib
 import json
 import posixpath
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from .config import DEFAULT_PREFIX, check_name, check_version
 from .errors import JobFailed, ModelsyncError
@@ -19,7 +19,7 @@ VERSION_HEX_CHARS = 16  # 64 bits of the content hash: collisions are not a prac
 MAX_LATEST_BYTES = 4096  # {"version": "<16 hex>"} is about 30 bytes
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # ~400,000 files at ~150 bytes per entry
 MAX_MANIFEST_FILES = 200_000  # far beyond any model; also refused by publish
-MAX_FILE_SIZE = 2 ** 63 - 1  # S3's limit is 5 TiB; this is what a 64-bit st_size can hold
+MAX_FILE_SIZE = 2**63 - 1  # S3's limit is 5 TiB; this is what a 64-bit st_size can hold
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -47,9 +47,10 @@ class Manifest:
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, where: str) -> "Manifest":
+    def from_json(cls, text: str | bytes, *, where: str) -> Manifest:
         """Parse and validate every field's type and range; refuses paths that would escape the
         model directory. Every problem is one JobFailed line naming `where`."""
+
         def bad(problem: str) -> JobFailed:
             return JobFailed(f"manifest {where} is not a valid modelsync manifest: {problem}; republish the model")
 
@@ -99,15 +100,15 @@ def _file_entry(raw, where: str, bad) -> FileEntry:
 def now_created() -> str:
     """The manifest's creation time, UTC, to the microsecond: versions published within one second
     must still sort in the order they were published (prune keeps the newest)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def created_order(created: str | None) -> datetime:
     """Sort key for `created`, whole-second (older manifests) and microsecond stamps alike."""
     try:
-        return datetime.fromisoformat(created) if created else datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.fromisoformat(created) if created else datetime.min.replace(tzinfo=UTC)
     except ValueError:  # an unreadable stamp sorts as oldest, so prune never prefers it
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def path_problem(path: str) -> str | None:
@@ -144,6 +145,7 @@ def content_version(files: list[FileEntry]) -> str:
 
 # Bucket layout ------------------------------------------------------------------------------
 
+
 def model_prefix(prefix: str, name: str) -> str:
     return f"{prefix}{name}/"
 
@@ -166,30 +168,30 @@ def file_key(prefix: str, name: str, version: str, path: str) -> str:
 
 # Reading ------------------------------------------------------------------------------------
 
+
 def warn_on_stderr(message: str) -> None:
     print(f"modelsync: warning: {message}", file=sys.stderr, flush=True)
 
 
-def list_model_names(client, bucket: str, prefix: str, *,
-                     warn: Callable[[str, str], None] | None = None) -> list[str]:
+def list_model_names(client, bucket: str, prefix: str, *, warn: Callable[[str, str], None] | None = None) -> list[str]:
     """Names of the model "folders" under prefix. Keys that cannot be a model (anything a user
     could not have published: check_name) are skipped with warn(message, key): one stray object
     must not stop every model from being pulled, listed or pruned."""
     return _children(client, bucket, prefix, "model name", check_name, warn)
 
 
-def list_version_ids(client, bucket: str, prefix: str, name: str, *,
-                     warn: Callable[[str, str], None] | None = None) -> list[str]:
+def list_version_ids(
+    client, bucket: str, prefix: str, name: str, *, warn: Callable[[str, str], None] | None = None
+) -> list[str]:
     """Version "folders" of one model, with the same rule (check_version) for what is skipped."""
-    return _children(client, bucket, model_prefix(prefix, name), "version",
-                     lambda v: check_version(v, name=name), warn)
+    return _children(client, bucket, model_prefix(prefix, name), "version", lambda v: check_version(v, name=name), warn)
 
 
 def _children(client, bucket, parent: str, what: str, check, warn) -> list[str]:
     warn = warn or (lambda message, _key: warn_on_stderr(message))
     found = []
     for key in list_subprefixes(client, bucket, parent):
-        child = key[len(parent):-1]
+        child = key[len(parent) : -1]
         try:
             found.append(check(child))
         except ModelsyncError:
@@ -233,6 +235,7 @@ def read_latest(client, bucket: str, name: str, *, prefix: str = DEFAULT_PREFIX)
     manifest = read_manifest(client, bucket, name, version, prefix=prefix)
     if manifest is None:
         raise JobFailed(
-            f"s3://{bucket}/{latest_key(prefix, name)} points to version {version} which has no manifest: republish the model"
+            f"s3://{bucket}/{latest_key(prefix, name)} points to version {version} which has no manifest: "
+            "republish the model"
         )
     return manifest

@@ -35,9 +35,17 @@ class Option:
     convert_env: bool = True  # False: the variable belongs to another tool (boto3), which checks it
 
 
-def option(parser, *flags: str, env: str | tuple[str, ...] | None = None, default: Any = None,
-           convert: Callable[[Any], Any] | None = None, help: str = "", show_default: str | None = None,
-           convert_env: bool = True, **kwargs) -> Option:
+def option(
+    parser,
+    *flags: str,
+    env: str | tuple[str, ...] | None = None,
+    default: Any = None,
+    convert: Callable[[Any], Any] | None = None,
+    help: str = "",
+    show_default: str | None = None,
+    convert_env: bool = True,
+    **kwargs,
+) -> Option:
     """Declare a flag (or a positional, e.g. option(p, "dir", nargs="?")) with its environment variable
     and default. Extra keyword arguments go to argparse (metavar, choices, action="append"...)."""
     envs = (env,) if isinstance(env, str) else tuple(env or ())
@@ -51,8 +59,15 @@ def option(parser, *flags: str, env: str | tuple[str, ...] | None = None, defaul
     action = parser.add_argument(*flags, help=text, **kwargs)
     if kwargs.get("action") == "store_true":
         default = False
-    declared = Option(action.dest, flags[0] if flags[0].startswith("-") else (action.metavar or action.dest),
-                      envs, default, convert, kwargs.get("action") == "append", convert_env)
+    declared = Option(
+        action.dest,
+        flags[0] if flags[0].startswith("-") else (action.metavar or action.dest),
+        envs,
+        default,
+        convert,
+        kwargs.get("action") == "append",
+        convert_env,
+    )
     if not hasattr(parser, _ATTR):
         setattr(parser, _ATTR, [])
     getattr(parser, _ATTR).append(declared)
@@ -95,6 +110,7 @@ def _from_env(opt: Option) -> tuple[Any, str]:
 
 def whole(minimum: int | None = None, maximum: int | None = None, *, problem: str = "") -> Callable[[Any], int]:
     """A converter to an int within [minimum, maximum]; `problem` replaces the out-of-range message."""
+
     def convert(raw: Any) -> int:
         try:
             value = int(str(raw).strip())
@@ -105,6 +121,7 @@ def whole(minimum: int | None = None, maximum: int | None = None, *, problem: st
         if maximum is not None and value > maximum:
             raise ValueError(problem or f"is too large: use at most {maximum}")
         return value
+
     return convert
 
 

@@ -69,8 +69,9 @@ class Progress:
         if self.mode == "bar":
             self._draw(done, total, elapsed)
         elif self.mode == "json":
-            self.event("progress", label=self._label, bytes_done=done, bytes_total=total,
-                       mib_per_s=mib_per_s(done, elapsed))
+            self.event(
+                "progress", label=self._label, bytes_done=done, bytes_total=total, mib_per_s=mib_per_s(done, elapsed)
+            )
 
     def end(self, **fields) -> None:
         with self._lock:

@@ -48,12 +48,13 @@ def _delete_prefix(client, bucket: str, key_prefix: str) -> None:
         for key in manifests:
             client.delete_object(Bucket=bucket, Key=key)
         for start in range(0, len(rest), 1000):
-            batch = [{"Key": k} for k in rest[start:start + 1000]]
+            batch = [{"Key": k} for k in rest[start : start + 1000]]
             response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             if response.get("Errors"):
                 error = response["Errors"][0]
-                raise bx.ClientError({"Error": {"Code": error.get("Code"), "Message": error.get("Message")}},
-                                     "DeleteObjects")
+                raise bx.ClientError(
+                    {"Error": {"Code": error.get("Code"), "Message": error.get("Message")}}, "DeleteObjects"
+                )
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=key_prefix) from None
 

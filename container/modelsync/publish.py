@@ -19,8 +19,20 @@ from s3transfer.subscribers import BaseSubscriber
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
-from .manifest import (MAX_MANIFEST_FILES, FileEntry, Manifest, content_version, file_key, latest_key, manifest_key,
-                       now_created, path_problem, read_latest_version, read_manifest, version_prefix)
+from .manifest import (
+    MAX_MANIFEST_FILES,
+    FileEntry,
+    Manifest,
+    content_version,
+    file_key,
+    latest_key,
+    manifest_key,
+    now_created,
+    path_problem,
+    read_latest_version,
+    read_manifest,
+    version_prefix,
+)
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
 from .signing import Signer, manifest_digest, published_problem, signature_key
@@ -60,12 +72,16 @@ def scan_directory(directory: str) -> list[str]:
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             problem = path_problem(rel)
             if problem:  # refused here, or LATEST would move to a version every pull refuses
-                raise ModelsyncError(f"cannot publish {os.path.join(directory, rel)!r}: its path {problem}, "
-                                     "which pull refuses: rename it")
+                raise ModelsyncError(
+                    f"cannot publish {os.path.join(directory, rel)!r}: its path {problem}, "
+                    "which pull refuses: rename it"
+                )
             paths.append(rel)
         if len(paths) > MAX_MANIFEST_FILES:  # pull refuses such a manifest: do not publish one
-            raise ModelsyncError(f"{directory} holds more than {MAX_MANIFEST_FILES} files, more than a model may "
-                                 "have: publish the model folder itself, not a folder above it")
+            raise ModelsyncError(
+                f"{directory} holds more than {MAX_MANIFEST_FILES} files, more than a model may "
+                "have: publish the model folder itself, not a folder above it"
+            )
     if not paths:
         raise ModelsyncError(f"{directory} contains no files: nothing to publish")
     return sorted(paths)
@@ -79,10 +95,19 @@ class _ProgressSubscriber(BaseSubscriber):
         self.progress.advance(bytes_transferred)
 
 
-def publish_directory(client, bucket: str, name: str, directory, *, prefix: str = DEFAULT_PREFIX,
-                      source: dict | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                      progress: Progress | None = None, part_size: int | None = None,
-                      signer: Signer | None = None) -> PublishResult:
+def publish_directory(
+    client,
+    bucket: str,
+    name: str,
+    directory,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    source: dict | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+    part_size: int | None = None,
+    signer: Signer | None = None,
+) -> PublishResult:
     """signer: sign the manifest and LATEST (docs/contracts.md, Signatures); a manifest already there whose
     signature does not verify with the signer's public key is written again, signed."""
     check_name(name)
@@ -98,7 +123,9 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
     for path in paths:
         digest = digests[os.path.join(root, path)]
         if isinstance(digest, OSError):
-            raise ModelsyncError(f"cannot read {os.path.join(directory, path)} ({digest.strerror}): fix its permissions")
+            raise ModelsyncError(
+                f"cannot read {os.path.join(directory, path)} ({digest.strerror}): fix its permissions"
+            )
         entries.append(FileEntry(path, before[path][0], digest))
     version = content_version(entries)
 
@@ -106,18 +133,19 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
     verifier = signer.verifier() if signer is not None else None
     # An unsigned or wrongly signed manifest is not trusted as complete: it is written again, signed.
     complete = existing is not None and (
-        verifier is None or published_problem(client, bucket, prefix, existing, verifier, latest=False) is None)
+        verifier is None or published_problem(client, bucket, prefix, existing, verifier, latest=False) is None
+    )
     # Objects already under this version's prefix come from an earlier or interrupted publish of
     # the very same content (the version is the content hash); S3 writes whole objects only. One
     # LIST also catches objects deleted since (a published version stays repairable).
     present = {
-        obj["Key"]: obj["Size"]
-        for obj in list_keys(client, bucket, version_prefix(prefix, name, version) + "files/")
+        obj["Key"]: obj["Size"] for obj in list_keys(client, bucket, version_prefix(prefix, name, version) + "files/")
     }
     todo = [e for e in entries if present.get(file_key(prefix, name, version, e.path)) != e.size]
     if not complete:  # resuming: also compare the sha256 each object was stored with
-        todo += _stored_with_other_sha256(client, bucket, prefix, name, version,
-                                          [e for e in entries if e not in todo], concurrency)
+        todo += _stored_with_other_sha256(
+            client, bucket, prefix, name, version, [e for e in entries if e not in todo], concurrency
+        )
     if complete and not todo:
         if verifier is not None:
             resign = published_problem(client, bucket, prefix, existing, verifier, latest=True) is not None
@@ -131,13 +159,14 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
     uploaded_bytes = sum(e.size for e in todo)
     progress.begin(f"{name}@{version}", uploaded_bytes, model=name, version=version, files=len(todo))
     part_size = part_size or default_part_size()
-    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
-                            max_concurrency=concurrency)
+    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency)
     try:
         with create_transfer_manager(client, config) as manager:
             futures = [
                 manager.upload(
-                    os.path.join(root, e.path), bucket, file_key(prefix, name, version, e.path),
+                    os.path.join(root, e.path),
+                    bucket,
+                    file_key(prefix, name, version, e.path),
                     extra_args={"Metadata": {"sha256": e.sha256}},
                     subscribers=[_ProgressSubscriber(progress)],
                 )
@@ -148,11 +177,14 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
         _refuse_changed_files(client, bucket, prefix, name, version, directory, root, todo, before)
         manifest = existing
         if not complete:
-            manifest = Manifest(name, version, now_created(),
-                                dict(source or {}), entries)
+            manifest = Manifest(name, version, now_created(), dict(source or {}), entries)
             if signer is not None:  # before the manifest: a reader that finds the manifest finds its signature
-                _put_json(client, bucket, signature_key(prefix, name, version),
-                          signer.envelope("manifest", name, version, manifest_digest(manifest)))
+                _put_json(
+                    client,
+                    bucket,
+                    signature_key(prefix, name, version),
+                    signer.envelope("manifest", name, version, manifest_digest(manifest)),
+                )
             _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
         _put_latest(client, bucket, prefix, manifest, signer)
     except (bx.ClientError, bx.BotoCoreError) as exc:
@@ -166,9 +198,11 @@ def publish_directory(client, bucket: str, name: str, directory, *, prefix: str 
 INVALIDATED_SHA256 = "changed-while-publishing"
 
 
-def _stored_with_other_sha256(client, bucket, prefix, name, version, entries: list[FileEntry],
-                              concurrency: int) -> list[FileEntry]:
+def _stored_with_other_sha256(
+    client, bucket, prefix, name, version, entries: list[FileEntry], concurrency: int
+) -> list[FileEntry]:
     """Entries whose object's sha256 metadata is not the entry's (one HEAD each; resumes only)."""
+
     def differs(entry: FileEntry) -> bool:
         try:
             head = client.head_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
@@ -183,7 +217,7 @@ def _stored_with_other_sha256(client, bucket, prefix, name, version, entries: li
             flags = list(pool.map(differs, entries))
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
-    return [e for e, bad in zip(entries, flags) if bad]
+    return [e for e, bad in zip(entries, flags, strict=True) if bad]
 
 
 def _refuse_changed_files(client, bucket, prefix, name, version, directory, root, uploaded, before) -> None:
@@ -201,10 +235,16 @@ def _refuse_changed_files(client, bucket, prefix, name, version, directory, root
     if not changed:
         return
     for entry in changed:
-        client.put_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path), Body=b"",
-                          Metadata={"sha256": INVALIDATED_SHA256})
-    raise JobFailed(f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again "
-                    "once nothing writes to the folder")
+        client.put_object(
+            Bucket=bucket,
+            Key=file_key(prefix, name, version, entry.path),
+            Body=b"",
+            Metadata={"sha256": INVALIDATED_SHA256},
+        )
+    raise JobFailed(
+        f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again "
+        "once nothing writes to the folder"
+    )
 
 
 def _put_latest(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer | None) -> None:

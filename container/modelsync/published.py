@@ -38,8 +38,15 @@ def list_versions(client, bucket: str, *, prefix: str, warn=None, trust=None) ->
             if manifest is None:
                 info.versions.append(VersionInfo(version, None))
             else:
-                info.versions.append(VersionInfo(version, manifest.created, len(manifest.files), manifest.total_bytes,
-                                                 _signature_state(client, bucket, prefix, manifest, trust)))
+                info.versions.append(
+                    VersionInfo(
+                        version,
+                        manifest.created,
+                        len(manifest.files),
+                        manifest.total_bytes,
+                        _signature_state(client, bucket, prefix, manifest, trust),
+                    )
+                )
         info.versions.sort(key=lambda v: created_order(v.created), reverse=True)
         models.append(info)
     return models

@@ -68,10 +68,20 @@ class _Target:
     switch: bool = True  # point <dest>/<name> at the version once it is in place
 
 
-def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
-         concurrency: int = DEFAULT_CONCURRENCY, progress: Progress | None = None,
-         part_size: int | None = None, switch: bool = True, trust: Verifier | None = None,
-         download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS) -> PullResult:
+def pull(
+    client,
+    bucket: str,
+    dest,
+    models: list[str] | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+    part_size: int | None = None,
+    switch: bool = True,
+    trust: Verifier | None = None,
+    download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS,
+) -> PullResult:
     """Pull models ("NAME" or "NAME@VERSION"; None = every model at LATEST) into dest.
 
     trust: refuse, before anything is downloaded or switched, any version not signed by this key.
@@ -88,15 +98,28 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
     store = LocalStore(dest)
     store.ensure()
     store.clean_stale_temps()
-    targets = _resolve(client, bucket, prefix, store, models, switch,
-                       warn=lambda message, key: progress.event("warning", message=message, key=key))
+    targets = _resolve(
+        client,
+        bucket,
+        prefix,
+        store,
+        models,
+        switch,
+        warn=lambda message, key: progress.event("warning", message=message, key=key),
+    )
     if trust is not None:
         check_pull_targets(client, bucket, prefix, store, targets, models, trust)
     result = PullResult()
     failures: list[JobFailed] = []
-    downloader = _Downloads(client=client, bucket=bucket, concurrency=concurrency,
-                            part_size=part_size or default_part_size(), progress=progress, durable=default_durable(),
-                            attempts=download_attempts)
+    downloader = _Downloads(
+        client=client,
+        bucket=bucket,
+        concurrency=concurrency,
+        part_size=part_size or default_part_size(),
+        progress=progress,
+        durable=default_durable(),
+        attempts=download_attempts,
+    )
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
             puller = _Puller(client, bucket, prefix, store, downloader, files_pool, progress)
@@ -117,6 +140,7 @@ def pull(client, bucket: str, dest, models: list[str] | None = None, *, prefix: 
 @dataclass
 class PlannedFile:
     """What a pull would do with one file (pull --dry-run)."""
+
     model: str
     version: str
     path: str
@@ -124,8 +148,16 @@ class PlannedFile:
     action: str  # "download", or "link" (an identical verified file of another local version)
 
 
-def plan(client, bucket: str, dest, models: list[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
-         trust: Verifier | None = None, warn=None) -> tuple[list[_Target], list[PlannedFile], int]:
+def plan(
+    client,
+    bucket: str,
+    dest,
+    models: list[str] | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    trust: Verifier | None = None,
+    warn=None,
+) -> tuple[list[_Target], list[PlannedFile], int]:
     """What pull would download or link, checked like pull checks (names, versions, signatures), but
     writing nothing at all: no directory, temp file, lock or pin. Returns (targets, files, files in place)."""
     store = LocalStore(dest)
@@ -203,14 +235,17 @@ def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *,
                 )
         targets.append(_Target(name, version, record, manifest, switch))
     if not targets:  # an empty bucket, a wrong prefix, or only first publishes still running
-        raise JobFailed(f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
-                        "or check --bucket and --prefix / MODELSYNC_PREFIX")
+        raise JobFailed(
+            f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
+            "or check --bucket and --prefix / MODELSYNC_PREFIX"
+        )
     return targets
 
 
 @dataclass
 class _Puller:
     """What the steps of one pull share: where from, where to, the pools and the progress display."""
+
     client: object
     bucket: str
     prefix: str
@@ -243,8 +278,9 @@ class _Puller:
         os.makedirs(vdir, exist_ok=True)
         reusable = _reusable_local_files(store, name, version)
         result = ModelPullResult(name, version)
-        progress.begin(f"{name}@{version}", manifest.total_bytes, model=name, version=version,
-                       files=len(manifest.files))
+        progress.begin(
+            f"{name}@{version}", manifest.total_bytes, model=name, version=version, files=len(manifest.files)
+        )
 
         failed = threading.Event()  # after one file fails, the model fails: start no more transfers
         placed: list[FileEntry] = []  # files this pull put into vdir (removed again if the disk is full)
@@ -265,8 +301,10 @@ class _Puller:
                     raise _removed_while_pulling(store, name, version) from None
                 if exc.errno in _DISK_FULL:
                     full.append((entry, exc))
-                raise JobFailed(f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
-                                "check free space and permissions") from None
+                raise JobFailed(
+                    f"model {name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
+                    "check free space and permissions"
+                ) from None
             except Exception:
                 failed.set()
                 raise
@@ -301,8 +339,9 @@ class _Puller:
         store.write_record(record)  # the record and then the link are written last
         if switch:
             _switch_checked(store, record)
-        progress.end(model=name, version=version, downloaded_files=result.downloaded_files,
-                     skipped_files=result.skipped_files)
+        progress.end(
+            model=name, version=version, downloaded_files=result.downloaded_files, skipped_files=result.skipped_files
+        )
         return result
 
     def _ensure_file(self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: dict) -> bool | None:
@@ -325,12 +364,18 @@ class _Puller:
             journal = None
             if entry.size > downloader.part_size:  # resumable: continue a partial download left by a stop
                 part = downloader.part_size
-                journal = (resume.claim(store, entry.sha256, entry.size, part) if attempt == 1 else None) \
-                    or resume.PartJournal.create(store, entry.sha256, entry.size, part)
+                journal = (
+                    resume.claim(store, entry.sha256, entry.size, part) if attempt == 1 else None
+                ) or resume.PartJournal.create(store, entry.sha256, entry.size, part)
                 if journal.done:
-                    progress.event("resume", model=manifest.name, path=entry.path, kept_bytes=journal.kept_bytes(),
-                                   message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
-                                           "kept by an earlier pull (all of it is hashed again)")
+                    progress.event(
+                        "resume",
+                        model=manifest.name,
+                        path=entry.path,
+                        kept_bytes=journal.kept_bytes(),
+                        message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
+                        "kept by an earlier pull (all of it is hashed again)",
+                    )
             temp = journal.data_path if journal else store.new_temp_path()
             try:
                 downloader.fetch(key, entry, temp, journal)
@@ -346,8 +391,12 @@ class _Puller:
                         f"(got {exc.actual[:12]}..., manifest says {exc.expected[:12]}...): the object "
                         f"s3://{bucket}/{key} does not match its manifest; republish the model"
                     ) from None
-                progress.event("retry", model=manifest.name, path=entry.path,
-                               message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again")
+                progress.event(
+                    "retry",
+                    model=manifest.name,
+                    path=entry.path,
+                    message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again",
+                )
                 continue
             os.replace(temp, target)
             if journal is not None:
@@ -375,8 +424,9 @@ def _switch_checked(store: LocalStore, record: Record) -> None:
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _disk_full(store: LocalStore, manifest: Manifest, placed: list[FileEntry], entry: FileEntry,
-               exc: OSError) -> JobFailed:
+def _disk_full(
+    store: LocalStore, manifest: Manifest, placed: list[FileEntry], entry: FileEntry, exc: OSError
+) -> JobFailed:
     """A full disk: remove what this pull wrote for the version (unless another pull recorded it
     meanwhile), so the failed pull leaves the disk as it found it, and say how much space it needs."""
     vdir = store.version_dir(manifest.name, manifest.version)
@@ -395,7 +445,8 @@ def _disk_full(store: LocalStore, manifest: Manifest, placed: list[FileEntry], e
         f"model {manifest.name}: cannot write {entry.path} in {vdir} ({exc.strerror or exc}): "
         f"{manifest.name}@{manifest.version} needs {_mib(needed)} MiB more and {store.dest} has {_mib(free)} MiB "
         f"free; removed the {_mib(removed)} MiB this pull had written: check free space and permissions, "
-        "then pull again")
+        "then pull again"
+    )
 
 
 def _present_bytes(vdir: str, manifest: Manifest) -> int:
@@ -412,8 +463,10 @@ def _mib(count: int) -> str:
 
 
 def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFailed:
-    return JobFailed(f"version {version} of {name} was removed from {store.dest} while it was being pulled "
-                     "(a concurrent `modelsync prune --local` without a working lock?): pull again")
+    return JobFailed(
+        f"version {version} of {name} was removed from {store.dest} while it was being pulled "
+        "(a concurrent `modelsync prune --local` without a working lock?): pull again"
+    )
 
 
 def _in_place(target: str, entry: FileEntry, trusted: dict) -> bool:
@@ -480,6 +533,7 @@ def _capture(fn):
             return fn(arg)
         except Exception as exc:  # collected and reported per model
             return arg, exc
+
     return wrapped
 
 

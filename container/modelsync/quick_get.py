@@ -27,9 +27,17 @@ import urllib.parse
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ECS_HOST = "169.254.170.2"
 _DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
-_UNSUPPORTED_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_USE_FIPS_ENDPOINT",
-                    "AWS_USE_DUALSTACK_ENDPOINT", "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT", "HTTPS_PROXY", "https_proxy",
-                    "HTTP_PROXY", "http_proxy")
+_UNSUPPORTED_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+)
 
 
 def get(bucket: str, key: str, *, max_bytes: int, timeout: float = 5.0) -> bytes | None:
@@ -72,7 +80,7 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _target(bucket: str, key: str):
@@ -107,8 +115,10 @@ def _credentials(timeout: float) -> tuple[str, str, str | None] | None:
         return None
     # botocore reads shared files before the container role: only go on where there are none.
     home = os.path.expanduser("~")
-    for variable, default in (("AWS_SHARED_CREDENTIALS_FILE", os.path.join(home, ".aws", "credentials")),
-                              ("AWS_CONFIG_FILE", os.path.join(home, ".aws", "config"))):
+    for variable, default in (
+        ("AWS_SHARED_CREDENTIALS_FILE", os.path.join(home, ".aws", "credentials")),
+        ("AWS_CONFIG_FILE", os.path.join(home, ".aws", "config")),
+    ):
         if os.path.exists(os.environ.get(variable) or default):
             return None
     relative = os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
@@ -135,14 +145,14 @@ def sign(method: str, host: str, path: str, region: str, credentials, when: date
     if token:
         headers["x-amz-security-token"] = token
     names = sorted(headers)
-    canonical = "\n".join([method, path, "", *(f"{n}:{headers[n]}" for n in names), "", ";".join(names),
-                           EMPTY_SHA256])
+    canonical = "\n".join([method, path, "", *(f"{n}:{headers[n]}" for n in names), "", ";".join(names), EMPTY_SHA256])
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     signing_key = f"AWS4{secret}".encode()
     for part in (day, region, "s3", "aws4_request"):
         signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access}/{scope}, SignedHeaders={';'.join(names)}, "
-                                f"Signature={signature}")
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
     return headers

@@ -34,7 +34,7 @@ class PartJournal:
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, store, sha256: str, size: int, part_size: int) -> "PartJournal":
+    def create(cls, store, sha256: str, size: int, part_size: int) -> PartJournal:
         base = os.path.join(store.partial, os.path.basename(store.new_temp_path())[: -len(".part")])
         journal = cls(base + ".ranges", base + ".part", sha256, size, part_size, set())
         os.makedirs(store.partial, exist_ok=True)
@@ -43,7 +43,7 @@ class PartJournal:
         return journal
 
     @classmethod
-    def read(cls, path: str) -> "PartJournal | None":
+    def read(cls, path: str) -> PartJournal | None:
         try:
             with open(path) as handle:
                 header, *lines = handle.read().split("\n")

@@ -38,8 +38,9 @@ def retry_settings() -> tuple[str, int]:
 
     mode = (env("AWS_RETRY_MODE") or DEFAULT_RETRY_MODE).lower()
     if mode not in RETRY_MODES:
-        raise ModelsyncError(f"AWS_RETRY_MODE={mode!r} is not a retry mode: use {', '.join(RETRY_MODES)} "
-                             f"(default {DEFAULT_RETRY_MODE})")
+        raise ModelsyncError(
+            f"AWS_RETRY_MODE={mode!r} is not a retry mode: use {', '.join(RETRY_MODES)} (default {DEFAULT_RETRY_MODE})"
+        )
     return mode, env_int("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
 
 
@@ -121,7 +122,8 @@ def translate_client_error(exc: Exception, *, bucket: str, key: str | None = Non
             return ModelsyncError(f"bucket {bucket!r} does not exist: check --bucket / MODELSYNC_BUCKET")
         if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
             return ModelsyncError(
-                f"access denied to {where}: grant this role s3:GetObject/s3:ListBucket (or s3:PutObject to publish) on the bucket"
+                f"access denied to {where}: grant this role s3:GetObject/s3:ListBucket "
+                "(or s3:PutObject to publish) on the bucket"
             )
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
             return ModelsyncError(f"the AWS credentials were rejected ({code}): refresh them or use the task role")
@@ -158,8 +160,10 @@ def get_small_object(client, bucket: str, key: str, *, max_bytes: int, what: str
         if body is None:
             return None
     if len(body) > max_bytes:
-        raise JobFailed(f"{where} is more than {max_bytes} bytes, the most a {what} may have: "
-                        f"not a modelsync {what}; republish the model")
+        raise JobFailed(
+            f"{where} is more than {max_bytes} bytes, the most a {what} may have: "
+            f"not a modelsync {what}; republish the model"
+        )
     return body
 
 
@@ -176,7 +180,7 @@ def _get_small_object_botocore(client, bucket: str, key: str, max_bytes: int) ->
         if str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange":
             return b""  # S3 answers 416 to any range of an empty object
         raise translate_client_error(exc, bucket=bucket, key=key) from None
-    except (bx.BotoCoreError,) as exc:
+    except bx.BotoCoreError as exc:
         raise translate_client_error(exc, bucket=bucket, key=key) from None
     return body
 

@@ -32,8 +32,15 @@ READY_CACHE_SECONDS = 5.0  # /readyz is polled often; a size-level verify per po
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_CONNECTIONS = 128
 MAX_HEAD_BYTES = 8192  # request line and headers; ours need well under 1 KiB
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 class ReadinessCache:
@@ -94,8 +101,17 @@ class ModelServer:
     """The server; the interface of socketserver's (server_address, serve_forever, shutdown,
     server_close), so the command can treat it like one."""
 
-    def __init__(self, host: str, port: int, dest: str, models: list[str] | None, *,
-                 timeout: float = REQUEST_TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS, log=None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        dest: str,
+        models: list[str] | None,
+        *,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+        log=None,
+    ):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=max_connections)
         self.server_address = self.socket.getsockname()
@@ -147,8 +163,9 @@ class ModelServer:
                 conn, _address = await self._loop.sock_accept(self.socket)
             except OSError as exc:  # out of descriptors or buffers (other files of the process)
                 if time.monotonic() - complained_at > 60:
-                    self.ready.log(f"cannot accept connections ({exc.strerror or exc}); dropping the oldest "
-                                   f"unfinished ones")
+                    self.ready.log(
+                        f"cannot accept connections ({exc.strerror or exc}); dropping the oldest unfinished ones"
+                    )
                     complained_at = time.monotonic()
                 self._drop_oldest_pending()
                 await asyncio.sleep(0.1)
@@ -179,7 +196,7 @@ class ModelServer:
             method, path = request
             status, body = await self._route(method, path)
             await self._answer(writer, status, body, head_only=method == "HEAD")
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
             pass  # the client went away, was pushed out, or would not take the answer in time
         finally:
             if writer in self._dropped:
@@ -219,7 +236,7 @@ class ModelServer:
         """(method, path), or the error status to answer (0: close without an answer)."""
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return 408
         except asyncio.LimitOverrunError:
             return 431
@@ -241,17 +258,22 @@ class ModelServer:
         check = self._loop.run_in_executor(self._worker, work)
         try:
             result = await asyncio.wait_for(check, self.timeout)
-        except asyncio.TimeoutError:  # the model volume hangs: say so, keep the connection count down
+        except TimeoutError:  # the model volume hangs: say so, keep the connection count down
             return 503, {"ready": False, "problems": ["*: check-timed-out"]} if path == "/readyz" else []
         if path == "/readyz":
             return (503 if result else 200), {"ready": not result, "problems": result}
-        return 200, [{"name": s.name, "version": s.version, "files": s.files, "size": s.bytes, "ok": not s.problems}
-                     for s in result if s.version]
+        return 200, [
+            {"name": s.name, "version": s.version, "files": s.files, "size": s.bytes, "ok": not s.problems}
+            for s in result
+            if s.version
+        ]
 
     async def _answer(self, writer: asyncio.StreamWriter, status: int, body, *, head_only: bool = False) -> None:
         data = (json.dumps(body) + "\n").encode()
-        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: modelsync\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n").encode()
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: modelsync\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        ).encode()
         writer.write(head if head_only else head + data)
         await asyncio.wait_for(writer.drain(), self.timeout)
 

@@ -42,8 +42,11 @@ def manifest_digest(manifest: Manifest) -> str:
 
 
 def statement(kind: str, name: str, version: str, digest: str) -> bytes:
-    return json.dumps({"kind": kind, "manifest_sha256": digest, "name": name, "version": version},
-                      sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {"kind": kind, "manifest_sha256": digest, "name": name, "version": version},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
 def is_kms_ref(ref: str) -> bool:
@@ -51,6 +54,7 @@ def is_kms_ref(ref: str) -> bool:
 
 
 # Keys ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class Verifier:
@@ -74,8 +78,11 @@ class Signer:
 
     def __init__(self, ref: str):
         self.ref = ref
-        self._private = None if is_kms_ref(ref) else _load_pem(ref, private=True, option="--signing-key",
-                                                                 env="MODELSYNC_SIGNING_KEY")
+        self._private = (
+            None
+            if is_kms_ref(ref)
+            else _load_pem(ref, private=True, option="--signing-key", env="MODELSYNC_SIGNING_KEY")
+        )
 
     def sign(self, message: bytes) -> bytes:
         if self._private is not None:
@@ -86,11 +93,14 @@ class Signer:
         import botocore.exceptions as bx
 
         try:
-            return _kms_client(self.ref).sign(KeyId=self.ref, Message=message, MessageType="RAW",
-                                              SigningAlgorithm=ALGORITHM)["Signature"]
+            return _kms_client(self.ref).sign(
+                KeyId=self.ref, Message=message, MessageType="RAW", SigningAlgorithm=ALGORITHM
+            )["Signature"]
         except (bx.ClientError, bx.BotoCoreError) as exc:
-            raise ModelsyncError(f"cannot sign with KMS key {self.ref} ({_aws_problem(exc)}): check the key and that "
-                                 "this role may kms:Sign with it (--signing-key / MODELSYNC_SIGNING_KEY)") from None
+            raise ModelsyncError(
+                f"cannot sign with KMS key {self.ref} ({_aws_problem(exc)}): check the key and that "
+                "this role may kms:Sign with it (--signing-key / MODELSYNC_SIGNING_KEY)"
+            ) from None
 
     def verifier(self) -> Verifier:
         if self._private is not None:
@@ -99,8 +109,12 @@ class Signer:
 
     def envelope(self, kind: str, name: str, version: str, digest: str) -> dict:
         signature = self.sign(statement(kind, name, version, digest))
-        return {"format": FORMAT, "algorithm": ALGORITHM, "key": _key_hint(self.ref),
-                "signature": base64.b64encode(signature).decode()}
+        return {
+            "format": FORMAT,
+            "algorithm": ALGORITHM,
+            "key": _key_hint(self.ref),
+            "signature": base64.b64encode(signature).decode(),
+        }
 
 
 def load_verifier(ref: str) -> Verifier:
@@ -126,12 +140,16 @@ def _kms_verifier(ref: str) -> Verifier:
     try:
         response = _kms_client(ref).get_public_key(KeyId=ref)
     except (bx.ClientError, bx.BotoCoreError) as exc:
-        raise ModelsyncError(f"cannot get the public key of KMS key {ref} ({_aws_problem(exc)}): check the key "
-                             "and that this role may kms:GetPublicKey (--trust-key / MODELSYNC_TRUST_KEY)") from None
+        raise ModelsyncError(
+            f"cannot get the public key of KMS key {ref} ({_aws_problem(exc)}): check the key "
+            "and that this role may kms:GetPublicKey (--trust-key / MODELSYNC_TRUST_KEY)"
+        ) from None
     spec = response.get("KeySpec") or response.get("CustomerMasterKeySpec")
     if spec != "ECC_NIST_P256" or ALGORITHM not in response.get("SigningAlgorithms", []):
-        raise ModelsyncError(f"KMS key {ref} is {spec}, not an ECC_NIST_P256 SIGN_VERIFY key: use the "
-                             "models signing key (output of the storage stack)")
+        raise ModelsyncError(
+            f"KMS key {ref} is {spec}, not an ECC_NIST_P256 SIGN_VERIFY key: use the "
+            "models signing key (output of the storage stack)"
+        )
     return Verifier(ref, serialization.load_der_public_key(response["PublicKey"]))
 
 
@@ -157,8 +175,10 @@ def _load_pem(path: str, *, private: bool, option: str, env: str):
         with open(path, "rb") as handle:
             data = handle.read(64 * 1024)
     except OSError as exc:
-        raise ModelsyncError(f"{option} / {env} {path}: cannot read it ({exc.strerror}): give a KMS key ARN, "
-                             f"alias/NAME or a PEM file with an EC P-256 {what} key") from None
+        raise ModelsyncError(
+            f"{option} / {env} {path}: cannot read it ({exc.strerror}): give a KMS key ARN, "
+            f"alias/NAME or a PEM file with an EC P-256 {what} key"
+        ) from None
     try:
         if private:
             key = serialization.load_pem_private_key(data, password=None)
@@ -167,12 +187,16 @@ def _load_pem(path: str, *, private: bool, option: str, env: str):
         else:
             key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
-        raise ModelsyncError(f"{option} / {env} {path} is not an unencrypted PEM {what} key: make one with "
-                             "openssl ecparam -name prime256v1 (docs/runtime.md)") from None
+        raise ModelsyncError(
+            f"{option} / {env} {path} is not an unencrypted PEM {what} key: make one with "
+            "openssl ecparam -name prime256v1 (docs/runtime.md)"
+        ) from None
     curve = getattr(key, "curve", None)
     if not isinstance(curve, ec.SECP256R1):
-        raise ModelsyncError(f"{option} / {env} {path} is not an EC P-256 (prime256v1) key: modelsync signs "
-                             "with ECDSA P-256 / SHA-256 only")
+        raise ModelsyncError(
+            f"{option} / {env} {path} is not an EC P-256 (prime256v1) key: modelsync signs "
+            "with ECDSA P-256 / SHA-256 only"
+        )
     return key
 
 
@@ -182,6 +206,7 @@ def _key_hint(ref: str) -> str:
 
 
 # Envelopes ----------------------------------------------------------------------------------
+
 
 def envelope_problem(verifier: Verifier, envelope, kind: str, name: str, version: str, digest: str) -> str | None:
     """Why envelope is not a valid signature by verifier of this statement (None: it is)."""
@@ -199,8 +224,9 @@ def envelope_problem(verifier: Verifier, envelope, kind: str, name: str, version
 
 
 def read_envelope(client, bucket: str, prefix: str, name: str, version: str) -> dict | None:
-    body = get_small_object(client, bucket, signature_key(prefix, name, version), max_bytes=MAX_SIGNATURE_BYTES,
-                            what="manifest signature")
+    body = get_small_object(
+        client, bucket, signature_key(prefix, name, version), max_bytes=MAX_SIGNATURE_BYTES, what="manifest signature"
+    )
     return _parse(body)
 
 
@@ -225,12 +251,15 @@ def _parse(body: bytes | None):
 
 
 def refused(where: str, problem: str) -> JobFailed:
-    return JobFailed(f"signature refused: {where} has {problem}: republish it with the signing key "
-                     "(--signing-key / MODELSYNC_SIGNING_KEY) or check --trust-key / MODELSYNC_TRUST_KEY "
-                     "(docs/runbook.md, signature refused)")
+    return JobFailed(
+        f"signature refused: {where} has {problem}: republish it with the signing key "
+        "(--signing-key / MODELSYNC_SIGNING_KEY) or check --trust-key / MODELSYNC_TRUST_KEY "
+        "(docs/runbook.md, signature refused)"
+    )
 
 
 # Local copies (the record's signature, for verify) ----------------------------------------------
+
 
 def local_signature_path(store, name: str, version: str) -> str:
     return store.record_path(name, version)[: -len(".json")] + SIGNATURE_SUFFIX
@@ -259,8 +288,10 @@ def read_local_envelope(store, name: str, version: str) -> dict | None:
 
 # Checks -------------------------------------------------------------------------------------
 
-def check_pull_targets(client, bucket: str, prefix: str, store, targets, models: list[str] | None,
-                       verifier: Verifier) -> None:
+
+def check_pull_targets(
+    client, bucket: str, prefix: str, store, targets, models: list[str] | None, verifier: Verifier
+) -> None:
     """Refuse (JobFailed, before anything is downloaded or switched) any target whose manifest, or
     LATEST when it was resolved through LATEST, is not signed by the trust key; then keep each
     verified manifest signature next to its local record, for `verify --trust-key`."""
@@ -299,25 +330,32 @@ def record_problem(store, record, verifier: Verifier) -> str | None:
     problem = envelope_problem(verifier, envelope, "manifest", name, version, manifest_digest(record.manifest))
     if problem is None:
         return None
-    return (f"{name}@{version}: signature refused: the local record has {problem}: pull it again with the trust "
-            "key (modelsync pull --trust-key) or seed the mirror with signing on (docs/runbook.md)")
+    return (
+        f"{name}@{version}: signature refused: the local record has {problem}: pull it again with the trust "
+        "key (modelsync pull --trust-key) or seed the mirror with signing on (docs/runbook.md)"
+    )
 
 
-def published_problem(client, bucket: str, prefix: str, manifest: Manifest, verifier: Verifier, *,
-                      latest: bool) -> str | None:
+def published_problem(
+    client, bucket: str, prefix: str, manifest: Manifest, verifier: Verifier, *, latest: bool
+) -> str | None:
     """Is this published manifest (and LATEST, when latest) signed by verifier? None when it is."""
     from .manifest import latest_key
 
     name, version, digest = manifest.name, manifest.version, manifest_digest(manifest)
-    problem = envelope_problem(verifier, read_envelope(client, bucket, prefix, name, version), "manifest",
-                               name, version, digest)
+    problem = envelope_problem(
+        verifier, read_envelope(client, bucket, prefix, name, version), "manifest", name, version, digest
+    )
     if problem:
         return f"s3://{bucket}/{signature_key(prefix, name, version)}: {problem}"
     if latest:
         key = latest_key(prefix, name)
         pointed, envelope = read_latest_envelope(client, bucket, key)
-        problem = "another version" if pointed != version else envelope_problem(verifier, envelope, "latest", name,
-                                                                                 version, digest)
+        problem = (
+            "another version"
+            if pointed != version
+            else envelope_problem(verifier, envelope, "latest", name, version, digest)
+        )
         if problem:
             return f"s3://{bucket}/{key}: {problem}"
     return None

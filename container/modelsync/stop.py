@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _requested = threading.Event()
 _signal_number: int | None = None

@@ -1,12 +1,12 @@
 """The local (or EFS) model root.
 
-    <dest>/<name>                              relative symlink -> .modelsync/versions/<name>/<version>
-    <dest>/.modelsync/versions/<name>/<version>/  the files of one version (verified before rename)
-    <dest>/.modelsync/records/<name>/<version>.json  manifest + stat of each verified file, written last
-    <dest>/.modelsync/tmp/                     unique temp files (same filesystem, so rename is atomic),
-                                               and pins: <host>.<pid>.<random>.<name>@<version>.pin
-    <dest>/.modelsync/partial/                 big files being downloaded, kept for resuming (resume.py)
-    <dest>/.modelsync/locks/<name>.lock        flock: only avoids duplicate work, never needed for correctness
+<dest>/<name>                              relative symlink -> .modelsync/versions/<name>/<version>
+<dest>/.modelsync/versions/<name>/<version>/  the files of one version (verified before rename)
+<dest>/.modelsync/records/<name>/<version>.json  manifest + stat of each verified file, written last
+<dest>/.modelsync/tmp/                     unique temp files (same filesystem, so rename is atomic),
+                                           and pins: <host>.<pid>.<random>.<name>@<version>.pin
+<dest>/.modelsync/partial/                 big files being downloaded, kept for resuming (resume.py)
+<dest>/.modelsync/locks/<name>.lock        flock: only avoids duplicate work, never needed for correctness
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class LocalStore:
                 ) from None
             raise
         prefix = f"{META}/versions/{name}/"
-        version = target[len(prefix):] if target.startswith(prefix) else ""
+        version = target[len(prefix) :] if target.startswith(prefix) else ""
         return version if VERSION_RE.fullmatch(version) else None
 
     def installed_models(self) -> list[str]:
@@ -170,15 +170,16 @@ class LocalStore:
         except FileNotFoundError:
             return []
         return [
-            e.name for e in entries
-            if e.is_symlink() and NAME_RE.fullmatch(e.name) and self.current_version(e.name)
+            e.name for e in entries if e.is_symlink() and NAME_RE.fullmatch(e.name) and self.current_version(e.name)
         ]
 
     def switch(self, name: str, version: str) -> None:
         """Point <dest>/<name> at the version atomically: rename of a fresh symlink over the old one."""
         link = self.link_path(name)
         if os.path.lexists(link) and not os.path.islink(link):
-            raise ModelsyncError(f"{link} is a real file or directory, not a modelsync link: move it away and pull again")
+            raise ModelsyncError(
+                f"{link} is a real file or directory, not a modelsync link: move it away and pull again"
+            )
         temp_link = self.new_temp_path()
         os.symlink(self.link_target(name, version), temp_link)
         os.replace(temp_link, link)

@@ -21,14 +21,20 @@ class ModelState:
     record: Record | None = field(default=None, repr=False)  # the verified record, when there is one
 
 
-def verify(dest, models: list[str] | None = None, *, deep: bool = False,
-           workers: int | None = None, trust=None) -> list[ModelState]:
+def verify(
+    dest, models: list[str] | None = None, *, deep: bool = False, workers: int | None = None, trust=None
+) -> list[ModelState]:
     """One ModelState per model; an empty problems list everywhere means the tree is good. trust (a
     signing.Verifier): each version's record must also keep a manifest signature by that key."""
     store = LocalStore(dest)
     if os.path.exists(store.dest) and not os.path.isdir(store.dest):
-        return [ModelState("*", None, problems=[
-            f"{store.dest} is not a directory: point --dest / MODELSYNC_DEST at the model root"])]
+        return [
+            ModelState(
+                "*",
+                None,
+                problems=[f"{store.dest} is not a directory: point --dest / MODELSYNC_DEST at the model root"],
+            )
+        ]
     if not os.path.isdir(store.dest):
         return [ModelState("*", None, problems=[f"{store.dest} does not exist: mount or pull the models first"])]
     specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
@@ -64,8 +70,10 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
     if record is None:
         state.problems.append(
             f"{name}@{wanted} is not in {store.dest} (no verified record of that version): pull it "
-            f"(modelsync pull --model {name}@{wanted}) or seed the mirror" if wanted else
-            f"{name}@{state.version}: no verified record: run modelsync pull")
+            f"(modelsync pull --model {name}@{wanted}) or seed the mirror"
+            if wanted
+            else f"{name}@{state.version}: no verified record: run modelsync pull"
+        )
         return state
     state.record = record
     vdir = store.version_dir(name, state.version)

@@ -61,8 +61,10 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
     store = LocalStore(dest)
     view = os.path.abspath(os.fspath(view_dir))
     if view == store.dest or view == store.meta or view.startswith(store.meta + os.sep):
-        raise ModelsyncError(f"the view {view} would be inside the model root {store.dest}: give the view "
-                             "its own directory (--view / MODELSYNC_VIEW)")
+        raise ModelsyncError(
+            f"the view {view} would be inside the model root {store.dest}: give the view "
+            "its own directory (--view / MODELSYNC_VIEW)"
+        )
     specs = _specs(store, models)
     layout.check([name for name, _ in specs])
     chosen = _versions(store, specs)
@@ -85,11 +87,13 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
         removed = _remove_stale_tops(view, tops)
         _remove_generations(meta, keep)
         fsync_dir(view)
-    return ViewResult(view, layout.name, generation, labels, links, changed, removed,
-                      seconds=time.monotonic() - started)
+    return ViewResult(
+        view, layout.name, generation, labels, links, changed, removed, seconds=time.monotonic() - started
+    )
 
 
 # -- which versions, and what links to them ------------------------------------------------------
+
 
 def _specs(store: LocalStore, models: list[str] | None) -> list[tuple[str, str | None]]:
     specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
@@ -108,10 +112,15 @@ def _versions(store: LocalStore, specs: list[tuple[str, str | None]]) -> list[tu
         label = f"{name}@{version}" if version else name
         if version is None:
             version = store.current_version(name)
-        if version is None or store.read_record(name, version) is None \
-                or not os.path.isdir(store.version_dir(name, version)):
-            raise JobFailed(f"{label} is not in {store.dest} (no verified record of it): pull it first "
-                            f"(modelsync pull --model {label}), or seed the mirror")
+        if (
+            version is None
+            or store.read_record(name, version) is None
+            or not os.path.isdir(store.version_dir(name, version))
+        ):
+            raise JobFailed(
+                f"{label} is not in {store.dest} (no verified record of it): pull it first "
+                f"(modelsync pull --model {label}), or seed the mirror"
+            )
         chosen.append((name, version))
     return chosen
 
@@ -125,8 +134,10 @@ def _links(store: LocalStore, layout: Layout, chosen: list[tuple[str, str]]) -> 
             for concrete in placement.expand(_entries(vdir, placement, layout, name, version)):
                 target = os.path.join(vdir, concrete.source) if concrete.source else vdir
                 if not os.path.exists(target):
-                    raise LayoutError(f"layout {layout.name!r} links {concrete.source!r} of {name}@{version}, "
-                                      f"which it does not have: use a layout that fits this model")
+                    raise LayoutError(
+                        f"layout {layout.name!r} links {concrete.source!r} of {name}@{version}, "
+                        f"which it does not have: use a layout that fits this model"
+                    )
                 placed.append((name, concrete))
                 targets[concrete] = target
     check_collisions(layout.name, placed)
@@ -140,12 +151,14 @@ def _entries(vdir: str, placement: Placement, layout: Layout, name: str, version
     try:
         return os.listdir(folder)
     except OSError:
-        raise LayoutError(f"layout {layout.name!r} links each entry of {placement.source_dir or '.'!r} of "
-                          f"{name}@{version}, which has no such directory: use a layout that fits this model") \
-            from None
+        raise LayoutError(
+            f"layout {layout.name!r} links each entry of {placement.source_dir or '.'!r} of "
+            f"{name}@{version}, which has no such directory: use a layout that fits this model"
+        ) from None
 
 
 # -- the view directory --------------------------------------------------------------------------
+
 
 def _prepare(view: str, layout: Layout) -> None:
     """The view directory exists, and an app_writable one is writable for an app of any uid."""
@@ -161,8 +174,10 @@ def _prepare(view: str, layout: Layout) -> None:
                 if mode & 0o003 != 0o003:  # someone else's directory that others may write (a 1777 volume) will do
                     raise
     except OSError as exc:
-        raise ModelsyncError(f"cannot prepare the view {view} ({exc.strerror}): use a directory this user owns "
-                             "and can write for --view / MODELSYNC_VIEW") from None
+        raise ModelsyncError(
+            f"cannot prepare the view {view} ({exc.strerror}): use a directory this user owns "
+            "and can write for --view / MODELSYNC_VIEW"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -191,8 +206,9 @@ def _check_tops_free(view: str, tops: list[str]) -> None:
     for top in tops:
         path = os.path.join(view, top)
         if os.path.lexists(path) and not _ours(path, top):
-            raise ModelsyncError(f"{path} exists and was not made by modelsync: move it away, or build the view "
-                                 "in another directory")
+            raise ModelsyncError(
+                f"{path} exists and was not made by modelsync: move it away, or build the view in another directory"
+            )
 
 
 def _current_generation(meta: str) -> str | None:
@@ -223,8 +239,13 @@ def _new_generation(meta: str, layout: str, labels: list[str], links: dict[str, 
         for current, _dirs, _files in os.walk(root, topdown=False):
             fsync_dir(current)
             os.chmod(current, 0o555)
-        record = {"layout": layout, "models": labels, "links": links, "previous": previous,
-                  "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        record = {
+            "layout": layout,
+            "models": labels,
+            "links": links,
+            "previous": previous,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         temp = os.path.join(meta, f".{generation}.json.tmp")
         with open(temp, "w") as handle:
             json.dump(record, handle, indent=1, sort_keys=True)
@@ -235,8 +256,10 @@ def _new_generation(meta: str, layout: str, labels: list[str], links: dict[str, 
         _remove_tree(root)
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(meta, f".{generation}.json.tmp"))
-        raise JobFailed(f"cannot build the view in {os.path.dirname(meta)} ({exc.strerror}): check free space "
-                        "and permissions; the view is unchanged") from None
+        raise JobFailed(
+            f"cannot build the view in {os.path.dirname(meta)} ({exc.strerror}): check free space "
+            "and permissions; the view is unchanged"
+        ) from None
     return generation
 
 
@@ -275,7 +298,7 @@ def _remove_generations(meta: str, keep: set[str | None]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(meta, name))
             continue
-        generation = name[:-len(".json")] if name.endswith(".json") else name
+        generation = name[: -len(".json")] if name.endswith(".json") else name
         if generation.startswith(GENERATION_PREFIX) and generation not in keep:
             path = os.path.join(meta, name)
             if name.endswith(".json"):

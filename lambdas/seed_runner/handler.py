@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -81,12 +82,15 @@ def _optional_names(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
         return ()
     names = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
     if not names:
-        raise ConfigError(f"environment variable {name} lists no names: give a comma-separated list "
-                          "of catalog names, or unset it")
+        raise ConfigError(
+            f"environment variable {name} lists no names: give a comma-separated list of catalog names, or unset it"
+        )
     bad = [item for item in names if not MODEL_NAME.fullmatch(item)]
     if bad:
-        raise ConfigError(f"environment variable {name} holds invalid model name(s) "
-                          f"{', '.join(map(repr, bad))}: fix the list (the service stack sets it; redeploy)")
+        raise ConfigError(
+            f"environment variable {name} holds invalid model name(s) "
+            f"{', '.join(map(repr, bad))}: fix the list (the service stack sets it; redeploy)"
+        )
     return names
 
 
@@ -113,7 +117,7 @@ def parse_only(event: Any, catalog_names: tuple[str, ...] = ()) -> list[str] | N
         return None
     if not isinstance(event, dict):
         raise InvalidSeedRequest(
-            f"event must be a JSON object such as {{\"only\": [\"NAME\"]}}, got {type(event).__name__}"
+            f'event must be a JSON object such as {{"only": ["NAME"]}}, got {type(event).__name__}'
         )
     unknown = sorted(set(event) - EVENT_KEYS)
     if unknown:
@@ -124,13 +128,10 @@ def parse_only(event: Any, catalog_names: tuple[str, ...] = ()) -> list[str] | N
     if only is None:
         return None
     if not isinstance(only, list) or not all(isinstance(name, str) for name in only):
-        raise InvalidSeedRequest(
-            "'only' must be a list of model names such as [\"SEG_M2F_GrapheneL\", \"paddleocr\"]"
-        )
+        raise InvalidSeedRequest('\'only\' must be a list of model names such as ["SEG_M2F_GrapheneL", "paddleocr"]')
     if not only:
         raise InvalidSeedRequest(
-            "'only' is empty: name at least one model, or leave 'only' out to seed the catalog's "
-            "enabled entries"
+            "'only' is empty: name at least one model, or leave 'only' out to seed the catalog's enabled entries"
         )
     bad = [name for name in only if not MODEL_NAME.fullmatch(name)]
     if bad:
@@ -154,13 +155,10 @@ def _refuse_names_outside(only: list[str], catalog_names: tuple[str, ...]) -> No
         described.append(f"{name!r} (did you mean {by_lower[close[0]]!r}?)" if close else repr(name))
     shown = ", ".join(catalog_names[:CATALOG_NAMES_SHOWN])
     more = f", ... ({len(catalog_names)} in all)" if len(catalog_names) > CATALOG_NAMES_SHOWN else ""
-    raise InvalidSeedRequest(
-        f"not in the catalog: {', '.join(described)}; catalog names include {shown}{more}"
-    )
+    raise InvalidSeedRequest(f"not in the catalog: {', '.join(described)}; catalog names include {shown}{more}")
 
 
-def run_task_request(config: Config, only: list[str] | None,
-                     client_token: str | None = None) -> dict[str, Any]:
+def run_task_request(config: Config, only: list[str] | None, client_token: str | None = None) -> dict[str, Any]:
     request: dict[str, Any] = {
         "cluster": config.cluster_arn,
         "taskDefinition": config.task_definition_arn,
@@ -202,8 +200,9 @@ def _describe_failures(failures: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def start_seed_task(config: Config, ecs: Any, only: list[str] | None,
-                    client_token: str | None = None) -> dict[str, str]:
+def start_seed_task(
+    config: Config, ecs: Any, only: list[str] | None, client_token: str | None = None
+) -> dict[str, str]:
     """Start the seeding task and return the contract's dict."""
     try:
         response = ecs.run_task(**run_task_request(config, only, client_token))

@@ -24,8 +24,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -75,24 +76,36 @@ def load_config(environ: Mapping[str, str]) -> Config:
     def required(name: str) -> str:
         value = environ.get(name, "").strip()
         if not value:
-            raise ConfigError(f"environment variable {name} is missing or empty: set it on the function "
-                              "(the service stack does this; redeploy it)")
+            raise ConfigError(
+                f"environment variable {name} is missing or empty: set it on the function "
+                "(the service stack does this; redeploy it)"
+            )
         return value
 
     seed = [environ.get(name, "").strip() for name in _SEED_VARIABLES]
     if any(seed) and not all(seed):
-        missing = [name for name, value in zip(_SEED_VARIABLES, seed) if not value]
-        raise ConfigError(f"environment variables {', '.join(_SEED_VARIABLES)} go together, and "
-                          f"{', '.join(missing)} is missing: set all four or none (redeploy the service stack)")
-    return Config(required("TOPIC_ARN"), required("STAGE"), required("METRICS_NAMESPACE"),
-                  required("SERVICE_TASK_FAMILY"), required("INIT_CONTAINER_NAME"), *seed)
+        missing = [name for name, value in zip(_SEED_VARIABLES, seed, strict=True) if not value]
+        raise ConfigError(
+            f"environment variables {', '.join(_SEED_VARIABLES)} go together, and "
+            f"{', '.join(missing)} is missing: set all four or none (redeploy the service stack)"
+        )
+    return Config(
+        required("TOPIC_ARN"),
+        required("STAGE"),
+        required("METRICS_NAMESPACE"),
+        required("SERVICE_TASK_FAMILY"),
+        required("INIT_CONTAINER_NAME"),
+        *seed,
+    )
 
 
 def stopped_task(event: Any) -> dict:
     """The `detail` of a STOPPED task event, checked enough to be read safely."""
     if not isinstance(event, dict) or event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
-        raise InvalidEvent(f"expected an EventBridge event with source {EVENT_SOURCE!r} and detail-type "
-                           f"{EVENT_TYPE!r}: the rule's pattern must select only those")
+        raise InvalidEvent(
+            f"expected an EventBridge event with source {EVENT_SOURCE!r} and detail-type "
+            f"{EVENT_TYPE!r}: the rule's pattern must select only those"
+        )
     detail = event.get("detail")
     if not isinstance(detail, dict) or detail.get("lastStatus") != "STOPPED":
         raise InvalidEvent("expected a task whose lastStatus is STOPPED: the rule's pattern must select only those")
@@ -136,6 +149,7 @@ def handle(config: Config, event: Any, sns: Any, logs: Any, sleep=time.sleep) ->
 
 # -- the seeding task -------------------------------------------------------------------------------------------
 
+
 def seed_stopped(config: Config, detail: dict, sns: Any, logs: Any, sleep) -> dict:
     seed = container(detail, config.seed_container)
     exit_code = seed.get("exitCode")
@@ -146,21 +160,31 @@ def seed_stopped(config: Config, detail: dict, sns: Any, logs: Any, sleep) -> di
     subject = f"Model delivery {config.stage}: seed {'succeeded' if ok else 'FAILED'} ({exit_text})"
     lines = [
         f"Seeding task {task_id(detail)} ({config.stage}) stopped: "
-        + (f"container {config.seed_container} exit code {exit_code}" if isinstance(exit_code, int)
-           else f"container {config.seed_container} has no exit code (it did not run to its end)"),
+        + (
+            f"container {config.seed_container} exit code {exit_code}"
+            if isinstance(exit_code, int)
+            else f"container {config.seed_container} has no exit code (it did not run to its end)"
+        ),
         f"Stopped reason: {stop_description(detail)}",
     ]
     if seed.get("reason"):
         lines.append(f"Container reason: {seed['reason']}")
     lines.append(f"Summary: {summary}")
     lines += failures
-    lines += [f"Log: group {config.seed_log_group}, stream {stream}", f"Task: {detail['taskArn']}",
-              "What to do: docs/runbook.md, \"Seed results\"."]
+    lines += [
+        f"Log: group {config.seed_log_group}, stream {stream}",
+        f"Task: {detail['taskArn']}",
+        'What to do: docs/runbook.md, "Seed results".',
+    ]
     publish(sns, config.topic_arn, subject, "\n".join(lines))
-    emit(config, {"SeedTasks": 1, "SeedTaskFailed": int(not ok)}, task=detail["taskArn"], exitCode=exit_code,
-         summary=summary)
-    return {"action": "seed-result", "taskArn": detail["taskArn"], "exitCode": exit_code, "ok": ok,
-            "summary": summary}
+    emit(
+        config,
+        {"SeedTasks": 1, "SeedTaskFailed": int(not ok)},
+        task=detail["taskArn"],
+        exitCode=exit_code,
+        summary=summary,
+    )
+    return {"action": "seed-result", "taskArn": detail["taskArn"], "exitCode": exit_code, "ok": ok, "summary": summary}
 
 
 def read_summary(logs: Any, group: str, stream: str, sleep) -> tuple[str, list[str]]:
@@ -177,16 +201,19 @@ def read_summary(logs: Any, group: str, stream: str, sleep) -> tuple[str, list[s
             if error.get("Code") == "ResourceNotFoundException":
                 problem = "no log stream: the container never started, or wrote nothing"
                 continue
-            return f"unavailable (the log could not be read: {error.get('Code', 'error')}: " \
-                   f"{error.get('Message', err)})", []
+            return (
+                f"unavailable (the log could not be read: {error.get('Code', 'error')}: {error.get('Message', err)})",
+                [],
+            )
         except BotoCoreError as err:
             return f"unavailable (the log could not be read: {err})", []
         for index in range(len(lines) - 1, -1, -1):
             if SUMMARY.match(lines[index]):
-                failed = [line[:LINE_CHARS] for line in lines[index + 1:] if line.startswith("FAILED ")]
+                failed = [line[:LINE_CHARS] for line in lines[index + 1 :] if line.startswith("FAILED ")]
                 more = len(failed) - FAILED_LINES_SHOWN
                 return lines[index][:LINE_CHARS], failed[:FAILED_LINES_SHOWN] + (
-                    [f"... and {more} more FAILED lines in the log"] if more > 0 else [])
+                    [f"... and {more} more FAILED lines in the log"] if more > 0 else []
+                )
     return f"none ({problem}; the task may have run another command, or ended before its summary)", []
 
 
@@ -212,6 +239,7 @@ def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:
 
 # -- service tasks ----------------------------------------------------------------------------------------------
 
+
 def service_task_stopped(config: Config, detail: dict) -> dict:
     init = container(detail, config.init_container)
     exit_code = init.get("exitCode")
@@ -224,22 +252,44 @@ def service_task_stopped(config: Config, detail: dict) -> dict:
         failed = stop_code == "TaskFailedToStart"
         what = f"init container {config.init_container} did not run"
     description = f"{what}; task stopped: {stop_description(detail)}" + (
-        f"; container reason: {init['reason']}" if init.get("reason") else "")
+        f"; container reason: {init['reason']}" if init.get("reason") else ""
+    )
     print(("init failure: " if failed else "not an init failure: ") + f"task {detail['taskArn']}: {description}")
-    emit(config, {"InitFailures": int(failed)}, task=detail["taskArn"], exitCode=exit_code, detail=description,
-         logStream=f"service/{config.init_container}/{task_id(detail)}")
-    return {"action": "init-failure" if failed else "not-an-init-failure", "taskArn": detail["taskArn"],
-            "exitCode": exit_code}
+    emit(
+        config,
+        {"InitFailures": int(failed)},
+        task=detail["taskArn"],
+        exitCode=exit_code,
+        detail=description,
+        logStream=f"service/{config.init_container}/{task_id(detail)}",
+    )
+    return {
+        "action": "init-failure" if failed else "not-an-init-failure",
+        "taskArn": detail["taskArn"],
+        "exitCode": exit_code,
+    }
 
 
 # -- metrics ----------------------------------------------------------------------------------------------------
 
+
 def emit(config: Config, values: dict[str, int], **properties) -> None:
     """One CloudWatch EMF record on stdout (Lambda sends it to CloudWatch Logs, which extracts the metrics)."""
-    record = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
-        "Namespace": config.namespace, "Dimensions": [["Stage"]],
-        "Metrics": [{"Name": name, "Unit": "Count"} for name in values]}]},
-        "Stage": config.stage, **values, **properties}
+    record = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": config.namespace,
+                    "Dimensions": [["Stage"]],
+                    "Metrics": [{"Name": name, "Unit": "Count"} for name in values],
+                }
+            ],
+        },
+        "Stage": config.stage,
+        **values,
+        **properties,
+    }
     print(json.dumps(record, sort_keys=True))
 
 

@@ -12,8 +12,14 @@ from ..progress import Progress, human_bytes, mib_per_s
 
 
 def add_bucket(parser) -> None:
-    option(parser, "--bucket", env="MODELSYNC_BUCKET", convert=config.parse_bucket, metavar="BUCKET",
-           help="models bucket: NAME or s3://NAME[/PREFIX]")
+    option(
+        parser,
+        "--bucket",
+        env="MODELSYNC_BUCKET",
+        convert=config.parse_bucket,
+        metavar="BUCKET",
+        help="models bucket: NAME or s3://NAME[/PREFIX]",
+    )
     option(parser, "--prefix", env="MODELSYNC_PREFIX", show_default=config.DEFAULT_PREFIX, help="key prefix")
 
 
@@ -22,27 +28,57 @@ def add_dest(parser) -> None:
 
 
 def add_models(parser) -> None:
-    option(parser, "--model", env="MODELSYNC_MODELS", dest="models", action="append", metavar="NAME[@VERSION]",
-           show_default="every model at LATEST", help="model to handle (repeatable; the variable: a comma list)")
+    option(
+        parser,
+        "--model",
+        env="MODELSYNC_MODELS",
+        dest="models",
+        action="append",
+        metavar="NAME[@VERSION]",
+        show_default="every model at LATEST",
+        help="model to handle (repeatable; the variable: a comma list)",
+    )
 
 
 def add_port(parser) -> None:
-    option(parser, "--port", env="MODELSYNC_PORT", default=config.DEFAULT_PORT,
-           convert=whole(0, 65535, problem="is not a TCP port: use a number in 0-65535 (0: any free port)"),
-           help="HTTP port")
+    option(
+        parser,
+        "--port",
+        env="MODELSYNC_PORT",
+        default=config.DEFAULT_PORT,
+        convert=whole(0, 65535, problem="is not a TCP port: use a number in 0-65535 (0: any free port)"),
+        help="HTTP port",
+    )
 
 
 def add_layout(parser) -> None:
-    option(parser, "--layout", env="MODELSYNC_LAYOUT", metavar="LAYOUT", show_default=config.DEFAULT_LAYOUT,
-           help="how the view arranges the models (see modelsync view --list-layouts)")
-    option(parser, "--layouts", env="MODELSYNC_LAYOUTS", metavar="FILE",
-           show_default="the bundled modelsync/layouts.yaml", help="layouts file")
+    option(
+        parser,
+        "--layout",
+        env="MODELSYNC_LAYOUT",
+        metavar="LAYOUT",
+        show_default=config.DEFAULT_LAYOUT,
+        help="how the view arranges the models (see modelsync view --list-layouts)",
+    )
+    option(
+        parser,
+        "--layouts",
+        env="MODELSYNC_LAYOUTS",
+        metavar="FILE",
+        show_default="the bundled modelsync/layouts.yaml",
+        help="layouts file",
+    )
 
 
 def add_view(parser) -> None:
     """--view/--layout on pull and verify: build the view after success, from what they checked."""
-    option(parser, "--view", env="MODELSYNC_VIEW", metavar="DIR",
-           help="after success, build or refresh the view DIR of exactly these models (see modelsync view)")
+    option(
+        parser,
+        "--view",
+        env="MODELSYNC_VIEW",
+        metavar="DIR",
+        help="after success, build or refresh the view DIR of exactly these models (see modelsync view)",
+    )
     add_layout(parser)
 
 
@@ -78,26 +114,54 @@ def print_view_summary(result, layout) -> None:
     if sys.stdout.isatty():
         state = "built" if result.changed else "unchanged"
         env_text = " ".join(f"{k}={v}" for k, v in environment.items()) or "none"
-        print(f"view {result.view} ({result.layout}, {state}): {len(result.links)} links for "
-              f"{', '.join(result.models)}; app environment: {env_text}")
+        print(
+            f"view {result.view} ({result.layout}, {state}): {len(result.links)} links for "
+            f"{', '.join(result.models)}; app environment: {env_text}"
+        )
         for path, target in result.links.items():
             print(f"  {path} -> {target}")
     else:
-        print(json.dumps({"event": "summary", "action": "view", "view": result.view, "layout": result.layout,
-                          "generation": result.generation, "changed": result.changed, "models": result.models,
-                          "links": result.links, "removed": result.removed, "app_environment": environment,
-                          "app_writable": layout.app_writable}, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "event": "summary",
+                    "action": "view",
+                    "view": result.view,
+                    "layout": result.layout,
+                    "generation": result.generation,
+                    "changed": result.changed,
+                    "models": result.models,
+                    "links": result.links,
+                    "removed": result.removed,
+                    "app_environment": environment,
+                    "app_writable": layout.app_writable,
+                },
+                sort_keys=True,
+            )
+        )
     sys.stdout.flush()
 
 
 def add_signing_key(parser) -> None:
-    option(parser, "--signing-key", env="MODELSYNC_SIGNING_KEY", metavar="KEY", show_default="unsigned",
-           help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file")
+    option(
+        parser,
+        "--signing-key",
+        env="MODELSYNC_SIGNING_KEY",
+        metavar="KEY",
+        show_default="unsigned",
+        help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file",
+    )
 
 
 def add_trust_key(parser) -> None:
-    option(parser, "--trust-key", env="MODELSYNC_TRUST_KEY", metavar="KEY", show_default="no signature check",
-           help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key file")
+    option(
+        parser,
+        "--trust-key",
+        env="MODELSYNC_TRUST_KEY",
+        metavar="KEY",
+        show_default="no signature check",
+        help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key file",
+    )
 
 
 def signer(args):
@@ -114,12 +178,31 @@ def trust(args):
 
 
 def add_transfer(parser) -> None:
-    option(parser, "--concurrency", env="MODELSYNC_CONCURRENCY", default=config.DEFAULT_CONCURRENCY, convert=whole(1),
-           metavar="N", help="parallel transfers")
-    option(parser, "--part-size-mib", env="MODELSYNC_PART_SIZE_MIB", default=config.DEFAULT_PART_SIZE_MIB,
-           convert=whole(1), metavar="N", help="byte-range/multipart part size in MiB")
-    option(parser, "--progress", choices=("auto", "bar", "json", "quiet"), default="auto",
-           help="progress display: bar on a terminal, JSON lines otherwise")
+    option(
+        parser,
+        "--concurrency",
+        env="MODELSYNC_CONCURRENCY",
+        default=config.DEFAULT_CONCURRENCY,
+        convert=whole(1),
+        metavar="N",
+        help="parallel transfers",
+    )
+    option(
+        parser,
+        "--part-size-mib",
+        env="MODELSYNC_PART_SIZE_MIB",
+        default=config.DEFAULT_PART_SIZE_MIB,
+        convert=whole(1),
+        metavar="N",
+        help="byte-range/multipart part size in MiB",
+    )
+    option(
+        parser,
+        "--progress",
+        choices=("auto", "bar", "json", "quiet"),
+        default="auto",
+        help="progress display: bar on a terminal, JSON lines otherwise",
+    )
 
 
 def bucket_and_prefix(args) -> tuple[str, str]:
@@ -155,5 +238,12 @@ def print_summary(progress: Progress, summary: dict) -> None:
 
 
 def summary(action: str, files: int, nbytes: int, skipped: int, seconds: float, **extra) -> dict:
-    return {"action": action, "files": files, "bytes": nbytes, "skipped": skipped,
-            "seconds": round(seconds, 3), "mib_per_s": mib_per_s(nbytes, seconds), **extra}
+    return {
+        "action": action,
+        "files": files,
+        "bytes": nbytes,
+        "skipped": skipped,
+        "seconds": round(seconds, 3),
+        "mib_per_s": mib_per_s(nbytes, seconds),
+        **extra,
+    }

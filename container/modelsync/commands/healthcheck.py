@@ -12,13 +12,18 @@ from . import _common
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "healthcheck", help="exit 0 when the local serve process is healthy",
+        "healthcheck",
+        help="exit 0 when the local serve process is healthy",
         description="GET http://127.0.0.1:PORT/healthz: exit 0 on 200 (the image's HEALTHCHECK and the ECS "
-                    "container health check).")
+        "container health check).",
+    )
     _common.add_port(parser)
     option(parser, "--timeout", default=3.0, convert=_seconds, metavar="SECONDS", help="seconds to wait")
-    finish(parser, example="modelsync healthcheck --port 8080",
-           exit_codes={0: "healthy", 1: "unreachable or not healthy", 2: BAD_INPUT})
+    finish(
+        parser,
+        example="modelsync healthcheck --port 8080",
+        exit_codes={0: "healthy", 1: "unreachable or not healthy", 2: BAD_INPUT},
+    )
     parser.set_defaults(run=run)
 
 

@@ -11,14 +11,19 @@ from . import _common
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "list", help="list published models and versions",
+        "list",
+        help="list published models and versions",
         description="Every model under the bucket and prefix: its versions (newest first), creation time, file "
-                    "count, size, and which one LATEST points to. --json prints the same as one JSON array.")
+        "count, size, and which one LATEST points to. --json prints the same as one JSON array.",
+    )
     _common.add_bucket(parser)
     option(parser, "--json", action="store_true", help="print JSON instead of a table")
     _common.add_trust_key(parser)
-    finish(parser, example="modelsync list --bucket s3://my-models/models\nmodelsync list --json | jq '.[].latest'",
-           exit_codes={0: "listed", 2: BAD_INPUT})
+    finish(
+        parser,
+        example="modelsync list --bucket s3://my-models/models\nmodelsync list --json | jq '.[].latest'",
+        exit_codes={0: "listed", 2: BAD_INPUT},
+    )
     parser.set_defaults(run=run)
 
 
@@ -46,8 +51,17 @@ def format_list(models, *, signed: bool) -> list[str]:
     for model in models:
         for v in model.versions:
             mark = (_MARKS.get(v.signature, "-"),) if signed else ()
-            rows.append((model.name, v.version, v.created or "(no manifest)", str(v.files), human_bytes(v.bytes),
-                         *mark, "*" if v.version == model.latest else ""))
+            rows.append(
+                (
+                    model.name,
+                    v.version,
+                    v.created or "(no manifest)",
+                    str(v.files),
+                    human_bytes(v.bytes),
+                    *mark,
+                    "*" if v.version == model.latest else "",
+                )
+            )
     return format_table(rows, right=frozenset({3, 4}))
 
 

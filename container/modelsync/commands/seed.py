@@ -16,32 +16,62 @@ from modelsync.seed.zenodo import DEFAULT_ZENODO_URL
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "seed", help="download the catalog's models, verify them, publish them (and mirror them to EFS)",
+        "seed",
+        help="download the catalog's models, verify them, publish them (and mirror them to EFS)",
         description="For each selected catalog entry: skip it when the bucket already holds it from the same "
-                    "source; otherwise download (verified), extract safely, check its files, publish. Then bring "
-                    "the EFS mirror to each model's LATEST. Exit 1 if any model failed.",
+        "source; otherwise download (verified), extract safely, check its files, publish. Then bring "
+        "the EFS mirror to each model's LATEST. Exit 1 if any model failed.",
     )
-    option(parser, "--catalog", env="MODELSYNC_CATALOG", metavar="FILE",
-           show_default=f"the bundled {BUNDLED_CATALOG.name}", help="catalog file")
-    option(parser, "--only", env="MODELSYNC_SEED_ONLY", metavar="NAME,...", show_default="the enabled entries",
-           help="seed these entries, enabled or not")
-    option(parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR",
-           help="EFS mirror root to update after publishing")
-    option(parser, "--mirror-pins", env="MODELSYNC_MIRROR_PINS", metavar="NAME@VERSION,...",
-           help="versions the service pins: kept present in the EFS mirror next to LATEST, without moving its links "
-                "(the seeding task sets it)")
+    option(
+        parser,
+        "--catalog",
+        env="MODELSYNC_CATALOG",
+        metavar="FILE",
+        show_default=f"the bundled {BUNDLED_CATALOG.name}",
+        help="catalog file",
+    )
+    option(
+        parser,
+        "--only",
+        env="MODELSYNC_SEED_ONLY",
+        metavar="NAME,...",
+        show_default="the enabled entries",
+        help="seed these entries, enabled or not",
+    )
+    option(
+        parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR", help="EFS mirror root to update after publishing"
+    )
+    option(
+        parser,
+        "--mirror-pins",
+        env="MODELSYNC_MIRROR_PINS",
+        metavar="NAME@VERSION,...",
+        help="versions the service pins: kept present in the EFS mirror next to LATEST, without moving its links "
+        "(the seeding task sets it)",
+    )
     option(parser, "--zenodo-url", env="ZENODO_URL", default=DEFAULT_ZENODO_URL, help="Zenodo base URL")
-    option(parser, "--workdir", metavar="DIR", show_default="TMPDIR",
-           help="scratch space for one model at a time: its archive and extracted tree")
+    option(
+        parser,
+        "--workdir",
+        metavar="DIR",
+        show_default="TMPDIR",
+        help="scratch space for one model at a time: its archive and extracted tree",
+    )
     option(parser, "--list", action="store_true", help="print the catalog and the selection, then exit")
     _common.add_bucket(parser)
     _common.add_transfer(parser)
     _common.add_signing_key(parser)
     _common.add_trust_key(parser)
-    finish(parser, example="modelsync seed --list\n"
-                           "modelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs",
-           exit_codes={0: "every selected model is in the bucket (and the mirror)", 1: "some model failed",
-                       2: BAD_INPUT, "128+N": STOPPED})
+    finish(
+        parser,
+        example="modelsync seed --list\nmodelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs",
+        exit_codes={
+            0: "every selected model is in the bucket (and the mirror)",
+            1: "some model failed",
+            2: BAD_INPUT,
+            "128+N": STOPPED,
+        },
+    )
     parser.set_defaults(run=run)
 
 
@@ -51,11 +81,15 @@ def run(args) -> int:
     pins = tuple(parse_only(args.mirror_pins))
     for spec in pins:
         if config.parse_model_spec(spec)[1] is None:
-            raise ModelsyncError(f"--mirror-pins / MODELSYNC_MIRROR_PINS entry {spec!r} has no version: "
-                                 "give NAME@VERSION (only pinned versions are kept beside LATEST)")
+            raise ModelsyncError(
+                f"--mirror-pins / MODELSYNC_MIRROR_PINS entry {spec!r} has no version: "
+                "give NAME@VERSION (only pinned versions are kept beside LATEST)"
+            )
     if pins and not args.efs_root:
-        raise ModelsyncError("--mirror-pins / MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT: "
-                             "pinned versions are kept in the EFS mirror")
+        raise ModelsyncError(
+            "--mirror-pins / MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT: "
+            "pinned versions are kept in the EFS mirror"
+        )
     if args.list:
         print(format_catalog(catalog, selected))
         return 0
@@ -71,10 +105,16 @@ def run(args) -> int:
 
     with tempfile.TemporaryDirectory(prefix="modelsync-seed-", dir=args.workdir) as workdir:
         seeder = Seeder(
-            _common.client_for(args, workers), bucket, prefix=prefix, workdir=workdir,
-            zenodo=ZenodoClient(args.zenodo_url), concurrency=workers,
-            part_size=_common.part_size(args), progress=_common.make_progress(args),
-            signer=signer, trust=trust,
+            _common.client_for(args, workers),
+            bucket,
+            prefix=prefix,
+            workdir=workdir,
+            zenodo=ZenodoClient(args.zenodo_url),
+            concurrency=workers,
+            part_size=_common.part_size(args),
+            progress=_common.make_progress(args),
+            signer=signer,
+            trust=trust,
         )
         report = seeder.run(selected, efs_root=args.efs_root, mirror_pins=pins)
     print(format_report(report))

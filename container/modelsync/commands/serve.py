@@ -10,15 +10,20 @@ from . import _common
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="serve /healthz, /readyz and /models over HTTP",
+        "serve",
+        help="serve /healthz, /readyz and /models over HTTP",
         description="The demo app: /healthz (200 while running), /readyz (200 only while the models verify), "
-                    "/models (JSON). Runs until SIGTERM or SIGINT, then exits 0.")
+        "/models (JSON). Runs until SIGTERM or SIGINT, then exits 0.",
+    )
     _common.add_dest(parser)
     _common.add_models(parser)
     option(parser, "--host", default="0.0.0.0", help="address to listen on (all addresses)")
     _common.add_port(parser)
-    finish(parser, example="modelsync serve --dest /models --port 8080",
-           exit_codes={0: "stopped by SIGTERM / SIGINT (its normal end)", 2: BAD_INPUT + "; or the port is taken"})
+    finish(
+        parser,
+        example="modelsync serve --dest /models --port 8080",
+        exit_codes={0: "stopped by SIGTERM / SIGINT (its normal end)", 2: BAD_INPUT + "; or the port is taken"},
+    )
     parser.set_defaults(run=run)
 
 
@@ -34,10 +39,14 @@ def run(args) -> int:
     try:
         server = make_server(args.host, port, args.dest, models)
     except OSError as exc:
-        raise ModelsyncError(f"cannot listen on {args.host}:{port} ({exc.strerror}): "
-                             "pick another --port / MODELSYNC_PORT") from None
-    print(f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
-          file=sys.stderr, flush=True)
+        raise ModelsyncError(
+            f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT"
+        ) from None
+    print(
+        f"modelsync serve: listening on {args.host}:{server.server_address[1]}, models in {args.dest}",
+        file=sys.stderr,
+        flush=True,
+    )
     from .. import stop
 
     stop.install(on_stop=server.shutdown)  # ECS stops tasks with SIGTERM: a clean shutdown, exit 0

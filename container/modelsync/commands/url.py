@@ -10,19 +10,29 @@ MAX_EXPIRES = 604800  # SigV4 presigned URLs live at most 7 days
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "url", help="print presigned URLs of a version's files",
+        "url",
+        help="print presigned URLs of a version's files",
         description="Print one line per file of the version (LATEST when no version is given): its path, a tab, "
-                    "and a presigned (SigV4) GET URL, so someone without access to the bucket can download that "
-                    "version for --expires seconds. The URLs carry your credentials' authority: a URL made with "
-                    "temporary credentials stops working when they expire.")
+        "and a presigned (SigV4) GET URL, so someone without access to the bucket can download that "
+        "version for --expires seconds. The URLs carry your credentials' authority: a URL made with "
+        "temporary credentials stops working when they expire.",
+    )
     parser.add_argument("model", metavar="NAME[@VERSION]", help="the model, and the version (default LATEST)")
-    option(parser, "--expires", default=3600, metavar="SECONDS",
-           convert=whole(1, MAX_EXPIRES, problem=f"is not 1-{MAX_EXPIRES} seconds (SigV4 URLs last at most 7 days)"),
-           help="how long the URLs work")
+    option(
+        parser,
+        "--expires",
+        default=3600,
+        metavar="SECONDS",
+        convert=whole(1, MAX_EXPIRES, problem=f"is not 1-{MAX_EXPIRES} seconds (SigV4 URLs last at most 7 days)"),
+        help="how long the URLs work",
+    )
     _common.add_bucket(parser)
-    finish(parser, example="modelsync url ocr@2026-01-01 --bucket s3://my-models --expires 86400\n"
-                           "modelsync url ocr | while IFS=$'\\t' read -r path url; do curl -o \"$path\" \"$url\"; done",
-           exit_codes={0: "URLs printed", 1: "no such model or version in the bucket", 2: BAD_INPUT})
+    finish(
+        parser,
+        example="modelsync url ocr@2026-01-01 --bucket s3://my-models --expires 86400\n"
+        'modelsync url ocr | while IFS=$\'\\t\' read -r path url; do curl -o "$path" "$url"; done',
+        exit_codes={0: "URLs printed", 1: "no such model or version in the bucket", 2: BAD_INPUT},
+    )
     parser.set_defaults(run=run)
 
 
@@ -41,10 +51,15 @@ def run(args) -> int:
             raise JobFailed(f"model {name!r} not found in {where}: check the name and --prefix (modelsync list)")
     manifest = read_manifest(client, bucket, name, version, prefix=prefix)
     if manifest is None:
-        raise JobFailed(f"version {version!r} of model {name!r} not found in {where}: run `modelsync list` to see "
-                        "the published versions")
+        raise JobFailed(
+            f"version {version!r} of model {name!r} not found in {where}: run `modelsync list` to see "
+            "the published versions"
+        )
     for entry in manifest.files:
-        url = client.generate_presigned_url("get_object", ExpiresIn=args.expires, Params={
-            "Bucket": bucket, "Key": file_key(prefix, name, version, entry.path)})
+        url = client.generate_presigned_url(
+            "get_object",
+            ExpiresIn=args.expires,
+            Params={"Bucket": bucket, "Key": file_key(prefix, name, version, entry.path)},
+        )
         print(f"{entry.path}\t{url}")
     return 0

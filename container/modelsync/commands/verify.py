@@ -12,20 +12,28 @@ from . import _common
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "verify", help="check the local models against their manifests",
+        "verify",
+        help="check the local models against their manifests",
         description="Check every model under DEST (or the ones named) against its manifest: sizes, missing and "
-                    "unexpected files; --deep also hashes every byte on all cores. One line per problem on stderr; "
-                    "--json prints the result as one JSON object on stdout.")
+        "unexpected files; --deep also hashes every byte on all cores. One line per problem on stderr; "
+        "--json prints the result as one JSON object on stdout.",
+    )
     _common.add_dest(parser)
     _common.add_models(parser)
     option(parser, "--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
-    option(parser, "--json", action="store_true",
-           help='print {"ok": ..., "models": [{"name", "version", "files", "bytes", "ok", "problems"}]}')
+    option(
+        parser,
+        "--json",
+        action="store_true",
+        help='print {"ok": ..., "models": [{"name", "version", "files", "bytes", "ok", "problems"}]}',
+    )
     _common.add_view(parser)
     _common.add_trust_key(parser)
-    finish(parser, example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json",
-           exit_codes={0: "every model matches its manifest", 1: "problems found (one line each on stderr)",
-                       2: BAD_INPUT})
+    finish(
+        parser,
+        example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json",
+        exit_codes={0: "every model matches its manifest", 1: "problems found (one line each on stderr)", 2: BAD_INPUT},
+    )
     parser.set_defaults(run=run)
 
 
@@ -39,9 +47,27 @@ def run(args) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if args.json:
-        print(json.dumps({"ok": not problems, "dest": args.dest, "deep": args.deep, "models": [
-            {"name": s.name, "version": s.version, "files": s.files, "bytes": s.bytes, "ok": not s.problems,
-             "problems": s.problems} for s in states]}, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "ok": not problems,
+                    "dest": args.dest,
+                    "deep": args.deep,
+                    "models": [
+                        {
+                            "name": s.name,
+                            "version": s.version,
+                            "files": s.files,
+                            "bytes": s.bytes,
+                            "ok": not s.problems,
+                            "problems": s.problems,
+                        }
+                        for s in states
+                    ],
+                },
+                sort_keys=True,
+            )
+        )
     else:
         for state in states:
             if state.version:

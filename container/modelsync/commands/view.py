@@ -8,16 +8,21 @@ from . import _common
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "view", help="link verified models into DIR in the layout an app expects (atomic refresh)",
+        "view",
+        help="link verified models into DIR in the layout an app expects (atomic refresh)",
         description="Build or refresh the view DIR: links to verified version directories of DEST, arranged by a "
-                    "layout. The switch to the new links is atomic; nothing is copied.")
+        "layout. The switch to the new links is atomic; nothing is copied.",
+    )
     option(parser, "dir", env="MODELSYNC_VIEW", nargs="?", metavar="DIR", help="the view directory")
     _common.add_dest(parser)
     _common.add_models(parser)
     _common.add_layout(parser)
     option(parser, "--list-layouts", action="store_true", help="print the layouts and what they do, then exit")
-    finish(parser, example="modelsync view /srv/app-models --dest /models --layout flat --model ocr@2026-01-01",
-           exit_codes={0: "view built or unchanged", 1: "a named version is not recorded in DEST", 2: BAD_INPUT})
+    finish(
+        parser,
+        example="modelsync view /srv/app-models --dest /models --layout flat --model ocr@2026-01-01",
+        exit_codes={0: "view built or unchanged", 1: "a named version is not recorded in DEST", 2: BAD_INPUT},
+    )
     parser.set_defaults(run=run)
 
 

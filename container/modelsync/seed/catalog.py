@@ -110,8 +110,7 @@ class Catalog:
         unknown = [n for n in only if n not in by_name]
         if unknown:
             raise ModelsyncError(
-                f"not in the catalog {self.path}: {', '.join(unknown)}; "
-                f"choose from: {', '.join(self.names())}"
+                f"not in the catalog {self.path}: {', '.join(unknown)}; choose from: {', '.join(self.names())}"
             )
         return [by_name[n] for n in dict.fromkeys(only)]
 
@@ -138,13 +137,16 @@ class _Parser(StrictYaml):
 
     def catalog(self, doc: Any) -> Catalog:
         doc = self.mapping(doc, "top level", required={"models"}, optional={"defaults", "families"})
-        defaults = self.mapping(doc.get("defaults") or {}, "defaults", required=set(),
-                                optional={"max_extracted_mb", "max_extracted_files"})
+        defaults = self.mapping(
+            doc.get("defaults") or {}, "defaults", required=set(), optional={"max_extracted_mb", "max_extracted_files"}
+        )
         limits = {
-            "max_extracted_mb": self.positive_int(defaults.get("max_extracted_mb", DEFAULT_MAX_EXTRACTED_MB),
-                                                  "defaults.max_extracted_mb"),
-            "max_extracted_files": self.positive_int(defaults.get("max_extracted_files", DEFAULT_MAX_FILES),
-                                                     "defaults.max_extracted_files"),
+            "max_extracted_mb": self.positive_int(
+                defaults.get("max_extracted_mb", DEFAULT_MAX_EXTRACTED_MB), "defaults.max_extracted_mb"
+            ),
+            "max_extracted_files": self.positive_int(
+                defaults.get("max_extracted_files", DEFAULT_MAX_FILES), "defaults.max_extracted_files"
+            ),
         }
         families = self.families(doc.get("families") or {})
         models = doc["models"]
@@ -168,7 +170,9 @@ class _Parser(StrictYaml):
             spec = self.mapping(spec, where, required={"required_files"})
             files = spec["required_files"]
             if not isinstance(files, list) or not files:
-                raise self.fail(where, "required_files must be a non-empty list", "list file names, or lists of alternatives")
+                raise self.fail(
+                    where, "required_files must be a non-empty list", "list file names, or lists of alternatives"
+                )
             requirements = []
             for item in files:
                 alternatives = item if isinstance(item, list) else [item]
@@ -181,30 +185,48 @@ class _Parser(StrictYaml):
     def entry(self, raw: Any, index: int, families: dict, limits: dict[str, int]) -> CatalogEntry:
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"models[{index}]" + (f" ({name})" if isinstance(name, str) else "")
-        raw = self.mapping(raw, where, required={"name", "enabled", "approx_size_mb", "source"},
-                           optional={"family", "max_download_mb", *limits})
+        raw = self.mapping(
+            raw,
+            where,
+            required={"name", "enabled", "approx_size_mb", "source"},
+            optional={"family", "max_download_mb", *limits},
+        )
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise self.fail(where, f"name {name!r} is not a valid model name",
-                            "use letters, digits, '.', '_' or '-' (up to 128, starting with a letter or digit)")
+            raise self.fail(
+                where,
+                f"name {name!r} is not a valid model name",
+                "use letters, digits, '.', '_' or '-' (up to 128, starting with a letter or digit)",
+            )
         if not isinstance(raw["enabled"], bool):
             raise self.fail(where, f"enabled must be true or false, got {raw['enabled']!r}", "fix the value")
         size = self.positive_int(raw["approx_size_mb"], f"{where}: approx_size_mb")
-        entry_limits = {key: self.positive_int(raw.get(key, default), f"{where}: {key}")
-                        for key, default in limits.items()}
+        entry_limits = {
+            key: self.positive_int(raw.get(key, default), f"{where}: {key}") for key, default in limits.items()
+        }
         cap = raw.get("max_download_mb")
         cap = None if cap is None else self.positive_int(cap, f"{where}: max_download_mb")
         source = self.source(raw["source"], f"{where}: source")
         family, requirements = raw.get("family"), ()
         if isinstance(source, PaddleOCRSource):
             if family is not None:
-                raise self.fail(where, "a paddleocr source has no family", "remove 'family' (expected_models lists what it needs)")
+                raise self.fail(
+                    where, "a paddleocr source has no family", "remove 'family' (expected_models lists what it needs)"
+                )
         else:
             if family not in families:
                 known = ", ".join(sorted(families)) or "none defined"
                 raise self.fail(where, f"family {family!r} is not defined", f"use one of: {known}")
             requirements = families[family]
-        return CatalogEntry(name=name, enabled=raw["enabled"], approx_size_mb=size, source=source,
-                            family=family, requirements=requirements, max_download_mb=cap, **entry_limits)
+        return CatalogEntry(
+            name=name,
+            enabled=raw["enabled"],
+            approx_size_mb=size,
+            source=source,
+            family=family,
+            requirements=requirements,
+            max_download_mb=cap,
+            **entry_limits,
+        )
 
     def source(self, raw: Any, where: str) -> Source:
         kind = raw.get("type") if isinstance(raw, dict) else None
@@ -212,47 +234,73 @@ class _Parser(StrictYaml):
             raw = self.mapping(raw, where, required={"type", "record", "file"})
             record = str(raw["record"])
             if not record.isdigit():
-                raise self.fail(where, f"record {raw['record']!r} is not a Zenodo record id", "use the number from the record URL")
+                raise self.fail(
+                    where, f"record {raw['record']!r} is not a Zenodo record id", "use the number from the record URL"
+                )
             file = self.text(raw["file"], f"{where}.file")
             if "/" in file:
-                raise self.fail(where, f"file {file!r} contains '/'", "use the file name exactly as the record lists it")
+                raise self.fail(
+                    where, f"file {file!r} contains '/'", "use the file name exactly as the record lists it"
+                )
             return ZenodoSource(record=record, file=file)
         if kind == "https":
             raw = self.mapping(raw, where, required={"type", "url", "sha256"})
             url = self.text(raw["url"], f"{where}.url")
             parts = urllib.parse.urlsplit(url)
             if not (parts.scheme == "https" and parts.hostname) and not is_local_http(url):
-                raise self.fail(where, f"url {url!r} is not https",
-                                "use an https:// URL (plain http only to 127.0.0.1, localhost or [::1])")
+                raise self.fail(
+                    where,
+                    f"url {url!r} is not https",
+                    "use an https:// URL (plain http only to 127.0.0.1, localhost or [::1])",
+                )
             sha = raw["sha256"]
             if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
-                raise self.fail(where, "sha256 must be 64 hex digits",
-                                "put the archive's sha256 (sha256sum FILE) in quotes")
+                raise self.fail(
+                    where, "sha256 must be 64 hex digits", "put the archive's sha256 (sha256sum FILE) in quotes"
+                )
             sha = sha.lower()
             return HttpsSource(url=url, sha256=sha)
         if kind == "paddleocr":
-            raw = self.mapping(raw, where, required={"type", "paddleocr_version", "lang", "expected_models"},
-                               optional={"options", "model_source"})
+            raw = self.mapping(
+                raw,
+                where,
+                required={"type", "paddleocr_version", "lang", "expected_models"},
+                optional={"options", "model_source"},
+            )
             version = raw["paddleocr_version"]
             if not isinstance(version, str) or not re.match(r"^\d+(\.\d+)+$", version):
-                raise self.fail(where, f"paddleocr_version {version!r} is not an exact version", "quote a pin such as \"3.7.0\"")
+                raise self.fail(
+                    where, f"paddleocr_version {version!r} is not an exact version", 'quote a pin such as "3.7.0"'
+                )
             options = raw.get("options") or {}
             if not isinstance(options, dict) or not all(
                 isinstance(k, str) and k.isidentifier() and k != "lang" and isinstance(v, (bool, int, float, str))
                 for k, v in options.items()
             ):
-                raise self.fail(where, "options must map PaddleOCR argument names to plain values",
-                                "e.g. use_textline_orientation: true (set lang with 'lang')")
+                raise self.fail(
+                    where,
+                    "options must map PaddleOCR argument names to plain values",
+                    "e.g. use_textline_orientation: true (set lang with 'lang')",
+                )
             models = raw["expected_models"]
-            if not isinstance(models, list) or not models or not all(
-                isinstance(m, str) and _PADDLE_MODEL.match(m) for m in models
+            if (
+                not isinstance(models, list)
+                or not models
+                or not all(isinstance(m, str) and _PADDLE_MODEL.match(m) for m in models)
             ):
                 raise self.fail(where, "expected_models must list model folder names", "e.g. PP-OCRv6_medium_det")
             model_source = raw.get("model_source", "huggingface")
             if model_source not in ("huggingface", "aistudio", "modelscope", "bos"):
-                raise self.fail(where, f"model_source {model_source!r} is unknown", "use huggingface, aistudio, modelscope or bos")
-            return PaddleOCRSource(paddleocr_version=version, lang=self.text(raw["lang"], f"{where}.lang"),
-                                   model_source=model_source, options=dict(options), expected_models=tuple(models))
+                raise self.fail(
+                    where, f"model_source {model_source!r} is unknown", "use huggingface, aistudio, modelscope or bos"
+                )
+            return PaddleOCRSource(
+                paddleocr_version=version,
+                lang=self.text(raw["lang"], f"{where}.lang"),
+                model_source=model_source,
+                options=dict(options),
+                expected_models=tuple(models),
+            )
         raise self.fail(where, f"type {kind!r} is unknown", "use type: zenodo, https or paddleocr")
 
 
@@ -267,8 +315,9 @@ def format_catalog(catalog, selected) -> str:
             where = source.url
         else:
             where = f"zenodo {source.record}/{source.file}"
-        rows.append((e.name, "yes" if e.enabled else "no", "yes" if e.name in chosen else "no",
-                     str(e.approx_size_mb), where))
+        rows.append(
+            (e.name, "yes" if e.enabled else "no", "yes" if e.name in chosen else "no", str(e.approx_size_mb), where)
+        )
     lines = format_table(rows)
     total = sum(e.approx_size_mb for e in selected)
     lines.append(f"{len(selected)} selected, about {total} MB (estimates) from {catalog.path}")

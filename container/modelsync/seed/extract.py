@@ -87,8 +87,10 @@ def _check_entry_count(archive: Path, label: str, max_files: int) -> None:
 
 
 def _too_many(label: str, count: int, max_files: int):
-    raise UnsafeArchive(f"{label}: holds {count} files and folders, more than the limit of {max_files}; "
-                        f"raise max_extracted_files for this catalog entry if the archive is trusted")
+    raise UnsafeArchive(
+        f"{label}: holds {count} files and folders, more than the limit of {max_files}; "
+        f"raise max_extracted_files for this catalog entry if the archive is trusted"
+    )
 
 
 def _plan(zf: zipfile.ZipFile, label: str, *, max_bytes: int, max_files: int) -> _Plan:
@@ -140,8 +142,10 @@ def _read_link(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> str:
     """A link's target, refused by its declared size before a byte of it is read (and read bounded:
     zipfile stops at the declared size, then checks the CRC)."""
     if info.file_size > MAX_LINK_BYTES:
-        raise UnsafeArchive(f"{label}: link {info.filename!r} is {info.file_size} bytes; a link is at most "
-                            f"{MAX_LINK_BYTES} bytes (a target path): refusing a malformed archive")
+        raise UnsafeArchive(
+            f"{label}: link {info.filename!r} is {info.file_size} bytes; a link is at most "
+            f"{MAX_LINK_BYTES} bytes (a target path): refusing a malformed archive"
+        )
     try:
         with zf.open(info) as src:
             return src.read(MAX_LINK_BYTES + 1).decode("utf-8", "replace")
@@ -163,8 +167,10 @@ def _resolve(link: _Entry, links: dict, files: dict, folders: set, label: str, d
                 f"are refused (a few can multiply the files): re-pack the archive without links (zip -r without -y)"
             )
         if target not in links:
-            raise UnsafeArchive(f"{label}: link {current.info.filename!r} points to nothing inside the archive "
-                                f"({'/'.join(target)!r}); check the source")
+            raise UnsafeArchive(
+                f"{label}: link {current.info.filename!r} points to nothing inside the archive "
+                f"({'/'.join(target)!r}); check the source"
+            )
         if target in chain:
             raise UnsafeArchive(f"{label}: link {link.info.filename!r} is part of a loop of links; check the source")
         current = links[target]
@@ -179,7 +185,9 @@ def _safe_parts(name: str, label: str) -> tuple[str, ...]:
         raise UnsafeArchive(f"{label}: entry {name!r} has an absolute path; refusing to extract an unsafe archive")
     parts = tuple(p for p in normalised.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise UnsafeArchive(f"{label}: entry {name!r} escapes the archive tree with '..'; refusing to extract an unsafe archive")
+        raise UnsafeArchive(
+            f"{label}: entry {name!r} escapes the archive tree with '..'; refusing to extract an unsafe archive"
+        )
     if any("\x00" in p for p in parts):
         raise UnsafeArchive(f"{label}: entry {name!r} contains a NUL byte; refusing to extract an unsafe archive")
     return parts
@@ -190,7 +198,8 @@ def _link_target(parts: tuple[str, ...], target: str, name: str, label: str) -> 
     resolved = posixpath.normpath(posixpath.join(*parts[:-1], target)) if parts[:-1] else posixpath.normpath(target)
     if target.startswith("/") or resolved == ".." or resolved.startswith("../") or resolved == ".":
         raise UnsafeArchive(
-            f"{label}: link {name!r} points outside the archive tree (-> {target!r}); refusing to extract an unsafe archive"
+            f"{label}: link {name!r} points outside the archive tree (-> {target!r}); "
+            "refusing to extract an unsafe archive"
         )
     resolved_parts = tuple(resolved.split("/"))
     if parts[: len(resolved_parts)] == resolved_parts:
@@ -215,7 +224,9 @@ def _write(zf: zipfile.ZipFile, entries: list[_Entry], dest: Path, label: str) -
                         written += len(chunk)
                         out.write(chunk)
         except (zipfile.BadZipFile, EOFError, NotImplementedError) as err:
-            raise UnsafeArchive(f"{label}: entry {entry.info.filename!r} cannot be read ({err}); re-run the seed") from None
+            raise UnsafeArchive(
+                f"{label}: entry {entry.info.filename!r} cannot be read ({err}); re-run the seed"
+            ) from None
         except OSError as err:
             raise UnsafeArchive(
                 f"{label}: entry {entry.info.filename!r} cannot be written ({err.strerror or err}); "

@@ -14,14 +14,13 @@ import json
 import logging
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from modelsync import __version__
 from modelsync.backoff import delay as jittered_delay
@@ -129,14 +128,17 @@ class HttpFetcher:
         dest = Path(dest)
         part = dest.with_name(f".{dest.name}.part")
         if max_bytes is not None and expected_size is not None and expected_size > max_bytes:
-            raise DownloadTooLarge(f"{what}: the source lists {expected_size} bytes, more than the download cap "
-                                   f"of {max_bytes} bytes")
+            raise DownloadTooLarge(
+                f"{what}: the source lists {expected_size} bytes, more than the download cap of {max_bytes} bytes"
+            )
 
         def stream(response) -> int:
             announced = getattr(response, "length", None)
             if max_bytes is not None and announced is not None and announced > max_bytes:
-                raise DownloadTooLarge(f"{what}: {url} announces {announced} bytes (Content-Length), more than "
-                                       f"the download cap of {max_bytes} bytes")
+                raise DownloadTooLarge(
+                    f"{what}: {url} announces {announced} bytes (Content-Length), more than "
+                    f"the download cap of {max_bytes} bytes"
+                )
             digest = hashlib.new(algorithm, usedforsecurity=False)
             size = 0
             limit = max_bytes + 1 if max_bytes is not None else None  # one byte over proves the body is too long
@@ -151,8 +153,10 @@ class HttpFetcher:
                     if progress:
                         progress(len(chunk))
                     if limit is not None and size >= limit:
-                        raise DownloadTooLarge(f"{what}: {url} sent more than the download cap of {max_bytes} "
-                                               f"bytes; stopped there and deleted the partial file")
+                        raise DownloadTooLarge(
+                            f"{what}: {url} sent more than the download cap of {max_bytes} "
+                            f"bytes; stopped there and deleted the partial file"
+                        )
             if expected_size is not None and size > expected_size:
                 raise DigestMismatch(
                     f"{what}: got more than the {expected_size} bytes the source lists; "
@@ -197,15 +201,14 @@ class HttpFetcher:
                 retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)
             except urllib.error.URLError as err:
                 last_problem = str(err.reason)
-            except (_Retryable, ConnectionError, socket.timeout, TimeoutError) as err:
+            except (_Retryable, ConnectionError, TimeoutError) as err:
                 last_problem = str(err) or type(err).__name__
             except (OSError, http.client.HTTPException) as err:  # IncompleteRead, resets
                 last_problem = str(err) or type(err).__name__
             if attempt == policy.attempts:
                 break
             wait = self._wait_seconds(attempt, retry_after)
-            log.warning("%s: %s; retry %d of %d in %.1f s", what, last_problem, attempt,
-                        policy.attempts - 1, wait)
+            log.warning("%s: %s; retry %d of %d in %.1f s", what, last_problem, attempt, policy.attempts - 1, wait)
             self._sleep(wait)
         host = urllib.parse.urlsplit(url).netloc
         raise ModelsyncError(
@@ -234,14 +237,16 @@ def _open_for_writing(path: Path):
         # Unbuffered: a full disk shows up in _write, not later in a close() the retry loop would catch.
         return open(path, "wb", buffering=0)
     except OSError as err:
-        raise LocalWriteError(f"cannot write {path} ({err.strerror}); check the scratch directory (--workdir)") from None
+        raise LocalWriteError(
+            f"cannot write {path} ({err.strerror}); check the scratch directory (--workdir)"
+        ) from None
 
 
 def _write(out, chunk: bytes, path: Path) -> None:
     view = memoryview(chunk)
     try:
         while view:
-            view = view[out.write(view):]
+            view = view[out.write(view) :]
     except OSError as err:
         raise LocalWriteError(
             f"cannot write {path} ({err.strerror}); free disk space for the seeding task or point "

@@ -15,8 +15,8 @@ import importlib.metadata
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from modelsync.errors import ModelsyncError
 from modelsync.seed.catalog import PaddleOCRSource
@@ -70,8 +70,13 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def prewarm(source: PaddleOCRSource, cache_dir: Path, *, pipeline_factory: PipelineFactory | None = None,
-            label: str = "paddleocr") -> Path:
+def prewarm(
+    source: PaddleOCRSource,
+    cache_dir: Path,
+    *,
+    pipeline_factory: PipelineFactory | None = None,
+    label: str = "paddleocr",
+) -> Path:
     """Build the pipeline with its cache in the new directory `cache_dir`; check the expected
     model folders; return `cache_dir` (the tree to publish)."""
     cache_dir = Path(cache_dir)
@@ -84,8 +89,13 @@ def prewarm(source: PaddleOCRSource, cache_dir: Path, *, pipeline_factory: Pipel
         # we name the source explicitly, so the probe only adds a failure mode.
         "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True",
     }
-    log.info("%s: building the pipeline (paddleocr %s, %s) into %s", label, source.paddleocr_version,
-             source.pipeline_kwargs(), cache_dir)
+    log.info(
+        "%s: building the pipeline (paddleocr %s, %s) into %s",
+        label,
+        source.paddleocr_version,
+        source.pipeline_kwargs(),
+        cache_dir,
+    )
     with _environ(settings):
         try:
             factory(**source.pipeline_kwargs())
@@ -119,5 +129,8 @@ def check_models(cache_dir: Path, expected: tuple[str, ...], *, label: str = "pa
             )
     extra = sorted(set(present) - set(expected))
     if extra:
-        log.warning("%s: the pipeline also loaded %s; they are published too, add them to expected_models",
-                    label, ", ".join(extra))
+        log.warning(
+            "%s: the pipeline also loaded %s; they are published too, add them to expected_models",
+            label,
+            ", ".join(extra),
+        )

@@ -89,10 +89,22 @@ class SeedReport:
 
 
 class Seeder:
-    def __init__(self, client, bucket: str, *, prefix: str, workdir: Path, zenodo: ZenodoClient,
-                 fetcher: HttpFetcher | None = None, pipeline_factory: PipelineFactory | None = None,
-                 concurrency: int = 16, part_size: int | None = None, progress: Progress | None = None,
-                 signer: Signer | None = None, trust: Verifier | None = None):
+    def __init__(
+        self,
+        client,
+        bucket: str,
+        *,
+        prefix: str,
+        workdir: Path,
+        zenodo: ZenodoClient,
+        fetcher: HttpFetcher | None = None,
+        pipeline_factory: PipelineFactory | None = None,
+        concurrency: int = 16,
+        part_size: int | None = None,
+        progress: Progress | None = None,
+        signer: Signer | None = None,
+        trust: Verifier | None = None,
+    ):
         """signer: sign what is published; trust: check what the EFS mirror pulls, and the signatures
         the "unchanged" decision relies on (default: the signer's public key)."""
         self.client, self.bucket, self.prefix = client, bucket, prefix
@@ -105,8 +117,9 @@ class Seeder:
         self.signer = signer
         self.trust = trust or (signer.verifier() if signer is not None else None)
 
-    def run(self, entries: list[CatalogEntry], *, efs_root: str | None = None,
-            mirror_pins: tuple[str, ...] = ()) -> SeedReport:
+    def run(
+        self, entries: list[CatalogEntry], *, efs_root: str | None = None, mirror_pins: tuple[str, ...] = ()
+    ) -> SeedReport:
         self._check_bucket()
         report = SeedReport()
         for index, entry in enumerate(entries):
@@ -114,10 +127,17 @@ class Seeder:
                 outcome = self.seed_one(entry)
             except Stopped as stop:  # every step is safe to abandon; say where it stopped, start nothing more
                 report.stopped = stop
-                report.models.append(ModelOutcome(entry.name, "failed", error=f"{stop} while seeding it: "
-                                                  "re-run the seed (what is published stays consistent)"))
-                report.models += [ModelOutcome(e.name, "failed", error=f"not started: the seed was {stop}")
-                                  for e in entries[index + 1:]]
+                report.models.append(
+                    ModelOutcome(
+                        entry.name,
+                        "failed",
+                        error=f"{stop} while seeding it: re-run the seed (what is published stays consistent)",
+                    )
+                )
+                report.models += [
+                    ModelOutcome(e.name, "failed", error=f"not started: the seed was {stop}")
+                    for e in entries[index + 1 :]
+                ]
                 return report
             report.models.append(outcome)
             if outcome.status == "failed":
@@ -125,8 +145,9 @@ class Seeder:
             else:
                 log.info("%s: %s %s (%.1f s)", entry.name, outcome.status, outcome.version, outcome.seconds)
         if efs_root:
-            report.mirror = self.mirror(efs_root, [m for m in report.models if m.version and m.status != "failed"],
-                                        mirror_pins)
+            report.mirror = self.mirror(
+                efs_root, [m for m in report.models if m.version and m.status != "failed"], mirror_pins
+            )
             if report.mirror.stopped:
                 report.stopped = report.mirror.stopped
         return report
@@ -150,8 +171,15 @@ class Seeder:
                 outcome.size_bytes = tree_size(folder)
                 self._warn_if_larger(entry, outcome.size_bytes, "extracted model")
                 result: PublishResult = publish_directory(
-                    self.client, self.bucket, entry.name, folder, prefix=self.prefix, source=source,
-                    concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
+                    self.client,
+                    self.bucket,
+                    entry.name,
+                    folder,
+                    prefix=self.prefix,
+                    source=source,
+                    concurrency=self.concurrency,
+                    progress=self.progress,
+                    part_size=self.part_size,
                     signer=self.signer,
                 )
                 outcome.version, outcome.uploaded_bytes = result.version, result.uploaded_bytes
@@ -186,8 +214,14 @@ class Seeder:
         source = entry.source
         if isinstance(source, ZenodoSource):
             zfile = self.zenodo.file(source.record, source.file)
-            log.info("%s: Zenodo %s/%s is %s (md5 %s)", entry.name, source.record, source.file,
-                     human_bytes(zfile.size), zfile.md5)
+            log.info(
+                "%s: Zenodo %s/%s is %s (md5 %s)",
+                entry.name,
+                source.record,
+                source.file,
+                human_bytes(zfile.size),
+                zfile.md5,
+            )
             self._warn_if_larger(entry, zfile.size, "archive")
             return {**source.identity(), "md5": zfile.md5, "size": zfile.size}
         return source.identity()  # https: holds its sha256; paddleocr: version and settings
@@ -205,21 +239,29 @@ class Seeder:
             if isinstance(source, ZenodoSource):
                 zfile = self.zenodo.file(source.record, source.file)
                 progress.begin(f"{entry.name} download", zfile.size, model=entry.name, source="zenodo")
-                outcome.downloaded_bytes = self.zenodo.download(zfile, archive, max_bytes=cap,
-                                                                progress=progress.advance)
+                outcome.downloaded_bytes = self.zenodo.download(
+                    zfile, archive, max_bytes=cap, progress=progress.advance
+                )
             elif isinstance(source, HttpsSource):
                 progress.begin(f"{entry.name} download", 0, model=entry.name, source="https")
                 outcome.downloaded_bytes = self.fetcher.download(
-                    source.url, archive, what=f"{entry.name} ({source.url})", algorithm="sha256",
-                    expected_digest=source.sha256, max_bytes=cap, progress=progress.advance,
+                    source.url,
+                    archive,
+                    what=f"{entry.name} ({source.url})",
+                    algorithm="sha256",
+                    expected_digest=source.sha256,
+                    max_bytes=cap,
+                    progress=progress.advance,
                 )
             else:  # pragma: no cover - the catalog parser only builds the three kinds above
                 raise ModelsyncError(f"{entry.name}: unsupported source {source!r}")
         except DownloadTooLarge as err:
             rule = "" if entry.max_download_mb else f" = {DOWNLOAD_CAP_FACTOR} x approx_size_mb"
-            raise ModelsyncError(f"{entry.name}: refused: {err} (max_download_mb: {entry.download_cap_mb}{rule}); "
-                                 f"raise max_download_mb (or approx_size_mb) for this catalog entry if the source "
-                                 f"is trusted") from None
+            raise ModelsyncError(
+                f"{entry.name}: refused: {err} (max_download_mb: {entry.download_cap_mb}{rule}); "
+                f"raise max_download_mb (or approx_size_mb) for this catalog entry if the source "
+                f"is trusted"
+            ) from None
         progress.end(model=entry.name, downloaded_bytes=outcome.downloaded_bytes)
         tree = work / "tree"
         try:
@@ -230,9 +272,14 @@ class Seeder:
 
     def _warn_if_larger(self, entry: CatalogEntry, nbytes: int, what: str) -> None:
         if nbytes > entry.approx_size_mb * MIB:
-            log.warning("%s: the %s is %s, above the catalog estimate approx_size_mb: %d; raise the estimate "
-                        "(the service's storage is sized from it)", entry.name, what, human_bytes(nbytes),
-                        entry.approx_size_mb)
+            log.warning(
+                "%s: the %s is %s, above the catalog estimate approx_size_mb: %d; raise the estimate "
+                "(the service's storage is sized from it)",
+                entry.name,
+                what,
+                human_bytes(nbytes),
+                entry.approx_size_mb,
+            )
 
     # -- EFS mirror and preflight ---------------------------------------------------------------
 
@@ -247,9 +294,21 @@ class Seeder:
         started = time.monotonic()
         try:
             if pins:
-                outcome.add(pull(self.client, self.bucket, efs_root, list(pins), prefix=self.prefix,
-                                 concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
-                                 switch=False, trust=self.trust), linked=False)
+                outcome.add(
+                    pull(
+                        self.client,
+                        self.bucket,
+                        efs_root,
+                        list(pins),
+                        prefix=self.prefix,
+                        concurrency=self.concurrency,
+                        progress=self.progress,
+                        part_size=self.part_size,
+                        switch=False,
+                        trust=self.trust,
+                    ),
+                    linked=False,
+                )
                 outcome.pins = list(pins)
             self._mirror_latest(efs_root, [m.name for m in seeded], outcome)
         except ModelsyncError as err:  # JobFailed included: the other models were still pulled
@@ -268,9 +327,17 @@ class Seeder:
             return
         for _ in range(MIRROR_ROUNDS):
             try:
-                result = pull(self.client, self.bucket, efs_root, pending, prefix=self.prefix,
-                              concurrency=self.concurrency, progress=self.progress, part_size=self.part_size,
-                              trust=self.trust)
+                result = pull(
+                    self.client,
+                    self.bucket,
+                    efs_root,
+                    pending,
+                    prefix=self.prefix,
+                    concurrency=self.concurrency,
+                    progress=self.progress,
+                    part_size=self.part_size,
+                    trust=self.trust,
+                )
             except PullFailed as err:  # the models that were pulled still count
                 outcome.add(err.result)
                 raise
@@ -278,13 +345,18 @@ class Seeder:
             # The pull resolved LATEST before it switched: a seed that published and mirrored in between
             # may have been overtaken by our older switch. Whoever switches last re-checks, so the mirror
             # cannot end behind LATEST.
-            pending = [name for name in pending if read_latest_version(
-                self.client, self.bucket, name, prefix=self.prefix) != outcome.versions[name]]
+            pending = [
+                name
+                for name in pending
+                if read_latest_version(self.client, self.bucket, name, prefix=self.prefix) != outcome.versions[name]
+            ]
             if not pending:
                 return
             log.info("EFS mirror: LATEST of %s moved while mirroring; pulling again", ", ".join(pending))
-        raise JobFailed(f"LATEST of {', '.join(pending)} kept changing while the EFS mirror was brought up to date "
-                        f"(another seed or publish is running): re-run the seed when it has finished")
+        raise JobFailed(
+            f"LATEST of {', '.join(pending)} kept changing while the EFS mirror was brought up to date "
+            f"(another seed or publish is running): re-run the seed when it has finished"
+        )
 
     def _check_bucket(self) -> None:
         """A missing bucket or missing credentials are configuration errors: stop before any
@@ -298,32 +370,47 @@ class Seeder:
 
 def _unexpected(err: Exception) -> str:
     """One line for a failure nobody foresaw (the traceback goes to the log)."""
-    return (f"unexpected {type(err).__name__}: {' '.join(str(err).split())}; "
-            f"re-run the seed, and report it if it persists")
+    return (
+        f"unexpected {type(err).__name__}: {' '.join(str(err).split())}; re-run the seed, and report it if it persists"
+    )
 
 
 def format_report(report: SeedReport) -> str:
     """The closing table: one row per model, the EFS mirror line, then each failure in full."""
     header = ("MODEL", "STATUS", "VERSION", "SIZE", "DOWNLOADED", "UPLOADED", "SECONDS")
     rows = [header] + [
-        (m.name, m.status, m.version or "-", human_bytes(m.size_bytes) if m.version else "-",
-         human_bytes(m.downloaded_bytes), human_bytes(m.uploaded_bytes), f"{m.seconds:.1f}")
+        (
+            m.name,
+            m.status,
+            m.version or "-",
+            human_bytes(m.size_bytes) if m.version else "-",
+            human_bytes(m.downloaded_bytes),
+            human_bytes(m.uploaded_bytes),
+            f"{m.seconds:.1f}",
+        )
         for m in report.models
     ]
     lines = format_table(rows)
     mirror = report.mirror
     if mirror is not None:
         state = "ok" if mirror.ok else "FAILED"
-        lines.append(f"EFS mirror {mirror.root}: {state}, {mirror.files} files ({human_bytes(mirror.bytes)}) copied, "
-                     f"{mirror.skipped_files} already in place, {mirror.seconds:.1f} s")
+        lines.append(
+            f"EFS mirror {mirror.root}: {state}, {mirror.files} files ({human_bytes(mirror.bytes)}) copied, "
+            f"{mirror.skipped_files} already in place, {mirror.seconds:.1f} s"
+        )
         if mirror.pins:
             lines.append(f"EFS mirror keeps the service's pinned versions: {', '.join(mirror.pins)}")
-        lines += [f"EFS mirror has {m.name} at {mirror.versions[m.name]}, the LATEST published after this run saw "
-                  f"{m.version} (another seed or publish)"
-                  for m in report.models if m.name in mirror.versions and mirror.versions[m.name] != m.version]
+        lines += [
+            f"EFS mirror has {m.name} at {mirror.versions[m.name]}, the LATEST published after this run saw "
+            f"{m.version} (another seed or publish)"
+            for m in report.models
+            if m.name in mirror.versions and mirror.versions[m.name] != m.version
+        ]
     counts = {s: sum(m.status == s for m in report.models) for s in ("published", "unchanged", "failed")}
-    lines.append(f"seed: {counts['published']} published, {counts['unchanged']} unchanged, {counts['failed']} failed"
-                 + (" - EFS mirror failed" if mirror is not None and not mirror.ok else ""))
+    lines.append(
+        f"seed: {counts['published']} published, {counts['unchanged']} unchanged, {counts['failed']} failed"
+        + (" - EFS mirror failed" if mirror is not None and not mirror.ok else "")
+    )
     lines += [f"FAILED {m.name}: {m.error}" for m in report.models if m.status == "failed"]
     if mirror is not None and not mirror.ok:
         lines.append(f"FAILED EFS mirror: {mirror.error}")

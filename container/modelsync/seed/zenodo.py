@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from modelsync.errors import ModelsyncError
 from modelsync.seed.fetch import HttpFetcher, HttpStatusError, is_local_http
@@ -84,15 +84,27 @@ class ZenodoClient:
             )
         return files[name]
 
-    def download(self, zfile: ZenodoFile, dest: Path, *, max_bytes: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> int:
+    def download(
+        self,
+        zfile: ZenodoFile,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Download into `dest` (verified size and md5), trying the API link, then the fallback."""
         what = f"Zenodo {zfile.record}/{zfile.key}"
         for i, url in enumerate(zfile.urls):
             try:
                 return self.fetcher.download(
-                    url, dest, what=what, algorithm="md5", expected_digest=zfile.md5,
-                    expected_size=zfile.size, max_bytes=max_bytes, progress=progress,
+                    url,
+                    dest,
+                    what=what,
+                    algorithm="md5",
+                    expected_digest=zfile.md5,
+                    expected_size=zfile.size,
+                    max_bytes=max_bytes,
+                    progress=progress,
                 )
             except HttpStatusError as err:
                 if i + 1 < len(zfile.urls) and err.status in (400, 403, 404, 410):
@@ -125,11 +137,17 @@ class ZenodoClient:
             size = entry.get("size", entry.get("filesize"))
             match = _MD5.match(str(entry.get("checksum", "")).strip())
             if not name or not isinstance(size, int) or not match:
-                log.warning("Zenodo record %s: ignoring a file entry without name, size or md5: %r",
-                            record, {k: entry.get(k) for k in ("key", "filename", "size", "checksum")})
+                log.warning(
+                    "Zenodo record %s: ignoring a file entry without name, size or md5: %r",
+                    record,
+                    {k: entry.get(k) for k in ("key", "filename", "size", "checksum")},
+                )
                 continue
             files[name] = ZenodoFile(
-                record=record, key=name, size=size, md5=match.group(1).lower(),
+                record=record,
+                key=name,
+                size=size,
+                md5=match.group(1).lower(),
                 urls=self._urls(record, name, entry),
             )
         return files
@@ -141,8 +159,14 @@ class ZenodoClient:
         if not isinstance(api, str) or api == fallback:
             return (fallback,)
         if not self._on_zenodo(api):
-            log.warning("Zenodo record %s: ignoring the link %r for %s (not https on %s); using %s",
-                        record, api[:200], name, urllib.parse.urlsplit(self.base_url).netloc, fallback)
+            log.warning(
+                "Zenodo record %s: ignoring the link %r for %s (not https on %s); using %s",
+                record,
+                api[:200],
+                name,
+                urllib.parse.urlsplit(self.base_url).netloc,
+                fallback,
+            )
             return (fallback,)
         return (api, fallback)
 
