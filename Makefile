@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-checkov synth test deploy destroy pins check-pins seed local bench lock clean
+.PHONY: install install-dev install-checkov lint fmt synth test deploy destroy pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,20 @@ synth: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet -c stage=$(STAGE)
 	@ls cdk.out/*.template.json
 
-## Run the whole test suite (tests/infra/test_checkov.py runs checkov from $(CHECKOV_VENV)).
-test: install-dev install-checkov
+## ruff (lint, then format check) and mypy over the library, the app, the runtime, the Lambdas and the
+## tools, configured in pyproject.toml; `make test` runs it first. `make fmt` applies ruff's fixes.
+LINT_PATHS := app.py model_delivery stacks container/modelsync lambdas tools
+lint: install-dev
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+
+fmt: install-dev
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+## Run the whole test suite (tests/infra/test_checkov.py runs checkov from $(CHECKOV_VENV)), after lint.
+test: install-dev install-checkov lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).

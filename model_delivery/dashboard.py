@@ -57,7 +57,7 @@ class ModelDeliveryDashboard(Construct):
                     graph("View build time per task start (s)", [m.delivery("ViewSeconds", "Maximum")]),
                 ]
             )
-        failures = [m.stage_metric("InitFailures")]
+        failures: list[cw.IMetric] = [m.stage_metric("InitFailures")]
         if m.mode == "s3":
             failures += [m.delivery("PullFailures"), m.delivery("PullRetries")]
         rows.append(

@@ -136,6 +136,8 @@ class DeliveryMetrics:
         )
 
     def efs(self, name: str, statistic: str, period: cdk.Duration = ONE_MINUTE) -> cw.Metric:
+        if self.file_system_id is None:
+            raise ModelDeliveryError(f"EFS metric {name}: this delivery has no EFS mirror (give the store a mirror)")
         return cw.Metric(
             namespace="AWS/EFS",
             metric_name=name,

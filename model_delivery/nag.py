@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_ecs as ecs
 from constructs import IConstruct
 
 
@@ -11,7 +12,7 @@ def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
     cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
 
 
-def acknowledge_task_definition(task_definition: IConstruct) -> None:
+def acknowledge_task_definition(task_definition: ecs.TaskDefinition) -> None:
     """The two findings every modelsync task definition carries, for reasons outside our control."""
     acknowledge(
         task_definition.obtain_execution_role(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 from stacks.errors import SettingsError
 
@@ -63,7 +64,7 @@ def parse_app_image(value: str) -> AppImage:
     return AppImage("registry", value)
 
 
-def _refuse(value: str, why: str) -> None:
+def _refuse(value: str, why: str) -> NoReturn:
     raise SettingsError(
         f"setting 'app_image' = {value!r} is not allowed: {why}; use REPOSITORY:TAG or "
         "REPOSITORY@sha256:DIGEST from any registry, a bare tag of the project's ECR repository, "

@@ -415,7 +415,7 @@ def start_serve(stack: ExitStack, dest: Path, port: int, env: dict[str, str]) ->
     listening = threading.Event()
 
     def relay() -> None:  # pass its log through, and catch "listening on HOST:PORT"
-        for line in proc.stderr:
+        for line in proc.stderr or ():
             sys.stderr.write(line)
             match = re.search(r"listening on [^\s:]+:(\d+)", line)
             if match and not found:

@@ -235,7 +235,7 @@ def wait_until_stopped(
 
 def task_exit(task: dict[str, Any], container_name: str, err: TextIO) -> int:
     """The seed container's exit code; explains the stop on stderr when it is not 0."""
-    container = next((c for c in task.get("containers", []) if c.get("name") == container_name), {})
+    container: dict[str, Any] = next((c for c in task.get("containers", []) if c.get("name") == container_name), {})
     code = container.get("exitCode")
     if code == 0:
         print(f"{PROG}: seeding finished: exit code 0", file=err)

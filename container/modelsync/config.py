@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,9 @@ class StrictYaml:
     def fail(self, where: str, problem: str, fix: str) -> ModelsyncError:
         return ModelsyncError(f"{self.label} {self.path}: {where}: {problem}; {fix}")
 
-    def mapping(self, value: Any, where: str, *, required: set[str], optional: set[str] = frozenset()) -> dict:
+    def mapping(
+        self, value: Any, where: str, *, required: AbstractSet[str], optional: AbstractSet[str] = frozenset()
+    ) -> dict:
         if not isinstance(value, dict):
             raise self.fail(where, f"expected a mapping, got {type(value).__name__}", self.format_hint)
         missing_keys = sorted(required - value.keys())

@@ -211,7 +211,7 @@ class Downloader:
             os.unlink(temp_path)
             if journal is not None:
                 journal.remove()
-            raise ChecksumMismatch(entry.path, entry.sha256, digest)
+            raise ChecksumMismatch(entry.path, entry.sha256, str(digest))
 
     def _get_ranges(self, key: str, fd: int, size: int, journal: PartJournal | None) -> str:
         starts = list(range(0, size, self.part_size))
@@ -235,8 +235,9 @@ class Downloader:
                 future.cancel()
             wait(pending)
         for future in futures:
-            if future.done() and not future.cancelled() and future.exception():
-                raise future.exception()
+            error = future.exception() if future.done() and not future.cancelled() else None
+            if error is not None:
+                raise error
         return hasher.hexdigest()
 
     def _get_range(self, key: str, fd: int, start: int, length: int, size: int, hash_it: bool) -> str | None:
@@ -244,7 +245,6 @@ class Downloader:
         broken transfers with backoff."""
         last_error: Exception | None = None
         for attempt in range(1, self.attempts + 1):
-            written = 0
             digest = hashlib.sha256() if hash_it else None
             try:
                 if length == 0:
@@ -257,7 +257,7 @@ class Downloader:
                     if stored.isdigit() and int(stored) != size:  # not a network problem: don't retry
                         response["Body"].close()
                         raise BrokenObject(key, f"has {stored} bytes but its manifest says {size}")
-                    written = self._read_body(response, fd, start, length, digest)
+                    self._read_body(response, fd, start, length, digest)
                 return digest.hexdigest() if digest else None
             except bx.ClientError as exc:
                 if is_not_found(exc):
@@ -268,8 +268,6 @@ class Downloader:
                 raise translate_client_error(exc, bucket=self.bucket, key=key) from None
             except (*TRANSIENT, _ShortBody) as exc:
                 last_error = exc
-                written = getattr(exc, "written", written)
-                self.progress.advance(-written)
                 if attempt < self.attempts:
                     delay = jittered_delay(attempt, first=self.backoff, cap=self.max_backoff)
                     self.progress.event(
@@ -283,7 +281,8 @@ class Downloader:
 
     def _read_body(self, response, fd: int, start: int, length: int, digest) -> int:
         """Copy the body into fd at start: read from the socket into this thread's buffer, write all
-        of it, then hash it (so only written bytes are hashed). Returns the bytes written."""
+        of it, then hash it (so only written bytes are hashed). Returns the bytes written; on any
+        error, takes back the progress it reported (the range is fetched again whole)."""
         body = response["Body"]
         declared = response.get("ContentLength")
         raw = getattr(body, "_raw_stream", None)
@@ -320,10 +319,9 @@ class Downloader:
                     self.progress.advance(unreported)
                     unreported = 0
             self.progress.advance(unreported)
-        except BaseException as exc:
-            self.progress.advance(unreported)
+        except BaseException:
+            self.progress.advance(unreported - written)
             body.close()  # drops the connection: it may still hold unread bytes
-            exc.written = written
             raise
         if raw is not None and hasattr(raw, "release_conn"):
             raw.release_conn()  # the body was read to its end: the connection can be reused

@@ -132,9 +132,10 @@ def publish_directory(
     existing = read_manifest(client, bucket, name, version, prefix=prefix)
     verifier = signer.verifier() if signer is not None else None
     # An unsigned or wrongly signed manifest is not trusted as complete: it is written again, signed.
-    complete = existing is not None and (
-        verifier is None or published_problem(client, bucket, prefix, existing, verifier, latest=False) is None
-    )
+    if existing is not None and verifier is not None:
+        if published_problem(client, bucket, prefix, existing, verifier, latest=False) is not None:
+            existing = None
+    complete = existing is not None
     # Objects already under this version's prefix come from an earlier or interrupted publish of
     # the very same content (the version is the content hash); S3 writes whole objects only. One
     # LIST also catches objects deleted since (a published version stays repairable).
@@ -146,7 +147,7 @@ def publish_directory(
         todo += _stored_with_other_sha256(
             client, bucket, prefix, name, version, [e for e in entries if e not in todo], concurrency
         )
-    if complete and not todo:
+    if existing is not None and not todo:
         if verifier is not None:
             resign = published_problem(client, bucket, prefix, existing, verifier, latest=True) is not None
             if resign:
@@ -176,7 +177,7 @@ def publish_directory(
                 future.result()
         _refuse_changed_files(client, bucket, prefix, name, version, directory, root, todo, before)
         manifest = existing
-        if not complete:
+        if manifest is None:
             manifest = Manifest(name, version, now_created(), dict(source or {}), entries)
             if signer is not None:  # before the manifest: a reader that finds the manifest finds its signature
                 _put_json(

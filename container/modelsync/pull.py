@@ -67,6 +67,14 @@ class _Target:
     manifest: Manifest | None  # fetched only when there is no record
     switch: bool = True  # point <dest>/<name> at the version once it is in place
 
+    def content(self) -> Manifest:
+        """The manifest of this version: the local record's, else the one fetched (_resolve sees to one)."""
+        if self.record is not None:
+            return self.record.manifest
+        if self.manifest is None:
+            raise JobFailed(f"{self.name}@{self.version}: no manifest was read for it: pull again")
+        return self.manifest
+
 
 def pull(
     client,
@@ -171,7 +179,7 @@ def plan(
         if record is not None and not store.stat_mismatches(record):
             in_place += len(record.manifest.files)
             continue
-        manifest = record.manifest if record else target.manifest
+        manifest = target.content()
         trusted = dict(record.stats) if record else {}
         reusable = _reusable_local_files(store, target.name, target.version)
         vdir = store.version_dir(target.name, target.version)
@@ -208,7 +216,7 @@ def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *,
     """Versions and manifests of every requested model: one small request per model when the
     local record already covers the version, so errors come before any download."""
     if models is None:
-        specs = [(n, None) for n in list_model_names(client, bucket, prefix, warn=warn)]
+        specs: list[tuple[str, str | None]] = [(n, None) for n in list_model_names(client, bucket, prefix, warn=warn)]
         latest_only = True
     else:
         specs = [parse_model_spec(m) for m in models]
@@ -268,6 +276,8 @@ class _Puller:
             manifest = record.manifest if record else target.manifest
             if manifest is None:
                 manifest = read_manifest(self.client, self.bucket, name, version, prefix=self.prefix)
+            if manifest is None:
+                raise JobFailed(f"s3://{self.bucket}: the manifest of {name}@{version} was deleted while pulling")
             trusted = dict(record.stats) if record else {}
             return self._build_version(manifest, trusted, switch=target.switch)
 
@@ -416,7 +426,7 @@ def _switch_checked(store: LocalStore, record: Record) -> None:
     store.switch(name, version)
     if store.read_record(name, version) is None or store.missing_files(record):
         old = store.read_record(name, previous) if previous and previous != version else None
-        if old is not None and not store.missing_files(old):
+        if previous and old is not None and not store.missing_files(old):
             store.switch(name, previous)
         raise _removed_while_pulling(store, name, version)
 
@@ -484,7 +494,7 @@ def _in_place(target: str, entry: FileEntry, trusted: dict) -> bool:
 
 def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:
     """(sha256, size) -> path of an unchanged, verified file in another recorded version."""
-    found = {}
+    found: dict[tuple[str, int], str] = {}
     for other in store.recorded_versions(name):
         if other == version:
             continue

@@ -50,6 +50,7 @@ def get(bucket: str, key: str, *, max_bytes: int, timeout: float = 5.0) -> bytes
             return None
         scheme, host, port, path, region = target
         headers = sign("GET", host if port is None else f"{host}:{port}", path, region, credentials, _now())
+        connection: http.client.HTTPConnection
         if scheme == "https":
             connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls_context())
         else:

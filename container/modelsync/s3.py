@@ -200,7 +200,7 @@ def list_subprefixes(client, bucket: str, prefix: str) -> list[str]:
     """Immediate 'directories' under prefix (with trailing '/')."""
     import botocore.exceptions as bx
 
-    found = []
+    found: list[str] = []
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))

@@ -24,7 +24,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from .verify import ModelState, verify
 
@@ -135,22 +137,24 @@ class ModelServer:
         self._shutdown_requested = True
         if threading.current_thread() is not threading.main_thread():
             self._started.wait(5)
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
 
     def server_close(self) -> None:
         self.socket.close()
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        stop = asyncio.Event()
+        self._loop, self._stop = asyncio.get_running_loop(), stop
         if self._shutdown_requested:  # asked to stop before the loop ran
             return
         self.socket.setblocking(False)
         accepting = asyncio.ensure_future(self._accept())
         self._started.set()
         try:
-            await self._stop.wait()
+            await stop.wait()
         finally:
             accepting.cancel()
 
@@ -160,7 +164,7 @@ class ModelServer:
         complained_at = -1e9
         while True:
             try:
-                conn, _address = await self._loop.sock_accept(self.socket)
+                conn, _address = await asyncio.get_running_loop().sock_accept(self.socket)
             except OSError as exc:  # out of descriptors or buffers (other files of the process)
                 if time.monotonic() - complained_at > 60:
                     self.ready.log(
@@ -173,7 +177,7 @@ class ModelServer:
             if self._open >= self.max_connections:
                 self._drop_oldest_pending()
             self._open += 1
-            self._loop.create_task(self._connection(conn))
+            asyncio.get_running_loop().create_task(self._connection(conn))
             await asyncio.sleep(0)  # sock_accept does not yield when a connection is waiting: let the drop happen
 
     # -- one connection -------------------------------------------------------------------------
@@ -254,8 +258,8 @@ class ModelServer:
             return 200, {"status": "ok"}
         if path not in ("/readyz", "/models"):
             return 404, {"error": "no such path: try /healthz, /readyz or /models"}
-        work = self.ready.problems if path == "/readyz" else self.ready.states
-        check = self._loop.run_in_executor(self._worker, work)
+        work: Callable[[], Any] = self.ready.problems if path == "/readyz" else self.ready.states
+        check = asyncio.get_running_loop().run_in_executor(self._worker, work)
         try:
             result = await asyncio.wait_for(check, self.timeout)
         except TimeoutError:  # the model volume hangs: say so, keep the connection count down

@@ -22,6 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from .errors import JobFailed, ModelsyncError
 from .manifest import Manifest, manifest_key
@@ -59,7 +60,7 @@ def is_kms_ref(ref: str) -> bool:
 @dataclass
 class Verifier:
     ref: str  # what the user configured, shown in messages
-    public_key: object  # cryptography EllipticCurvePublicKey
+    public_key: Any  # cryptography EllipticCurvePublicKey (imported only when a key is configured)
 
     def valid(self, message: bytes, signature: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature
@@ -179,6 +180,7 @@ def _load_pem(path: str, *, private: bool, option: str, env: str):
             f"{option} / {env} {path}: cannot read it ({exc.strerror}): give a KMS key ARN, "
             f"alias/NAME or a PEM file with an EC P-256 {what} key"
         ) from None
+    key: Any  # a private or a public key object, of any type until the curve is checked below
     try:
         if private:
             key = serialization.load_pem_private_key(data, password=None)
@@ -308,8 +310,8 @@ def check_pull_targets(
         if envelope_problem(verifier, envelope, "manifest", name, version, digest) is not None:
             envelope = read_envelope(client, bucket, prefix, name, version)
         problem = envelope_problem(verifier, envelope, "manifest", name, version, digest)
-        if problem:
-            raise refused(f"s3://{bucket}/{manifest_key(prefix, name, version)}", problem)
+        if problem or envelope is None:
+            raise refused(f"s3://{bucket}/{manifest_key(prefix, name, version)}", problem or "no signature")
         if through_latest is None or name in through_latest:
             key = latest_key(prefix, name)
             pointed, latest_envelope = read_latest_envelope(client, bucket, key)

@@ -66,7 +66,10 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
         if state.version is None:
             state.problems.append(f"{name}: not installed in {store.dest} (no {name} link): run modelsync pull")
             return state
-    record = store.read_record(name, state.version)
+    version = state.version
+    if version is None:  # not installed: reported above
+        return state
+    record = store.read_record(name, version)
     if record is None:
         state.problems.append(
             f"{name}@{wanted} is not in {store.dest} (no verified record of that version): pull it "
@@ -76,7 +79,7 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
         )
         return state
     state.record = record
-    vdir = store.version_dir(name, state.version)
+    vdir = store.version_dir(name, version)
     expected = {e.path: e for e in record.manifest.files}
     state.files, state.bytes = len(expected), record.manifest.total_bytes
     for path, entry in expected.items():
@@ -98,10 +101,10 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
 def _check_content(store: LocalStore, states: list[ModelState], workers: int | None) -> None:
     wanted = {}
     for state in states:
-        record = state.record
-        if record is None:
+        record, version = state.record, state.version
+        if record is None or version is None:
             continue
-        vdir = store.version_dir(state.name, state.version)
+        vdir = store.version_dir(state.name, version)
         for entry in record.manifest.files:
             wanted[os.path.join(vdir, entry.path)] = (state, entry)
     digests = sha256_many(list(wanted), workers=workers)
@@ -110,4 +113,6 @@ def _check_content(store: LocalStore, states: list[ModelState], workers: int | N
         if isinstance(digest, OSError):
             continue  # already reported as missing
         if digest != entry.sha256:
-            state.problems.append(f"{state.name}/{entry.path}: sha256 {digest[:12]}... does not match the manifest")
+            state.problems.append(
+                f"{state.name}/{entry.path}: sha256 {str(digest)[:12]}... does not match the manifest"
+            )

@@ -77,7 +77,7 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
         _check_tops_free(view, tops)
         labels = [f"{name}@{version}" for name, version in chosen]
         before = _record(meta, old) if old and os.path.isdir(os.path.join(meta, old)) else {}
-        if before.get("links") == links and before.get("models") == labels:
+        if old is not None and before.get("links") == links and before.get("models") == labels:
             generation, changed, keep = old, False, {old, before.get("previous")}  # nothing to do
         else:
             generation, changed = _new_generation(meta, layout.name, labels, links, old), True
@@ -96,7 +96,9 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
 
 
 def _specs(store: LocalStore, models: list[str] | None) -> list[tuple[str, str | None]]:
-    specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
+    specs: list[tuple[str, str | None]] = (
+        [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
+    )
     if not specs:
         raise JobFailed(f"no models under {store.dest} to put in a view: pull them first (modelsync pull)")
     names = [name for name, _ in specs]

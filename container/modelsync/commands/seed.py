@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 from modelsync import config, metrics
 from modelsync.commands import _common
@@ -108,7 +109,7 @@ def run(args) -> int:
             _common.client_for(args, workers),
             bucket,
             prefix=prefix,
-            workdir=workdir,
+            workdir=Path(workdir),
             zenodo=ZenodoClient(args.zenodo_url),
             concurrency=workers,
             part_size=_common.part_size(args),

@@ -77,13 +77,14 @@ def extract_zip(archive: Path, dest: Path, *, max_bytes: int, max_files: int = D
 
 def _check_entry_count(archive: Path, label: str, max_files: int) -> None:
     """Refuse from the end-of-archive record, before zipfile builds an object per entry in memory."""
-    end_record = getattr(zipfile, "_EndRecData", None)  # private, but in every CPython since 2.x
-    if end_record is None:
+    # private, but in every CPython since 2.x
+    end_record, entries_total = getattr(zipfile, "_EndRecData", None), getattr(zipfile, "_ECD_ENTRIES_TOTAL", None)
+    if end_record is None or entries_total is None:
         return
     with open(archive, "rb") as f:
         record = end_record(f)
-    if record and record[zipfile._ECD_ENTRIES_TOTAL] > max_files:
-        _too_many(label, record[zipfile._ECD_ENTRIES_TOTAL], max_files)
+    if record and record[entries_total] > max_files:
+        _too_many(label, record[entries_total], max_files)
 
 
 def _too_many(label: str, count: int, max_files: int):

@@ -154,7 +154,8 @@ class ZenodoClient:
 
     def _urls(self, record: str, name: str, entry: dict) -> tuple[str, ...]:
         fallback = f"{self.base_url}/records/{record}/files/{urllib.parse.quote(name)}?download=1"
-        links = entry.get("links") if isinstance(entry.get("links"), dict) else {}
+        links = entry.get("links")
+        links = links if isinstance(links, dict) else {}
         api = links.get("content") or links.get("self") or links.get("download")
         if not isinstance(api, str) or api == fallback:
             return (fallback,)
