@@ -260,3 +260,17 @@ def test_kms_signed_publish_and_trusted_pull(tmp_path, env, kms, s3_endpoint, ke
     missing = _pull(tmp_path / "d4", env, f"alias/absent-{suffix}")
     assert missing.returncode == 2
     assert_one_line_error(missing, "cannot get the public key of KMS key")
+
+
+def test_url_with_a_trust_key_prints_nothing_for_an_unsigned_or_foreign_version(tmp_path, env, keys):
+    """`url` hands out only what `pull --trust-key` would load (an unsigned or wrongly signed version:
+    exit 1, one line, no URL printed)."""
+    good, other = keys["good"], keys["other"]
+    signed = _publish(tmp_path, env, {"a.bin": b"signed"}, key=good[0], name="u1")
+    ok = run_cli("url", f"u1@{signed}", "--trust-key", good[1], env=env)
+    assert ok.returncode == 0 and ok.stdout.count("\t") == 1, ok.stderr
+    _publish(tmp_path, env, {"a.bin": b"unsigned"}, name="u2")
+    for model, trust in (("u2", good[1]), ("u1", other[1])):
+        refused = run_cli("url", model, "--trust-key", trust, env=env)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.count("\n") == 1 and "signature refused" in refused.stderr

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         description="Print one line per file of the version (LATEST when no version is given): its path, a tab, "
         "and a presigned (SigV4) GET URL, so someone without access to the bucket can download that "
         "version for --expires seconds. The URLs carry your credentials' authority: a URL made with "
-        "temporary credentials stops working when they expire.",
+        "temporary credentials stops working when they expire. With a trust key, nothing is printed for a "
+        "version whose manifest (and LATEST, when no version is given) is not signed by it.",
     )
     parser.add_argument("model", metavar="NAME[@VERSION]", help="the model, and the version (default LATEST)")
     option(
@@ -27,11 +28,16 @@ def register(subparsers) -> None:
         help="how long the URLs work",
     )
     _common.add_bucket(parser)
+    _common.add_trust_key(parser)
     finish(
         parser,
         example="modelsync url ocr@2026-01-01 --bucket s3://my-models --expires 86400\n"
         'modelsync url ocr | while IFS=$\'\\t\' read -r path url; do curl -o "$path" "$url"; done',
-        exit_codes={0: "URLs printed", 1: "no such model or version in the bucket", 2: BAD_INPUT},
+        exit_codes={
+            0: "URLs printed",
+            1: "no such model or version in the bucket, or (with a trust key) not signed by it",
+            2: BAD_INPUT,
+        },
     )
     parser.set_defaults(run=run)
 
@@ -40,9 +46,12 @@ def run(args) -> int:
     from .. import config
     from ..errors import JobFailed
     from ..manifest import file_key, read_latest_version, read_manifest
+    from ..signing import published_problem, refused
 
     name, version = config.parse_model_spec(args.model)
+    through_latest = version is None
     bucket, prefix = _common.bucket_and_prefix(args)
+    trust = _common.trust(args)
     client = _common.client_for(args, 4)
     where = f"s3://{bucket}/{prefix}"
     if version is None:
@@ -55,6 +64,11 @@ def run(args) -> int:
             f"version {version!r} of model {name!r} not found in {where}: run `modelsync list` to see "
             "the published versions"
         )
+    if trust is not None:  # never hand out a version the app itself would refuse to load
+        problem = published_problem(client, bucket, prefix, manifest, trust, latest=through_latest)
+        if problem:  # "<where>: <what it has>"
+            where, _, what = problem.rpartition(": ")
+            raise refused(where, what)
     for entry in manifest.files:
         url = client.generate_presigned_url(
             "get_object",
