@@ -20,7 +20,7 @@ from model_delivery.logs import allow_log_groups, log_group
 from model_delivery.scanner import skip_checkov
 from stacks.errors import SettingsError
 from stacks.settings import Settings
-from stacks.storage import log_group_prefix
+from stacks.storage import log_group_prefix, stateful_removal_policy
 
 EC23_REASONS = {
     "public": "An internet-facing load balancer (setting ingress=public) must accept any client; it serves HTTPS "
@@ -130,12 +130,14 @@ class NetworkStack(cdk.Stack):
 
     def _new_vpc(self, settings: Settings) -> ec2.Vpc:
         # The flow logs' own key: the store's key is in the storage stack, which deploys after this one and
-        # depends on it. Same policy for CloudWatch Logs: only the stage's log groups (model_delivery/logs.py).
+        # depends on it, and the flow log belongs beside its VPC (scanners check them in one template). Same
+        # policy for CloudWatch Logs: only the stage's log groups (model_delivery/logs.py). The one stateful
+        # resource outside the storage stack, kept like those: losing it makes the flow logs unreadable.
         self.logs_key = kms.Key(
             self,
             "FlowLogsKey",
             enable_key_rotation=True,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
+            removal_policy=stateful_removal_policy(settings),
             description=f"Model delivery ({settings.stage}): encrypts the VPC flow logs",
         )
         encryption = allow_log_groups(self.logs_key, log_group_prefix(settings))

@@ -31,7 +31,8 @@ EXPECTED_SKIPS = {
     ("Service", r"^IngressLoadBalancerHttp[0-9A-F]{8}$", check): {"internal-ingress"}
     for check in ("CKV_AWS_2", "CKV_AWS_103")
 } | {
-    ("Network", r"^SecurityGroupsLoadBalancer[0-9A-F]{8}$", "CKV_AWS_260"): {"public-https"},
+    # security groups' logical ids end in a replacement fingerprint (stacks/replacement.py)
+    ("Network", r"^SecurityGroupsLoadBalancer[0-9A-F]{8}[0-9A-F]{8}$", "CKV_AWS_260"): {"public-https"},
 }
 
 

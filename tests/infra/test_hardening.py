@@ -63,9 +63,10 @@ def test_the_keys_let_cloudwatch_logs_use_them_only_for_this_stages_log_groups(s
 
 
 def test_the_ecr_repository_is_encrypted_with_the_store_key(s3_built):
-    s3_built.service.has_resource_properties("AWS::ECR::Repository", {"EncryptionConfiguration": {
-        "EncryptionType": "KMS", "KmsKey": {"Fn::GetStackOutput": Match.object_like({
-            "StackName": "ModelDelivery-dev-Storage"})}}})
+    t = s3_built.storage  # the repository is created beside the key (docs/infrastructure.md)
+    key = logical_id(t, "AWS::KMS::Key", r"^Key[0-9A-F]{8}$")
+    t.has_resource_properties("AWS::ECR::Repository", {"EncryptionConfiguration": {
+        "EncryptionType": "KMS", "KmsKey": {"Fn::GetAtt": [key, "Arn"]}}})
 
 
 @pytest.mark.parametrize("function, concurrency", FUNCTIONS.items())
