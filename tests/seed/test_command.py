@@ -139,3 +139,14 @@ def test_mirror_pins_are_checked_before_anything_runs(catalog_file, capsys, pins
     argv = ["seed", "--catalog", str(catalog_file), "--bucket", "b", "--mirror-pins", pins]
     assert main(argv + (["--efs-root", efs] if efs else [])) == 2
     assert message in one_error_line(capsys)
+
+
+def test_seed_takes_the_broken_download_bound_of_pull(catalog_file, capsys):
+    """The mirror step pulls like `pull`: the same --download-attempts / MODELSYNC_DOWNLOAD_ATTEMPTS,
+    checked before anything runs."""
+    argv = ["seed", "--catalog", str(catalog_file), "--bucket", "b", "--efs-root", "/mnt/models"]
+    assert main(argv + ["--download-attempts", "0"]) == 2
+    assert "--download-attempts 0 is too small" in one_error_line(capsys)
+    with pytest.raises(SystemExit):
+        main(["seed", "--help"])
+    assert "(env MODELSYNC_DOWNLOAD_ATTEMPTS; default 5)" in " ".join(capsys.readouterr().out.split())

@@ -177,6 +177,19 @@ def trust(args):
     return trust_verifier(args.trust_key)
 
 
+def add_download_attempts(parser) -> None:
+    """pull, and seed's mirror step: how often one byte range is fetched again after a broken body."""
+    option(
+        parser,
+        "--download-attempts",
+        env="MODELSYNC_DOWNLOAD_ATTEMPTS",
+        default=config.DEFAULT_DOWNLOAD_ATTEMPTS,
+        convert=whole(1),
+        metavar="N",
+        help="tries of one byte range whose body breaks half-way (each request also gets AWS_MAX_ATTEMPTS)",
+    )
+
+
 def add_transfer(parser) -> None:
     option(
         parser,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import config, metrics
-from ..options import BAD_INPUT, STOPPED, finish, option, whole
+from .. import metrics
+from ..options import BAD_INPUT, STOPPED, finish, option
 from . import _common
 
 
@@ -23,15 +23,7 @@ def register(subparsers) -> None:
     _common.add_dest(parser)
     _common.add_models(parser)
     _common.add_transfer(parser)
-    option(
-        parser,
-        "--download-attempts",
-        env="MODELSYNC_DOWNLOAD_ATTEMPTS",
-        default=config.DEFAULT_DOWNLOAD_ATTEMPTS,
-        convert=whole(1),
-        metavar="N",
-        help="tries of one byte range whose body breaks half-way (each request also gets AWS_MAX_ATTEMPTS)",
-    )
+    _common.add_download_attempts(parser)
     option(
         parser,
         "--dry-run",

@@ -61,6 +61,7 @@ def register(subparsers) -> None:
     option(parser, "--list", action="store_true", help="print the catalog and the selection, then exit")
     _common.add_bucket(parser)
     _common.add_transfer(parser)
+    _common.add_download_attempts(parser)
     _common.add_signing_key(parser)
     _common.add_trust_key(parser)
     finish(
@@ -113,6 +114,7 @@ def run(args) -> int:
             zenodo=ZenodoClient(args.zenodo_url),
             concurrency=workers,
             part_size=_common.part_size(args),
+            download_attempts=args.download_attempts,
             progress=_common.make_progress(args),
             signer=signer,
             trust=trust,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import botocore.exceptions as bx
 
+from modelsync.config import DEFAULT_DOWNLOAD_ATTEMPTS
 from modelsync.errors import JobFailed, ModelsyncError, PullFailed
 from modelsync.manifest import read_latest, read_latest_version
 from modelsync.progress import Progress, human_bytes, or_silent
@@ -101,6 +102,7 @@ class Seeder:
         pipeline_factory: PipelineFactory | None = None,
         concurrency: int = 16,
         part_size: int | None = None,
+        download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS,
         progress: Progress | None = None,
         signer: Signer | None = None,
         trust: Verifier | None = None,
@@ -112,7 +114,7 @@ class Seeder:
         self.zenodo = zenodo
         self.fetcher = fetcher or zenodo.fetcher
         self.pipeline_factory = pipeline_factory
-        self.concurrency, self.part_size = concurrency, part_size
+        self.concurrency, self.part_size, self.download_attempts = concurrency, part_size, download_attempts
         self.progress = progress
         self.signer = signer
         self.trust = trust or (signer.verifier() if signer is not None else None)
@@ -304,6 +306,7 @@ class Seeder:
                         concurrency=self.concurrency,
                         progress=self.progress,
                         part_size=self.part_size,
+                        download_attempts=self.download_attempts,
                         switch=False,
                         trust=self.trust,
                     ),
@@ -336,6 +339,7 @@ class Seeder:
                     concurrency=self.concurrency,
                     progress=self.progress,
                     part_size=self.part_size,
+                    download_attempts=self.download_attempts,
                     trust=self.trust,
                 )
             except PullFailed as err:  # the models that were pulled still count
