@@ -297,19 +297,7 @@ class Seeder:
         try:
             if pins:
                 outcome.add(
-                    pull(
-                        self.client,
-                        self.bucket,
-                        efs_root,
-                        list(pins),
-                        prefix=self.prefix,
-                        concurrency=self.concurrency,
-                        progress=self.progress,
-                        part_size=self.part_size,
-                        download_attempts=self.download_attempts,
-                        switch=False,
-                        trust=self.trust,
-                    ),
+                    self._pull(efs_root, list(pins), switch=False),
                     linked=False,
                 )
                 outcome.pins = list(pins)
@@ -324,24 +312,29 @@ class Seeder:
         outcome.seconds = time.monotonic() - started
         return outcome
 
+    def _pull(self, efs_root: str, models: list[str], *, switch: bool = True) -> PullResult:
+        """One pull into the mirror with this seed's transfer settings and trust key."""
+        return pull(
+            self.client,
+            self.bucket,
+            efs_root,
+            models,
+            prefix=self.prefix,
+            concurrency=self.concurrency,
+            progress=self.progress,
+            part_size=self.part_size,
+            download_attempts=self.download_attempts,
+            switch=switch,
+            trust=self.trust,
+        )
+
     def _mirror_latest(self, efs_root: str, names: list[str], outcome: MirrorOutcome) -> None:
         pending = names
         if not pending:
             return
         for _ in range(MIRROR_ROUNDS):
             try:
-                result = pull(
-                    self.client,
-                    self.bucket,
-                    efs_root,
-                    pending,
-                    prefix=self.prefix,
-                    concurrency=self.concurrency,
-                    progress=self.progress,
-                    part_size=self.part_size,
-                    download_attempts=self.download_attempts,
-                    trust=self.trust,
-                )
+                result = self._pull(efs_root, pending)
             except PullFailed as err:  # the models that were pulled still count
                 outcome.add(err.result)
                 raise
