@@ -12,7 +12,7 @@ one run, side by side, cold into a fresh folder each time:
   directly when the chunk is the next in order (chunks that arrive out of order are counted and the
   file is hashed again afterwards, so the check never depends on the order).
 
-Each tool is a child process measured as bench/run.py measures (os.wait4: wall s, user and system
+Each tool is a child process measured as bench/run.py measures (bench/spawn.py: wall s, user and system
 CPU s, peak RSS; s3rver's CPU s in the same interval), and every result is checked on disk. Optionally
 `--strace` runs one cold modelsync pull under `strace -c -f` (system time per syscall: futex against
 reads and writes). Prints markdown tables; asserts nothing about speed.
