@@ -7,9 +7,7 @@ user and system CPU s from os.wait4, s3rver's CPU s in the same interval), every
 - `modelsync pull` and `s5cmd sync`, as bench/run.py runs them;
 - modelsync's Downloader driven directly (16 range threads, 32 MiB parts, 64 KiB socket reads), with
   the body-handling step swapped:
-  - `as-is`: unchanged (write through the page cache, one writer per file at a time, whole-file sha256
-    hashed forward from the page cache);
-  - `unlocked`: as-is, but the range threads write to a file all at once (modelsync before the write lock);
+  - `as-is`: unchanged (write through the page cache, whole-file sha256 hashed forward from the page cache);
   - `parts`: sha256 of each part as it arrives, while the 64 KiB read is still in the CPU cache, written
     through the page cache; no read-back. A manifest would need a sha256 per part for this (modelsync's
     has one per file: the probe computes the part hashes from the source);
@@ -43,7 +41,7 @@ import crt_probe  # noqa: E402
 import run  # noqa: E402
 import servers  # noqa: E402
 
-MODES = ("as-is", "unlocked", "parts", "direct", "mmap", "nowrite")
+MODES = ("as-is", "parts", "direct", "mmap", "nowrite")
 PART = 32 * run.MIB
 STEP = 64 * 1024  # modelsync's READ_BUFFER
 DIRECT_BUFFER = 4 * run.MIB
@@ -148,34 +146,28 @@ def worker(job: dict) -> None:
     from modelsync import download
     from modelsync.manifest import FileEntry
 
-    unlocked = job["mode"] == "unlocked"
-    mode, parts = "as-is" if unlocked else job["mode"], job["parts"]
+    mode, parts = job["mode"], job["parts"]
     whole = {path: sha for path, _, sha in job["files"]}
 
     class Probe(download.Downloader):
-        def _get_range(self, key, fd, start, length, size, hash_it, write_lock=download.NO_LOCK):
-            return super()._get_range(key, fd, start, length, size, hash_it,
-                                      download.NO_LOCK if unlocked else write_lock)
-
         def _get_ranges(self, key, fd, size, journal):
             if mode == "as-is":
                 return super()._get_ranges(key, fd, size, journal)
             if mode == "mmap":
                 os.posix_fallocate(fd, 0, size)
-            starts, lock = range(0, size, self.part_size), threading.Lock()
+            starts = range(0, size, self.part_size)
             got = list(self.ranges.map(
-                lambda start: self._get_range(key, fd, start, min(self.part_size, size - start), size, True, lock),
-                starts))
+                lambda start: self._get_range(key, fd, start, min(self.part_size, size - start), size, True), starts))
             path = key[len(job["prefix"]):]
             return whole[path] if got == parts[path] else "a part's sha256 differs"
 
-        def _read_body(self, response, fd, start, length, digest, write_lock=download.NO_LOCK):
+        def _read_body(self, response, fd, start, length, digest):
             ranged = os.fstat(fd).st_size >= start + length  # a big file's part (small files: as-is)
             if mode == "as-is" or not ranged or digest is None:
-                return super()._read_body(response, fd, start, length, digest, write_lock)
+                return super()._read_body(response, fd, start, length, digest)
             readinto = response["Body"]._raw_stream._fp.readinto
             {"parts": self._buffered, "direct": self._direct, "mmap": self._mapped,
-             "nowrite": self._nowrite}[mode](readinto, fd, start, length, digest, write_lock)
+             "nowrite": self._nowrite}[mode](readinto, fd, start, length, digest)
             self.progress.advance(length)
             response["Body"]._raw_stream.release_conn()
             return length
@@ -192,20 +184,19 @@ def worker(job: dict) -> None:
                 filled += count
             return filled
 
-        def _buffered(self, readinto, fd, start, length, digest, write_lock):
+        def _buffered(self, readinto, fd, start, length, digest):
             view, done = self._buffer(), 0
             while done < length:
                 count = self._recv(readinto, view[:min(len(view), length - done)], digest)
-                with write_lock:
-                    download.write_all(fd, view[:count], start + done)
+                download.write_all(fd, view[:count], start + done)
                 done += count
 
-        def _nowrite(self, readinto, fd, start, length, digest, write_lock):
+        def _nowrite(self, readinto, fd, start, length, digest):
             view, done = self._buffer(), 0
             while done < length:
                 done += self._recv(readinto, view[:min(len(view), length - done)], digest)
 
-        def _direct(self, readinto, fd, start, length, digest, write_lock):
+        def _direct(self, readinto, fd, start, length, digest):
             view = getattr(self._local, "aligned", None)
             if view is None:
                 view = self._local.aligned = memoryview(mmap.mmap(-1, DIRECT_BUFFER))  # page-aligned
@@ -221,7 +212,7 @@ def worker(job: dict) -> None:
             finally:
                 os.close(direct)
 
-        def _mapped(self, readinto, fd, start, length, digest, write_lock):
+        def _mapped(self, readinto, fd, start, length, digest):
             done = 0
             while done < length:
                 offset = start + done

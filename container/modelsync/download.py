@@ -36,7 +36,6 @@ CHUNK = 1024 * 1024
 # page cache ran from memory and took twice the system time (measured: docs/runtime.md).
 READ_BUFFER = 64 * 1024
 PROGRESS_STEP = 1024 * 1024
-NO_LOCK = contextlib.nullcontext()
 # Failures of the connection or of the body stream: botocore retries the request but not a body
 # that breaks half-way, so we retry those ourselves.
 TRANSIENT = (
@@ -218,13 +217,9 @@ class Downloader:
         starts = list(range(0, size, self.part_size))
         hasher = _InOrderHasher(fd, starts, size, self._buffer)
         kept = set(journal.done) if journal else set()
-        # One writer at a time per file: ext4 and xfs take the inode's lock for every buffered write,
-        # and 16 range threads spinning on it cost up to twice the system time on 2 cores
-        # (bench/floor_probe.py; docs/runtime.md "The floor"). The socket reads and hashing stay parallel.
-        write_lock = threading.Lock()
 
         def one(index: int, start: int) -> None:
-            self._get_range(key, fd, start, min(self.part_size, size - start), size, False, write_lock)
+            self._get_range(key, fd, start, min(self.part_size, size - start), size, False)
             if journal is not None:
                 journal.mark(index)  # after its last byte was written
             hasher.completed(index)
@@ -245,18 +240,9 @@ class Downloader:
                 raise error
         return hasher.hexdigest()
 
-    def _get_range(
-        self,
-        key: str,
-        fd: int,
-        start: int,
-        length: int,
-        size: int,
-        hash_it: bool,
-        write_lock: contextlib.AbstractContextManager = NO_LOCK,
-    ) -> str | None:
-        """GET bytes [start, start+length) of an object of `size` bytes into fd at start (each write
-        under write_lock); retries broken transfers with backoff."""
+    def _get_range(self, key: str, fd: int, start: int, length: int, size: int, hash_it: bool) -> str | None:
+        """GET bytes [start, start+length) of an object of `size` bytes into fd at start; retries
+        broken transfers with backoff."""
         last_error: Exception | None = None
         for attempt in range(1, self.attempts + 1):
             digest = hashlib.sha256() if hash_it else None
@@ -271,7 +257,7 @@ class Downloader:
                     if stored.isdigit() and int(stored) != size:  # not a network problem: don't retry
                         response["Body"].close()
                         raise BrokenObject(key, f"has {stored} bytes but its manifest says {size}")
-                    self._read_body(response, fd, start, length, digest, write_lock)
+                    self._read_body(response, fd, start, length, digest)
                 return digest.hexdigest() if digest else None
             except bx.ClientError as exc:
                 if is_not_found(exc):
@@ -293,15 +279,7 @@ class Downloader:
             f"({last_error}): check the network or the endpoint and pull again"
         )
 
-    def _read_body(
-        self,
-        response,
-        fd: int,
-        start: int,
-        length: int,
-        digest,
-        write_lock: contextlib.AbstractContextManager = NO_LOCK,
-    ) -> int:
+    def _read_body(self, response, fd: int, start: int, length: int, digest) -> int:
         """Copy the body into fd at start: read from the socket into this thread's buffer, write all
         of it, then hash it (so only written bytes are hashed). Returns the bytes written; on any
         error, takes back the progress it reported (the range is fetched again whole)."""
@@ -330,10 +308,9 @@ class Downloader:
                 if not count:
                     raise _ShortBody(f"got {written} of {length} bytes")
                 chunk = view[:count] if count < len(want) else want
-                with write_lock:
-                    done = pwrite(fd, chunk, start + written)
-                    if done != count:  # a short write: finish it, or fail loudly
-                        write_all(fd, chunk[done:], start + written + done)
+                done = pwrite(fd, chunk, start + written)
+                if done != count:  # a short write: finish it, or fail loudly
+                    write_all(fd, chunk[done:], start + written + done)
                 if digest:
                     digest.update(chunk)
                 written += count

@@ -211,36 +211,3 @@ def test_a_reader_that_resolves_the_model_path_once_sees_one_version(client, buc
 
     seen, failures = _read_while_switching(client, bucket, dest, [v1, v2], read)
     assert failures == [] and seen == pairs
-
-
-def test_the_range_threads_of_one_file_write_it_one_at_a_time(client, bucket, publish, tmp_path, monkeypatch):
-    """Several range threads download a big file, but only one writes to it at a time: concurrent
-    buffered writes to one file contend for its inode lock (docs/runtime.md, "The floor")."""
-    import time
-
-    from modelsync import download
-
-    files = model_files(big=6 * PART + 99)
-    publish("m", files)
-    active: dict[int, int] = {}
-    most: dict[int, int] = {}
-    writers: dict[int, set[int]] = {}
-    guard, plain = threading.Lock(), os.pwrite
-
-    def pwrite(fd, data, offset):
-        with guard:
-            active[fd] = active.get(fd, 0) + 1
-            most[fd] = max(most.get(fd, 0), active[fd])
-            writers.setdefault(fd, set()).add(threading.get_ident())
-        try:
-            time.sleep(0.002)  # widen the window in which a second writer would overlap
-            return plain(fd, data, offset)
-        finally:
-            with guard:
-                active[fd] -= 1
-
-    monkeypatch.setattr(download.os, "pwrite", pwrite)
-    pull(client, bucket, tmp_path / "d", concurrency=8, part_size=PART)
-    assert tree(tmp_path / "d" / "m") == files
-    assert max(len(threads) for threads in writers.values()) > 1  # the big file had several writers...
-    assert max(most.values()) == 1  # ...never two at once
