@@ -66,6 +66,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--crt-worker"]:
         return crt_worker(json.loads(sys.argv[2]))
     args = parse_args()
+    args.modelsync_python = run.image_python()  # `modelsync pull` as the image runs it
     os.makedirs(args.workdir, exist_ok=True)
     for shape in args.shapes.split(","):
         probe_shape(args, shape)

@@ -66,6 +66,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         return worker(json.loads(sys.argv[2]))
     args = parse_args()
+    args.modelsync_python = run.image_python()  # `modelsync pull` as the image runs it
     base, scale = crt_probe.SHAPES[args.shape]
     source = os.path.join(args.workdir, "source")
     print(f"\n## s3rver, {args.shape}: {run.describe(base, scale)}; load before: {crt_probe.load()}", flush=True)

@@ -32,6 +32,7 @@ import servers  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPAWN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawn.py")  # measures each tool run
+IMAGE_VENV = os.path.join(ROOT, ".bench", "image-venv")
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 BUCKET = "bench-models"
@@ -160,11 +161,30 @@ def tool_path(args, tool: str) -> str:
     return os.path.join(args.tools_bin, tool)
 
 
+def image_python() -> str:
+    """A Python with modelsync installed as container/Dockerfile installs it: the runtime pins, then
+    `pip install --no-deps ./container`, which compiles its bytecode. This checkout's editable install
+    costs every start about 30 ms more (its finders, and its source compiled again at each start under
+    PYTHONDONTWRITEBYTECODE=1): a warm pull timed with it would be the checkout's, not the image's."""
+    python = os.path.join(IMAGE_VENV, "bin", "python")
+    requirements = os.path.join(ROOT, "container", "requirements.txt")
+    stamp = os.path.join(IMAGE_VENV, ".requirements")
+    if not os.path.exists(stamp) or os.path.getmtime(stamp) < os.path.getmtime(requirements):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", IMAGE_VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "-r", requirements], check=True)
+        open(stamp, "w").close()
+    # Every run: the committed code, as the image would hold it.
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                    os.path.join(ROOT, "container")], check=True)
+    return python
+
+
 def commands(args, endpoint: str, name: str, version: str):
     """tool -> (command for a destination folder, folder that must hold the files)."""
     files = f"s3://{BUCKET}/models/{name}/{version}/files/"
+    python = getattr(args, "modelsync_python", sys.executable)
     return {
-        "modelsync": (lambda d: [sys.executable, "-m", "modelsync", "pull", "--bucket", BUCKET, "--dest", d,
+        "modelsync": (lambda d: [python, "-m", "modelsync", "pull", "--bucket", BUCKET, "--dest", d,
                                  "--model", name, "--progress", "quiet"], lambda d: os.path.join(d, name)),
         "s5cmd": (lambda d: [tool_path(args, "s5cmd"), "--endpoint-url", endpoint, "--numworkers",
                              str(args.concurrency), "sync", "-c", str(args.concurrency), "-p", str(args.part_mib),
@@ -218,6 +238,7 @@ def main() -> None:
             raise SystemExit(f"unknown shape {shape!r}: use {', '.join(SHAPES)}")
     work = args.workdir
     os.makedirs(work, exist_ok=True)
+    args.modelsync_python = image_python()
     results = []
     for server_name in [s for s in args.servers.split(",") if s]:
         for shape in shapes:
@@ -279,7 +300,8 @@ def publish_shape(args, env: dict, server: servers.Server, source: str, shape: s
     """Creates the bucket and publishes source as model `shape`; the Run's stdout starts with the version."""
     subprocess.run([os.path.join(args.tools_bin, "aws"), "s3api", "create-bucket", "--bucket", BUCKET,
                     "--endpoint-url", server.endpoint], env=env, check=True, capture_output=True)
-    return measure([sys.executable, "-m", "modelsync", "publish", source, "--name", shape, "--bucket", BUCKET,
+    python = getattr(args, "modelsync_python", sys.executable)
+    return measure([python, "-m", "modelsync", "publish", source, "--name", shape, "--bucket", BUCKET,
                     "--progress", "quiet"], env, server)
 
 
