@@ -104,21 +104,9 @@ def probe_shape(args, shape: str) -> None:
                     tools[f"awscrt {tool[4:]} + sha256, {part} MiB, {gbps} Gbps"] = ((cmd, lambda d: d), env)
             else:
                 raise SystemExit(f"unknown tool {tool!r}")
-        runs = {name: [] for name in tools}
-        for _ in range(args.repeat):  # interleaved, so that a burst of other load hits every tool alike
-            for name, ((command, where), tool_env) in tools.items():
-                folder = os.path.join(args.workdir, "dest")
-                shutil.rmtree(folder, ignore_errors=True)
-                result = run.measure(command(folder), tool_env, server)
-                # the note: awscrt body's chunk counts (modelsync's summary and s5cmd's log are not kept)
-                note = result.stdout.strip() if "chunks" in result.stdout else ""
-                result.stdout = "; ".join(filter(None, [f"load {load()}", note]))
-                got = run.tree_size(where(folder))
-                if got != expected:
-                    raise SystemExit(f"{name} produced {got[0]} files / {got[1]} bytes instead of {expected}")
-                runs[name].append(result)
-        print(table(runs, expected[1]), flush=True)
         folder = os.path.join(args.workdir, "dest")
+        runs = interleaved(tools, server, folder, expected, args.repeat)
+        print(table(runs, expected[1]), flush=True)
         if args.strace:
             shutil.rmtree(folder, ignore_errors=True)
             print(strace_pull(commands["modelsync"][0](folder), env, args.workdir), flush=True)
@@ -133,6 +121,25 @@ def probe_shape(args, shape: str) -> None:
         server.stop()
         shutil.rmtree(datadir, ignore_errors=True)
         shutil.rmtree(os.path.join(args.workdir, "dest"), ignore_errors=True)
+
+
+def interleaved(tools: dict, server, folder: str, expected: tuple[int, int], repeat: int) -> dict:
+    """name -> the Runs of each tool (name -> ((command for a folder, folder holding the files), env)):
+    `repeat` rounds, interleaved so that a burst of other load hits every tool alike, each cold into an
+    emptied folder, each result checked on disk (files and bytes), not only its exit code."""
+    runs: dict = {name: [] for name in tools}
+    for _ in range(repeat):
+        for name, ((command, where), tool_env) in tools.items():
+            shutil.rmtree(folder, ignore_errors=True)
+            result = run.measure(command(folder), tool_env, server)
+            # the note: awscrt body's chunk counts (modelsync's summary and s5cmd's log are not kept)
+            note = result.stdout.strip() if "chunks" in result.stdout else ""
+            result.stdout = "; ".join(filter(None, [f"load {load()}", note]))
+            got = run.tree_size(where(folder))
+            if got != expected:
+                raise SystemExit(f"{name} produced {got[0]} files / {got[1]} bytes instead of {expected}")
+            runs[name].append(result)
+    return runs
 
 
 CRT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".crt")

@@ -89,16 +89,8 @@ def main() -> None:
             if mode not in MODES:
                 raise SystemExit(f"unknown mode {mode!r}: use {', '.join(MODES)}")
             tools[f"Downloader, {mode}"] = (functools.partial(worker_command, dict(job, mode=mode)), lambda d: d)
-        runs = {name: [] for name in tools}
-        for _ in range(args.repeat):  # interleaved, so that a burst of other load hits every tool alike
-            for name, (command, where) in tools.items():
-                shutil.rmtree(folder, ignore_errors=True)
-                result = run.measure(command(folder), env, server)
-                result.stdout = f"load {crt_probe.load()}"
-                got = run.tree_size(where(folder))
-                if got != expected:
-                    raise SystemExit(f"{name} produced {got[0]} files / {got[1]} bytes instead of {expected}")
-                runs[name].append(result)
+        runs = crt_probe.interleaved({name: (tool, env) for name, tool in tools.items()}, server, folder, expected,
+                                     args.repeat)
         print(crt_probe.table(runs, expected[1]), flush=True)
         print(budget(runs, expected[1]), flush=True)
     finally:
