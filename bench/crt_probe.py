@@ -171,12 +171,16 @@ def table(runs: dict, size: int) -> str:
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, results in runs.items():
         def med(f, results=results):
-            values = sorted(f(r) for r in results)
-            return values[len(values) // 2]
+            return median([f(r) for r in results])
         lines.append(f"| {name} | {med(lambda r: r.seconds):.2f} | {med(lambda r: r.cpu) / gib:.2f} | "
                      f"{med(lambda r: r.user) / gib:.2f} | {med(lambda r: r.system) / gib:.2f} | "
                      f"{med(lambda r: r.server_cpu) / gib:.2f} |")
     return "\n".join(lines)
+
+
+def median(values: list[float]) -> float:
+    """The middle value (the higher of the two middle ones for an even count)."""
+    return sorted(values)[len(values) // 2]
 
 
 def strace_pull(cmd: list[str], env: dict, work: str) -> str:

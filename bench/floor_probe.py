@@ -1,8 +1,8 @@
 """Experiment (issue 9): the least CPU a verifying client can spend here, and what each write strategy costs.
 
 Against s3rver (bench/servers.py), one data shape (`large1`: 2 x 1 GiB by default), in one run, interleaved,
-cold into a fresh folder each time, each tool a child process measured as bench/run.py measures (wall s,
-user and system CPU s from os.wait4, s3rver's CPU s in the same interval), every result checked on disk:
+cold into a fresh folder each time, each tool a child process measured as bench/run.py measures (bench/spawn.py:
+wall s, user and system CPU s, peak RSS; s3rver's CPU s in the same interval), every result checked on disk:
 
 - `modelsync pull` and `s5cmd sync`, as bench/run.py runs them;
 - modelsync's Downloader driven directly (16 range threads, 32 MiB parts, 64 KiB socket reads), with
@@ -18,9 +18,11 @@ user and system CPU s from os.wait4, s3rver's CPU s in the same interval), every
   - `nowrite`: read and sha256, nothing written: the floor of any client that verifies every byte.
 
 Then the budget: client CPU + server CPU per GiB, and the wall time those CPU seconds need at best on
-this machine's cores. Prints markdown tables; asserts nothing about speed.
+this machine's cores. `--perf` adds one pull of each tool under `perf record` (crt_probe.perf_pull: the
+share of its CPU samples by kernel symbol and by library). Prints markdown tables; asserts nothing about
+speed.
 
-    .venv/bin/python bench/floor_probe.py --repeat 3
+    .venv/bin/python bench/floor_probe.py --repeat 3 --perf
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def parse_args():
     p.add_argument("--shape", default="large1", choices=sorted(crt_probe.SHAPES))
     p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--perf", action="store_true", help="also one pull of each tool under perf record")
     p.add_argument("--workdir", default=os.path.join(run.ROOT, ".bench", "floor"))
     args = p.parse_args()
     args.durable, args.concurrency, args.part_mib = False, 16, PART // run.MIB
@@ -93,6 +96,9 @@ def main() -> None:
                                      args.repeat)
         print(crt_probe.table(runs, expected[1]), flush=True)
         print(budget(runs, expected[1]), flush=True)
+        for name, (command, _where) in tools.items() if args.perf else ():
+            shutil.rmtree(folder, ignore_errors=True)
+            print(crt_probe.perf_pull(name, command(folder), env, args.workdir), flush=True)
     finally:
         server.stop()
         shutil.rmtree(datadir, ignore_errors=True)
@@ -108,15 +114,11 @@ def budget(runs: dict, size: int) -> str:
              "| tool | client CPU s/GiB | server CPU s/GiB | together | least wall s for the data | measured wall s |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, results in runs.items():
-        client = median([r.cpu for r in results]) / gib
-        server = median([r.server_cpu for r in results]) / gib
+        client = crt_probe.median([r.cpu for r in results]) / gib
+        server = crt_probe.median([r.server_cpu for r in results]) / gib
         lines.append(f"| {name} | {client:.2f} | {server:.2f} | {client + server:.2f} | "
-                     f"{(client + server) * gib / cores:.2f} | {median([r.seconds for r in results]):.2f} |")
+                     f"{(client + server) * gib / cores:.2f} | {crt_probe.median([r.seconds for r in results]):.2f} |")
     return "\n".join(lines)
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def part_hashes(path: str) -> list[str]:

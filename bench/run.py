@@ -169,13 +169,18 @@ def image_python() -> str:
     python = os.path.join(IMAGE_VENV, "bin", "python")
     requirements = os.path.join(ROOT, "container", "requirements.txt")
     stamp = os.path.join(IMAGE_VENV, ".requirements")
+    steps = []
     if not os.path.exists(stamp) or os.path.getmtime(stamp) < os.path.getmtime(requirements):
-        subprocess.run([sys.executable, "-m", "venv", "--clear", IMAGE_VENV], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", "-r", requirements], check=True)
-        open(stamp, "w").close()
-    # Every run: the committed code, as the image would hold it.
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
-                    os.path.join(ROOT, "container")], check=True)
+        steps += [[sys.executable, "-m", "venv", "--clear", IMAGE_VENV],
+                  [python, "-m", "pip", "install", "-q", "-r", requirements]]
+    # Every run: the checkout's code, as the image would hold it.
+    steps.append([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                  os.path.join(ROOT, "container")])
+    for step in steps:
+        if subprocess.run(step, stdout=subprocess.DEVNULL).returncode != 0:
+            raise SystemExit(f"building {IMAGE_VENV} failed at `{' '.join(step)}` (its error is above): "
+                             "pip needs the package index; delete the folder and run again")
+    open(stamp, "w").close()
     return python
 
 
