@@ -4,25 +4,34 @@
                     the EFS mirror, plus the read and publish policies of the models prefix
     ModelDelivery   attach model delivery to any Fargate task definition and its app container: the
                     init container (modelsync image), volumes, the app's view of its models, IAM
-    ModelSeeding    the one-shot seeding task with the Lambda that starts it (and an optional auto-seed)
-    ModelDeliveryAlarms     alarms on an encrypted SNS topic (tasks below desired, init failures, pull time,
-                            seed runner, EFS limits, load balancer), and every seed's result sent to it
-    ModelDeliveryDashboard  the stage's CloudWatch dashboard, from the same metrics
+    SeedingTask, SeedRunner, AutoSeed   the one-shot seeding task, the Lambda that starts it, the optional
+                    auto-seed on deploy (ModelSeeding composes the three)
+    AlarmTopic      the stage's encrypted SNS topic for every alarm and seed result
+    TaskNotifier    seed results to the topic, and each app's init failures as a metric
+    ModelDeliveryAlarms     one app's service alarms (tasks below desired, init failures, its delivery mode's,
+                            its load balancer's)
+    ModelStoreAlarms        the alarms on what the apps share (seed runner, notifier, EFS mirror limits)
+    ModelDeliveryDashboard  the stage's CloudWatch dashboard: a row per app, and the shared parts
 
 Every construct checks its props when it is created and raises ModelDeliveryError with one line naming
 the prop and the fix. The runtime they deploy is the modelsync package (container/ in the repository).
 """
 
+from model_delivery.alarm_topic import AlarmTopic
 from model_delivery.contract import IMAGE_USER, MODELS_PREFIX, STORE_PATH, VIEW_PATH
 from model_delivery.dashboard import ModelDeliveryDashboard
-from model_delivery.delivery import MODES, ModelDelivery
+from model_delivery.delivery import ModelDelivery
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.flags import REQUIRED_FEATURE_FLAGS
-from model_delivery.monitoring import AlarmThresholds, LoadBalancing, ModelDeliveryAlarms
+from model_delivery.metrics import MetricsOptions
+from model_delivery.modes import MODES
+from model_delivery.monitoring import LoadBalancing, ModelDeliveryAlarms, ModelStoreAlarms
+from model_delivery.notifier import TaskNotifier
 from model_delivery.seeding import AutoSeed, ModelSeeding, SeedingTask, SeedRunner, seed_fingerprint
 from model_delivery.store import MirrorOptions, ModelStore
+from model_delivery.thresholds import AlarmThresholds, MirrorAlarmThresholds
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "IMAGE_USER",
@@ -32,8 +41,11 @@ __all__ = [
     "STORE_PATH",
     "VIEW_PATH",
     "AlarmThresholds",
+    "AlarmTopic",
     "AutoSeed",
     "LoadBalancing",
+    "MetricsOptions",
+    "MirrorAlarmThresholds",
     "MirrorOptions",
     "ModelDelivery",
     "ModelDeliveryAlarms",
@@ -41,7 +53,9 @@ __all__ = [
     "ModelDeliveryError",
     "ModelSeeding",
     "ModelStore",
+    "ModelStoreAlarms",
     "SeedRunner",
     "SeedingTask",
+    "TaskNotifier",
     "seed_fingerprint",
 ]

@@ -1,54 +1,61 @@
 """ModelDelivery: model delivery for one Fargate task definition and its app container.
 
-It adds the init container (always the modelsync image) that pulls the models from the store's bucket
-into a task-local volume (mode "s3") or verifies the store's EFS mirror (mode "efs"), then builds the
-app's *view* in a task-local volume: links to the verified version directories, arranged by `layout`
-(modelsync's layouts.yaml: flat, maskterial, paddlex). The app container starts only after the init
-container exited 0 (dependsOn SUCCESS) and gets the view at `models_path` (read-only, writable only for
+It adds the init container (always the modelsync image) that gets the models the way its delivery mode says
+(model_delivery/modes.py: pull them from the store's bucket into a task-local volume, or verify the store's EFS
+mirror), then builds the app's *view* in a task-local volume: links to the verified version directories,
+arranged by `layout` (modelsync's layouts.yaml: flat, maskterial, paddlex). The app container starts only after
+the init container exited 0 (dependsOn SUCCESS) and gets the view at `models_path` (read-only, writable only for
 layouts that need it), the store read-only at /models (where the view's links point) and the layout's
-environment (MODEL_PATH, PADDLE_PDX_CACHE_HOME). The task role gets exactly what the mode needs: read the
-models prefix (s3), or mount the mirror read-only through its access point (efs). Nothing of modelsync
-goes into the app's image.
+environment (MODEL_PATH, PADDLE_PDX_CACHE_HOME). The task role gets exactly what the mode needs. Nothing of
+modelsync goes into the app's image.
+
+The layout's rules travel in the task definition (MODELSYNC_LAYOUT_RULES): the init container builds the view
+from the rules synth checked, whatever layouts file its image bundles (docs/contracts.md, "Layouts").
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from model_delivery.contract import MODELS_PREFIX, SCRATCH_PATH, STORE_PATH, VIEW_PATH
+from model_delivery.contract import SCRATCH_PATH, STORE_PATH, VIEW_PATH
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import check_retention, log_group
+from model_delivery.metrics import MetricsOptions
+from model_delivery.modes import delivery_mode
 from model_delivery.nag import acknowledge_task_definition
-from model_delivery.policies import mirror_access
-from model_delivery.signing import verify_manifests
 from model_delivery.specs import check_pins, names_of
 from model_delivery.store import ModelStore
-from model_delivery.tasks import MODELS_VOLUME, add_efs_volume, add_modelsync_container, scratch_volume
+from model_delivery.tasks import MODELS_VOLUME, add_modelsync_container, scratch_volume
 from modelsync.errors import ModelsyncError
 from modelsync.layouts import Layout, load_layouts
 
-MODES = ("s3", "efs")
 VIEW_VOLUME = "model-view"
+# Paths every task of model delivery uses: an app's view or writable path may not be, contain or lie in one.
+TASK_PATHS = {
+    STORE_PATH: "the model store",
+    SCRATCH_PATH: "the scratch /tmp every container gets",
+    VIEW_PATH: "where the init container builds the view",
+}
 
 
-def delivery_layout(layout: str, models: Sequence[str]) -> Layout:
+def delivery_layout(layout: str, models: Sequence[str], where: str) -> Layout:
     """The layout by name, checked to place every model (the runtime's own rules, modelsync.layouts)."""
     try:
         found = load_layouts().get(layout)
         found.check(names_of(models))
     except ModelsyncError as exc:  # names the layout and the model it cannot place
-        raise ModelDeliveryError(f"ModelDelivery layout: {exc}") from None
+        raise ModelDeliveryError(f"{where} = {layout!r} is not allowed: {exc}") from None
     return found
 
 
-def check_models_path(path: str, where: str, taken: dict[str, str] | None = None) -> str:
-    """An absolute, normalized path that neither is, contains nor lies inside a path the task uses."""
-    taken = {STORE_PATH: "the model store", SCRATCH_PATH: "the scratch /tmp every container gets", **(taken or {})}
+def check_task_path(path: object, where: str, taken: Mapping[str, str] = TASK_PATHS) -> str:
+    """An absolute, normalized path that neither is, contains nor lies inside a path in `taken`."""
     if not isinstance(path, str) or not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
         raise ModelDeliveryError(
             f"{where} = {path!r} is not allowed: use an absolute, normalized path other than / (e.g. /srv/models)"
@@ -66,14 +73,17 @@ class ModelDelivery(Construct):
     """Props:
       task_definition: the app's Fargate task definition (awsvpc, platform 1.4.0 or later for efs).
       app_container: the app's container in it; it starts after the init container succeeded.
-      store: the ModelStore (with a mirror for mode "efs").
+      store: the ModelStore (with a mirror for a mode that reads it).
       image: the modelsync image (ContainerImage: an ECR tag, a registry image or an asset of container/).
       models: NAME or NAME@VERSION (a pin: that version exactly; a name follows LATEST at each task start).
-      mode: "s3" (each task pulls into its task storage, which must hold the models twice) or "efs".
+      mode: a delivery mode of model_delivery.modes: "s3" (default) or "efs".
       layout: how the view arranges the models (default "flat": <models_path>/<NAME>, MODEL_PATH set).
       models_path: where the app container finds the view (default /srv/models).
       log_group: where the init container logs (default: a new group, log_retention_days).
-    Attributes: init (the init container), layout (modelsync.layouts.Layout), view_volume, mode.
+      metrics: MetricsOptions (namespace, stage, app): the init container writes its metrics there (alarms and
+        dashboards read them); None: no metrics.
+    Attributes: init (the init container), layout (modelsync.layouts.Layout), view_volume, mode (its name),
+      delivery_mode (its DeliveryMode), metrics (the MetricsOptions or None).
     """
 
     def __init__(
@@ -91,13 +101,10 @@ class ModelDelivery(Construct):
         models_path: str = "/srv/models",
         log_group: logs.ILogGroup | None = None,
         log_retention_days: int = 30,
+        metrics: MetricsOptions | None = None,
     ) -> None:
         super().__init__(scope, id)
-        if mode not in MODES:
-            raise ModelDeliveryError(
-                f"ModelDelivery mode = {mode!r} is not allowed: use 's3' (each task pulls its "
-                "models from the bucket) or 'efs' (tasks read the EFS mirror)"
-            )
+        self.delivery_mode = delivery_mode(mode, "ModelDelivery mode")
         if not models:
             raise ModelDeliveryError(
                 "ModelDelivery models is empty: name the models the app loads (NAME, or NAME@VERSION to pin one)"
@@ -112,58 +119,39 @@ class ModelDelivery(Construct):
             raise ModelDeliveryError(
                 "ModelDelivery task_definition is not Fargate-compatible: use ecs.FargateTaskDefinition"
             )
-        mirror = store.require_mirror("ModelDelivery mode 'efs'") if mode == "efs" else None
-        self.mode = mode
-        self.layout = delivery_layout(layout, models)
-        check_models_path(
-            models_path, "ModelDelivery models_path", {VIEW_PATH: "where the init container builds the view"}
-        )
+        if metrics is not None and not isinstance(metrics, MetricsOptions):
+            raise ModelDeliveryError("ModelDelivery metrics is not a MetricsOptions: build it with MetricsOptions(...)")
+        self.mode = self.delivery_mode.name
+        self.metrics = metrics
+        self.layout = delivery_layout(layout, models, "ModelDelivery layout")
+        check_task_path(models_path, "ModelDelivery models_path")
         group = log_group or _default_log_group(self, log_retention_days, store)
-        models_env = {
+        environment = {
             "MODELSYNC_DEST": STORE_PATH,
             "MODELSYNC_MODELS": ",".join(models),
             "MODELSYNC_VIEW": VIEW_PATH,
             "MODELSYNC_LAYOUT": self.layout.name,
+            "MODELSYNC_LAYOUT_RULES": json.dumps(self.layout.document(), sort_keys=True, separators=(",", ":")),
             # Only versions signed with the store's signing key are linked (pull and verify).
             "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
+            **self.delivery_mode.attach(task_definition, store),
+            **(metrics.environment(self.mode) if metrics is not None else {}),
         }
-        task_role = task_definition.task_role
-        if mirror is None:
-            task_definition.add_volume(name=MODELS_VOLUME)
-            self.init = add_modelsync_container(
-                task_definition,
-                "model-pull",
-                image=image,
-                command=["modelsync", "pull"],
-                log_group=group,
-                stream_prefix="service",
-                essential=False,
-                environment={
-                    **models_env,
-                    "MODELSYNC_BUCKET": store.bucket.bucket_name,
-                    "MODELSYNC_PREFIX": MODELS_PREFIX,
-                    # The task volume dies with the task: no fsync per file (docs/runtime.md).
-                    "MODELSYNC_DURABLE": "0",
-                },
-            )
-            task_role.add_managed_policy(store.read_policy)
-        else:
-            add_efs_volume(task_definition, mirror)
-            self.init = add_modelsync_container(
-                task_definition,
-                "model-verify",
-                image=image,
-                command=["modelsync", "verify"],
-                log_group=group,
-                stream_prefix="service",
-                essential=False,
-                environment=models_env,
-            )
-            task_role.add_to_principal_policy(mirror_access(mirror.file_system, mirror.access_point, write=False))
-            task_role.add_to_principal_policy(verify_manifests(store.signing_key))
+        self.init = add_modelsync_container(
+            task_definition,
+            self.delivery_mode.init_name,
+            image=image,
+            command=list(self.delivery_mode.init_command),
+            log_group=group,
+            stream_prefix="service",
+            essential=False,
+            environment=environment,
+        )
         self.view_volume = scratch_volume(task_definition, VIEW_VOLUME)
         self.init.add_mount_points(
-            ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=STORE_PATH, read_only=mirror is not None),
+            ecs.MountPoint(
+                source_volume=MODELS_VOLUME, container_path=STORE_PATH, read_only=not self.delivery_mode.writes_store
+            ),
             ecs.MountPoint(source_volume=self.view_volume, container_path=VIEW_PATH, read_only=False),
         )
         for name, value in self.layout.app_environment(models_path).items():

@@ -1,12 +1,16 @@
-"""TaskNotifier: EventBridge rules on "ECS Task State Change" (STOPPED) of the service's and the seeding task's
-families, and the Lambda (lambdas/task_notifier) they invoke. It publishes every seed's outcome to the alarm
-topic (exit code, stopped reason, the summary line from the task's log) and writes the InitFailures metric the
-InitContainerFailed alarm watches. Its own failures are not lost: after Lambda's retries the event itself goes
-to the topic (the function's on-failure destination), and its Errors metric has an alarm.
+"""TaskNotifier: the Lambda (lambdas/task_notifier) that turns "ECS Task State Change" (STOPPED) events of the
+seeding task and of each app's service tasks into what an operator gets: every seed's outcome on the alarm
+topic (exit code, stopped reason, the summary line from the task's log) and the InitFailures metric (by Stage
+and App) each app's InitContainerFailed alarm watches. Its own failures are not lost: after Lambda's retries the
+event itself goes to the topic (the function's on-failure destination), and its Errors metric has an alarm.
+
+One notifier per stage; `watch(scope, delivery, app)` adds one app's rule in that app's scope. The rule passes
+the app's name, family and init container to the function beside the event, so adding an app adds a rule and
+changes nothing in the function.
 
 Patterns (EventBridge documents array matching as "any element matches"; it does not say that the name and
 the exit code must come from one element of `containers`, so the Lambda checks the init container itself):
-  init:  detail.clusterArn = the cluster, lastStatus STOPPED, taskDefinitionArn prefix the service's family,
+  init:  detail.clusterArn = the cluster, lastStatus STOPPED, taskDefinitionArn prefix the app's family,
          and either containers {name = init container, exitCode anything-but 0} or stopCode TaskFailedToStart
   seed:  detail.clusterArn = the cluster, lastStatus STOPPED, taskDefinitionArn prefix the seeding family
 """
@@ -22,11 +26,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from model_delivery.alarm_topic import AlarmTopic
 from model_delivery.code import lambda_code_dir
+from model_delivery.delivery import ModelDelivery
 from model_delivery.functions import hardened_function
 from model_delivery.logs import LogEncryption
+from model_delivery.metrics import MetricsOptions
 from model_delivery.nag import acknowledge_wildcard_resource
-from model_delivery.seeding import SEED_CONTAINER, SEED_STREAM_PREFIX, ModelSeeding
+from model_delivery.seeding import SEED_CONTAINER, SEED_STREAM_PREFIX, SeedingTask
 
 TASK_NOTIFIER_DIR = lambda_code_dir("task_notifier")
 TASK_STATE_CHANGE = {"source": ["aws.ecs"], "detail_type": ["ECS Task State Change"]}
@@ -45,23 +52,27 @@ def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> 
 
 
 class TaskNotifier(Construct):
+    """Props: cluster (where the tasks run), topic (the stage's AlarmTopic), encryption (the store's
+    log_encryption: its key encrypts the topic and the function's logs), metrics (MetricsOptions: namespace and
+    stage of the records it writes), seeding_task (SeedingTask, or None), log_retention_days.
+    Attributes: function, log_group, dead_letter_queue, seed_rule (or None); watch() adds an app's rule."""
+
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
         cluster: ecs.ICluster,
-        service_task: ecs.TaskDefinition,
-        init_container: ecs.ContainerDefinition,
-        seeding: ModelSeeding | None,
-        topic: sns.ITopic,
+        topic: AlarmTopic,
         encryption: LogEncryption,
-        stage: str,
-        namespace: str,
-        log_retention_days: int,
+        metrics: MetricsOptions,
+        seeding_task: SeedingTask | None = None,
+        log_retention_days: int = 30,
     ) -> None:
         super().__init__(scope, id)
+        self.cluster = cluster
         key = encryption.key
+        sns_topic: sns.ITopic = topic.topic
         self.role = iam.Role(
             self,
             "Role",
@@ -69,7 +80,7 @@ class TaskNotifier(Construct):
             description="Task notifier: publish seed results, read the seeding task's log",
         )
         self.role.add_to_policy(
-            iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"], resources=[topic.topic_arn])
+            iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"], resources=[sns_topic.topic_arn])
         )
         # The topic is encrypted: a publisher needs the key for the data key SNS makes (SNS developer guide).
         region = cdk.Stack.of(self).region
@@ -82,14 +93,12 @@ class TaskNotifier(Construct):
             )
         )
         environment = {
-            "TOPIC_ARN": topic.topic_arn,
-            "STAGE": stage,
-            "METRICS_NAMESPACE": namespace,
-            "SERVICE_TASK_FAMILY": service_task.family,
-            "INIT_CONTAINER_NAME": init_container.container_name,
+            "TOPIC_ARN": sns_topic.topic_arn,
+            "STAGE": metrics.stage,
+            "METRICS_NAMESPACE": metrics.namespace,
         }
-        if seeding is not None:
-            seed_logs = seeding.task.log_group.log_group_name
+        if seeding_task is not None:
+            seed_logs = seeding_task.log_group.log_group_name
             streams = cdk.Stack.of(self).format_arn(
                 service="logs",
                 resource="log-group",
@@ -108,7 +117,7 @@ class TaskNotifier(Construct):
             )
             environment.update(
                 {
-                    "SEED_TASK_FAMILY": seeding.task.task_definition.family,
+                    "SEED_TASK_FAMILY": seeding_task.task_definition.family,
                     "SEED_CONTAINER_NAME": SEED_CONTAINER,
                     "SEED_LOG_GROUP_NAME": seed_logs,
                     "SEED_LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
@@ -143,31 +152,12 @@ class TaskNotifier(Construct):
             maximum_retry_attempts=ASYNC_RETRIES,
             maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
             destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
-                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=topic.topic_arn)
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=sns_topic.topic_arn)
             ),
-        )
-        stopped = {"clusterArn": [cluster.cluster_arn], "lastStatus": ["STOPPED"]}
-        self.init_rule = events.Rule(
-            self,
-            "InitFailed",
-            description="Model delivery: a service task stopped after its init container "
-            "failed, or before it could run",
-            event_pattern=events.EventPattern(
-                **TASK_STATE_CHANGE,
-                detail={
-                    **stopped,
-                    "taskDefinitionArn": [{"prefix": family_arn_prefix(self, service_task)}],
-                    "$or": [
-                        {"containers": {"name": [init_container.container_name], "exitCode": [{"anything-but": 0}]}},
-                        {"stopCode": ["TaskFailedToStart"]},
-                    ],
-                },
-            ),
-            targets=[targets.LambdaFunction(self.function)],
         )
         self.seed_rule = (
             None
-            if seeding is None
+            if seeding_task is None
             else events.Rule(
                 self,
                 "SeedStopped",
@@ -175,10 +165,49 @@ class TaskNotifier(Construct):
                 event_pattern=events.EventPattern(
                     **TASK_STATE_CHANGE,
                     detail={
-                        **stopped,
-                        "taskDefinitionArn": [{"prefix": family_arn_prefix(self, seeding.task.task_definition)}],
+                        **self._stopped(),
+                        "taskDefinitionArn": [{"prefix": family_arn_prefix(self, seeding_task.task_definition)}],
                     },
                 ),
                 targets=[targets.LambdaFunction(self.function)],
             )
         )
+
+    def _stopped(self) -> dict:
+        return {"clusterArn": [self.cluster.cluster_arn], "lastStatus": ["STOPPED"]}
+
+    def watch(self, scope: Construct, delivery: ModelDelivery, app: str | None) -> events.Rule:
+        """A rule, in `scope`, that sends the stopped tasks of `delivery`'s task definition whose init container
+        failed (or that failed to start) to the function, with the app's name for the InitFailures metric."""
+        task_definition = delivery.init.task_definition
+        init = delivery.init.container_name
+        rule = events.Rule(
+            scope,
+            "InitFailed",
+            description=f"Model delivery: a task of {app or 'the service'} stopped after its init container "
+            "failed, or before it could run",
+            event_pattern=events.EventPattern(
+                **TASK_STATE_CHANGE,
+                detail={
+                    **self._stopped(),
+                    "taskDefinitionArn": [{"prefix": family_arn_prefix(scope, task_definition)}],
+                    "$or": [
+                        {"containers": {"name": [init], "exitCode": [{"anything-but": 0}]}},
+                        {"stopCode": ["TaskFailedToStart"]},
+                    ],
+                },
+            ),
+            targets=[targets.LambdaFunction(self.function)],
+        )
+        # The event as it came (EventBridge's predefined <aws.events.event.json>, documented in "Amazon
+        # EventBridge input transformation") beside which app it belongs to.
+        watch = cdk.Stack.of(scope).to_json_string(
+            {"app": app or "", "family": task_definition.family, "init_container": init}
+        )
+        cfn_rule = rule.node.default_child
+        assert isinstance(cfn_rule, events.CfnRule)
+        cfn_rule.add_property_override(
+            "Targets.0.InputTransformer",
+            {"InputTemplate": cdk.Fn.join("", ['{"watch":', watch, ',"event":<aws.events.event.json>}'])},
+        )
+        return rule

@@ -27,6 +27,7 @@ from model_delivery.contract import MODELS_PREFIX
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.functions import hardened_function, write_own_logs
 from model_delivery.logs import check_retention, log_group
+from model_delivery.metrics import MetricsOptions
 from model_delivery.nag import acknowledge_wildcard_resource
 from model_delivery.policies import ecs_tasks_principal, mirror_access
 from model_delivery.scanner import skip_checkov
@@ -71,7 +72,12 @@ CDK_FUNCTION_SKIPS = {
 
 class SeedingTask(Construct):
     """The seeding task definition: `modelsync seed` on the modelsync image (built with WITH_PADDLEOCR=1
-    to prewarm PaddleOCR), allowed to publish under models/ and, with the store's mirror, to write it."""
+    to prewarm PaddleOCR), allowed to publish under models/ and, with the store's mirror, to write it.
+
+    Props: store, image, seed_models (catalog names; empty: the catalog's enabled entries), mirror_pins
+    (NAME@VERSION kept in the mirror beside LATEST), cpu, memory_mib, ephemeral_storage_gib,
+    log_retention_days, metrics (MetricsOptions: where the seed's records go; None: no metrics).
+    Attributes: store, task_role, task_definition, container, log_group."""
 
     def __init__(
         self,
@@ -86,6 +92,7 @@ class SeedingTask(Construct):
         memory_mib: int = 8192,
         ephemeral_storage_gib: int = 50,
         log_retention_days: int = 30,
+        metrics: MetricsOptions | None = None,
     ) -> None:
         super().__init__(scope, id)
         check_model_names(seed_models, "SeedingTask seed_models")
@@ -141,7 +148,7 @@ class SeedingTask(Construct):
             command=["modelsync", "seed"],
             log_group=self.log_group,
             stream_prefix=SEED_STREAM_PREFIX,
-            environment={**environment, **WRITABLE_HOME},
+            environment={**environment, **WRITABLE_HOME, **(metrics.environment() if metrics else {})},
         )
         if store.mirror is not None:
             self.container.add_mount_points(
@@ -329,7 +336,8 @@ class ModelSeeding(Construct):
     with egress: Zenodo and the PaddleOCR hosts are on the internet; HTTPS out, NFS to the mirror),
     seed_models (catalog names; empty: the catalog's enabled entries), mirror_pins (NAME@VERSION the
     service pins, kept in the mirror), catalog_names (the runner refuses other names), cpu, memory_mib,
-    ephemeral_storage_gib, log_retention_days, seed_on_deploy, fingerprint (required with seed_on_deploy).
+    ephemeral_storage_gib, log_retention_days, seed_on_deploy, fingerprint (required with seed_on_deploy),
+    metrics (MetricsOptions, or None). A convenience: the three parts are public and compose on their own.
     Attributes: task (SeedingTask), runner (SeedRunner), auto_seed (AutoSeed or None).
     """
 
@@ -353,6 +361,7 @@ class ModelSeeding(Construct):
         seed_on_deploy: bool = False,
         fingerprint: str = "",
         code_dir: Path = SEED_RUNNER_DIR,
+        metrics: MetricsOptions | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.task = SeedingTask(
@@ -366,6 +375,7 @@ class ModelSeeding(Construct):
             memory_mib=memory_mib,
             ephemeral_storage_gib=ephemeral_storage_gib,
             log_retention_days=log_retention_days,
+            metrics=metrics,
         )
         self.runner = SeedRunner(
             self,

@@ -11,15 +11,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from model_delivery.contract import IMAGE_USER, SCRATCH_PATH, STORE_PATH
+from model_delivery.contract import IMAGE_USER, SCRATCH_PATH
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.mirror import ModelMirror
 from model_delivery.nag import acknowledge_task_definition
 
-MODELS_PATH = STORE_PATH
 MODELS_VOLUME = "models"
 # modelsync ends within a chunk on SIGTERM (modelsync/stop.py); 10 s leaves room for the clean-up.
 MODELSYNC_STOP_TIMEOUT_SECONDS = 10
+STOP_TIMEOUT_RANGE = (2, 120)  # seconds between SIGTERM and SIGKILL; Fargate's maximum stopTimeout is 120
 FARGATE_DEFAULT_EPHEMERAL_GIB = 20  # what a task gets when the template sets nothing
 EPHEMERAL_RANGE_GIB = (21, 200)  # what Fargate accepts when set explicitly
 
@@ -62,6 +62,15 @@ def check_ephemeral_storage(where: str, gib: int) -> None:
         raise ModelDeliveryError(
             f"{where} = {gib!r} is not allowed: use 20 (the Fargate default) or "
             f"{EPHEMERAL_RANGE_GIB[0]} to {EPHEMERAL_RANGE_GIB[1]} GiB"
+        )
+
+
+def check_stop_timeout(where: str, seconds: int) -> None:
+    low, high = STOP_TIMEOUT_RANGE
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not low <= seconds <= high:
+        raise ModelDeliveryError(
+            f"{where} = {seconds!r} is not allowed: use {low} to {high} seconds (Fargate's limit) between "
+            "SIGTERM and SIGKILL"
         )
 
 

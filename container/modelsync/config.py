@@ -145,8 +145,6 @@ class StrictYaml:
 
     def read(self, how_to_change: str) -> Any:
         """The parsed file, or a one-line ModelsyncError naming it."""
-        import yaml  # only the commands that read such a file pay for the import
-
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -156,6 +154,11 @@ class StrictYaml:
             raise ModelsyncError(
                 f"{self.label} {self.path} cannot be read ({reason}); check the path and its permissions"
             ) from None
+        return self.parse(text)
+
+    def parse(self, text: str) -> Any:
+        import yaml  # only the commands that read such a document pay for the import
+
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as err:

@@ -83,6 +83,9 @@ class _Rule:
             )
         return Placement(path, self.source)
 
+    def document(self) -> dict[str, str]:
+        return {"match": self.match.pattern, "path": self.path, **({"source": self.source} if self.source else {})}
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -109,6 +112,16 @@ class Layout:
     def check(self, model_names: list[str]) -> None:
         """Place every model; LayoutError when one cannot be placed or two would collide."""
         check_collisions(self.name, [(m, p) for m in model_names for p in self.place(m)])
+
+    def document(self) -> dict[str, Any]:
+        """This layout alone as a layouts document (the format of layouts.yaml): what a task definition
+        carries, so the init container applies exactly the rules synth checked (load_layouts_text)."""
+        spec: dict[str, Any] = {"description": self.description, "rules": [rule.document() for rule in self.rules]}
+        if self.app_writable:
+            spec["app_writable"] = True
+        if self.environment:
+            spec["app_environment"] = dict(self.environment)
+        return {"layouts": {self.name: spec}}
 
 
 @dataclass(frozen=True)
@@ -181,6 +194,12 @@ def load_layouts(path: str | os.PathLike | None = None) -> Layouts:
     """The layouts of `path` (None: the bundled file); ModelsyncError naming any problem."""
     reader = _Reader(Path(path) if path else BUNDLED_LAYOUTS)
     return reader.layouts(reader.read("pass --layouts FILE or set MODELSYNC_LAYOUTS"))
+
+
+def load_layouts_text(text: str, label: str) -> Layouts:
+    """Layouts from a document given inline (JSON is YAML), e.g. Layout.document() carried by a task definition."""
+    reader = _Reader(Path(label))
+    return reader.layouts(reader.parse(text))
 
 
 class _Reader(StrictYaml):

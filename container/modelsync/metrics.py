@@ -3,8 +3,9 @@
 A record is one JSON line on stderr. CloudWatch Logs (the awslogs driver of the task definitions) turns
 it into metrics: `_aws` names the namespace, the dimension sets and the metrics with their units, and the
 values sit at the top level beside the dimension values (CloudWatch docs, "Specification: Embedded metric
-format"). Nothing is written unless MODELSYNC_METRICS_NAMESPACE is set (local runs stay quiet); the stage
-and the delivery mode come from MODELSYNC_STAGE and MODELSYNC_DELIVERY_MODE. The records: docs/runtime.md,
+format"). Nothing is written unless MODELSYNC_METRICS_NAMESPACE is set (local runs stay quiet); the stage,
+the app and the delivery mode come from MODELSYNC_STAGE, MODELSYNC_APP and MODELSYNC_DELIVERY_MODE (an app's
+records carry its name, so several apps of one stage keep their pull times apart). The records: docs/runtime.md,
 "Metrics". A bad namespace or dimension value costs the metrics, never the job: one warning, no record.
 """
 
@@ -21,7 +22,8 @@ from .progress import mib_per_s
 NAMESPACE_ENV = "MODELSYNC_METRICS_NAMESPACE"
 STAGE_ENV = "MODELSYNC_STAGE"
 MODE_ENV = "MODELSYNC_DELIVERY_MODE"
-STAGE, MODE, MODEL = "Stage", "DeliveryMode", "Model"
+APP_ENV = "MODELSYNC_APP"
+STAGE, APP, MODE, MODEL = "Stage", "App", "DeliveryMode", "Model"
 # CloudWatch: a namespace is 1-255 ASCII characters, not starting with ':' (AWS/ is for AWS services); a
 # dimension value 1-1024 characters. Printable ASCII only here, so a record can never be malformed.
 NAMESPACE_RE = re.compile(r"(?!AWS/)[ -9;-~][ -~]{0,254}")
@@ -60,7 +62,7 @@ def pull_finished(result, progress, *, failed: bool) -> None:
     counts = getattr(progress, "counts", {})
     _emit(
         "pull",
-        [STAGE, MODE],
+        [STAGE, APP, MODE],
         {
             "PullSeconds": round(result.seconds, 3),
             "PullBytes": result.downloaded_bytes,
@@ -79,7 +81,7 @@ def verify_finished(states) -> None:
     """`verify` (the efs-mode init container): models checked, and how many of them have problems."""
     _emit(
         "verify",
-        [STAGE, MODE],
+        [STAGE, APP, MODE],
         {
             "VerifyModels": sum(1 for s in states if s.version),
             "VerifyFailures": sum(1 for s in states if s.problems),
@@ -92,7 +94,7 @@ def view_finished(result) -> None:
     """A view built or refreshed (`view`, or `pull` / `verify --view`)."""
     _emit(
         "view",
-        [STAGE, MODE],
+        [STAGE, APP, MODE],
         {"ViewSeconds": round(result.seconds, 3)},
         layout=result.layout,
         changed=result.changed,
@@ -148,7 +150,7 @@ def _emit(
     namespace = env(NAMESPACE_ENV)
     if namespace is None:
         return
-    dimensions = {STAGE: env(STAGE_ENV), MODE: env(MODE_ENV), MODEL: model}
+    dimensions = {STAGE: env(STAGE_ENV), APP: env(APP_ENV), MODE: env(MODE_ENV), MODEL: model}
     problem = _problem(namespace, dimensions)
     if problem:
         _warn(f"{problem}: no metrics written for this {job}")
@@ -186,7 +188,7 @@ def _problem(namespace: str, dimensions: dict) -> str | None:
         )
     for key, value in dimensions.items():
         if value is not None and not DIMENSION_VALUE_RE.fullmatch(value):
-            where = {STAGE: STAGE_ENV, MODE: MODE_ENV}.get(key, f"the {key} dimension")
+            where = {STAGE: STAGE_ENV, APP: APP_ENV, MODE: MODE_ENV}.get(key, f"the {key} dimension")
             return f"{where}={value!r} is not a CloudWatch dimension value (1-1024 printable ASCII characters)"
     return None
 

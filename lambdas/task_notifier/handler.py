@@ -5,15 +5,17 @@ operator gets without watching anything.
                             seed's summary line (with its FAILED lines) read from the task's log stream,
                             whether or not anyone ran `make seed`; plus an EMF record (SeedTasks, SeedTaskFailed)
   service task stopped  ->  when its init container (model-pull / model-verify) failed, or the task failed to
-                            start before it could run: an EMF record InitFailures = 1, which the
-                            InitContainerFailed alarm pages on (an alarm, not a message per task: a failing
-                            deployment stops many tasks); any other stop the rule let through: InitFailures = 0
+                            start before it could run: an EMF record InitFailures = 1 by Stage and App, which
+                            that app's InitContainerFailed alarm pages on (an alarm, not a message per task: a
+                            failing deployment stops many tasks); any other stop the rule let through: 0
 
-Environment (set by model_delivery.monitoring.ModelDeliveryAlarms):
-  TOPIC_ARN, STAGE, METRICS_NAMESPACE; SERVICE_TASK_FAMILY, INIT_CONTAINER_NAME;
+Environment (set by model_delivery.notifier.TaskNotifier):
+  TOPIC_ARN, STAGE, METRICS_NAMESPACE;
   optional together: SEED_TASK_FAMILY, SEED_CONTAINER_NAME, SEED_LOG_GROUP_NAME, SEED_LOG_STREAM_PREFIX
-Event: the EventBridge event as delivered ({"source": "aws.ecs", "detail-type": "ECS Task State Change",
-"detail": {...}}). Returns what it did ({"action": ...}).
+Events: the seeding rule delivers the EventBridge event as it is ({"source": "aws.ecs", "detail-type": "ECS
+Task State Change", "detail": {...}}); each app's rule wraps it as {"watch": {"app", "family",
+"init_container"}, "event": <the event>}, so adding an app adds a rule and changes nothing here.
+Returns what it did ({"action": ...}).
 
 Only boto3 from the Lambda runtime is used, so the function ships as this one file.
 """
@@ -61,8 +63,6 @@ class Config:
     topic_arn: str
     stage: str
     namespace: str
-    service_family: str
-    init_container: str
     seed_family: str = ""
     seed_container: str = ""
     seed_log_group: str = ""
@@ -93,10 +93,29 @@ def load_config(environ: Mapping[str, str]) -> Config:
         required("TOPIC_ARN"),
         required("STAGE"),
         required("METRICS_NAMESPACE"),
-        required("SERVICE_TASK_FAMILY"),
-        required("INIT_CONTAINER_NAME"),
         *seed,
     )
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Which app's service tasks a rule watches (the rule's input beside the event)."""
+
+    app: str
+    family: str
+    init_container: str
+
+
+def unwrap(event: Any) -> tuple[Watch | None, Any]:
+    """(the watch of an app's rule, the event) or (None, the event as delivered by the seeding rule)."""
+    if not (isinstance(event, dict) and "watch" in event):
+        return None, event
+    watch = event["watch"]
+    if not isinstance(watch, dict) or not all(
+        isinstance(watch.get(k), str) for k in ("app", "family", "init_container")
+    ):
+        raise InvalidEvent("the rule's input 'watch' needs the strings app, family and init_container")
+    return Watch(watch["app"], watch["family"], watch["init_container"]), event.get("event")
 
 
 def stopped_task(event: Any) -> dict:
@@ -137,13 +156,15 @@ def stop_description(detail: dict) -> str:
 
 
 def handle(config: Config, event: Any, sns: Any, logs: Any, sleep=time.sleep) -> dict:
+    watch, event = unwrap(event)
     detail = stopped_task(event)
     family = family_of(detail["taskDefinitionArn"])
-    if config.seed_family and family == config.seed_family:
+    if watch is not None and family == watch.family:
+        return service_task_stopped(config, detail, watch)
+    if watch is None and config.seed_family and family == config.seed_family:
         return seed_stopped(config, detail, sns, logs, sleep)
-    if family == config.service_family:
-        return service_task_stopped(config, detail)
-    print(f"ignored: task {detail['taskArn']} of family {family!r} is neither the seeding nor the service task")
+    expected = f"the service task of app {watch.app!r}" if watch is not None else "the seeding task"
+    print(f"ignored: task {detail['taskArn']} of family {family!r} is not {expected}")
     return {"action": "ignored", "taskArn": detail["taskArn"]}
 
 
@@ -240,17 +261,17 @@ def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:
 # -- service tasks ----------------------------------------------------------------------------------------------
 
 
-def service_task_stopped(config: Config, detail: dict) -> dict:
-    init = container(detail, config.init_container)
+def service_task_stopped(config: Config, detail: dict, watch: Watch) -> dict:
+    init = container(detail, watch.init_container)
     exit_code = init.get("exitCode")
     stop_code = detail.get("stopCode")
     if isinstance(exit_code, int):
         failed = exit_code != 0 and not (stop_code in OUTSIDE_STOPS and exit_code in STOP_SIGNAL_EXITS)
-        what = f"init container {config.init_container} exited {exit_code}"
+        what = f"init container {watch.init_container} exited {exit_code}"
     else:
         # The task failed before the init container could run (EFS mount refused, image pull failed, ...).
         failed = stop_code == "TaskFailedToStart"
-        what = f"init container {config.init_container} did not run"
+        what = f"init container {watch.init_container} did not run"
     description = f"{what}; task stopped: {stop_description(detail)}" + (
         f"; container reason: {init['reason']}" if init.get("reason") else ""
     )
@@ -258,10 +279,11 @@ def service_task_stopped(config: Config, detail: dict) -> dict:
     emit(
         config,
         {"InitFailures": int(failed)},
+        app=watch.app or None,
         task=detail["taskArn"],
         exitCode=exit_code,
         detail=description,
-        logStream=f"service/{config.init_container}/{task_id(detail)}",
+        logStream=f"service/{watch.init_container}/{task_id(detail)}",
     )
     return {
         "action": "init-failure" if failed else "not-an-init-failure",
@@ -273,20 +295,23 @@ def service_task_stopped(config: Config, detail: dict) -> dict:
 # -- metrics ----------------------------------------------------------------------------------------------------
 
 
-def emit(config: Config, values: dict[str, int], **properties) -> None:
-    """One CloudWatch EMF record on stdout (Lambda sends it to CloudWatch Logs, which extracts the metrics)."""
+def emit(config: Config, values: dict[str, int], app: str | None = None, **properties) -> None:
+    """One CloudWatch EMF record on stdout (Lambda sends it to CloudWatch Logs, which extracts the metrics): by
+    Stage, and with an app also by Stage and App (each app's alarm reads its own)."""
+    dimensions = [["Stage", "App"], ["Stage"]] if app else [["Stage"]]
     record = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
             "CloudWatchMetrics": [
                 {
                     "Namespace": config.namespace,
-                    "Dimensions": [["Stage"]],
+                    "Dimensions": dimensions,
                     "Metrics": [{"Name": name, "Unit": "Count"} for name in values],
                 }
             ],
         },
         "Stage": config.stage,
+        **({"App": app} if app else {}),
         **values,
         **properties,
     }

@@ -68,6 +68,14 @@ def add_layout(parser) -> None:
         show_default="the bundled modelsync/layouts.yaml",
         help="layouts file",
     )
+    option(
+        parser,
+        "--layout-rules",
+        env="MODELSYNC_LAYOUT_RULES",
+        metavar="JSON",
+        help="a layouts document given inline, used instead of --layouts: the task definitions carry the "
+        "rules synth checked, so the view never depends on the layouts file inside the image",
+    )
 
 
 def add_view(parser) -> None:
@@ -82,10 +90,17 @@ def add_view(parser) -> None:
     add_layout(parser)
 
 
-def chosen_layout(args):
-    from ..layouts import load_layouts
+def layouts_of(args):
+    """The layouts --layout chooses from: --layout-rules when given, else the --layouts file."""
+    from ..layouts import load_layouts, load_layouts_text
 
-    return load_layouts(args.layouts).get(args.layout or config.DEFAULT_LAYOUT)
+    if args.layout_rules:
+        return load_layouts_text(args.layout_rules, "--layout-rules / MODELSYNC_LAYOUT_RULES")
+    return load_layouts(args.layouts)
+
+
+def chosen_layout(args):
+    return layouts_of(args).get(args.layout or config.DEFAULT_LAYOUT)
 
 
 def view_layout(args, wanted: list[str] | None):

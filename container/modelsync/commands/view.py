@@ -40,9 +40,7 @@ def run(args) -> int:
 
 
 def _list_layouts(args) -> int:
-    from ..layouts import load_layouts
-
-    layouts = load_layouts(args.layouts)
+    layouts = _common.layouts_of(args)
     for name in layouts.names():
         layout = layouts.get(name)
         env = " ".join(f"{k}={v}" for k, v in layout.app_environment("DIR").items()) or "-"
