@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-checkov lint fmt synth test deploy destroy pins check-pins seed local bench lock clean
+.PHONY: install install-dev install-checkov lint fmt synth test docs deploy destroy pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ fmt: install-dev
 test: install-dev install-checkov lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+## Write the generated references (docs/settings.md from the settings declarations); a test fails when they drift.
+docs: install
+	$(PY) -m stacks.settings.reference --write
+
 ## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).
 ## deploy first checks that every pinned model version exists (CHECK_PINS=0 skips it, e.g. a first deploy).
 ## STACKS=ModelDelivery-<stage>-Storage deploys up to the storage stack only (image_source=ecr: push, then deploy all).
@@ -74,24 +78,28 @@ deploy: install
 	if [ "$(CHECK_PINS)" = "1" ]; then $(PY) -m tools.pins check --stage $(STAGE); fi
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy $(STACKS) -c stage=$(STAGE) $(CDK_ARGS)
 
-## Pin every served model of a stage at its current LATEST (writes service_models in cdk.json) / check pins.
+## Pin every model an app serves at its current LATEST (writes apps.NAME.models in cdk.json) / check pins.
+## Every app of the stage, or APP=NAME.
 pins: install
-	$(PY) -m tools.pins lock --stage $(STAGE) $(PIN_ARGS)
+	$(PY) -m tools.pins lock --stage $(STAGE) $(if $(APP),--app $(APP)) $(PIN_ARGS)
 
 check-pins: install
-	$(PY) -m tools.pins check --stage $(STAGE) $(PIN_ARGS)
+	$(PY) -m tools.pins check --stage $(STAGE) $(if $(APP),--app $(APP)) $(PIN_ARGS)
 
 destroy: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) destroy --all -c stage=$(STAGE) $(CDK_ARGS)
 
 ## Start the seeding task of a deployed stage and follow it to the end (needs AWS credentials).
+## Every app's models, or APP=NAME's only.
 seed: install
-	$(PY) -m tools.seed --stack ModelDelivery-$(STAGE)-Service $(SEED_ARGS)
+	$(PY) -m tools.seed --stack ModelDelivery-$(STAGE)-Service $(if $(APP),--app $(APP)) $(SEED_ARGS)
 
 ## The whole pipeline on this machine, no AWS account and no Docker (Ctrl-C stops it).
-## LAYOUT=maskterial (or paddlex, or one of MODELSYNC_LAYOUTS) shows the view an app of that layout sees.
+## LAYOUT=maskterial (or paddlex, or one of MODELSYNC_LAYOUTS) shows the view an app of that layout sees;
+## APPS=maskterial,ocr builds the view of each of those apps of LOCAL_STAGE (default: example, the README's).
+LOCAL_STAGE ?= example
 local: install-dev
-	$(PY) -m tools.local $(if $(LAYOUT),--layout $(LAYOUT)) $(LOCAL_ARGS)
+	$(PY) -m tools.local $(if $(LAYOUT),--layout $(LAYOUT)) $(if $(APPS),--apps $(APPS) --stage $(LOCAL_STAGE)) $(LOCAL_ARGS)
 
 ## modelsync against s5cmd and aws s3 sync on moto and s3rver, then the seeding path (prints figures).
 bench: install-dev

@@ -16,7 +16,7 @@ from stacks.settings import load_settings
 def main() -> int:
     app = cdk.App()
     try:
-        settings = load_settings(app.node.try_get_context)
+        settings = load_settings(app.node.get_all_context())
         build(app, settings)
     except ModelDeliveryError as error:  # a bad setting (SettingsError) or a construct's bad prop
         print(f"model-delivery: error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""What the `app_image` setting names: the demo app, a tag in the project's ECR repository, an image in
+"""What an app's `image` setting names: the demo app, a tag in the project's ECR repository, an image in
 another ECR repository, or an image in any other registry. Parsed once, used by the settings checks and
 by the service construct.
 
@@ -41,16 +41,17 @@ class AppImage:
     repository: str = ""  # ecr
 
 
-def parse_app_image(value: str) -> AppImage:
+def parse_app_image(value: str, where: str) -> AppImage:
+    """What `value` names; SettingsError naming `where` (the setting) when it is no image reference."""
     if not value:
         return AppImage("demo")
     if _PROJECT_TAG.fullmatch(value) and not any(c in value for c in ":/@"):
         return AppImage("project", value, tag_or_digest=value)
     match = _REFERENCE.fullmatch(value)
     if not match:
-        _refuse(value, "it is not an image reference")
+        _refuse(where, value, "it is not an image reference")
     if not (match["tag"] or match["digest"]):
-        _refuse(value, "it has no tag or digest (that would deploy whatever :latest is at the time)")
+        _refuse(where, value, "it has no tag or digest (that would deploy whatever :latest is at the time)")
     ecr = _ECR.fullmatch(match["name"])
     if ecr:
         return AppImage(
@@ -64,9 +65,9 @@ def parse_app_image(value: str) -> AppImage:
     return AppImage("registry", value)
 
 
-def _refuse(value: str, why: str) -> NoReturn:
+def _refuse(where: str, value: str, why: str) -> NoReturn:
     raise SettingsError(
-        f"setting 'app_image' = {value!r} is not allowed: {why}; use REPOSITORY:TAG or "
+        f"{where} = {value!r} is not allowed: {why}; use REPOSITORY:TAG or "
         "REPOSITORY@sha256:DIGEST from any registry, a bare tag of the project's ECR repository, "
         "or empty for the demo app"
     )

@@ -10,6 +10,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from model_delivery.seeding import SEED_RUNNER_DIR
 from stacks.images import CONTAINER_DIR
+from stacks.naming import stack_id
 from stacks.network import NetworkStack
 from stacks.replacement import rename_on_replacement
 from stacks.service import ServiceStack
@@ -28,42 +29,52 @@ class StageStacks:
         return (self.network, self.storage, self.service)
 
 
-def stack_id(stage: str, part: str) -> str:
-    return f"ModelDelivery-{stage}-{part}"  # docs/contracts.md
-
-
 def build(
     app: cdk.App, settings: Settings, *, container_dir: Path = CONTAINER_DIR, seed_runner_dir: Path = SEED_RUNNER_DIR
 ) -> StageStacks:
-    env = cdk.Environment(account=settings.account, region=settings.region)
+    stage = settings.stage
+    env = cdk.Environment(account=stage.env_account, region=stage.env_region)
     network = NetworkStack(
         app,
-        stack_id(settings.stage, "Network"),
-        settings=settings,
+        stack_id(stage.name, "Network"),
+        stage=stage,
+        network=settings.network,
         env=env,
-        description=f"Model delivery ({settings.stage}): VPC and security groups",
+        description=f"Model delivery ({stage.name}): VPC and shared security groups",
     )
     storage = StorageStack(
         app,
-        stack_id(settings.stage, "Storage"),
-        settings=settings,
+        stack_id(stage.name, "Storage"),
+        stage=stage,
+        store=settings.store,
+        image=settings.image,
         env=env,
         vpc=network.vpc,
         file_system_security_group=network.security_groups.file_system,
-        description=f"Model delivery ({settings.stage}): KMS key, models bucket, EFS mirror",
+        description=f"Model delivery ({stage.name}): KMS keys, models bucket, EFS mirror, ECR repository",
     )
     service = ServiceStack(
         app,
-        stack_id(settings.stage, "Service"),
-        settings=settings,
-        env=env,
-        network=network,
-        storage=storage,
+        stack_id(stage.name, "Service"),
+        stage=stage,
+        apps=settings.apps,
+        image=settings.image,
+        seeding=settings.seeding,
+        seeded_models=settings.seeded_models,
+        mirror_pins=settings.mirror_pins,
+        catalog_names=settings.catalog_names,
+        seed_fingerprint=settings.seed_fingerprint,
+        monitoring=settings.monitoring,
+        vpc=network.vpc,
+        security_groups=network.security_groups,
+        store=storage.store,
+        repository=storage.repository,
         container_dir=container_dir,
         seed_runner_dir=seed_runner_dir,
-        description=f"Model delivery ({settings.stage}): ECS service, seeding task, seed runner",
+        env=env,
+        description=f"Model delivery ({stage.name}): ECS cluster, the apps' services, seeding task, monitoring",
     )
-    for key, value in {**settings.tags, "stage": settings.stage}.items():
+    for key, value in {**stage.tags, "stage": stage.name}.items():
         cdk.Tags.of(app).add(key, value)
     rename_on_replacement(app)  # a replaced producer resource reaches its consumers (stacks/replacement.py)
     return StageStacks(network=network, storage=storage, service=service)

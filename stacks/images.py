@@ -1,5 +1,5 @@
-"""The images this app runs: modelsync's own (a Docker asset built from container/ at deploy, or one tag in
-the project's ECR repository) and the app container's (setting app_image, see stacks/app_image.py)."""
+"""The images the stage runs: modelsync's own (a Docker asset built from container/ at deploy, or one tag in
+the project's ECR repository) and each app container's (setting apps.NAME.image, see stacks/app_image.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from constructs import Construct
 
 from stacks.app_image import parse_app_image
 from stacks.errors import SettingsError
-from stacks.settings import Settings
+from stacks.settings import AppSettings, ImageSettings
 
 CONTAINER_DIR = Path(__file__).resolve().parent.parent / "container"
 IMAGE_PLATFORM = ecr_assets.Platform.LINUX_AMD64  # matches the task definitions' RuntimePlatform (X86_64)
@@ -22,12 +22,12 @@ ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "build", "tests
 
 
 def modelsync_images(
-    settings: Settings, repository: ecr.IRepository, container_dir: Path = CONTAINER_DIR
+    image_settings: ImageSettings, repository: ecr.IRepository, container_dir: Path = CONTAINER_DIR
 ) -> tuple[ecs.ContainerImage, ecs.ContainerImage]:
     """(service image, seeding image): Docker assets built from container/ at deploy, or one tag in ECR."""
-    if settings.image_source == "ecr":
+    if image_settings.image_source == "ecr":
         # One image, several roles: the tag must be built with WITH_PADDLEOCR=1 for seeding to work.
-        image = ecs.ContainerImage.from_ecr_repository(repository, settings.image_tag)
+        image = ecs.ContainerImage.from_ecr_repository(repository, image_settings.image_tag)
         return image, image
     if not (container_dir / "Dockerfile").is_file():
         raise SettingsError(
@@ -44,11 +44,11 @@ def modelsync_images(
 
 
 def app_image(
-    scope: Construct, settings: Settings, repository: ecr.IRepository, demo_image: ecs.ContainerImage
+    scope: Construct, app: AppSettings, repository: ecr.IRepository, demo_image: ecs.ContainerImage
 ) -> ecs.ContainerImage:
-    """The app container's image (setting app_image): the demo (modelsync's own image), a tag of the project
+    """The app container's image (setting apps.NAME.image): the demo (modelsync's own image), a tag of the project
     repository, another ECR repository (the execution role may pull exactly it), or any registry."""
-    image = parse_app_image(settings.app_image)
+    image = parse_app_image(app.image, f"setting 'apps.{app.name}.image'")
     if image.kind == "demo":
         return demo_image
     if image.kind == "project":

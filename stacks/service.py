@@ -1,10 +1,10 @@
-"""Service stack: ECS cluster, the model service (with the library's ModelDelivery), the
-optional load balancer, the library's ModelSeeding (seeding task, seed runner, optional auto-seed), its
-monitoring (the library's ModelDeliveryAlarms and ModelDeliveryDashboard), plus the outputs operators,
-`tools/seed.py` and `tools/pins.py` read."""
+"""Service stack: the ECS cluster, every app of the stage (stacks/app_service.py, one construct each), the one
+seeding task with its runner (and the optional auto-seed), the stage's alarm topic, task notifier, shared alarms
+and dashboard, plus the outputs operators, `tools/seed.py` and `tools/pins.py` read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -13,14 +13,29 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from model_delivery import LoadBalancing, ModelDeliveryAlarms, ModelDeliveryDashboard, ModelSeeding
+from model_delivery import (
+    AlarmTopic,
+    AutoSeed,
+    MetricsOptions,
+    ModelDeliveryDashboard,
+    ModelStore,
+    ModelStoreAlarms,
+    SeedingTask,
+    SeedRunner,
+    TaskNotifier,
+)
 from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
-from stacks.images import CONTAINER_DIR, app_image, modelsync_images
-from stacks.ingress import ModelServiceIngress
-from stacks.model_service import APP_CONTAINER, ModelService
-from stacks.network import NetworkStack
-from stacks.settings import Settings
-from stacks.storage import StorageStack
+from stacks.app_service import AppService
+from stacks.images import CONTAINER_DIR, modelsync_images
+from stacks.naming import app_id, app_output
+from stacks.network import SharedSecurityGroups
+from stacks.settings import (
+    AppSettings,
+    ImageSettings,
+    MonitoringSettings,
+    SeedingSettings,
+    StageSettings,
+)
 
 
 class ServiceStack(cdk.Stack):
@@ -29,121 +44,160 @@ class ServiceStack(cdk.Stack):
         scope: Construct,
         id: str,
         *,
-        settings: Settings,
-        network: NetworkStack,
-        storage: StorageStack,
+        stage: StageSettings,
+        apps: Mapping[str, AppSettings],
+        image: ImageSettings,
+        seeding: SeedingSettings,
+        seeded_models: tuple[str, ...],
+        mirror_pins: tuple[str, ...],
+        catalog_names: tuple[str, ...],
+        seed_fingerprint: str,
+        monitoring: MonitoringSettings,
+        vpc: ec2.IVpc,
+        security_groups: SharedSecurityGroups,
+        store: ModelStore,
+        repository: ecr.IRepository,
         container_dir: Path = CONTAINER_DIR,
         seed_runner_dir: Path = SEED_RUNNER_DIR,
         **kwargs,
     ) -> None:
-        super().__init__(scope, id, termination_protection=settings.termination_protection, **kwargs)
-        security_groups = network.security_groups
+        super().__init__(scope, id, termination_protection=stage.termination_protection, **kwargs)
         subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-        private_subnets = network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+        private_subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+        stage_metrics = MetricsOptions(stage=stage.name)
 
         # The storage stack's repository (it must exist, with an image, before these tasks pull). Imported by
         # name: its URI and ARN are then built from this stack's account and region, not split from the ARN
         # (Fn::Split over Fn::GetStackOutput, which cfn-lint refuses).
-        self.repository = ecr.Repository.from_repository_name(self, "Repository", storage.repository.repository_name)
-        service_image, seeding_image = modelsync_images(settings, self.repository, container_dir)
-        self.cluster = ecs.Cluster(
-            self, "Cluster", vpc=network.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
-        )
-        store = storage.store
-        self.model_service = ModelService(
+        self.repository = ecr.Repository.from_repository_name(self, "Repository", repository.repository_name)
+        service_image, seeding_image = modelsync_images(image, self.repository, container_dir)
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+
+        # The seeding task publishes the union of every app's models (and seed_models); its logical ids are
+        # those it had inside the former ModelSeeding ("Default" is CDK's hidden id).
+        self.seeding_task = SeedingTask(
             self,
-            "ModelService",
-            settings=settings,
-            cluster=self.cluster,
-            store=store,
-            modelsync_image=service_image,
-            app_image=app_image(self, settings, self.repository, service_image),
-            subnets=subnets,
-            security_group=security_groups.service,
-        )
-        self.ingress = None
-        if security_groups.load_balancer is not None:
-            self.ingress = ModelServiceIngress(
-                self,
-                "Ingress",
-                settings=settings,
-                vpc=network.vpc,
-                security_group=security_groups.load_balancer,
-                service=self.model_service.service,
-                container_name=APP_CONTAINER,
-                access_logs=store.access_logs,
-            )
-        # "Default": the seeding resources keep the logical ids they had before they became a library.
-        self.seeding = ModelSeeding(
-            self,
-            "Default",
-            cluster=self.cluster,
+            "Seeding",
             store=store,
             image=seeding_image,
+            seed_models=seeded_models,
+            mirror_pins=mirror_pins,
+            cpu=seeding.seed_cpu,
+            memory_mib=seeding.seed_memory_mib,
+            ephemeral_storage_gib=seeding.seed_ephemeral_storage_gib,
+            log_retention_days=stage.log_retention_days,
+            metrics=stage_metrics,
+        )
+        self.seed_runner = SeedRunner(
+            self,
+            "SeedRunner",
+            cluster=self.cluster,
+            seeding=self.seeding_task,
             subnets=private_subnets,
             security_group=security_groups.seed,
-            seed_models=settings.seed_models,
-            mirror_pins=settings.pinned_models,
-            catalog_names=settings.catalog_names,
-            cpu=settings.seed_cpu,
-            memory_mib=settings.seed_memory_mib,
-            ephemeral_storage_gib=settings.seed_ephemeral_storage_gib,
-            log_retention_days=settings.log_retention_days,
-            seed_on_deploy=settings.seed_on_deploy,
-            fingerprint=settings.seed_fingerprint,
+            catalog_names=catalog_names,
+            log_retention_days=stage.log_retention_days,
             code_dir=seed_runner_dir,
         )
-        self.alarms = ModelDeliveryAlarms(
-            self,
-            "Alarms",
-            store=store,
-            service=self.model_service.service,
-            delivery=self.model_service.delivery,
-            stage=settings.stage,
-            seeding=self.seeding,
-            email=settings.alarm_email or None,
-            load_balancing=(
-                LoadBalancing(self.ingress.load_balancer, self.ingress.target_group)
-                if self.ingress is not None
-                else None
-            ),
-            thresholds=settings.alarm_thresholds,
-            log_retention_days=settings.log_retention_days,
-        )
-        self.dashboard = ModelDeliveryDashboard(self, "Dashboard", alarms=self.alarms)
+        if seeding.seed_on_deploy:
+            auto_seed = AutoSeed(
+                self,
+                "AutoSeed",
+                runner=self.seed_runner,
+                fingerprint=seed_fingerprint,
+                log_retention_days=stage.log_retention_days,
+            )
+            # The first invoke can start the task during this very deploy: its roles must exist with their policies.
+            auto_seed.node.add_dependency(
+                self.seeding_task.task_role, self.seeding_task.task_definition.obtain_execution_role()
+            )
 
-        self._outputs(settings, network, storage, private_subnets)
+        self.topic = AlarmTopic(self, "Alarms", store=store, stage=stage.name, email=monitoring.alarm_email or None)
+        self.notifier = TaskNotifier(
+            self,
+            "Notifier",
+            cluster=self.cluster,
+            topic=self.topic,
+            encryption=store.log_encryption,
+            metrics=stage_metrics,
+            seeding_task=self.seeding_task,
+            log_retention_days=stage.log_retention_days,
+        )
+        self.apps = {
+            name: AppService(
+                self,
+                app_id(name),
+                app=app,
+                stage=stage,
+                cluster=self.cluster,
+                store=store,
+                file_system_security_group=security_groups.file_system,
+                modelsync_image=service_image,
+                repository=self.repository,
+                subnets=subnets,
+                topic=self.topic,
+                notifier=self.notifier,
+            )
+            for name, app in apps.items()
+        }
+        reads_mirror = any(service.delivery.delivery_mode.uses_mirror for service in self.apps.values())
+        self.store_alarms = ModelStoreAlarms(
+            self,
+            "SharedAlarms",
+            topic=self.topic,
+            store=store,
+            notifier=self.notifier,
+            metrics=stage_metrics,
+            seed_runner=self.seed_runner,
+            watch_mirror=reads_mirror,
+            thresholds=monitoring.mirror_thresholds,
+        )
+        self.dashboard = ModelDeliveryDashboard(
+            self,
+            "Dashboard",
+            store_alarms=self.store_alarms,
+            app_alarms=[service.alarms for service in self.apps.values()],
+        )
+        self._outputs(stage, store, security_groups, private_subnets)
 
     def _outputs(
-        self, settings: Settings, network: NetworkStack, storage: StorageStack, private_subnets: list[ec2.ISubnet]
+        self,
+        stage: StageSettings,
+        store: ModelStore,
+        groups: SharedSecurityGroups,
+        private_subnets: list[ec2.ISubnet],
     ) -> None:
-        groups = network.security_groups
+        mirror = store.require_mirror("the outputs")
         outputs = {
-            # Read by tools/seed.py: keys fixed by docs/contracts.md.
+            # Read by tools/seed.py and tools/pins.py: keys fixed by docs/contracts.md.
             "ClusterName": self.cluster.cluster_name,
-            "ServiceName": self.model_service.service.service_name,
-            "SeedTaskDefinitionArn": self.seeding.task.task_definition.task_definition_arn,
-            "SeedRunnerFunctionName": self.seeding.runner.function.function_name,
-            "SeedLogGroupName": self.seeding.task.log_group.log_group_name,
+            "Apps": ",".join(self.apps),
+            "SeedTaskDefinitionArn": self.seeding_task.task_definition.task_definition_arn,
+            "SeedRunnerFunctionName": self.seed_runner.function.function_name,
+            "SeedLogGroupName": self.seeding_task.log_group.log_group_name,
             "SeedContainerName": SEED_CONTAINER,
             "SeedLogStreamPrefix": SEED_STREAM_PREFIX,
             "RepositoryUri": self.repository.repository_uri,
-            "ModelsBucketName": storage.store.bucket.bucket_name,
-            "FileSystemId": storage.store.require_mirror("the outputs").file_system.file_system_id,
+            "ModelsBucketName": store.bucket.bucket_name,
+            "FileSystemId": mirror.file_system.file_system_id,
             # For operators.
-            "DeliveryMode": settings.delivery_mode,
-            "ServiceTaskDefinitionArn": self.model_service.task_definition.task_definition_arn,
             "PrivateSubnetIds": ",".join(subnet.subnet_id for subnet in private_subnets),
-            "ServiceSecurityGroupId": groups.service.security_group_id,
             "SeedSecurityGroupId": groups.seed.security_group_id,
             "FileSystemSecurityGroupId": groups.file_system.security_group_id,
-            "ModelsAccessPointId": storage.store.require_mirror("the outputs").access_point.access_point_id,
-            "AlarmTopicArn": self.alarms.topic.topic_arn,
+            "ModelsAccessPointId": mirror.access_point.access_point_id,
+            "AlarmTopicArn": self.topic.topic.topic_arn,
             # --signing-key for hand publishes, --trust-key for checks (docs/runbook.md).
-            "SigningKeyArn": storage.store.signing_key.key_arn,
+            "SigningKeyArn": store.signing_key.key_arn,
             "DashboardName": self.dashboard.dashboard.dashboard_name,
         }
-        if self.ingress is not None:
-            outputs["ServiceUrl"] = self.ingress.url
+        for name, service in self.apps.items():
+            outputs[app_output(name, "ServiceName")] = service.service.service_name
+            outputs[app_output(name, "DeliveryMode")] = service.delivery.mode
+            # make seed APP=NAME seeds these (tools/seed.py --app).
+            outputs[app_output(name, "Models")] = ",".join(spec.partition("@")[0] for spec in service.models)
+            outputs[app_output(name, "TaskDefinitionArn")] = service.task_definition.task_definition_arn
+            outputs[app_output(name, "SecurityGroupId")] = service.security_group.security_group_id
+            if service.ingress is not None:
+                outputs[app_output(name, "Url")] = service.ingress.url
         for key, value in outputs.items():
             cdk.CfnOutput(self, key, value=value)

@@ -15,23 +15,7 @@ from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
 from model_delivery import MirrorOptions, ModelStore
-from stacks.settings import Settings
-
-
-def log_group_prefix(settings: Settings) -> str:
-    """Every log group of a stage is named under this prefix (the keys' policies allow CloudWatch Logs only there)."""
-    return f"/model-delivery/{settings.stage}"
-
-
-def stateful_removal_policy(settings: Settings) -> cdk.RemovalPolicy:
-    """What deleting a stack does to the stateful resources (key, buckets, file system, repository).
-
-    "retain" keeps them on a stack delete and on a replacement, but deletes them when the stack's first
-    create fails (DeletionPolicy RetainExceptOnCreate): a failed first deploy leaves no orphaned bucket,
-    key or file system behind that the next attempt would have to clean up by hand."""
-    if settings.removal_policy == "retain":
-        return cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
-    return cdk.RemovalPolicy.DESTROY
+from stacks.settings import ImageSettings, StageSettings, StoreSettings
 
 
 class StorageStack(cdk.Stack):
@@ -40,23 +24,25 @@ class StorageStack(cdk.Stack):
         scope: Construct,
         id: str,
         *,
-        settings: Settings,
+        stage: StageSettings,
+        store: StoreSettings,
+        image: ImageSettings,
         vpc: ec2.IVpc,
         file_system_security_group: ec2.ISecurityGroup,
         **kwargs,
     ) -> None:
-        super().__init__(scope, id, termination_protection=settings.termination_protection, **kwargs)
+        super().__init__(scope, id, termination_protection=stage.termination_protection, **kwargs)
         # "Default" is CDK's hidden id: the store's resources keep the logical ids they had before the
         # constructs became a library, so an existing stage's bucket, key and file system are not replaced.
         self.store = ModelStore(
             self,
             "Default",
-            removal_policy=stateful_removal_policy(settings),
+            removal_policy=stage.stateful_removal_policy,
             mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
-            access_log_days=settings.log_retention_days,
-            publisher_role_arns=settings.publisher_role_arns,
-            log_group_prefix=log_group_prefix(settings),
-            description=f"Model delivery ({settings.stage}): models bucket and EFS mirror",
+            access_log_days=stage.log_retention_days,
+            publisher_role_arns=store.publisher_role_arns,
+            log_group_prefix=stage.log_group_prefix,
+            description=f"Model delivery ({stage.name}): models bucket and EFS mirror",
         )
         self.repository = ecr.Repository(
             self,
@@ -68,11 +54,11 @@ class StorageStack(cdk.Stack):
             encryption_key=self.store.key,
             lifecycle_rules=[
                 ecr.LifecycleRule(
-                    description=f"keep the last {settings.ecr_max_image_count} images",
-                    max_image_count=settings.ecr_max_image_count,
+                    description=f"keep the last {image.ecr_max_image_count} images",
+                    max_image_count=image.ecr_max_image_count,
                 )
             ],
-            removal_policy=stateful_removal_policy(settings),
+            removal_policy=stage.stateful_removal_policy,
         )
         # Where to push before the service stack exists (the service stack repeats it for tools/seed.py).
         cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)

@@ -1,7 +1,7 @@
 """`make local`: the whole model pipeline on this machine, with no AWS account and no Docker.
 
-    python -m tools.local [--only A,B] [--layout flat] [--root .local] [--s3-port 9100] [--port 8080]
-                          [--exit-after-ready] [--metrics]
+    python -m tools.local [--only A,B] [--layout flat | --apps A,B [--stage example]] [--root .local]
+                          [--s3-port 9100] [--port 8080] [--exit-after-ready] [--metrics]
 
 What runs, each step the same `modelsync` command a container runs:
 
@@ -16,6 +16,10 @@ What runs, each step the same `modelsync` command a container runs:
 5. `modelsync pull --dest <root>/task --view <root>/view --layout L`  (the s3-mode init container, its
    task volume and the view of it an app would mount; `make local LAYOUT=maskterial`), then the view's
    tree is printed: what that app would see;
+   with --apps, the apps of a stage in cdk.json (`make local APPS=maskterial,ocr`, the README's worked example,
+   stage `example`): their models are seeded and pulled into the one task volume, then
+   `modelsync view <root>/views/<app> --layout <the app's layout>` builds each app's view and prints it; a
+   PaddleOCR entry is prewarmed through a stand-in (tools/paddle_stand_in.py) when paddleocr is not installed;
 6. `modelsync serve --dest <root>/task`       (the app), until Ctrl-C.
 
 With --metrics every step also writes the CloudWatch EMF records its container writes in a stage (stage
@@ -46,6 +50,10 @@ import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelsync.layouts import Layout as ViewLayout
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO / ".local"
@@ -56,6 +64,7 @@ DEFAULT_APP_PORT = 8080  # the app's port in the task definition (docs/contracts
 READY_TIMEOUT_S = 60.0
 # Fixed fake keys: moto accepts anything, and real ones must never be sent to a local server.
 LOCAL_STAGE = "local"  # the Stage dimension of the metrics (--metrics)
+DEFAULT_APPS_STAGE = "example"  # cdk.json's stage of the README's worked example (two apps, one store)
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -68,7 +77,7 @@ class LocalError(Exception):
 
 
 @dataclass(frozen=True)
-class Layout:
+class LocalFolders:
     """Everything a run keeps under its root directory."""
 
     root: Path
@@ -96,6 +105,14 @@ class Layout:
     @property
     def view(self) -> Path:  # the task volume arranged as an app expects it (--layout)
         return self.root / "view"
+
+    @property
+    def views(self) -> Path:  # with --apps: <views>/<app>, one view per app
+        return self.root / "views"
+
+    @property
+    def stand_ins(self) -> Path:  # PYTHONPATH entries standing in for what needs the internet (paddleocr)
+        return self.root / "stand-ins"
 
     @property
     def keys(self) -> Path:  # the local signing key pair (PEM), the stand-in for the KMS key
@@ -134,6 +151,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="flat",
         metavar="LAYOUT",
         help="layout of the view built from the task volume (modelsync/layouts.yaml; default flat)",
+    )
+    parser.add_argument(
+        "--apps",
+        default="",
+        metavar="NAME,...",
+        help="instead of --only and --layout: the apps of --stage in cdk.json, their models and one view each",
+    )
+    parser.add_argument(
+        "--stage",
+        default=DEFAULT_APPS_STAGE,
+        help=f"the stage whose apps --apps names (default {DEFAULT_APPS_STAGE}: the README's worked example)",
     )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"state directory (default {DEFAULT_ROOT})")
     parser.add_argument(
@@ -186,6 +214,52 @@ def check_view_layout(name: str, models: list[str]):
     except ModelsyncError as err:
         raise LocalError(f"{err} (LAYOUT=... with make)") from None
     return layout
+
+
+@dataclass(frozen=True)
+class AppView:
+    """One app of --apps: its view folder, its layout (modelsync's) and the models it serves."""
+
+    name: str
+    folder: Path
+    layout: ViewLayout
+    models: tuple[str, ...]
+
+
+def stage_apps(stage: str, wanted: str, views: Path) -> list[AppView]:
+    """The apps --apps names, from the stage's settings (checked as synth checks them)."""
+    # The settings import aws_cdk: keep jsii's Node end-of-life banner out of the run's output, as the Makefile does.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from model_delivery.errors import ModelDeliveryError
+    from stacks.settings import load_settings
+
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    try:
+        settings = load_settings({**context, "stage": stage}, environ={})
+    except ModelDeliveryError as err:
+        raise LocalError(f"stage {stage}: {err}") from None
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    unknown = [name for name in names if name not in settings.apps]
+    if unknown or not names:
+        raise LocalError(
+            f"--apps {wanted!r}: stage {stage} has the apps {', '.join(settings.apps)} "
+            "(APPS=... and LOCAL_STAGE=... with make)"
+        )
+    apps = [settings.apps[name] for name in names]
+    return [
+        AppView(a.name, views / a.name, check_view_layout(a.layout, list(a.served_names)), a.served_names) for a in apps
+    ]
+
+
+def paddle_stand_in(entries: list, folders: LocalFolders) -> Path | None:
+    """A PYTHONPATH entry with the PaddleOCR stand-in, when a PaddleOCR entry is seeded and paddleocr is missing."""
+    from modelsync.seed.catalog import PaddleOCRSource
+    from tools.paddle_stand_in import install
+
+    paddle = [e for e in entries if isinstance(e.source, PaddleOCRSource)]
+    if not paddle or importlib.util.find_spec("paddleocr") is not None:
+        return None
+    return install(folders.stand_ins, paddle[0].source.paddleocr_version)
 
 
 def check_port_free(port: int, what: str, option: str) -> None:
@@ -314,12 +388,12 @@ def start_zenodo(stack: ExitStack, entries: list, archives: Path) -> str:
 # -- the modelsync steps ------------------------------------------------------------------------
 
 
-def ensure_keys(layout: Layout) -> bool:
+def ensure_keys(folders: LocalFolders) -> bool:
     """The signing key pair, made once with openssl as docs/runtime.md shows (True when made now)."""
-    if layout.signing_key.is_file() and layout.trust_key.is_file():
+    if folders.signing_key.is_file() and folders.trust_key.is_file():
         return False
-    layout.keys.mkdir(parents=True, exist_ok=True)
-    private = layout.keys / "key.pem.new"
+    folders.keys.mkdir(parents=True, exist_ok=True)
+    private = folders.keys / "key.pem.new"
     try:
         subprocess.run(
             ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(private)],
@@ -328,16 +402,16 @@ def ensure_keys(layout: Layout) -> bool:
         )
         os.chmod(private, 0o600)
         subprocess.run(
-            ["openssl", "ec", "-in", str(private), "-pubout", "-out", str(layout.trust_key)],
+            ["openssl", "ec", "-in", str(private), "-pubout", "-out", str(folders.trust_key)],
             check=True,
             capture_output=True,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
         raise LocalError(
             f"cannot make the local signing key with openssl ({exc}): install openssl, or put an EC "
-            f"P-256 key pair at {layout.signing_key} and {layout.trust_key}"
+            f"P-256 key pair at {folders.signing_key} and {folders.trust_key}"
         ) from None
-    os.replace(private, layout.signing_key)  # last: a half-made pair is made again next run
+    os.replace(private, folders.signing_key)  # last: a half-made pair is made again next run
     return True
 
 
@@ -454,7 +528,7 @@ def wait_until_ready(url: str, proc: subprocess.Popen) -> list[dict]:
 # -- what the user sees ---------------------------------------------------------------------------
 
 
-def write_env_file(layout: Layout, env: dict[str, str]) -> None:
+def write_env_file(folders: LocalFolders, env: dict[str, str]) -> None:
     names = (
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -473,10 +547,10 @@ def write_env_file(layout: Layout, env: dict[str, str]) -> None:
         "unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL",
     ]
     lines += [f"export {name}={shlex.quote(env[name])}" for name in names]
-    lines.append(f"export MODELSYNC_DEST={shlex.quote(str(layout.task))}")
-    lines.append(f"export MODELSYNC_SIGNING_KEY={shlex.quote(str(layout.signing_key))}")
+    lines.append(f"export MODELSYNC_DEST={shlex.quote(str(folders.task))}")
+    lines.append(f"export MODELSYNC_SIGNING_KEY={shlex.quote(str(folders.signing_key))}")
     lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
-    layout.env_file.write_text("\n".join(lines) + "\n")
+    folders.env_file.write_text("\n".join(lines) + "\n")
 
 
 def shown(path: Path) -> str:
@@ -506,25 +580,33 @@ def view_tree(root: Path) -> list[str]:
     return lines
 
 
-def print_view(view: Path, view_layout) -> None:
+def print_view(view: Path, view_layout, who: str = "the app") -> None:
     env = " ".join(f"{k}={v}" for k, v in view_layout.app_environment(str(view)).items()) or "none"
-    print(f"\n== view {shown(view)} (layout {view_layout.name}; app environment: {env}): what the app sees", flush=True)
+    print(f"\n== view {shown(view)} (layout {view_layout.name}; app environment: {env}): what {who} sees", flush=True)
     print("\n".join(view_tree(view)), flush=True)
 
 
 def ready_banner(
-    layout: Layout, s3_url: str, zenodo_url: str, app_url: str, models: list[dict], exit_after_ready: bool, view_layout
+    folders: LocalFolders,
+    s3_url: str,
+    zenodo_url: str,
+    app_url: str,
+    models: list[dict],
+    exit_after_ready: bool,
+    view_layout,
+    apps: list[AppView],
 ) -> str:
     served = ", ".join(f"{m['name']}@{m['version']}" for m in models)
-    env_file = shown(layout.env_file)
+    env_file = shown(folders.env_file)
     lines = [
         "",
         "== make local is ready" + ("" if exit_after_ready else ": Ctrl-C stops everything it started"),
-        f"  S3 (moto)        {s3_url}  bucket {BUCKET}, saved in {shown(layout.s3)}",
+        f"  S3 (moto)        {s3_url}  bucket {BUCKET}, saved in {shown(folders.s3)}",
         f"  Zenodo           {zenodo_url}",
-        f"  EFS mirror       {shown(layout.efs)}  (verified)",
-        f"  task volume      {shown(layout.task)}",
-        f"  view             {shown(layout.view)}  (layout {view_layout.name}, links into the task volume)",
+        f"  EFS mirror       {shown(folders.efs)}  (verified)",
+        f"  task volume      {shown(folders.task)}",
+        f"  view             {shown(folders.view)}  (layout {view_layout.name}, links into the task volume)",
+        *(f"  app {a.name:<12} {shown(a.folder)}  (layout {a.layout.name}: {', '.join(a.models)})" for a in apps),
         f"  app              {app_url}  serving {len(models)} models: {served}",
         "",
         "Try, in another shell:",
@@ -532,9 +614,9 @@ def ready_banner(
         f"  curl -s {app_url}/readyz",
         f"  source {env_file}          # local endpoint, fake keys, bucket, modelsync on PATH",
         "  modelsync list",
-        f"  modelsync verify --dest {shown(layout.efs)} --deep",
-        f"  modelsync pull --dest {shown(layout.root / 'task2')}",
-        f"  modelsync view {shown(layout.view)} --dest {shown(layout.task)} --layout {view_layout.name}",
+        f"  modelsync verify --dest {shown(folders.efs)} --deep",
+        f"  modelsync pull --dest {shown(folders.root / 'task2')}",
+        f"  modelsync view {shown(folders.view)} --dest {shown(folders.task)} --layout {view_layout.name}",
         "  modelsync publish SOME_FOLDER --name my-model",
         "",
     ]
@@ -550,49 +632,70 @@ def run(args: argparse.Namespace, progress: dict) -> int:
             "modelsync is not installed in this Python: run `make install-dev` "
             "(or `pip install -e ./container`) and try again"
         )
-    entries = select_models(args.only)
+    folders = LocalFolders(args.root.resolve())
+    if args.apps and (args.only or args.view_layout != "flat"):
+        raise LocalError("--apps takes each app's models and layout from cdk.json: leave --only and --layout out")
+    apps = stage_apps(args.stage, args.apps, folders.views) if args.apps else []
+    entries = select_models(",".join(dict.fromkeys(m for a in apps for m in a.models)) if apps else args.only)
     names = [e.name for e in entries]
     view_layout = check_view_layout(args.view_layout, names)
     check_port_free(args.s3_port, "local S3", "--s3-port")
     check_port_free(args.port, "the app", "--port")
-    layout = Layout(args.root.resolve())
-    for folder in (layout.efs, layout.task, layout.work):
+    for folder in (folders.efs, folders.task, folders.work):
         folder.mkdir(parents=True, exist_ok=True)
+    stand_in = paddle_stand_in(entries, folders)
 
     with ExitStack() as stack:
         s3_url = start_s3(stack, args.s3_port)
-        saved = SavedBucket(s3_client(s3_url), layout.s3)
+        saved = SavedBucket(s3_client(s3_url), folders.s3)
         restored = saved.restore()
         stack.callback(saved.save)  # runs before the server stops (LIFO)
-        print(f"== local S3 on {s3_url}: bucket {BUCKET}, {restored} objects restored from {layout.s3}")
+        print(f"== local S3 on {s3_url}: bucket {BUCKET}, {restored} objects restored from {folders.s3}")
         zenodo_url = os.environ.get("ZENODO_URL", "").strip()
         if zenodo_url:
             print(f"== Zenodo: {zenodo_url} (ZENODO_URL; real archives, hundreds of MB each)")
         else:
-            zenodo_url = start_zenodo(stack, entries, layout.zenodo)
-            print(f"== local Zenodo on {zenodo_url}: generated archives in {layout.zenodo}")
-        if ensure_keys(layout):
-            print(f"== signing key pair made with openssl: {shown(layout.signing_key)}, {shown(layout.trust_key)}")
-        env = child_environment(s3_url, zenodo_url, names, metrics=args.metrics, trust_key=layout.trust_key)
+            zenodo_url = start_zenodo(stack, entries, folders.zenodo)
+            print(f"== local Zenodo on {zenodo_url}: generated archives in {folders.zenodo}")
+        if ensure_keys(folders):
+            print(f"== signing key pair made with openssl: {shown(folders.signing_key)}, {shown(folders.trust_key)}")
+        env = child_environment(s3_url, zenodo_url, names, metrics=args.metrics, trust_key=folders.trust_key)
 
+        seed_env = {**env, "MODELSYNC_SIGNING_KEY": str(folders.signing_key)}
+        if stand_in is not None:
+            print(f"== paddleocr is not installed: its prewarm runs against the stand-in in {shown(stand_in)}")
+            seed_env["PYTHONPATH"] = os.pathsep.join([str(stand_in), str(REPO)])
         run_step(
             "seed",
-            modelsync("seed", "--only", ",".join(names), "--efs-root", str(layout.efs), "--workdir", str(layout.work)),
-            {**env, "MODELSYNC_SIGNING_KEY": str(layout.signing_key)},
+            modelsync(
+                "seed", "--only", ",".join(names), "--efs-root", str(folders.efs), "--workdir", str(folders.work)
+            ),
+            seed_env,
         )
         saved.save()
-        run_step("efs-mode init container", modelsync("verify", "--dest", str(layout.efs)), in_mode(env, "efs"))
+        run_step("efs-mode init container", modelsync("verify", "--dest", str(folders.efs)), in_mode(env, "efs"))
         run_step(
             "s3-mode init container",
-            modelsync("pull", "--dest", str(layout.task), "--view", str(layout.view), "--layout", view_layout.name),
+            modelsync("pull", "--dest", str(folders.task), "--view", str(folders.view), "--layout", view_layout.name),
             in_mode(env, "s3"),
         )
-        print_view(layout.view, view_layout)
-        proc, port = start_serve(stack, layout.task, args.port, env)
+        print_view(folders.view, view_layout)
+        for app in apps:
+            run_step(
+                f"view of app {app.name}",
+                modelsync("view", str(app.folder), "--dest", str(folders.task), "--layout", app.layout.name)
+                + [arg for model in app.models for arg in ("--model", model)],
+                env,
+            )
+            print_view(app.folder, app.layout, f"app {app.name}")
+        proc, port = start_serve(stack, folders.task, args.port, env)
         app_url = f"http://{HOST}:{port}"
         models = wait_until_ready(app_url, proc)
-        write_env_file(layout, env)
-        print(ready_banner(layout, s3_url, zenodo_url, app_url, models, args.exit_after_ready, view_layout), flush=True)
+        write_env_file(folders, env)
+        print(
+            ready_banner(folders, s3_url, zenodo_url, app_url, models, args.exit_after_ready, view_layout, apps),
+            flush=True,
+        )
         progress["ready"] = True
         if args.exit_after_ready:
             return 0

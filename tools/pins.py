@@ -1,14 +1,15 @@
-"""Pin the service's model versions for a stage, and check pins before a deploy.
+"""Pin the apps' model versions for a stage, and check pins before a deploy.
 
-    python -m tools.pins lock  --stage dev [--bucket B] [--region R]   # make pins STAGE=dev
-    python -m tools.pins check --stage dev [--bucket B] [--region R]   # make check-pins STAGE=dev
+    python -m tools.pins lock  --stage dev [--app NAME] [--bucket B] [--region R]   # make pins STAGE=dev [APP=NAME]
+    python -m tools.pins check --stage dev [--app NAME] [--bucket B] [--region R]   # make check-pins STAGE=dev
 
-`lock` reads the current LATEST of every model the stage serves and writes them as `NAME@VERSION` into
-`service_models` of that stage in cdk.json: the lock a team commits. A deploy then puts exactly these
-versions into the task definition, so rolling a model out or back is "edit the pin, deploy", with the
+`lock` reads the current LATEST of every model an app serves and writes them as `NAME@VERSION` into
+`apps.NAME.models` of that stage in cdk.json: the lock a team commits. A deploy then puts exactly these
+versions into the app's task definition, so rolling a model out or back is "edit the pin, deploy", with the
 deployment circuit breaker as the safety net. `check` verifies that every pinned version exists in the
-bucket (its manifest), so a deploy never starts tasks whose init container must fail. The bucket comes
-from the service stack's outputs (ModelsBucketName) unless --bucket is given.
+bucket (its manifest), so a deploy never starts tasks whose init container must fail. Both work on every app
+of the stage unless --app names one. The bucket comes from the service stack's outputs (ModelsBucketName)
+unless --bucket is given.
 
 Exit codes: 0 done / every pin present; 1 a pin is missing or a model has no LATEST; 2 bad usage or
 configuration (one line on stderr).
@@ -30,8 +31,8 @@ from modelsync.config import DEFAULT_PREFIX
 from modelsync.errors import ModelsyncError
 from modelsync.manifest import read_latest_version, read_manifest
 from modelsync.s3 import make_client
-from stacks.assembly import stack_id
-from stacks.settings import CONTEXT_KEY, Settings, load_settings
+from stacks.naming import stack_id
+from stacks.settings import APPS, CONTEXT_KEY, AppSettings, Settings, load_settings
 from tools.seed import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SeedError, read_stack_outputs
 
 PROG = "pins"
@@ -40,69 +41,84 @@ CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 def stage_settings(cdk_json: Path, stage: str) -> Settings:
     context = json.loads(cdk_json.read_text())["context"]
-    return load_settings({**context, "stage": stage}.get)
+    return load_settings({**context, "stage": stage})
+
+
+def chosen_apps(settings: Settings, app: str | None) -> list[AppSettings]:
+    if app is None:
+        return list(settings.apps.values())
+    if app not in settings.apps:
+        raise SeedError(
+            f"--app {app!r} is not an app of stage {settings.stage.name}: use one of {', '.join(settings.apps)}",
+            EXIT_USAGE,
+        )
+    return [settings.apps[app]]
 
 
 def bucket_for(args: argparse.Namespace, settings: Settings, cloudformation: Any | None) -> str:
     if args.bucket:
         return args.bucket
     if cloudformation is None:
-        region = args.region or settings.region
+        region = args.region or settings.stage.region
         session = boto3.Session(region_name=region)
         if not session.region_name:
             raise SeedError(
                 "no AWS region: pass --region, set 'region' for the stage in cdk.json, or set AWS_REGION", EXIT_USAGE
             )
         cloudformation = session.client("cloudformation")
-    stack = stack_id(settings.stage, "Service")
+    stack = stack_id(settings.stage.name, "Service")
     return read_stack_outputs(cloudformation, stack, required=("ModelsBucketName",))["ModelsBucketName"]
 
 
-def lock(cdk_json: Path, settings: Settings, client: Any, bucket: str, out: TextIO) -> int:
-    pins, missing = [], []
-    for name in settings.served_names:
-        version = read_latest_version(client, bucket, name, prefix=DEFAULT_PREFIX)
-        if version is None:
-            missing.append(name)
-        pins.append(f"{name}@{version}")
+def lock(cdk_json: Path, settings: Settings, apps: list[AppSettings], client: Any, bucket: str, out: TextIO) -> int:
+    stage = settings.stage.name
+    latest: dict[str, str | None] = {}
+    for name in dict.fromkeys(n for app in apps for n in app.served_names):
+        latest[name] = read_latest_version(client, bucket, name, prefix=DEFAULT_PREFIX)
+    missing = [name for name, version in latest.items() if version is None]
     if missing:
         raise SeedError(
             f"no LATEST for {', '.join(missing)} in s3://{bucket}/{DEFAULT_PREFIX}: seed it first "
-            f'(make seed STAGE={settings.stage} SEED_ARGS="--only {",".join(missing)}"); nothing written'
+            f'(make seed STAGE={stage} SEED_ARGS="--only {",".join(missing)}"); nothing written'
         )
     document = json.loads(cdk_json.read_text())
-    stage_block = document["context"][CONTEXT_KEY]["stages"][settings.stage]
-    before = dict(spec.partition("@")[::2] for spec in stage_block.get("service_models", []))
-    stage_block["service_models"] = pins
+    stage_apps = document["context"][CONTEXT_KEY]["stages"][stage].setdefault(APPS, {})
+    for app in apps:
+        block = stage_apps.setdefault(app.name, {})
+        before = dict(spec.partition("@")[::2] for spec in block.get("models", []))
+        pins = [f"{name}@{latest[name]}" for name in app.served_names]
+        block["models"] = pins
+        for spec in pins:
+            name, _, version = spec.partition("@")
+            was = before.get(name)
+            change = "unchanged" if was == version else f"was {was or 'unpinned'}"
+            print(f"{app.name}: {name}@{version} ({change})", file=out)
     cdk_json.write_text(json.dumps(document, indent=2) + "\n")
-    for spec in pins:
-        name, _, version = spec.partition("@")
-        was = before.get(name)
-        change = "unchanged" if was == version else f"was {was or 'unpinned'}"
-        print(f"{name}@{version} ({change})", file=out)
     print(
-        f"wrote {len(pins)} pins to {cdk_json.name} (stage {settings.stage}): review, commit, then make deploy",
+        f"wrote the pins of {', '.join(app.name for app in apps)} to {cdk_json.name} (stage {stage}): "
+        "review, commit, then make deploy",
         file=out,
     )
     return EXIT_OK
 
 
-def check(settings: Settings, client: Any, bucket: str, out: TextIO, err: TextIO) -> int:
+def check(apps: list[AppSettings], client: Any, bucket: str, out: TextIO, err: TextIO) -> int:
     missing = 0
-    for spec in settings.served_models:
-        name, _, version = spec.partition("@")
-        if not version:
-            print(f"{name}: not pinned, follows LATEST at each task start", file=out)
-            continue
-        if read_manifest(client, bucket, name, version, prefix=DEFAULT_PREFIX) is None:
-            missing += 1
-            print(
-                f"{PROG}: error: {spec} is not in s3://{bucket}/{DEFAULT_PREFIX}: tasks would fail to start; "
-                f"publish or seed it, or pin a version `modelsync list` shows",
-                file=err,
-            )
-        else:
-            print(f"{spec}: present", file=out)
+    for app in apps:
+        for spec in app.served_models:
+            name, _, version = spec.partition("@")
+            if not version:
+                print(f"{app.name}: {name}: not pinned, follows LATEST at each task start", file=out)
+                continue
+            if read_manifest(client, bucket, name, version, prefix=DEFAULT_PREFIX) is None:
+                missing += 1
+                print(
+                    f"{PROG}: error: {app.name}: {spec} is not in s3://{bucket}/{DEFAULT_PREFIX}: tasks would fail "
+                    "to start; publish or seed it, or pin a version `modelsync list` shows",
+                    file=err,
+                )
+            else:
+                print(f"{app.name}: {spec}: present", file=out)
     return EXIT_FAILED if missing else EXIT_OK
 
 
@@ -114,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="lock: write the current LATEST of each served model as pins; check: every pin exists",
     )
     parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
+    parser.add_argument("--app", help="only this app (default: every app of the stage)")
     parser.add_argument("--bucket", help="models bucket (default: the service stack's ModelsBucketName output)")
     parser.add_argument("--region", help="AWS region (default: the stage's region, then the AWS configuration)")
     parser.add_argument("--cdk-json", type=Path, default=CDK_JSON, help=argparse.SUPPRESS)
@@ -131,14 +148,15 @@ def main(
     args = build_parser().parse_args(argv)
     try:
         settings = stage_settings(args.cdk_json, args.stage)
-        if args.action == "check" and not settings.pinned_models:
-            print(f"stage {settings.stage} pins no model versions: nothing to check", file=out)
+        apps = chosen_apps(settings, args.app)
+        if args.action == "check" and not any(app.pinned_models for app in apps):
+            print(f"stage {settings.stage.name} pins no model versions: nothing to check", file=out)
             return EXIT_OK
         bucket = bucket_for(args, settings, cloudformation)
         client = make_client()
         if args.action == "lock":
-            return lock(args.cdk_json, settings, client, bucket, out)
-        return check(settings, client, bucket, out, err)
+            return lock(args.cdk_json, settings, apps, client, bucket, out)
+        return check(apps, client, bucket, out, err)
     except ModelDeliveryError as exc:  # a bad setting or catalog
         print(f"{PROG}: error: {exc}", file=err)
         return EXIT_USAGE

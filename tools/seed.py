@@ -1,6 +1,6 @@
 """Seed a deployed stack: start the seeding task through the seed-runner Lambda and follow it.
 
-    python -m tools.seed --stack ModelDelivery-dev-Service [--region R] [--only A,B] [--no-wait]
+    python -m tools.seed --stack ModelDelivery-dev-Service [--region R] [--only A,B | --app NAME] [--no-wait]
 
 Reads the service stack's outputs, invokes the seed runner, prints the task's CloudWatch log
 lines as they arrive and exits with the seed container's exit code. Exit codes and messages are
@@ -27,6 +27,8 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
+
+from stacks.naming import app_output
 
 PROG = "seed"
 POLL_SECONDS = 5.0
@@ -263,9 +265,28 @@ def parse_only(value: str | None) -> list[str] | None:
     return names
 
 
+def app_models(outputs: dict[str, str], app: str) -> str:
+    """The models one app serves, from the stack's outputs (`Apps`, `App<Id>Models`)."""
+    apps = [name for name in outputs.get("Apps", "").split(",") if name]
+    if app not in apps:
+        raise SeedError(
+            f"--app {app!r} is not an app of this stack: use one of {', '.join(apps) or '(none)'} "
+            "(or leave --app out to seed every app's models)",
+            EXIT_USAGE,
+        )
+    key = app_output(app, "Models")
+    if not outputs.get(key):
+        raise SeedError(f"the stack has no output {key}: deploy the service stack again, then retry", EXIT_USAGE)
+    return outputs[key]
+
+
 def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], None], out: TextIO, err: TextIO) -> int:
-    only = parse_only(args.only)
+    if args.app and args.only:
+        raise SeedError("--app and --only both choose what to seed: give one of them", EXIT_USAGE)
+    only = parse_only(args.only)  # checked before any AWS call
     outputs = read_stack_outputs(clients.cloudformation, args.stack)
+    if args.app:
+        only = parse_only(app_models(outputs, args.app))
     started = invoke_seed_runner(clients.lambda_, outputs["SeedRunnerFunctionName"], only)
     task_arn, cluster = started["taskArn"], outputs["ClusterName"]
     print(f"{PROG}: started seeding task {started['taskId']} on cluster {cluster}", file=err)
@@ -330,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", required=True, help="service stack name, e.g. ModelDelivery-dev-Service")
     parser.add_argument("--region", help="AWS region (default: the standard AWS configuration chain)")
     parser.add_argument("--only", metavar="A,B", help="seed only these catalog entries")
+    parser.add_argument("--app", metavar="NAME", help="seed only the models of this app (default: every app's)")
     parser.add_argument("--no-wait", action="store_true", help="start the task and return")
     return parser
 
