@@ -20,3 +20,8 @@ def efs_built() -> Built:
 @pytest.fixture(scope="module")
 def prod_built() -> Built:
     return Built(CONFIGS["prod-ecr"])
+
+
+@pytest.fixture(scope="module")
+def two_apps_built() -> Built:
+    return Built(CONFIGS["two-apps"])

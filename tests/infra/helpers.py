@@ -34,15 +34,21 @@ FIXTURE_CONTAINER = FIXTURES / "container"
 ACCOUNT, REGION = "111111111111", "eu-west-1"
 ENVIRON = {"CDK_DEFAULT_ACCOUNT": ACCOUNT, "CDK_DEFAULT_REGION": REGION}
 # What `cdk synth` with credentials caches in cdk.context.json; without it CDK invents dummy AZ names.
-AZ_CONTEXT = {f"availability-zones:account={ACCOUNT}:region={REGION}": [f"{REGION}a", f"{REGION}b", f"{REGION}c"]}
+AZ_CONTEXT = {
+    f"availability-zones:account={account}:region={REGION}": [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
+    for account in (ACCOUNT, "123456789012")  # the second: cdk.json's stage `example`
+}
 
-# The configurations the stack tests cover: the default (s3) and efs delivery, and prod with an ECR tag.
+# The configurations the stack tests cover: the default (the demo app in s3 mode) and efs delivery, prod with an
+# ECR tag, and the README's two apps on one store (cdk.json's stage `example`).
 CONFIGS: dict[str, dict[str, str]] = {
     "s3": {},
-    "efs": {"delivery_mode": "efs", "seed_on_deploy": "true"},
+    "efs": {"apps.demo.delivery_mode": "efs", "seed_on_deploy": "true"},
     "prod-ecr": {"stage": "prod", "image_source": "ecr", "image_tag": "v1.2.3"},
-    "internal-ingress": {"ingress": "internal"},  # test_nag's acknowledgment check only
+    "internal-ingress": {"apps.demo.ingress": "internal"},  # test_nag's acknowledgment check only
+    "two-apps": {"stage": "example"},
 }
+DEMO = "Demo"  # the demo app's part of logical ids (stacks.naming.app_id("demo"))
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -52,7 +58,7 @@ def cdk_json_context() -> dict[str, Any]:
 def settings_for(overrides: dict[str, Any], catalog: Path = FIXTURE_CATALOG) -> Settings:
     """Settings as `cdk synth -c key=value ...` would build them (overrides arrive as strings)."""
     context = {**cdk_json_context(), **overrides}
-    return load_settings(context.get, environ=ENVIRON, catalog_path=catalog)
+    return load_settings(context, environ=ENVIRON, catalog_path=catalog)
 
 
 def build_app(overrides: dict[str, Any], outdir: Path | None = None, container_dir: Path = FIXTURE_CONTAINER,
@@ -60,7 +66,7 @@ def build_app(overrides: dict[str, Any], outdir: Path | None = None, container_d
               catalog: Path = FIXTURE_CATALOG) -> tuple[cdk.App, StageStacks]:
     context = {**cdk_json_context(), **AZ_CONTEXT, **overrides}
     app = cdk.App(context=context, outdir=str(outdir) if outdir else None)
-    settings = load_settings(app.node.try_get_context, environ=ENVIRON, catalog_path=catalog)
+    settings = load_settings(app.node.get_all_context(), environ=ENVIRON, catalog_path=catalog)
     return app, build(app, settings, container_dir=container_dir, seed_runner_dir=seed_runner_dir)
 
 

@@ -19,7 +19,7 @@ CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
 
 
 def test_app_py_synthesizes_environment_agnostic_nag_clean_lint_clean_templates(tmp_path):
-    context = {**cdk_json_context(), "image_source": "ecr", "image_tag": "v1", "delivery_mode": "efs",
+    context = {**cdk_json_context(), "image_source": "ecr", "image_tag": "v1", "apps.demo.delivery_mode": "efs",
                "seed_on_deploy": "true"}
     env = {key: value for key, value in os.environ.items()
            if key not in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")}

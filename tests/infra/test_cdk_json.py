@@ -26,5 +26,5 @@ def test_every_recommended_feature_flag_is_set_to_its_recommended_value():
     assert {flag: context.get(flag) for flag in recommended} == recommended
 
 
-def test_settings_have_named_dev_and_prod_stages():
-    assert set(CDK_JSON["context"]["model-delivery"]["stages"]) == {"dev", "prod"}
+def test_settings_have_named_dev_prod_and_example_stages():
+    assert set(CDK_JSON["context"]["model-delivery"]["stages"]) == {"dev", "prod", "example"}

@@ -13,8 +13,9 @@ import pytest
 from .checkov import failures, run_checkov, skipped
 from .helpers import CONFIGS, Built
 
-INGRESS = {"internal-ingress": CONFIGS["internal-ingress"],
-           "public-https": {"ingress": "public", "certificate_arn": "arn:aws:acm:eu-west-1:111111111111:certificate/"
+# The ingress variants, and the README's two apps on one store (one internal over HTTP, one public over HTTPS).
+INGRESS = {"internal-ingress": CONFIGS["internal-ingress"], "two-apps": CONFIGS["two-apps"],
+           "public-https": {"apps.demo.ingress": "public", "apps.demo.certificate_arn": "arn:aws:acm:eu-west-1:111111111111:certificate/"
                                                                      "0a1b2c3d-4e5f-6789-abcd-ef0123456789"}}
 CDK_LAMBDA = ("CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117")
 # (stack, logical id pattern, check id) -> the configurations it appears in.
@@ -24,15 +25,17 @@ EXPECTED_SKIPS = {
 } | {
     ("Storage", r"^BucketAccessLogs[0-9A-F]{8}$", "CKV_AWS_18"): "all",
     ("Service", r"^SeedRunnerFunction[0-9A-F]{8}$", "CKV_AWS_117"): "all",
-    ("Service", r"^AlarmsNotifierFunction[0-9A-F]{8}$", "CKV_AWS_117"): "all",
+    ("Service", r"^NotifierFunction[0-9A-F]{8}$", "CKV_AWS_117"): "all",
 } | {
     ("Service", r"^AWS679f53fac002430cb0da5b7982bd2287[0-9A-F]{8}$", check): {"efs"} for check in CDK_LAMBDA
 } | {
-    ("Service", r"^IngressLoadBalancerHttp[0-9A-F]{8}$", check): {"internal-ingress"}
+    ("Service", rf"^{app}IngressLoadBalancerHttp[0-9A-F]{{8}}$", check): {config}
+    for app, config in (("Demo", "internal-ingress"), ("Maskterial", "two-apps"))
     for check in ("CKV_AWS_2", "CKV_AWS_103")
 } | {
     # security groups' logical ids end in a replacement fingerprint (stacks/replacement.py)
-    ("Network", r"^SecurityGroupsLoadBalancer[0-9A-F]{8}[0-9A-F]{8}$", "CKV_AWS_260"): {"public-https"},
+    ("Service", rf"^{app}IngressSecurityGroup[0-9A-F]{{8}}[0-9A-F]{{8}}$", "CKV_AWS_260"): {config}
+    for app, config in (("Demo", "public-https"), ("Ocr", "two-apps"))
 }
 
 

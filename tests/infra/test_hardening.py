@@ -18,7 +18,7 @@ STAGE_GROUPS = f"arn:aws:logs:eu-west-1:111111111111:log-group:{PREFIX}/*"
 LOGS_STATEMENT = {"Sid": "CloudWatchLogsOfThisStage", "Effect": "Allow",
                   "Principal": {"Service": "logs.eu-west-1.amazonaws.com"}, "Action": sorted(LOGS_KEY_ACTIONS),
                   "Resource": "*", "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": STAGE_GROUPS}}}
-FUNCTIONS = {"SeedRunnerFunction": 1, "AlarmsNotifierFunction": 5}
+FUNCTIONS = {"SeedRunnerFunction": 1, "NotifierFunction": 5}
 
 
 def store_key_id(built) -> str:
@@ -94,7 +94,7 @@ def test_both_lambdas_are_hardened_the_same_way(s3_built, function, concurrency)
 
 
 def test_the_lambdas_may_send_only_to_their_own_dead_letter_queue(s3_built):
-    for role, owner in (("SeedRunnerRole", "SeedRunner"), ("AlarmsNotifierRole", "AlarmsNotifier")):
+    for role, owner in (("SeedRunnerRole", "SeedRunner"), ("NotifierRole", "Notifier")):
         by_sid = {s["Sid"]: s for s in statements(s3_built, role)}
         queue = logical_id(s3_built.service, "AWS::SQS::Queue", f"{owner}DeadLetters")
         assert by_sid["SendToDeadLetterQueue"]["Action"] == "sqs:SendMessage"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stacks.errors import SettingsError
@@ -47,36 +49,59 @@ def test_s3_gateway_endpoint_on_the_private_route_tables(s3_built):
         key for key in resources(s3_built.network, "AWS::EC2::RouteTable") if key.startswith("Vpcprivate")}
 
 
-def test_efs_ingress_is_only_nfs_from_the_two_task_groups(s3_built):
-    t = s3_built.network
-    efs_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
-    service_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsService")
-    seed_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsSeed")
-    assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]
-    ingress = [r["Properties"] for r in resources(t, "AWS::EC2::SecurityGroupIngress").values()]
-    assert all(rule["GroupId"] == {"Fn::GetAtt": [efs_sg, "GroupId"]} for rule in ingress)
-    sources = sorted((rule["SourceSecurityGroupId"]["Fn::GetAtt"][0], rule["IpProtocol"], rule["FromPort"],
-                      rule["ToPort"]) for rule in ingress)
-    assert sources == sorted([(service_sg, "tcp", 2049, 2049), (seed_sg, "tcp", 2049, 2049)])
+def nfs_ingress(built) -> list[tuple[str, str]]:
+    """(stack, source group's logical id) of every rule that lets NFS into the mirror's group."""
+    efs_sg = logical_id(built.network, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
+    found = []
+    for stack, t in (("Network", built.network), ("Service", built.service)):
+        for rule in resources(t, "AWS::EC2::SecurityGroupIngress").values():
+            props = rule["Properties"]
+            if efs_sg not in json.dumps(props["GroupId"]):
+                continue
+            assert (props["IpProtocol"], props["FromPort"], props["ToPort"]) == ("tcp", 2049, 2049)
+            source = props["SourceSecurityGroupId"]
+            found.append((stack, source["Fn::GetAtt"][0] if "Fn::GetAtt" in source else json.dumps(source)))
+    return sorted(found)
 
 
-def test_task_groups_allow_only_https_out_and_nfs_to_efs(s3_built):
-    t = s3_built.network
-    efs_sg = logical_id(t, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
-    egress = [r["Properties"] for r in resources(t, "AWS::EC2::SecurityGroupEgress").values()]
-    for task in ("SecurityGroupsService", "SecurityGroupsSeed"):
-        sg = logical_id(t, "AWS::EC2::SecurityGroup", task)
-        inline = resources(t, "AWS::EC2::SecurityGroup")[sg]["Properties"]["SecurityGroupEgress"]
-        assert [(rule["CidrIp"], rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for rule in inline] == [
-            ("0.0.0.0/0", "tcp", 443, 443)]
-        nfs = [rule for rule in egress if rule["GroupId"] == {"Fn::GetAtt": [sg, "GroupId"]}]
-        assert [(rule["DestinationSecurityGroupId"], rule["FromPort"], rule["ToPort"]) for rule in nfs] == [
-            ({"Fn::GetAtt": [efs_sg, "GroupId"]}, 2049, 2049)]
-        assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[sg]["Properties"]
+def test_the_mirror_takes_nfs_only_from_the_seeding_task_and_the_apps_that_mount_it(s3_built, efs_built):
+    seed_sg = logical_id(s3_built.network, "AWS::EC2::SecurityGroup", "SecurityGroupsSeed")
+    efs_sg = logical_id(s3_built.network, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
+    assert "SecurityGroupIngress" not in resources(s3_built.network, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]
+    # An s3-mode app never reaches the mirror.
+    assert nfs_ingress(s3_built) == [("Network", seed_sg)]
+    # An efs-mode app does, through a rule in its own (the service) stack.
+    demo_sg = logical_id(efs_built.service, "AWS::EC2::SecurityGroup", "^DemoSecurityGroup[0-9A-F]")
+    assert nfs_ingress(efs_built) == [("Network", seed_sg), ("Service", demo_sg)]
+
+
+def egress_of(t, sg: str) -> tuple[list, list]:
+    """(inline CIDR egress, standalone egress to groups) of a security group."""
+    inline = resources(t, "AWS::EC2::SecurityGroup")[sg]["Properties"]["SecurityGroupEgress"]
+    standalone = [r["Properties"] for r in resources(t, "AWS::EC2::SecurityGroupEgress").values()
+                  if r["Properties"]["GroupId"] == {"Fn::GetAtt": [sg, "GroupId"]}]
+    return ([(r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in inline],
+            [(json.dumps(r["DestinationSecurityGroupId"]), r["FromPort"], r["ToPort"]) for r in standalone])
+
+
+def test_task_groups_allow_only_https_out_and_nfs_where_the_mirror_is_read(s3_built, efs_built):
+    network = s3_built.network
+    efs_sg = logical_id(network, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
+    seed_sg = logical_id(network, "AWS::EC2::SecurityGroup", "SecurityGroupsSeed")
+    to_mirror = (json.dumps({"Fn::GetAtt": [efs_sg, "GroupId"]}), 2049, 2049)
+    assert egress_of(network, seed_sg) == ([("0.0.0.0/0", "tcp", 443, 443)], [to_mirror])
+    for built, nfs in ((s3_built, []), (efs_built, ["2049"])):
+        t = built.service
+        demo_sg = logical_id(t, "AWS::EC2::SecurityGroup", "^DemoSecurityGroup[0-9A-F]")
+        inline, standalone = egress_of(t, demo_sg)
+        assert inline == [("0.0.0.0/0", "tcp", 443, 443)]
+        assert [str(port) for _, port, _ in standalone] == nfs
+        if nfs:
+            assert "SecurityGroupsFileSystem" in standalone[0][0]  # the mirror's group, from the network stack
+        assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[demo_sg]["Properties"]
     # The EFS group sends nothing (CDK's placeholder rule that matches no traffic).
-    efs_egress = resources(t, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]["SecurityGroupEgress"]
+    efs_egress = resources(network, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]["SecurityGroupEgress"]
     assert [rule["CidrIp"] for rule in efs_egress] == ["255.255.255.255/32"]
-    assert not [rule for rule in egress if rule["GroupId"] == {"Fn::GetAtt": [efs_sg, "GroupId"]}]
 
 
 PUBLIC_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
@@ -103,8 +128,8 @@ def test_an_existing_vpc_is_looked_up_not_created():
     network, storage, service = built.network, built.storage, built.service
     for type_ in ("AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::NatGateway", "AWS::EC2::FlowLog"):
         assert not resources(network, type_), type_
-    groups = resources(network, "AWS::EC2::SecurityGroup").values()
-    assert len(groups) == 3 and all(g["Properties"]["VpcId"] == vpc_id for g in groups)
+    groups = [*resources(network, "AWS::EC2::SecurityGroup").values(), *resources(service, "AWS::EC2::SecurityGroup").values()]
+    assert len(groups) == 3 and all(g["Properties"]["VpcId"] == vpc_id for g in groups)  # mirror, seeding, the app
     assert sorted(t["Properties"]["SubnetId"] for t in resources(storage, "AWS::EFS::MountTarget").values()) \
         == PRIVATE_SUBNETS
     [ecs_service] = resources(service, "AWS::ECS::Service").values()

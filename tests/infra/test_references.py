@@ -61,7 +61,7 @@ def seeding_access_point(built) -> dict:
 
 
 def service_role_policies(built) -> list[dict]:
-    role = logical_id(built.service, "AWS::IAM::Role", "ModelServiceTaskRole")
+    role = logical_id(built.service, "AWS::IAM::Role", "DemoTaskRole")
     return resources(built.service, "AWS::IAM::Role")[role]["Properties"]["ManagedPolicyArns"]
 
 

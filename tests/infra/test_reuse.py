@@ -162,7 +162,7 @@ MODELSYNC = ecs.ContainerImage.from_registry("example/modelsync:0.2.0")
 
 
 @pytest.mark.parametrize("props, fragment", [
-    ({"mode": "ftp"}, "ModelDelivery mode = 'ftp' is not allowed: use 's3'"),
+    ({"mode": "ftp"}, "ModelDelivery mode = 'ftp' is not allowed: use 's3' (each task pulls"),
     ({"models": []}, "ModelDelivery models is empty"),
     ({"models": ["a@b", "a"]}, "ModelDelivery models names a more than once"),
     ({"models": ["x@../y"]}, "ModelDelivery models = 'x@../y' is not allowed"),
@@ -170,7 +170,7 @@ MODELSYNC = ecs.ContainerImage.from_registry("example/modelsync:0.2.0")
     ({"models_path": "/models/x"}, "ModelDelivery models_path = '/models/x' is not allowed"),
     ({"models_path": "/var/lib/modelsync"}, "contains nor lies inside /var/lib/modelsync/view"),
     ({"layout": "maskterial", "models": ["paddleocr"]}, "layout 'maskterial' cannot place model 'paddleocr'"),
-    ({"layout": "nope"}, "ModelDelivery layout: "),
+    ({"layout": "nope"}, "ModelDelivery layout = 'nope' is not allowed: unknown layout"),
 ])
 def test_model_delivery_props_are_checked_with_one_line_errors(props, fragment):
     scope = stack()

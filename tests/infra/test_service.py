@@ -9,12 +9,12 @@ import pytest
 
 from model_delivery.catalog import load_catalog
 from model_delivery.errors import ModelDeliveryError
-from stacks.settings import Settings
+from stacks.settings import ImageSettings
 
 from .helpers import (FIXTURE_CATALOG, Built, actions, build_app, containers, env, logical_id, mounts, only, resources,
                       settings_for, statements, task_definition)
 
-CONTRACT_OUTPUTS = {"ClusterName", "ServiceName", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
+CONTRACT_OUTPUTS = {"ClusterName", "Apps", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
                     "SeedLogGroupName", "SeedContainerName", "SeedLogStreamPrefix", "RepositoryUri",
                     "ModelsBucketName", "FileSystemId"}
 
@@ -37,7 +37,7 @@ def test_repository_is_immutable_scanned_and_pruned(s3_built):
     assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
     rules = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
     assert [r["selection"]["countType"] for r in rules] == ["imageCountMoreThan"]
-    assert rules[0]["selection"]["countNumber"] == Settings().ecr_max_image_count
+    assert rules[0]["selection"]["countNumber"] == ImageSettings().ecr_max_image_count
 
 
 def test_cluster_has_container_insights(s3_built):
@@ -56,9 +56,9 @@ def test_service_runs_on_fargate_1_4_in_private_subnets_with_rollback(s3_built):
     published = {name: o["Value"] for name, o in network.find_outputs("*").items()}
     subnets = {published[s["Fn::GetStackOutput"]["OutputName"]]["Ref"] for s in vpc["Subnets"]}
     assert subnets and all(s.startswith("VpcprivateSubnet") for s in subnets)
+    # Its own security group, in its own stack: replacing it never touches another stack (docs/infrastructure.md).
     [sg] = vpc["SecurityGroups"]
-    service_sg = logical_id(network, "AWS::EC2::SecurityGroup", "SecurityGroupsService")
-    assert published[sg["Fn::GetStackOutput"]["OutputName"]] == {"Fn::GetAtt": [service_sg, "GroupId"]}
+    assert sg == {"Fn::GetAtt": [logical_id(service, "AWS::EC2::SecurityGroup", "^DemoSecurityGroup"), "GroupId"]}
 
 
 def test_service_scales_on_cpu_within_the_bounds(s3_built, prod_built):
@@ -72,7 +72,7 @@ def test_service_scales_on_cpu_within_the_bounds(s3_built, prod_built):
 
 
 def test_20_gib_is_the_fargate_default_and_left_unset():
-    built = Built({"ephemeral_storage_gib": "20", "seed_ephemeral_storage_gib": "20"})
+    built = Built({"apps.demo.ephemeral_storage_gib": "20", "seed_ephemeral_storage_gib": "20"})
     for task in resources(built.service, "AWS::ECS::TaskDefinition").values():
         assert "EphemeralStorage" not in task["Properties"]
 
@@ -91,7 +91,7 @@ def test_start_service_false_deploys_the_service_without_tasks():
 def test_every_container_is_non_root_read_only_logged_with_a_scratch_tmp(s3_built, efs_built, mode):
     t = (s3_built if mode == "s3" else efs_built).service
     log_groups = resources(t, "AWS::Logs::LogGroup")
-    for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
+    for pattern in ("DemoTaskDefinition", "SeedingTaskDefinition"):
         for name, container in containers(t, pattern).items():
             assert container["User"] == "10001:10001", name
             assert container["ReadonlyRootFilesystem"] is True, name
@@ -105,7 +105,7 @@ def test_every_container_is_non_root_read_only_logged_with_a_scratch_tmp(s3_buil
 @pytest.mark.parametrize("mode", ["s3", "efs"])
 def test_demo_app_container_serves_with_health_check_and_contract_environment(s3_built, efs_built, mode):
     built = s3_built if mode == "s3" else efs_built
-    app = containers(built.service, "ModelServiceTaskDefinition")["app"]
+    app = containers(built.service, "DemoTaskDefinition")["app"]
     assert app["Command"] == ["modelsync", "serve"] and app["Essential"] is True
     assert app["HealthCheck"]["Command"] == ["CMD", "modelsync", "healthcheck"]
     assert app["PortMappings"] == [{"ContainerPort": 8080, "Protocol": "tcp"}]
@@ -118,9 +118,9 @@ def test_demo_app_container_serves_with_health_check_and_contract_environment(s3
 @pytest.mark.parametrize("mode", ["s3", "efs"])
 def test_the_init_container_builds_the_view_the_app_mounts_read_only(s3_built, efs_built, mode):
     built = s3_built if mode == "s3" else efs_built
-    task = task_definition(built.service, "ModelServiceTaskDefinition")
+    task = task_definition(built.service, "DemoTaskDefinition")
     assert {"Name": "model-view"} in task["Volumes"]  # task-local (Fargate ephemeral storage), not EFS
-    c = containers(built.service, "ModelServiceTaskDefinition")
+    c = containers(built.service, "DemoTaskDefinition")
     init = c["model-pull" if mode == "s3" else "model-verify"]
     assert {k: env(init)[k] for k in ("MODELSYNC_VIEW", "MODELSYNC_LAYOUT")} == {
         "MODELSYNC_VIEW": "/var/lib/modelsync/view", "MODELSYNC_LAYOUT": "flat"}
@@ -134,7 +134,7 @@ def test_the_init_container_builds_the_view_the_app_mounts_read_only(s3_built, e
 def test_every_container_has_an_init_process_and_a_stop_timeout(s3_built, efs_built, mode):
     """ECS stops tasks with SIGTERM, then SIGKILL after the stop timeout; PID 1 must forward it."""
     t = (s3_built if mode == "s3" else efs_built).service
-    for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
+    for pattern in ("DemoTaskDefinition", "SeedingTaskDefinition"):
         for name, container in containers(t, pattern).items():
             assert container["LinuxParameters"]["InitProcessEnabled"] is True, name
             assert container["StopTimeout"] == (30 if name == "app" else 10), name
@@ -142,11 +142,11 @@ def test_every_container_has_an_init_process_and_a_stop_timeout(s3_built, efs_bu
 
 def test_s3_mode_pulls_into_a_task_volume_before_the_app_starts(s3_built):
     t = s3_built.service
-    task = task_definition(t, "ModelServiceTaskDefinition")
+    task = task_definition(t, "DemoTaskDefinition")
     models = [v for v in task["Volumes"] if v["Name"] == "models"]
     assert models == [{"Name": "models"}]  # task-local (Fargate ephemeral storage), no EFS
     assert task["EphemeralStorage"] == {"SizeInGiB": 30}
-    c = containers(t, "ModelServiceTaskDefinition")
+    c = containers(t, "DemoTaskDefinition")
     pull = c["model-pull"]
     assert pull["Command"] == ["modelsync", "pull"] and pull["Essential"] is False
     assert mounts(pull)["/models"] == ("models", False)
@@ -159,7 +159,7 @@ def test_s3_mode_pulls_into_a_task_volume_before_the_app_starts(s3_built):
 
 def test_efs_mode_verifies_the_read_only_mirror_before_the_app_starts(efs_built):
     t = efs_built.service
-    c = containers(t, "ModelServiceTaskDefinition")
+    c = containers(t, "DemoTaskDefinition")
     verify = c["model-verify"]
     assert verify["Command"] == ["modelsync", "verify"] and verify["Essential"] is False
     assert mounts(verify)["/models"] == ("models", True)
@@ -184,7 +184,7 @@ def test_every_efs_volume_uses_tls_iam_and_the_access_point(s3_built, efs_built,
 # ---- IAM ----------------------------------------------------------------------------------------
 
 def test_s3_mode_service_role_only_reads_the_models_prefix(s3_built):
-    found = statements(s3_built, "ModelServiceTaskRole")
+    found = statements(s3_built, "DemoTaskRole")
     assert actions(found) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt", "kms:GetPublicKey"}
     by_sid = {s["Sid"]: s for s in found}
     assert by_sid["ReadModels"]["Resource"]["Fn::Join"][1][1] == "/models/*"
@@ -193,7 +193,7 @@ def test_s3_mode_service_role_only_reads_the_models_prefix(s3_built):
 
 
 def test_efs_mode_service_role_only_mounts_read_only_through_the_access_point(efs_built):
-    found = statements(efs_built, "ModelServiceTaskRole")
+    found = statements(efs_built, "DemoTaskRole")
     assert actions(found) == {"elasticfilesystem:ClientMount", "kms:GetPublicKey"}  # + the manifests' public key
     condition = next(s for s in found if s["Sid"] == "MountModelMirrorReadOnly")["Condition"]
     assert condition["Bool"] == {"elasticfilesystem:AccessedViaMountTarget": "true"}
@@ -202,7 +202,7 @@ def test_efs_mode_service_role_only_mounts_read_only_through_the_access_point(ef
 
 @pytest.mark.parametrize("mode", ["s3", "efs"])
 def test_service_role_can_never_write(s3_built, efs_built, mode):
-    granted = actions(statements(s3_built if mode == "s3" else efs_built, "ModelServiceTaskRole"))
+    granted = actions(statements(s3_built if mode == "s3" else efs_built, "DemoTaskRole"))
     assert not [a for a in granted if a.startswith(("s3:Put", "s3:Delete"))]
     assert not granted & {"elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"}
 
@@ -246,7 +246,7 @@ def test_no_aws_managed_policies_except_on_cdks_default_security_group_provider(
 
 
 def test_execution_roles_pull_only_from_the_repository_in_use(s3_built, prod_built):
-    for pattern in ("ModelServiceTaskDefinitionExecutionRole", "SeedingTaskDefinitionExecutionRole"):
+    for pattern in ("DemoTaskDefinitionExecutionRole", "SeedingTaskDefinitionExecutionRole"):
         for built, repository in ((s3_built, "asset"), (prod_built, "project")):
             pulls = [s for s in statements(built, pattern) if "ecr:BatchGetImage" in s["Action"]]
             assert len(pulls) == 1
@@ -261,7 +261,7 @@ def test_execution_roles_pull_only_from_the_repository_in_use(s3_built, prod_bui
                 assert built.storage.to_json()["Outputs"][output["OutputName"]]["Value"] == {"Ref": repo}
 
 def test_ecr_image_source_uses_the_tag_in_the_project_repository(prod_built):
-    for pattern in ("ModelServiceTaskDefinition", "SeedingTaskDefinition"):
+    for pattern in ("DemoTaskDefinition", "SeedingTaskDefinition"):
         for container in containers(prod_built.service, pattern).values():
             assert json.dumps(container["Image"]).endswith(':v1.2.3"]]}')
             assert "Repository" in json.dumps(container["Image"])
@@ -291,7 +291,8 @@ def test_seeding_task_writes_the_mirror_with_room_for_the_largest_archive(s3_bui
     assert mounts(seed)["/mnt/models"] == ("models", False)
     seed_env = env(seed)
     assert seed_env["MODELSYNC_EFS_ROOT"] == "/mnt/models" and seed_env["MODELSYNC_PREFIX"] == "models/"
-    assert seed_env["MODELSYNC_SEED_ONLY"] == ""  # empty: the catalog's enabled entries
+    # Resolved at synth: nothing named, so the catalog's enabled entries (the union of every app's models otherwise).
+    assert seed_env["MODELSYNC_SEED_ONLY"] == "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL,paddleocr"
 
 
 def test_seeding_task_caches_under_the_writable_tmp_not_the_read_only_home(s3_built):
@@ -353,7 +354,7 @@ def test_auto_seed_invokes_the_runner_asynchronously_keyed_by_the_catalog(efs_bu
     props = only(t, "Custom::AWS")["Properties"]
     create = props["Create"]
     text = json.dumps(create)
-    fingerprint = settings_for({"delivery_mode": "efs"}).seed_fingerprint
+    fingerprint = settings_for({"apps.demo.delivery_mode": "efs"}).seed_fingerprint
     assert f"seed-{fingerprint}" in text
     assert '\\"InvocationType\\":\\"Event\\"' in text and '\\"Payload\\":\\"{}\\"' in text
     runner = logical_id(t, "AWS::Lambda::Function", "SeedRunnerFunction")
@@ -368,7 +369,7 @@ def test_auto_seed_invokes_only_on_create_so_a_rollback_starts_no_second_seed(ef
     Delete event makes a call."""
     t = efs_built.service
     [(resource_id, resource)] = resources(t, "Custom::AWS").items()
-    fingerprint = settings_for({"delivery_mode": "efs"}).seed_fingerprint
+    fingerprint = settings_for({"apps.demo.delivery_mode": "efs"}).seed_fingerprint
     assert resource_id.startswith(f"AutoSeedInvoke{fingerprint[:16]}")
     assert "Create" in resource["Properties"]
     assert "Update" not in resource["Properties"] and "Delete" not in resource["Properties"]
@@ -390,8 +391,12 @@ def test_outputs_carry_the_contract_keys(s3_built):
     outputs = s3_built.service.find_outputs("*")
     assert CONTRACT_OUTPUTS <= set(outputs)
     assert outputs["SeedContainerName"]["Value"] == "seed" and outputs["SeedLogStreamPrefix"]["Value"] == "seed"
-    assert {"PrivateSubnetIds", "ServiceSecurityGroupId", "SeedSecurityGroupId", "ServiceTaskDefinitionArn",
-            "ModelsAccessPointId"} <= set(outputs)
+    assert {"PrivateSubnetIds", "SeedSecurityGroupId", "ModelsAccessPointId"} <= set(outputs)
+    assert outputs["Apps"]["Value"] == "demo"
+    per_app = {"AppDemoServiceName", "AppDemoDeliveryMode", "AppDemoModels", "AppDemoTaskDefinitionArn",
+               "AppDemoSecurityGroupId"}
+    assert per_app <= set(outputs) and "AppDemoUrl" not in outputs  # no ingress, no URL
+    assert outputs["AppDemoModels"]["Value"] == "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL,paddleocr"
 
 
 def test_image_assets_exclude_tests_and_caches_and_seed_with_paddleocr(tmp_path):
@@ -437,7 +442,7 @@ def test_log_retention_and_tags_follow_the_stage(s3_built, prod_built):
                     assert {("project", "model-delivery"), ("stage", stage)} <= pairs, type_
 
 
-@pytest.mark.parametrize("role", ["ModelServiceTaskRole", "SeedingTaskRole"])
+@pytest.mark.parametrize("role", ["DemoTaskRole", "SeedingTaskRole"])
 def test_task_roles_trust_only_ecs_tasks_of_this_account(s3_built, role):
     t = s3_built.service
     [statement] = resources(t, "AWS::IAM::Role")[logical_id(t, "AWS::IAM::Role", role)]["Properties"][

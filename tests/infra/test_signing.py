@@ -91,7 +91,7 @@ def test_seeding_role_signs_and_service_roles_only_read_the_public_key(s3_built,
     assert sorted(sign["Action"]) == ["kms:GetPublicKey", "kms:Sign"]
     assert sign["Resource"] == {"Fn::GetAtt": [signing_key(s3_built)[0], "Arn"]}
     for built in (s3_built, efs_built):
-        found = statements(built, "ModelServiceTaskRole")
+        found = statements(built, "DemoTaskRole")
         kms_actions = {a for a in actions(found) if a.startswith("kms:")}
         assert kms_actions <= {"kms:Decrypt", "kms:GetPublicKey"} and "kms:GetPublicKey" in kms_actions
         verify = next(s for s in found if s["Sid"] == "VerifyManifests")
@@ -101,7 +101,7 @@ def test_seeding_role_signs_and_service_roles_only_read_the_public_key(s3_built,
 @pytest.mark.parametrize("mode, container", [("s3", "model-pull"), ("efs", "model-verify")])
 def test_init_containers_trust_the_signing_key(s3_built, efs_built, mode, container):
     built = s3_built if mode == "s3" else efs_built
-    init = containers(built.service, "ModelServiceTaskDefinition")[container]
+    init = containers(built.service, "DemoTaskDefinition")[container]
     assert key_arn_in_service(built, env(init)["MODELSYNC_TRUST_KEY"])
     assert "MODELSYNC_SIGNING_KEY" not in env(init)
 

@@ -1,4 +1,4 @@
-"""One JSON snapshot per stack and delivery mode. Asset hashes are masked: they change with the
+"""One JSON snapshot per stack: the demo app in each delivery mode, and the README's two apps on one store. Asset hashes are masked: they change with the
 content of container/ and lambdas/seed_runner, which is not what these snapshots guard.
 Refresh after an intended change with `pytest tests/infra --snapshot-update` and review the diff."""
 
@@ -30,6 +30,11 @@ def test_s3_mode(s3_built, json_snapshot, stack):
 @pytest.mark.parametrize("stack", ["Network", "Storage", "Service"])
 def test_efs_mode(efs_built, json_snapshot, stack):
     assert masked(efs_built.templates()[stack]) == json_snapshot
+
+
+@pytest.mark.parametrize("stack", ["Network", "Storage", "Service"])
+def test_two_apps(two_apps_built, json_snapshot, stack):
+    assert masked(two_apps_built.templates()[stack]) == json_snapshot
 
 
 def test_masking_leaves_no_asset_hash(s3_built):

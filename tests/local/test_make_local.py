@@ -302,13 +302,56 @@ def test_a_layout_that_cannot_place_the_models_is_one_line_before_anything_start
     assert "LAYOUT=" in result.stderr and not (tmp_path / "state").exists()
 
 
+def test_apps_build_each_apps_view_from_one_store_and_print_both_trees(tmp_path):
+    """`make local APPS=maskterial,ocr`: the README's two apps (cdk.json's stage `example`) from one local store;
+    PaddleOCR prewarmed through the stand-in (no internet), each app's view printed."""
+    from tests.consumers import maskterial_check_available_models
+    from tools.paddle_stand_in import PADDLE_MODELS
+
+    root = tmp_path / "state"
+    result = subprocess.run(driver(root, "--apps", "maskterial,ocr", "--exit-after-ready"), cwd=REPO,
+                            env=driver_env(tmp_path), capture_output=True, text=True, timeout=3 * TIMEOUT_S)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "paddleocr is not installed: its prewarm runs against the stand-in" in result.stdout
+    maskterial_tree = result.stdout.split("what app maskterial sees", 1)[1].split("\n== ", 1)[0]
+    ocr_tree = result.stdout.split("what app ocr sees", 1)[1].split("\n== ", 1)[0]
+    assert "  segmentation_models/" in maskterial_tree and "official_models" not in maskterial_tree
+    assert "  official_models/" in ocr_tree and "segmentation_models" not in ocr_tree
+    # One store: both views link into the same task volume.
+    task = str(root / "task" / ".modelsync" / "versions")
+    views = root / "views"
+    assert os.path.realpath(views / "ocr" / "official_models" / "UVDoc").startswith(task + "/paddleocr/")
+    # MaskTerial's own discovery finds every model the app serves, the pretrained weights included.
+    assert maskterial_check_available_models(str(views / "maskterial" / "segmentation_models")) == [
+        "M2F-GrapheneL", "M2F-Synthetic_Data"]
+    assert maskterial_check_available_models(str(views / "maskterial" / "classification_models")) == [
+        "AMM-GrapheneL"]
+    assert (views / "maskterial" / "segmentation_models" / "M2F" / "Synthetic_Data" / "model_final.pth").is_file()
+    # PaddleX finds each model at official_models/<name> with the files it needs.
+    for name in PADDLE_MODELS:
+        assert (views / "ocr" / "official_models" / name / "inference.yml").is_file(), name
+    assert f"  app ocr          {views / 'ocr'}  (layout paddlex: paddleocr)" in result.stdout.splitlines()
+
+
+def test_apps_name_apps_of_the_stage_and_exclude_only_and_layout(tmp_path):
+    result = run_until_exit(tmp_path / "state", tmp_path, "--apps", "maskterial,nope")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("local: error: --apps 'maskterial,nope': stage example has the apps maskterial, ocr")
+    result = run_until_exit(tmp_path / "state", tmp_path, "--apps", "ocr", "--layout", "paddlex")
+    assert result.returncode == 2 and "leave --only and --layout out" in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_make_local_passes_layout_on():
     dry = subprocess.run(["make", "-n", "local", "LAYOUT=maskterial"], cwd=REPO, capture_output=True, text=True,
                          timeout=TIMEOUT_S)
     assert dry.returncode == 0, dry.stderr
     assert "-m tools.local --layout maskterial" in dry.stdout
     plain = subprocess.run(["make", "-n", "local"], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert "-m tools.local" in plain.stdout and "--layout" not in plain.stdout
+    assert "-m tools.local" in plain.stdout and "--layout" not in plain.stdout and "--apps" not in plain.stdout
+    apps = subprocess.run(["make", "-n", "local", "APPS=maskterial,ocr"], cwd=REPO, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    assert "-m tools.local" in apps.stdout and "--apps maskterial,ocr --stage example" in apps.stdout
 
 
 def test_with_metrics_every_step_writes_the_records_its_container_writes_in_a_stage(tmp_path):

@@ -42,8 +42,15 @@ def run(*argv, cloudformation=None) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def stage_models(cdk_json: Path, stage: str = "dev") -> list[str]:
-    return json.loads(cdk_json.read_text())["context"]["model-delivery"]["stages"][stage]["service_models"]
+def stage_models(cdk_json: Path, stage: str = "dev", app: str = "demo") -> list[str]:
+    return json.loads(cdk_json.read_text())["context"]["model-delivery"]["stages"][stage]["apps"][app]["models"]
+
+
+def set_models(cdk_json: Path, apps: dict[str, list[str]], stage: str = "dev") -> None:
+    document = json.loads(cdk_json.read_text())
+    document["context"]["model-delivery"]["stages"][stage]["apps"] = {
+        name: {"models": models} for name, models in apps.items()}
+    cdk_json.write_text(json.dumps(document))
 
 
 def test_lock_writes_the_latest_of_every_served_model_and_check_confirms_them(s3, bucket, tmp_path, cdk_json):
@@ -53,11 +60,11 @@ def test_lock_writes_the_latest_of_every_served_model_and_check_confirms_them(s3
 
     assert code == 0, err
     assert stage_models(cdk_json) == [f"{name}@{versions[name]}" for name in SERVED]
-    assert f"SEG_M2F_GrapheneL@{versions['SEG_M2F_GrapheneL']} (was unpinned)" in out
-    assert pins.stage_settings(cdk_json, "dev").pinned_models == tuple(stage_models(cdk_json))
+    assert f"demo: SEG_M2F_GrapheneL@{versions['SEG_M2F_GrapheneL']} (was unpinned)" in out
+    assert pins.stage_settings(cdk_json, "dev").apps["demo"].pinned_models == tuple(stage_models(cdk_json))
     # Everything else in cdk.json is untouched (other stages, feature flags, defaults).
     before, after = json.loads((PROJECT / "cdk.json").read_text()), json.loads(cdk_json.read_text())
-    after["context"]["model-delivery"]["stages"]["dev"].pop("service_models")
+    after["context"]["model-delivery"]["stages"]["dev"].pop("apps")
     assert after == before
 
     code, out, err = run("check", "--stage", "dev", "--bucket", bucket, "--cdk-json", str(cdk_json))
@@ -74,8 +81,8 @@ def test_a_new_latest_moves_the_pin_on_the_next_lock(s3, bucket, tmp_path, cdk_j
 
     code, out, _ = run("lock", "--bucket", bucket, "--cdk-json", str(cdk_json))
 
-    assert code == 0 and f"paddleocr@{new} (was {old['paddleocr']})" in out
-    assert f"SEG_M2F_GrapheneL@{old['SEG_M2F_GrapheneL']} (unchanged)" in out
+    assert code == 0 and f"demo: paddleocr@{new} (was {old['paddleocr']})" in out
+    assert f"demo: SEG_M2F_GrapheneL@{old['SEG_M2F_GrapheneL']} (unchanged)" in out
 
 
 def test_lock_refuses_when_a_served_model_was_never_published_and_writes_nothing(s3, bucket, tmp_path, cdk_json):
@@ -93,19 +100,16 @@ def test_lock_refuses_when_a_served_model_was_never_published_and_writes_nothing
 
 def test_check_names_every_pin_missing_from_the_bucket(s3, bucket, tmp_path, cdk_json):
     present = publish(s3, bucket, tmp_path, "paddleocr", b"x")
-    document = json.loads(cdk_json.read_text())
-    document["context"]["model-delivery"]["stages"]["dev"]["service_models"] = [
-        f"paddleocr@{present}", "SEG_M2F_GrapheneL@0123456789abcdef", "CLS_AMM_GrapheneL"]
-    cdk_json.write_text(json.dumps(document))
+    set_models(cdk_json, {"demo": [f"paddleocr@{present}", "SEG_M2F_GrapheneL@0123456789abcdef", "CLS_AMM_GrapheneL"]})
 
     code, out, err = run("check", "--bucket", bucket, "--cdk-json", str(cdk_json))
 
     assert code == 1
-    assert err.splitlines() == [f"pins: error: SEG_M2F_GrapheneL@0123456789abcdef is not in s3://{bucket}/models/: "
-                                "tasks would fail to start; publish or seed it, or pin a version `modelsync list` "
-                                "shows"]
-    assert f"paddleocr@{present}: present" in out
-    assert "CLS_AMM_GrapheneL: not pinned, follows LATEST at each task start" in out
+    assert err.splitlines() == [f"pins: error: demo: SEG_M2F_GrapheneL@0123456789abcdef is not in s3://{bucket}/"
+                                "models/: tasks would fail to start; publish or seed it, or pin a version "
+                                "`modelsync list` shows"]
+    assert f"demo: paddleocr@{present}: present" in out
+    assert "demo: CLS_AMM_GrapheneL: not pinned, follows LATEST at each task start" in out
 
 
 def test_check_without_pins_needs_no_aws(cdk_json):
@@ -130,8 +134,28 @@ def test_the_bucket_comes_from_the_service_stacks_outputs(s3, bucket, tmp_path, 
 
 
 def test_an_invalid_pin_in_cdk_json_is_a_one_line_settings_error(cdk_json):
-    document = json.loads(cdk_json.read_text())
-    document["context"]["model-delivery"]["stages"]["dev"]["service_models"] = ["paddleocr@../../x"]
-    cdk_json.write_text(json.dumps(document))
+    set_models(cdk_json, {"demo": ["paddleocr@../../x"]})
     code, _, err = run("check", "--cdk-json", str(cdk_json))
-    assert code == 2 and err.startswith("pins: error: setting 'service_models' = 'paddleocr@../../x' is not allowed")
+    assert code == 2 and err.startswith(
+        "pins: error: setting 'apps.demo.models' = 'paddleocr@../../x' is not allowed")
+
+
+def test_pins_work_per_app_and_on_every_app_by_default(s3, bucket, tmp_path, cdk_json):
+    """Two apps of one stage: `lock` pins both unless --app names one; each keeps its own list."""
+    versions = {name: publish(s3, bucket, tmp_path, name, name.encode()) for name in SERVED}
+    set_models(cdk_json, {"seg": ["SEG_M2F_GrapheneL"], "ocr": ["paddleocr"]})
+
+    code, out, err = run("lock", "--app", "ocr", "--bucket", bucket, "--cdk-json", str(cdk_json))
+    assert code == 0, err
+    assert stage_models(cdk_json, app="ocr") == [f"paddleocr@{versions['paddleocr']}"]
+    assert stage_models(cdk_json, app="seg") == ["SEG_M2F_GrapheneL"]  # another app: untouched
+    assert "seg:" not in out
+
+    code, out, err = run("lock", "--bucket", bucket, "--cdk-json", str(cdk_json))
+    assert code == 0, err
+    assert stage_models(cdk_json, app="seg") == [f"SEG_M2F_GrapheneL@{versions['SEG_M2F_GrapheneL']}"]
+    code, out, err = run("check", "--bucket", bucket, "--cdk-json", str(cdk_json))
+    assert code == 0 and out.count(": present") == 2 and "seg: " in out and "ocr: " in out
+
+    code, _, err = run("check", "--app", "nope", "--bucket", bucket, "--cdk-json", str(cdk_json))
+    assert code == 2 and err == "pins: error: --app 'nope' is not an app of stage dev: use one of seg, ocr\n"

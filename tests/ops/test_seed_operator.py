@@ -30,7 +30,9 @@ FUNCTION = "ModelDelivery-dev-Service-SeedRunner4C1D2E3F-AbCdEf123456"
 STREAM = f"seed/seed/{TASK_ID}"
 OUTPUTS = {
     "ClusterName": CLUSTER_NAME,
-    "ServiceName": "ModelDelivery-dev-Service-App",
+    "Apps": "maskterial,doc-ocr",
+    "AppMaskterialModels": "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL",
+    "AppDocOcrModels": "paddleocr",
     "SeedTaskDefinitionArn": TASK_DEFINITION_ARN,
     "SeedRunnerFunctionName": FUNCTION,
     "SeedLogGroupName": LOG_GROUP,
@@ -288,6 +290,36 @@ def test_only_is_passed_to_the_seed_runner(aws, runner):
             f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logsV2:log-groups/log-group/"
             f"{LOG_GROUP.replace('/', '$252F')}/log-events/seed$252Fseed$252F{TASK_ID})") in result.err
     assert "logs tail" not in result.err  # AWS CLI v1, which the project installs, has no `aws logs tail`
+
+
+def test_app_seeds_the_models_that_app_serves(aws, runner):
+    """make seed APP=doc-ocr: the app's models come from the stack's outputs (what is deployed, not cdk.json)."""
+    clients, stubs = aws
+    event = {"only": ["paddleocr"]}
+    expect_stack(stubs)
+    expect_invoke(stubs, runner_answer(runner, event), event=event)
+
+    result = run_seed(clients, "--app", "doc-ocr", "--no-wait")
+
+    assert result.code == 0, result.err
+
+
+def test_an_unknown_app_is_named_with_the_stacks_apps(aws):
+    clients, stubs = aws
+    expect_stack(stubs)
+
+    result = run_seed(clients, "--app", "ocr")
+
+    assert result.code == 2
+    assert result.err == ("seed: error: --app 'ocr' is not an app of this stack: use one of maskterial, doc-ocr "
+                          "(or leave --app out to seed every app's models)\n")
+
+
+def test_app_and_only_together_are_refused_before_any_aws_call(aws):
+    clients, _ = aws
+    result = run_seed(clients, "--app", "maskterial", "--only", "paddleocr")
+    assert result.code == 2 and result.err == (
+        "seed: error: --app and --only both choose what to seed: give one of them\n")
 
 
 def expect_task_missing(stubs):

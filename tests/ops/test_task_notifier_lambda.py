@@ -20,7 +20,6 @@ SERVICE_TASK_ID = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
 SERVICE_TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER_ARN.rsplit('/', 1)[1]}/{SERVICE_TASK_ID}"
 ENV = {
     "TOPIC_ARN": TOPIC_ARN, "STAGE": "dev", "METRICS_NAMESPACE": "ModelDelivery",
-    "SERVICE_TASK_FAMILY": "ModelDeliverydevServiceTask", "INIT_CONTAINER_NAME": "model-pull",
     "SEED_TASK_FAMILY": "ModelDeliverydevSeed", "SEED_CONTAINER_NAME": "seed", "SEED_LOG_GROUP_NAME": LOG_GROUP,
     "SEED_LOG_STREAM_PREFIX": "seed",
 }
@@ -71,12 +70,18 @@ def seed_event(exit_code: int | None = 1, **overrides) -> dict:
     return stopped_event(overrides, [seed])
 
 
-def service_event(init: dict, app: dict, **overrides) -> dict:
+WATCH = {"app": "ocr", "family": "ModelDeliverydevServiceTask", "init_container": "model-pull"}
+
+
+def service_event(init: dict, app: dict, watch: dict = WATCH, **overrides) -> dict:
+    """What an app's rule delivers: the stopped task's event, wrapped with the app it watches (the rule's
+    InputTemplate `{"watch": {...}, "event": <aws.events.event.json>}`, model_delivery/notifier.py)."""
     base = {"taskArn": SERVICE_TASK_ARN, "lastStatus": "STOPPED"}
-    return stopped_event({"taskArn": SERVICE_TASK_ARN, "taskDefinitionArn": SERVICE_TASK_DEFINITION_ARN,
-                          "group": "service:ModelDelivery-dev-Service-ModelServiceA1B2C3", "startedBy": "ecs-svc/92233",
-                          **overrides},
-                         [{**base, "name": "model-pull", **init}, {**base, "name": "app", **app}])
+    event = stopped_event({"taskArn": SERVICE_TASK_ARN, "taskDefinitionArn": SERVICE_TASK_DEFINITION_ARN,
+                           "group": "service:ModelDelivery-dev-Service-OcrServiceA1B2C3", "startedBy": "ecs-svc/92233",
+                           **overrides},
+                          [{**base, "name": "model-pull", **init}, {**base, "name": "app", **app}])
+    return {"watch": watch, "event": event}
 
 
 def log_page(lines: list[str], start_ms: int = 1_764_065_700_000) -> dict:
@@ -251,7 +256,9 @@ def test_a_failed_init_container_is_an_init_failure_metric_and_nothing_is_publis
 
     assert result == {"action": "init-failure", "taskArn": SERVICE_TASK_ARN, "exitCode": 1}
     [record] = records(capsys.readouterr().out)
-    assert values(record) == {"InitFailures": (1, "Count")} and dimension_sets(record) == [{"Stage": "dev"}]
+    # By app (its alarm) and summed over the stage (the dashboard).
+    assert values(record) == {"InitFailures": (1, "Count")}
+    assert dimension_sets(record) == [{"Stage": "dev", "App": "ocr"}, {"Stage": "dev"}]
     assert record["logStream"] == f"service/model-pull/{SERVICE_TASK_ID}"
     assert record["detail"].startswith("init container model-pull exited 1; task stopped: Essential container")
 
@@ -286,7 +293,14 @@ def test_other_tasks_are_ignored_and_other_events_refused(notifier, aws, capsys)
     sns, _, logs, _ = aws
     other = seed_event(1, taskDefinitionArn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/SomeoneElse:1")
     assert notifier.handle(notifier._CONFIG, other, sns, logs)["action"] == "ignored"
+    # An app's rule that delivers a task of another family (or the seeding task) counts nothing.
+    mismatched = service_event({"exitCode": 1}, {}, watch={**WATCH, "family": "AnotherApp"})
+    assert notifier.handle(notifier._CONFIG, mismatched, sns, logs)["action"] == "ignored"
+    wrapped_seed = {"watch": WATCH, "event": seed_event(1)}
+    assert notifier.handle(notifier._CONFIG, wrapped_seed, sns, logs)["action"] == "ignored"
     assert not records(capsys.readouterr().out)
+    with pytest.raises(notifier.InvalidEvent, match="the rule's input 'watch' needs the strings"):
+        notifier.handle(notifier._CONFIG, {"watch": {"app": 1}, "event": seed_event(1)}, sns, logs)
     running = copy.deepcopy(seed_event(1))
     running["detail"]["lastStatus"] = "RUNNING"
     for event, complaint in ((running, "lastStatus is STOPPED"), ({"source": "aws.s3"}, "source 'aws.ecs'"),
@@ -315,7 +329,7 @@ def test_a_broken_environment_is_named_on_every_invocation(monkeypatch, env, com
 
 
 def test_the_metrics_it_writes_are_the_ones_the_alarms_and_dashboard_read(notifier, aws, capsys):
-    from model_delivery.monitoring import NOTIFIER_METRICS
+    from model_delivery.metrics import NOTIFIER_METRICS
 
     sns, sns_stub, logs, logs_stub = aws
     logs_stub.add_response("get_log_events", log_page(SEED_LOG), LOG_REQUEST)

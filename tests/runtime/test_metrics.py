@@ -131,3 +131,22 @@ def test_a_bad_namespace_costs_the_metrics_not_the_pull(publish, bucket, tmp_pat
     proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d", env={**METRICS_ENV, "MODELSYNC_STAGE": "dév"})
     assert proc.returncode == 0 and not records(proc.stderr)
     assert "MODELSYNC_STAGE='dév' is not a CloudWatch dimension value" in proc.stderr
+
+
+def test_an_apps_records_carry_its_name_so_two_apps_of_a_stage_stay_apart(publish, bucket, tmp_path):
+    publish("SEG_M2F_GrapheneL", model_files())
+    for app in ("maskterial", "ocr"):
+        proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / app, "--view", tmp_path / f"{app}-view",
+                       env={**METRICS_ENV, "MODELSYNC_APP": app})
+        assert proc.returncode == 0, proc.stderr
+        for job in ("pull", "view"):
+            record = only(proc, job)
+            assert dimension_sets(record) == [{"Stage": "dev", "App": app, "DeliveryMode": "s3"}]
+
+
+def test_a_bad_app_name_costs_the_metrics_never_the_pull(publish, bucket, tmp_path):
+    publish("m", model_files())
+    proc = run_cli("pull", "--bucket", bucket, "--dest", tmp_path / "d", env={**METRICS_ENV, "MODELSYNC_APP": "café"})
+    assert proc.returncode == 0, proc.stderr
+    assert "MODELSYNC_APP='café' is not a CloudWatch dimension value" in proc.stderr
+    assert not records(proc.stderr)

@@ -17,6 +17,8 @@ import pytest
 
 from tools.fake_zenodo import FAMILY_FILES
 
+from tests.consumers import maskterial_check_available_models, maskterial_construct_model_path
+
 from .helpers import assert_one_line_error, popen_cli, run_cli
 
 META = ".modelsync-view"
@@ -113,22 +115,6 @@ def test_flat_view_links_absolute_version_directories_through_one_current_link(b
 
     again = summary(view(out, dest, "flat"))  # nothing changed: the same generation, nothing rebuilt
     assert again["changed"] is False and again["generation"] == result["generation"]
-
-
-def maskterial_check_available_models(models_dir: str) -> list[str]:
-    """MaskTerial's discovery (server.py / inference_server_utils.py at 9a5998c), step by step: listdir of
-    the model types, listdir of each type, entries kept where isdir (which follows links), named TYPE-NAME."""
-    found = []
-    for model_type in os.listdir(models_dir):
-        for model_name in os.listdir(os.path.join(models_dir, model_type)):  # a plain file here would crash it
-            if os.path.isdir(os.path.join(models_dir, model_type, model_name)):
-                found.append(f"{model_type}-{model_name}")
-    return sorted(found)
-
-
-def maskterial_construct_model_path(category_dir: str, model: str) -> str:
-    model_type, model_folder = model.split("-", 1)  # at the first '-'
-    return os.path.join(category_dir, model_type, model_folder)
 
 
 def test_maskterial_server_finds_every_model_and_file_through_the_view(bucket, publish, tmp_path):
@@ -528,3 +514,33 @@ def test_verify_view_builds_only_after_the_models_verify(bucket, publish, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert summary(proc)["models"] == [f"paddleocr@{os.path.basename(os.path.realpath(dest / 'paddleocr'))}"]
     assert os.path.isfile(cache / "official_models" / "PP-OCRv6_medium_det" / "inference.yml")
+
+
+def test_the_rules_the_task_definition_carries_win_over_the_layouts_file_in_the_image(bucket, publish, tmp_path):
+    """An init container whose image bundles an older layouts file (no `nested` layout, or another meaning of
+    `flat`) builds the view from MODELSYNC_LAYOUT_RULES, the rules synth checked and put into the task definition."""
+    from modelsync.layouts import load_layouts, load_layouts_text
+
+    publish("alpha", marker("alpha"))
+    dest, out = tmp_path / "models", tmp_path / "view"
+    old_image = tmp_path / "old-layouts.yaml"  # what an older image would bundle: no such layout
+    old_image.write_text("layouts:\n  flat:\n    description: d\n    rules:\n      - {match: '.+', path: 'x/{name}'}\n")
+    rules = json.dumps({"layouts": {"nested": {"description": "d", "rules": [{"match": ".+", "path": "all/{name}"}]}}})
+    proc = run_cli("pull", "--bucket", bucket, "--dest", dest, env={
+        "MODELSYNC_VIEW": str(out), "MODELSYNC_LAYOUT": "nested", "MODELSYNC_LAYOUTS": str(old_image),
+        "MODELSYNC_LAYOUT_RULES": rules})
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "all" / "alpha" / "marker.txt").read_text() == "alpha"
+    # Without the rules the old file decides, and does not know the layout: one line, exit 2, nothing built.
+    other = tmp_path / "view2"
+    proc = run_cli("view", other, "--dest", dest, env={"MODELSYNC_LAYOUT": "nested", "MODELSYNC_LAYOUTS": str(old_image)})
+    assert proc.returncode == 2 and not other.exists()
+    assert_one_line_error(proc, "unknown layout 'nested'")
+    # Bad rules are one line too, naming where they came from.
+    proc = run_cli("view", other, "--dest", dest, env={"MODELSYNC_LAYOUT": "x", "MODELSYNC_LAYOUT_RULES": "{"})
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "--layout-rules / MODELSYNC_LAYOUT_RULES")
+    # What the constructs put into the task definition reads back as the same layout, for every bundled layout.
+    for name in load_layouts().names():
+        layout = load_layouts().get(name)
+        assert load_layouts_text(json.dumps(layout.document()), "rules").get(name) == layout
