@@ -1,4 +1,8 @@
-"""The models bucket (source of truth) and the bucket that receives its server access logs."""
+"""The models bucket (source of truth) and the bucket that receives its server access logs.
+
+Their bucket policies (TLS only, the log delivery service, publishers only) follow the buckets' removal policy:
+a retained bucket without its policy would be open to everything IAM allows (`retain_policies`, called once every
+statement is added)."""
 
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class ModelsBucket(Construct):
             ],
             removal_policy=removal_policy,
         )
+        self._removal_policy = removal_policy
         skip_checkov(
             self.access_logs,
             "CKV_AWS_18",
@@ -64,3 +69,8 @@ class ModelsBucket(Construct):
             ],
             removal_policy=removal_policy,
         )
+
+    def retain_policies(self) -> None:
+        for bucket in (self.access_logs, self.bucket):
+            if bucket.policy is not None:
+                bucket.policy.apply_removal_policy(self._removal_policy)

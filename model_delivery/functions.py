@@ -1,6 +1,11 @@
-"""The one way this library makes a Lambda function (the seed runner and the task notifier): reserved
+"""The one way this library makes a Lambda function (the seed runner and the task notifier): optional reserved
 concurrency, a dead-letter queue (SQS, encrypted with the key, TLS only) for asynchronous invocations that
-failed every attempt, the environment encrypted with the key, JSON logs to its own encrypted log group.
+failed every attempt, the environment encrypted with the key (and the role's own right to decrypt it, limited
+to this function by the encryption context), JSON logs to its own encrypted log group.
+
+Reserved concurrency is off unless asked for: "You can reserve up to the Unreserved account concurrency value
+minus 100" (Lambda developer guide, "Configuring reserved concurrency"), and new accounts often have a quota of
+10, where any reservation fails the stack. Without it the check CKV_AWS_115 is skipped with that reason.
 
 Not in a VPC (checkov CKV_AWS_117, skipped with this reason on the function): both only call AWS APIs
 (ECS, SNS, CloudWatch Logs) and reach nothing inside the VPC; a VPC would add network interfaces
@@ -25,6 +30,11 @@ from model_delivery.scanner import skip_checkov
 
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime aws-cdk-lib 2.275 knows
 DEAD_LETTER_RETENTION = cdk.Duration.days(14)  # SQS's longest: time to read what failed
+NO_RESERVATION = (
+    "Reserved concurrency is off by default: a reservation must leave the account's unreserved concurrency at "
+    "100 or more, and new accounts often have 10 in all, where any reservation fails the deploy "
+    "(setting lambda_reserved_concurrency turns it on)."
+)
 NOT_IN_VPC = (
     "Calls AWS APIs only (ECS, SNS, CloudWatch Logs) and reaches nothing inside the VPC; a VPC would add "
     "ENI permissions on Resource *, a dependency on NAT and slow stack deletes "
@@ -51,7 +61,7 @@ def hardened_function(
     code_dir: Path,
     role: iam.Role,
     encryption: LogEncryption,
-    reserved_concurrency: int,
+    reserved_concurrency: int | None,
     log_retention_days: int,
     where: str,
     timeout: cdk.Duration,
@@ -110,4 +120,22 @@ def hardened_function(
     assert isinstance(cfn, lambda_.CfnFunction)
     cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(target_arn=queue.queue_arn)
     skip_checkov(function, "CKV_AWS_117", NOT_IN_VPC)
+    if reserved_concurrency is None:
+        skip_checkov(function, "CKV_AWS_115", NO_RESERVATION)
+    # Lambda decrypts the environment through a grant it makes; a role that may decrypt it itself does not
+    # depend on that grant. Its own policy, not the role's default one: the function waits for the default
+    # policy, and this statement names the function (a cycle otherwise).
+    iam.Policy(
+        scope,
+        "DecryptEnvironment",
+        roles=[role],
+        statements=[
+            iam.PolicyStatement(
+                sid="DecryptOwnEnvironment",
+                actions=["kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:EncryptionContext:aws:lambda:FunctionArn": function.function_arn}},
+            )
+        ],
+    )
     return HardenedFunction(function=function, log_group=group, dead_letter_queue=queue)

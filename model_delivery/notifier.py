@@ -39,8 +39,8 @@ TASK_NOTIFIER_DIR = lambda_code_dir("task_notifier")
 TASK_STATE_CHANGE = {"source": ["aws.ecs"], "detail_type": ["ECS Task State Change"]}
 ASYNC_RETRIES = 2  # Lambda's own retries of an event that failed, before it goes to the on-failure destination
 MAX_EVENT_AGE_SECONDS = 6 * 3600
-# Task state changes come in bursts (a failed rollout stops many tasks): a few at once, the rest wait in
-# Lambda's async queue (up to MAX_EVENT_AGE_SECONDS), so a burst cannot take the account's concurrency.
+# With a reservation: task state changes come in bursts (a failed rollout stops many tasks), a few at once, the
+# rest wait in Lambda's async queue (up to MAX_EVENT_AGE_SECONDS), so a burst cannot take the account's concurrency.
 NOTIFIER_CONCURRENCY = 5
 
 
@@ -54,7 +54,8 @@ def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> 
 class TaskNotifier(Construct):
     """Props: cluster (where the tasks run), topic (the stage's AlarmTopic), encryption (the store's
     log_encryption: its key encrypts the topic and the function's logs), metrics (MetricsOptions: namespace and
-    stage of the records it writes), seeding_task (SeedingTask, or None), log_retention_days.
+    stage of the records it writes), seeding_task (SeedingTask, or None), log_retention_days, reserved_concurrency
+    (None by default: fresh accounts cannot reserve any; or e.g. NOTIFIER_CONCURRENCY).
     Attributes: function, log_group, dead_letter_queue, seed_rule (or None); watch() adds an app's rule."""
 
     def __init__(
@@ -68,6 +69,7 @@ class TaskNotifier(Construct):
         metrics: MetricsOptions,
         seeding_task: SeedingTask | None = None,
         log_retention_days: int = 30,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.cluster = cluster
@@ -128,7 +130,7 @@ class TaskNotifier(Construct):
             code_dir=TASK_NOTIFIER_DIR,
             role=self.role,
             encryption=encryption,
-            reserved_concurrency=NOTIFIER_CONCURRENCY,
+            reserved_concurrency=reserved_concurrency,
             log_retention_days=log_retention_days,
             where="TaskNotifier",
             # About 30 s of reads while the seed's last lines arrive (lambdas/task_notifier: LOG_ATTEMPTS).

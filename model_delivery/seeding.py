@@ -29,7 +29,6 @@ from model_delivery.functions import hardened_function, write_own_logs
 from model_delivery.logs import check_retention, log_group
 from model_delivery.metrics import MetricsOptions
 from model_delivery.nag import acknowledge_wildcard_resource
-from model_delivery.policies import ecs_tasks_principal, mirror_access
 from model_delivery.scanner import skip_checkov
 from model_delivery.specs import check_model_names, check_pins
 from model_delivery.store import ModelStore
@@ -57,7 +56,8 @@ WRITABLE_HOME = {
 
 SEED_RUNNER_DIR = lambda_code_dir("seed_runner")
 AUTO_SEED_ID_CHARS = 16  # of the seed fingerprint, in the auto-seed resource's construct id
-SEED_RUNNER_CONCURRENCY = 1  # one seed at a time: a second invoke while one starts a task is throttled
+# With a reservation: one invocation at a time (a second invoke while one starts a task is throttled).
+SEED_RUNNER_CONCURRENCY = 1
 # The Lambda CDK adds for every AwsCustomResource of a stack (a singleton: one per stack, uuid fixed in CDK).
 AWS_CUSTOM_RESOURCE_FUNCTION = "AWS679f53fac002430cb0da5b7982bd2287"
 CDK_FUNCTION_SKIPS = {
@@ -103,17 +103,8 @@ class SeedingTask(Construct):
         self.log_group = log_group(
             self, "Logs", check_retention(log_retention_days, "SeedingTask log_retention_days"), store.log_encryption
         )
-        # Named: the store's key and bucket policies name this role's ARN before it exists (model_delivery/signing.py).
-        self.task_role = iam.Role(
-            self,
-            "TaskRole",
-            assumed_by=ecs_tasks_principal(self),
-            role_name=store.seeding_role_name,
-            description="Seeding task: writes and signs the models prefix, writes the EFS mirror",
-        )
-        self.task_role.add_managed_policy(store.write_policy)
-        if store.mirror is not None:
-            self.task_role.add_to_policy(mirror_access(store.mirror.file_system, store.mirror.access_point, write=True))
+        # The store's own role: the key and bucket policies trust it, and it is kept with them.
+        self.task_role = store.seeding_role
         # Archives and their extracted trees sit on local disk while they are checked and published.
         self.task_definition = fargate_task_definition(
             self,
@@ -157,7 +148,8 @@ class SeedingTask(Construct):
 
 
 class SeedRunner(Construct):
-    """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner, another part)."""
+    """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner, another part).
+    reserved_concurrency: None (default: fresh accounts cannot reserve any) or e.g. SEED_RUNNER_CONCURRENCY."""
 
     def __init__(
         self,
@@ -171,6 +163,7 @@ class SeedRunner(Construct):
         catalog_names: Sequence[str] = (),
         log_retention_days: int = 30,
         code_dir: Path = SEED_RUNNER_DIR,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         if not (code_dir / "handler.py").is_file():
@@ -231,7 +224,7 @@ class SeedRunner(Construct):
             code_dir=code_dir,
             role=self.role,
             encryption=seeding.store.log_encryption,
-            reserved_concurrency=SEED_RUNNER_CONCURRENCY,
+            reserved_concurrency=reserved_concurrency,
             log_retention_days=log_retention_days,
             where="SeedRunner",
             timeout=cdk.Duration.seconds(30),

@@ -1,10 +1,10 @@
 """The manifest signing key (KMS, ECC_NIST_P256, SIGN_VERIFY) and who may sign and write models/.
 
-Publishers are the seeding task role and the roles in `publisher_role_arns`. The seeding role lives in a
-later stack than the key and the bucket (the service stack), so it is not referenced: it gets a
-deterministic name, and the storage side names its ARN from that string (no cross-stack export, no cycle).
-Key and bucket policies name publishers in an `aws:PrincipalArn` condition under the account principal,
-never as principals: a principal must exist when the policy is written, and the seeding role does not yet.
+Publishers are the seeding task role and the roles in `publisher_role_arns`. The seeding role lives beside the
+key and the bucket (ModelStore) and is kept with them, so the ARN they trust always names that role and never a
+later one of the same name. Key and bucket policies name publishers in an `aws:PrincipalArn` condition under the
+account principal, never as principals: a principal must exist when the policy is written, and an operator's
+role in `publisher_role_arns` may not yet.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from constructs import Construct
 from model_delivery.errors import ModelDeliveryError
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
-ROLE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 # Administration of the key without any use of it: no kms:Sign (publishers only) and no kms:CreateGrant (a
 # grant could hand out Sign). kms:PutKeyPolicy stays with the account: CloudFormation updates the policy with
 # it, and KMS refuses a policy that would lock the account out.
@@ -75,28 +74,6 @@ def check_publisher_role_arns(arns: Sequence[str], where: str) -> tuple[str, ...
                 "arn:aws:iam::123456789012:role/ModelPublisher (no wildcards)"
             )
     return tuple(arns)
-
-
-def seeding_role_name(scope: Construct, name: str | None) -> str:
-    """The seeding task role's name: given, or `<storage stack name>-seeding`."""
-    if name is None:
-        stack_name = cdk.Stack.of(scope).stack_name
-        if cdk.Token.is_unresolved(stack_name):
-            raise ModelDeliveryError(
-                "ModelStore seeding_role_name is needed when the stack name is not known at "
-                "synth: give the name the seeding task role gets (1-64 of A-Z a-z 0-9 +=,.@_-)"
-            )
-        name = f"{stack_name}-seeding"
-    if not isinstance(name, str) or not ROLE_NAME.match(name):
-        raise ModelDeliveryError(
-            f"ModelStore seeding_role_name = {name!r} is not allowed: use 1-64 of "
-            "A-Z a-z 0-9 +=,.@_- (a shorter stack name, or pass seeding_role_name)"
-        )
-    return name
-
-
-def role_arn(scope: Construct, name: str) -> str:
-    return cdk.Stack.of(scope).format_arn(service="iam", region="", resource="role", resource_name=name)
 
 
 def signing_key_policy(scope: Construct, publishers: Sequence[str]) -> iam.PolicyDocument:

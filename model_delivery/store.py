@@ -26,16 +26,14 @@ from model_delivery.errors import ModelDeliveryError
 from model_delivery.flags import require_feature_flags
 from model_delivery.logs import LogEncryption, allow_log_groups, check_log_group_prefix
 from model_delivery.mirror import ModelMirror
-from model_delivery.policies import models_objects_arn, models_read, models_write
+from model_delivery.policies import ecs_tasks_principal, mirror_access, models_objects_arn, models_read, models_write
 from model_delivery.signing import (
     check_publisher_role_arns,
     only_publishers_write,
-    role_arn,
     sign_manifests,
     signing_key,
     verify_manifests,
 )
-from model_delivery.signing import seeding_role_name as seeding_role_name_for
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,12 @@ class ModelStore(Construct):
       description: the key's description.
       publisher_role_arns: IAM role ARNs besides the seeding task role that may sign manifests and write or
         delete under models/ (operators who publish or prune by hand); everyone else is denied by the bucket.
-      seeding_role_name: the name the seeding task role gets (default `<stack name>-seeding`): the key and
-        bucket policies name its ARN before the role exists (it is created in a later stack).
       log_group_prefix: the name prefix of every log group the constructs encrypt with `key` (default
         `/model-delivery/<stack name>`); the key's policy lets CloudWatch Logs use the key for those only.
     Attributes: key, signing_key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
       read_policy (tasks that pull models: read, and the signing key's public key), write_policy (tasks that
-      publish models: also kms:Sign), seeding_role_name, publisher_arns (the seeding role's ARN first),
+      publish models: also kms:Sign), seeding_role (the seeding task's role: it lives here, with the key and
+      bucket policies that trust it, and is kept with them), publisher_arns (the seeding role's ARN first),
       log_encryption (LogEncryption: the key and the log group prefix; model_delivery.logs.log_group).
     """
 
@@ -79,7 +76,6 @@ class ModelStore(Construct):
         access_log_days: int = 30,
         description: str = "Model delivery: models bucket and EFS mirror",
         publisher_role_arns: Sequence[str] = (),
-        seeding_role_name: str | None = None,
         log_group_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, id)
@@ -98,9 +94,17 @@ class ModelStore(Construct):
         self.log_encryption: LogEncryption = allow_log_groups(
             self.key, check_log_group_prefix(prefix, "ModelStore log_group_prefix")
         )
-        self.seeding_role_name = seeding_role_name_for(self, seeding_role_name)
+        # The role the key and the bucket trust to publish lives beside them and goes only with them: a role of
+        # the same name made elsewhere later is another role (a new unique id), never a publisher.
+        self.seeding_role = iam.Role(
+            self,
+            "SeedingRole",
+            assumed_by=ecs_tasks_principal(self),
+            description="Seeding task: writes and signs the models prefix, writes the EFS mirror",
+        )
+        self.seeding_role.apply_removal_policy(removal_policy)
         self.publisher_arns = (
-            role_arn(self, self.seeding_role_name),
+            self.seeding_role.role_arn,
             *check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns"),
         )
         self.signing_key = signing_key(
@@ -142,6 +146,13 @@ class ModelStore(Construct):
         )
         for policy in (self.read_policy, self.write_policy):
             nag.acknowledge_models_prefix(policy, models_objects_arn(self.bucket))
+        # From the policy's side: the role naming the policy while the key's policy names the role is a cycle.
+        self.write_policy.attach_to_role(self.seeding_role)
+        if self.mirror is not None:
+            self.seeding_role.add_to_policy(
+                mirror_access(self.mirror.file_system, self.mirror.access_point, write=True)
+            )
+        self.models.retain_policies()
 
     def require_mirror(self, construct: str) -> ModelMirror:
         if self.mirror is None:

@@ -33,8 +33,8 @@ from model_delivery.policies import ecs_tasks_principal
 from model_delivery.tasks import add_modelsync_container, add_scratch, add_task_container, fargate_task_definition
 from stacks.images import app_image
 from stacks.ingress import AppIngress
-from stacks.network import HTTPS_PORT, NFS_PORT
 from stacks.settings import AppSettings, StageSettings
+from stacks.task_groups import task_security_group
 
 APP_CONTAINER = "app"
 
@@ -60,20 +60,15 @@ class AppService(Construct):
         mode = MODES[app.delivery_mode]
         vpc = cluster.vpc
         self.models = app.served_models
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = task_security_group(
             self,
             "SecurityGroup",
             vpc=vpc,
-            allow_all_outbound=False,
+            who=f"app {app.name}",
             description=f"App {app.name} tasks: HTTPS out (S3, ECR, logs)"
             + (", NFS to the model mirror" if mode.uses_mirror else ""),
+            mirror=file_system_security_group if mode.uses_mirror else None,
         )
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), "HTTPS out of the tasks")
-        if mode.uses_mirror:
-            # Egress here and the mirror group's ingress rule in this stack (the rule goes with its consumer).
-            self.security_group.connections.allow_to(
-                file_system_security_group, ec2.Port.tcp(NFS_PORT), f"NFS from app {app.name}"
-            )
         self.log_group = log_group(self, "Logs", stage.log_retention_days, store.log_encryption)
         self.task_role = iam.Role(
             self,

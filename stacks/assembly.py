@@ -40,7 +40,7 @@ def build(
         stage=stage,
         network=settings.network,
         env=env,
-        description=f"Model delivery ({stage.name}): VPC and shared security groups",
+        description=f"Model delivery ({stage.name}): VPC and the EFS mirror's security group",
     )
     storage = StorageStack(
         app,
@@ -50,7 +50,7 @@ def build(
         image=settings.image,
         env=env,
         vpc=network.vpc,
-        file_system_security_group=network.security_groups.file_system,
+        file_system_security_group=network.file_system_security_group,
         description=f"Model delivery ({stage.name}): KMS keys, models bucket, EFS mirror, ECR repository",
     )
     service = ServiceStack(
@@ -66,7 +66,7 @@ def build(
         seed_fingerprint=settings.seed_fingerprint,
         monitoring=settings.monitoring,
         vpc=network.vpc,
-        security_groups=network.security_groups,
+        file_system_security_group=network.file_system_security_group,
         store=storage.store,
         repository=storage.repository,
         container_dir=container_dir,

@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.app_image import parse_app_image
@@ -67,4 +68,10 @@ def app_image(
             ),
         )
         return ecs.ContainerImage.from_ecr_repository(other, image.tag_or_digest)
+    if app.repository_credentials:
+        # The execution role may read exactly this secret (the image's grant: GetSecretValue, DescribeSecret).
+        secret = secretsmanager.Secret.from_secret_complete_arn(
+            scope, "RegistryCredentials", app.repository_credentials
+        )
+        return ecs.ContainerImage.from_registry(image.reference, credentials=secret)
     return ecs.ContainerImage.from_registry(image.reference)

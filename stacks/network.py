@@ -1,8 +1,9 @@
-"""Network stack: the VPC (new, or an existing one by id), the EFS mirror's security group and the seeding task's.
+"""Network stack: the VPC (new, or an existing one by id) and the EFS mirror's security group.
 
-Each app's own security groups (its tasks, its load balancer) live with the app in the service stack, and so
-do the rules that let an app reach the mirror (an ingress rule on the mirror's group, created in the app's
-stack): adding or removing an app never changes this stack.
+The mirror's group is here because the storage stack's mount targets use it and it is never replaced in
+normal operation (its description is fixed). The tasks' groups live with their tasks in the service stack, and
+so do the rules that let them reach the mirror (stacks/task_groups.py): adding or removing an app, or replacing
+a task's group, never changes this stack.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from model_delivery.scanner import skip_checkov
 from stacks.errors import SettingsError
 from stacks.settings import NetworkSettings, StageSettings
 
-NFS_PORT = 2049
-HTTPS_PORT = 443
 # CDK's custom resource that strips the default security group's rules (feature flag restrictDefaultSecurityGroup).
 RESTRICT_DEFAULT_SG_PROVIDER = "Custom::VpcRestrictDefaultSGCustomResourceProvider"
 CDK_PROVIDER_SKIPS = {
@@ -31,30 +30,16 @@ CDK_PROVIDER_SKIPS = {
 }
 
 
-class SharedSecurityGroups(Construct):
-    """The EFS mirror's group (NFS in only from the tasks that mount it: each such rule is added by its consumer)
-    and the seeding task's group (HTTPS out for Zenodo, PaddleOCR's sources and AWS; NFS to the mirror)."""
-
-    def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc) -> None:
-        super().__init__(scope, id)
-        self.file_system = ec2.SecurityGroup(
-            self,
-            "FileSystem",
-            vpc=vpc,
-            allow_all_outbound=False,
-            # Unchanged since the first release: a new description would replace the group the mount targets use.
-            description="EFS model mirror: NFS from the service and seeding tasks only",
-        )
-        self.seed = ec2.SecurityGroup(
-            self,
-            "Seed",
-            vpc=vpc,
-            allow_all_outbound=False,
-            description="Seeding task: HTTPS out (Zenodo, PaddleOCR sources, S3), NFS to EFS",
-        )
-        self.seed.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), "HTTPS out of the seeding task")
-        self.seed.add_egress_rule(self.file_system, ec2.Port.tcp(NFS_PORT), "NFS to the model mirror")
-        self.file_system.add_ingress_rule(self.seed, ec2.Port.tcp(NFS_PORT), "NFS from the seeding task")
+def mirror_security_group(scope: Construct, id: str, *, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+    """The EFS mirror's group: nothing in until a task that mounts the mirror adds its rule (task_groups.py)."""
+    return ec2.SecurityGroup(
+        scope,
+        id,
+        vpc=vpc,
+        allow_all_outbound=False,
+        # Unchanged since the first release: a new description would replace the group the mount targets use.
+        description="EFS model mirror: NFS from the service and seeding tasks only",
+    )
 
 
 def _check_private_subnets(vpc: ec2.IVpc, vpc_id: str) -> None:
@@ -77,7 +62,10 @@ class NetworkStack(cdk.Stack):
             _check_private_subnets(self.vpc, network.vpc_id)
         else:
             self.vpc = self._new_vpc(stage, network)
-        self.security_groups = SharedSecurityGroups(self, "SecurityGroups", vpc=self.vpc)
+        # "SecurityGroups/FileSystem": the logical id it had when the tasks' groups were here too.
+        self.file_system_security_group = mirror_security_group(
+            Construct(self, "SecurityGroups"), "FileSystem", vpc=self.vpc
+        )
 
     def _new_vpc(self, stage: StageSettings, network: NetworkSettings) -> ec2.Vpc:
         # The flow logs' own key: the store's key is in the storage stack, which deploys after this one and

@@ -24,11 +24,11 @@ from model_delivery import (
     SeedRunner,
     TaskNotifier,
 )
-from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
+from model_delivery.notifier import NOTIFIER_CONCURRENCY
+from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_CONCURRENCY, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
 from stacks.app_service import AppService
 from stacks.images import CONTAINER_DIR, modelsync_images
 from stacks.naming import app_id, app_output
-from stacks.network import SharedSecurityGroups
 from stacks.settings import (
     AppSettings,
     ImageSettings,
@@ -36,6 +36,7 @@ from stacks.settings import (
     SeedingSettings,
     StageSettings,
 )
+from stacks.task_groups import task_security_group
 
 
 class ServiceStack(cdk.Stack):
@@ -54,7 +55,7 @@ class ServiceStack(cdk.Stack):
         seed_fingerprint: str,
         monitoring: MonitoringSettings,
         vpc: ec2.IVpc,
-        security_groups: SharedSecurityGroups,
+        file_system_security_group: ec2.ISecurityGroup,
         store: ModelStore,
         repository: ecr.IRepository,
         container_dir: Path = CONTAINER_DIR,
@@ -88,16 +89,25 @@ class ServiceStack(cdk.Stack):
             log_retention_days=stage.log_retention_days,
             metrics=stage_metrics,
         )
+        self.seed_security_group = task_security_group(
+            self,
+            "SeedSecurityGroup",
+            vpc=vpc,
+            who="the seeding task",
+            description="Seeding task: HTTPS out (Zenodo, PaddleOCR sources, S3), NFS to EFS",
+            mirror=file_system_security_group,
+        )
         self.seed_runner = SeedRunner(
             self,
             "SeedRunner",
             cluster=self.cluster,
             seeding=self.seeding_task,
             subnets=private_subnets,
-            security_group=security_groups.seed,
+            security_group=self.seed_security_group,
             catalog_names=catalog_names,
             log_retention_days=stage.log_retention_days,
             code_dir=seed_runner_dir,
+            reserved_concurrency=SEED_RUNNER_CONCURRENCY if stage.lambda_reserved_concurrency else None,
         )
         if seeding.seed_on_deploy:
             auto_seed = AutoSeed(
@@ -122,6 +132,7 @@ class ServiceStack(cdk.Stack):
             metrics=stage_metrics,
             seeding_task=self.seeding_task,
             log_retention_days=stage.log_retention_days,
+            reserved_concurrency=NOTIFIER_CONCURRENCY if stage.lambda_reserved_concurrency else None,
         )
         self.apps = {
             name: AppService(
@@ -131,7 +142,7 @@ class ServiceStack(cdk.Stack):
                 stage=stage,
                 cluster=self.cluster,
                 store=store,
-                file_system_security_group=security_groups.file_system,
+                file_system_security_group=file_system_security_group,
                 modelsync_image=service_image,
                 repository=self.repository,
                 subnets=subnets,
@@ -158,14 +169,10 @@ class ServiceStack(cdk.Stack):
             store_alarms=self.store_alarms,
             app_alarms=[service.alarms for service in self.apps.values()],
         )
-        self._outputs(stage, store, security_groups, private_subnets)
+        self._outputs(store, file_system_security_group, private_subnets)
 
     def _outputs(
-        self,
-        stage: StageSettings,
-        store: ModelStore,
-        groups: SharedSecurityGroups,
-        private_subnets: list[ec2.ISubnet],
+        self, store: ModelStore, file_system_security_group: ec2.ISecurityGroup, private_subnets: list[ec2.ISubnet]
     ) -> None:
         mirror = store.require_mirror("the outputs")
         outputs = {
@@ -182,8 +189,8 @@ class ServiceStack(cdk.Stack):
             "FileSystemId": mirror.file_system.file_system_id,
             # For operators.
             "PrivateSubnetIds": ",".join(subnet.subnet_id for subnet in private_subnets),
-            "SeedSecurityGroupId": groups.seed.security_group_id,
-            "FileSystemSecurityGroupId": groups.file_system.security_group_id,
+            "SeedSecurityGroupId": self.seed_security_group.security_group_id,
+            "FileSystemSecurityGroupId": file_system_security_group.security_group_id,
             "ModelsAccessPointId": mirror.access_point.access_point_id,
             "AlarmTopicArn": self.topic.topic.topic_arn,
             # --signing-key for hand publishes, --trust-key for checks (docs/runbook.md).

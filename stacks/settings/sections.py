@@ -39,6 +39,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 CERTIFICATE_ARN = re.compile(
     r"^arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):certificate/[A-Za-z0-9-]{1,64}$"
 )
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
+)
 CIDR = re.compile(r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$")
 HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,1023}$")  # ALB: 1-1024 characters
 INGRESS = {
@@ -130,6 +133,13 @@ class StageSettings(Section):
         "Retention of every log group the app creates, and the access-log bucket's expiry.",
         f"a CloudWatch Logs retention ({RETENTIONS})",
         check=lambda value, at: check_retention(value, at),
+    )
+    lambda_reserved_concurrency: bool = setting(
+        False,
+        "Reserve concurrency for the seed runner (1) and the task notifier (5). Off by default: AWS lets you "
+        "reserve only the account's unreserved concurrency minus 100, and new accounts often have 10 in all, "
+        "where any reservation fails the deploy (`make preflight` checks the quota).",
+        "bool",
     )
     start_service: bool = setting(
         True,
@@ -395,6 +405,17 @@ class AppSettings(Section):
         "empty; `REPO:TAG` or `REPO@sha256:DIGEST` from any registry; a bare tag of the project's repository",
         check=_image,
     )
+    repository_credentials: str = setting(
+        "",
+        "For an image in a private registry (not ECR): the Secrets Manager secret with its `username` and "
+        "`password`; the execution role may read exactly that secret (a secret under your own KMS key also "
+        "needs that key's policy to let the role decrypt).",
+        "a complete secret ARN (with its 6-character suffix), or empty",
+        check=_pattern(
+            SECRET_ARN,
+            "a complete Secrets Manager secret ARN, arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX, or empty",
+        ),
+    )
     command: tuple[str, ...] = setting((), "The app's command; empty: the image's own `CMD`.", "list of strings")
     port: int = setting(
         8080,
@@ -546,6 +567,13 @@ class AppSettings(Section):
         if self.ingress == "none" and (self.certificate_arn or self.ingress_cidrs):
             key = "certificate_arn" if self.certificate_arn else "ingress_cidrs"
             fail(where(prefix, key), getattr(self, key), "empty when ingress is 'none' (there is no load balancer)")
+        if self.repository_credentials and parse_app_image(self.image, where(prefix, "image")).kind != "registry":
+            fail(
+                where(prefix, "repository_credentials"),
+                self.repository_credentials,
+                "empty for the demo app and ECR images (the execution role pulls those with its own rights); it is "
+                "for images in another registry",
+            )
         if not self.demo and self.ingress != "none" and not self.health_path:
             raise SettingsError(
                 f"{where(prefix, 'health_path')} is required with an image and an ingress: the HTTP path the load "

@@ -26,6 +26,9 @@ EXPECTED_SKIPS = {
     ("Storage", r"^BucketAccessLogs[0-9A-F]{8}$", "CKV_AWS_18"): "all",
     ("Service", r"^SeedRunnerFunction[0-9A-F]{8}$", "CKV_AWS_117"): "all",
     ("Service", r"^NotifierFunction[0-9A-F]{8}$", "CKV_AWS_117"): "all",
+    # Reserved concurrency is off by default (setting lambda_reserved_concurrency): fresh accounts cannot reserve.
+    ("Service", r"^SeedRunnerFunction[0-9A-F]{8}$", "CKV_AWS_115"): "all",
+    ("Service", r"^NotifierFunction[0-9A-F]{8}$", "CKV_AWS_115"): "all",
 } | {
     ("Service", r"^AWS679f53fac002430cb0da5b7982bd2287[0-9A-F]{8}$", check): {"efs"} for check in CDK_LAMBDA
 } | {

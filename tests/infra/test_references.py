@@ -20,7 +20,7 @@ class Changed:
 
     def __init__(self) -> None:
         self.app, delivery = build_app({})
-        file_system_group = delivery.network.security_groups.file_system.node.default_child
+        file_system_group = delivery.network.file_system_security_group.node.default_child
         file_system_group.group_description = "EFS model mirror: NFS from the tasks (description edited)"
         access_point = delivery.storage.store.require_mirror("the test").access_point.node.default_child
         # The runbook's fix for a mirror directory owned by another uid: a fresh root directory.
