@@ -19,6 +19,7 @@ from s3transfer.subscribers import BaseSubscriber
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
+from .keys import Signer
 from .manifest import (
     MAX_MANIFEST_FILES,
     FileEntry,
@@ -35,7 +36,7 @@ from .manifest import (
 )
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
-from .signing import Signer, manifest_digest, published_problem, signature_key
+from .signing import make_envelope, manifest_digest, published_problem, signature_key
 from .store import stat_key
 
 
@@ -184,7 +185,7 @@ def publish_directory(
                     client,
                     bucket,
                     signature_key(prefix, name, version),
-                    signer.envelope("manifest", name, version, manifest_digest(manifest)),
+                    make_envelope(signer, "manifest", name, version, manifest_digest(manifest)),
                 )
             _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
         _put_latest(client, bucket, prefix, manifest, signer)
@@ -252,7 +253,7 @@ def _put_latest(client, bucket: str, prefix: str, manifest: Manifest, signer: Si
     """LATEST, written last; signed, it names the manifest's digest, so pointing it elsewhere breaks it."""
     data: dict = {"version": manifest.version}
     if signer is not None:
-        data["signature"] = signer.envelope("latest", manifest.name, manifest.version, manifest_digest(manifest))
+        data["signature"] = make_envelope(signer, "latest", manifest.name, manifest.version, manifest_digest(manifest))
     _put_json(client, bucket, latest_key(prefix, manifest.name), data)
 
 

@@ -23,9 +23,10 @@ from .config import (
 )
 from .errors import JobFailed, ModelsyncError, PullFailed
 from .hashing import sha256_file
+from .keys import Verifier
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
-from .signing import Verifier, check_pull_targets
+from .signing import check_pull_targets
 from .store import LocalStore, Record, fsync_dir, stat_key
 
 if TYPE_CHECKING:

@@ -246,9 +246,9 @@ def test_kms_signed_publish_and_trusted_pull(tmp_path, env, kms, s3_endpoint, ke
     arn = kms(f"alias/models-{suffix}")
     other = kms(f"alias/other-{suffix}")
     env = {**env, "AWS_ENDPOINT_URL_KMS": s3_endpoint}
-    version = _publish(tmp_path, env, FILES, f"alias/models-{suffix}")
+    version = _publish(tmp_path, env, FILES, arn)
     envelope = json.loads(_get(s3_client, bucket, signature_key("models/", "m", version)))
-    assert envelope["key"] == f"alias/models-{suffix}"
+    assert envelope["key"] == arn
     proc = _pull(tmp_path / "d", env, arn)
     assert proc.returncode == 0, proc.stderr
     assert tree(tmp_path / "d" / "m") == FILES
@@ -257,9 +257,46 @@ def test_kms_signed_publish_and_trusted_pull(tmp_path, env, kms, s3_endpoint, ke
     assert_one_line_error(wrong, "signature refused")
     pem = _pull(tmp_path / "d3", env, keys["good"][1])  # a PEM that is not the KMS key's
     assert pem.returncode == 1
-    missing = _pull(tmp_path / "d4", env, f"alias/absent-{suffix}")
+    missing = _pull(tmp_path / "d4", env, arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000")
     assert missing.returncode == 2
     assert_one_line_error(missing, "cannot get the public key of KMS key")
+
+
+def test_kms_aliases_are_refused_as_trust_and_signing_keys(tmp_path, env, kms, s3_endpoint):
+    """Reproduction: an alias/ trust key was accepted, and whoever may update the alias decides which key
+    is trusted. Refused now, as trust key and as signing key, in both spellings, before any request."""
+    suffix = tmp_path.name[-12:]
+    arn = kms(f"alias/models-{suffix}")
+    env = {**env, "AWS_ENDPOINT_URL_KMS": s3_endpoint}
+    _publish(tmp_path, env, FILES, arn)
+    alias_arn = arn.split(":key/")[0] + f":alias/models-{suffix}"
+    for alias in (f"alias/models-{suffix}", alias_arn):
+        pulled = _pull(tmp_path / "d", env, alias)
+        assert pulled.returncode == 2
+        assert_one_line_error(pulled, f"--trust-key / MODELSYNC_TRUST_KEY {alias} is a KMS alias", "use the key ARN",
+                              "an alias can be re-pointed")
+        assert not os.path.exists(tmp_path / "d")
+        folder = write_model(tmp_path / "src-alias", FILES_2)
+        published = run_cli("publish", folder, "--name", "m", "--signing-key", alias, env=env)
+        assert published.returncode == 2
+        assert_one_line_error(published, f"--signing-key / MODELSYNC_SIGNING_KEY {alias} is a KMS alias")
+
+
+@pytest.mark.parametrize("how", ["variable", "flag"])
+def test_an_empty_trust_key_is_an_error_not_no_checks(tmp_path, env, how):
+    """Reproduction: MODELSYNC_TRUST_KEY set but empty (a template that lost its value) meant "check nothing":
+    an unsigned version was pulled with exit 0."""
+    _publish(tmp_path, env, FILES)  # unsigned
+    dest = tmp_path / "d"
+    if how == "variable":
+        proc = _pull(dest, {**env, "MODELSYNC_TRUST_KEY": " "})
+        assert_one_line_error(proc, "MODELSYNC_TRUST_KEY is set but empty", "to check no signatures")
+    else:
+        proc = _pull(dest, env, None, "--trust-key", "")
+        assert_one_line_error(proc, "--trust-key is empty")
+    assert proc.returncode == 2
+    assert not os.path.exists(dest)
+    assert _pull(dest, {**env, "MODELSYNC_TRUST_KEY": None}).returncode == 0  # unset: no checks, as documented
 
 
 def test_url_with_a_trust_key_prints_nothing_for_an_unsigned_or_foreign_version(tmp_path, env, keys):

@@ -149,7 +149,8 @@ def add_signing_key(parser) -> None:
         env="MODELSYNC_SIGNING_KEY",
         metavar="KEY",
         show_default="unsigned",
-        help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file",
+        help="sign manifests and LATEST: KMS key ARN or PEM private key file",
+        empty="give a KMS key ARN or a PEM private key file, or leave the setting out",
     )
 
 
@@ -160,19 +161,20 @@ def add_trust_key(parser) -> None:
         env="MODELSYNC_TRUST_KEY",
         metavar="KEY",
         show_default="no signature check",
-        help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key file",
+        help="refuse versions not signed by this key: KMS key ARN or PEM public key file",
+        empty="give a KMS key ARN or a PEM public key file, or leave the setting out to check no signatures",
     )
 
 
 def signer(args):
-    from ..signing import load_signer
+    from ..keys import load_signer
 
     return load_signer(args.signing_key)
 
 
 def trust(args):
     """The trust key's Verifier (a bad key is a one-line error, exit 2, before any work), or None."""
-    from ..signing import trust_verifier
+    from ..keys import trust_verifier
 
     return trust_verifier(args.trust_key)
 

@@ -21,6 +21,7 @@ import botocore.exceptions as bx
 
 from modelsync.config import DEFAULT_DOWNLOAD_ATTEMPTS
 from modelsync.errors import JobFailed, ModelsyncError, PullFailed
+from modelsync.keys import Signer, Verifier
 from modelsync.manifest import read_latest, read_latest_version
 from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
@@ -32,7 +33,7 @@ from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
 from modelsync.seed.zenodo import ZenodoClient
-from modelsync.signing import Signer, Verifier, published_problem
+from modelsync.signing import published_problem
 from modelsync.stop import Stopped
 from modelsync.table import format_table
 
