@@ -26,7 +26,7 @@ from .hashing import sha256_file
 from .keys import Verifier
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
-from .signing import check_pull_targets
+from .signing import check_pull_targets, keep_envelopes
 from .store import LocalStore, Record, fsync_dir, stat_key
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def pull(
         warn=lambda message, key: progress.event("warning", message=message, key=key),
     )
     if trust is not None:
-        check_pull_targets(client, bucket, prefix, store, targets, models, trust)
+        keep_envelopes(store, check_pull_targets(client, bucket, prefix, store, targets, models, trust))
     result = PullResult()
     failures: list[JobFailed] = []
     downloader = _Downloads(

@@ -140,10 +140,10 @@ def read_local_envelope(store, name: str, version: str) -> dict | None:
 
 def check_pull_targets(
     client, bucket: str, prefix: str, store, targets, models: list[str] | None, verifier: Verifier
-) -> None:
+) -> list[tuple[str, str, dict]]:
     """Refuse (JobFailed, before anything is downloaded or switched) any target whose manifest, or
-    LATEST when it was resolved through LATEST, is not signed by the trust key; then keep each
-    verified manifest signature next to its local record, for `verify --trust-key`."""
+    LATEST when it was resolved through LATEST, is not signed by the trust key. Reads the store, never
+    writes it (pull --dry-run): returns the verified manifest signatures for keep_envelopes."""
     from .config import parse_model_spec
     from .manifest import latest_key
 
@@ -168,6 +168,11 @@ def check_pull_targets(
             if problem:
                 raise refused(f"s3://{bucket}/{key} (-> {version})", problem)
         verified.append((name, version, envelope))
+    return verified
+
+
+def keep_envelopes(store, verified: list[tuple[str, str, dict]]) -> None:
+    """Keep each verified manifest signature next to its local record, for `verify --trust-key`."""
     for name, version, envelope in verified:
         write_local_envelope(store, name, version, envelope)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from modelsync.publish import publish_directory
@@ -59,3 +61,14 @@ def proxy_client(proxy, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def pem_keys(tmp_path_factory) -> tuple[str, str]:
+    """(private, public) PEM files of an EC P-256 key, made with openssl as docs/runtime.md says."""
+    folder = tmp_path_factory.mktemp("pem-keys")
+    key, pub = folder / "key.pem", folder / "pub.pem"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
+    return str(key), str(pub)

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from modelsync.cli import build_parser
+from modelsync.keys import load_signer
 from modelsync.options import declared
 from modelsync.pull import pull
 
@@ -215,6 +216,26 @@ def test_pull_dry_run_prints_the_plan_and_writes_nothing(client, bucket, publish
     proc = run_cli("pull", "--bucket", bucket, "--dest", fresh, "--model", "other", "--dry-run", check=True)
     assert json.loads(proc.stdout.splitlines()[-1])["download_files"] == 1
     assert not os.path.lexists(fresh)
+
+
+def test_pull_dry_run_with_a_trust_key_writes_nothing_and_a_missing_dest_is_no_traceback(bucket, publish,
+                                                                                          tmp_path, pem_keys):
+    """Reproduction: with --trust-key the dry run kept the verified signature in the store (a .sig under
+    .modelsync/records), and into a destination that does not exist it crashed with a traceback."""
+    key, pub = pem_keys
+    publish("m", {"a.bin": b"a" * 10}, signer=load_signer(key))
+    dest = tmp_path / "d"
+    run_cli("pull", "--bucket", bucket, "--dest", dest, "--trust-key", pub, check=True)
+    v2 = publish("m", {"a.bin": b"b" * 10}, signer=load_signer(key))
+    before = snapshot(dest)
+    proc = run_cli("pull", "--bucket", bucket, "--dest", dest, "--dry-run", "--trust-key", pub, check=True)
+    assert snapshot(dest) == before
+    assert json.loads(proc.stdout.splitlines()[-1])["models"] == [f"m@{v2}"]
+    missing = tmp_path / "no" / "such" / "dest"
+    proc = run_cli("pull", "--bucket", bucket, "--dest", missing, "--dry-run", "--trust-key", pub)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["download_files"] == 1
+    assert not os.path.lexists(tmp_path / "no")
 
 
 def test_pull_dry_run_of_a_pulled_version_plans_nothing(client, bucket, publish, tmp_path):
