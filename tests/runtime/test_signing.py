@@ -305,7 +305,7 @@ def test_url_with_a_trust_key_prints_nothing_for_an_unsigned_or_foreign_version(
     good, other = keys["good"], keys["other"]
     signed = _publish(tmp_path, env, {"a.bin": b"signed"}, key=good[0], name="u1")
     ok = run_cli("url", f"u1@{signed}", "--trust-key", good[1], env=env)
-    assert ok.returncode == 0 and ok.stdout.count("\t") == 1, ok.stderr
+    assert ok.returncode == 0 and ok.stdout.count("\t") == 3, ok.stderr
     _publish(tmp_path, env, {"a.bin": b"unsigned"}, name="u2")
     for model, trust in (("u2", good[1]), ("u1", other[1])):
         refused = run_cli("url", model, "--trust-key", trust, env=env)
