@@ -134,10 +134,18 @@ def whole(minimum: int | None = None, maximum: int | None = None, *, problem: st
     return convert
 
 
-def finish(parser, *, example: str, exit_codes: dict[int | str, str], extra_env: dict[str, str] | None = None):
-    """The --help epilog: example(s), the environment variables of the declared options, exit codes."""
+def finish(
+    parser,
+    *,
+    example: str,
+    exit_codes: dict[int | str, str],
+    extra_env: dict[str, str] | None = None,
+    s3: bool = True,
+):
+    """The --help epilog: example(s), the environment variables of the declared options, exit codes.
+    s3=False: the command names a bucket but makes no S3 request (no S3 settings listed)."""
     rows = {env: opt.flag for opt in declared(parser) for env in opt.envs}
-    if any(opt.dest == "bucket" for opt in declared(parser)):
+    if s3 and any(opt.dest == "bucket" for opt in declared(parser)):
         rows.update(S3_ENV)
     rows.update(extra_env or {})
     width = max((len(k) for k in rows), default=0)

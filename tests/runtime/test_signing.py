@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -73,12 +74,12 @@ def test_signed_publish_then_trusted_pull_verify_and_list(tmp_path, env, keys, s
     version = _publish(tmp_path, env, FILES, key)
     envelope = json.loads(_get(s3_client, bucket, signature_key("models/", "m", version)))
     assert envelope["format"] == "modelsync-signature-1" and envelope["algorithm"] == "ECDSA_SHA_256"
-    assert set(json.loads(_get(s3_client, bucket, latest_key("models/", "m")))) == {"version", "signature"}
+    assert set(json.loads(_get(s3_client, bucket, latest_key("models/", "m")))) == {"version", "signature", "statement"}
 
     dest, view = tmp_path / "d", tmp_path / "v"
     proc = _pull(dest, env, pub, "--view", view)
     assert proc.returncode == 0, proc.stderr
-    assert tree(dest / "m") == FILES
+    assert tree(dest / "m") == {**FILES, "model.sig": ANY}  # the OMS bundle beside the files
     assert os.path.islink(view / "m")
     again = _pull(dest, env, pub)  # warm: the kept signature of the record is checked locally
     assert again.returncode == 0, again.stderr
@@ -122,7 +123,7 @@ def test_refused_and_nothing_switched(tmp_path, env, keys, s3_client, bucket, ta
     assert_one_line_error(proc, "signature refused", f"m/{second}/manifest.json")
     _nothing_switched(dest, view, link_before, second)
     assert os.readlink(view / "m") == view_before
-    assert tree(dest / "m") == FILES
+    assert tree(dest / "m") == {**FILES, "model.sig": ANY}  # the OMS bundle beside the files
     # The explicit version is refused the same way.
     pinned = _pull(tmp_path / "d2", env, pub, "--model", f"m@{second}")
     assert pinned.returncode == 1
@@ -176,7 +177,7 @@ def test_without_a_trust_key_nothing_changes(tmp_path, env, keys, s3_client, buc
     _remove_signature(s3_client, bucket, version)
     proc = _pull(tmp_path / "d", env)
     assert proc.returncode == 0, proc.stderr
-    assert tree(tmp_path / "d" / "m") == FILES_2
+    assert tree(tmp_path / "d" / "m") == {**FILES_2, "model.sig": ANY}
     listed = json.loads(run_cli("list", "--json", env=env, check=True).stdout)
     assert all("signature" not in v for v in listed[0]["versions"])
 
@@ -251,7 +252,7 @@ def test_kms_signed_publish_and_trusted_pull(tmp_path, env, kms, s3_endpoint, ke
     assert envelope["key"] == arn
     proc = _pull(tmp_path / "d", env, arn)
     assert proc.returncode == 0, proc.stderr
-    assert tree(tmp_path / "d" / "m") == FILES
+    assert tree(tmp_path / "d" / "m") == {**FILES, "model.sig": ANY}
     wrong = _pull(tmp_path / "d2", env, other)
     assert wrong.returncode == 1
     assert_one_line_error(wrong, "signature refused")

@@ -13,7 +13,7 @@ from modelsync.seed.fetch import HttpFetcher, RetryPolicy
 from modelsync.seed.run import Seeder
 from modelsync.seed.zenodo import ZenodoClient
 from modelsync.keys import load_signer, load_verifier
-from modelsync.signing import published_problem
+from modelsync.trust import published_problem
 from modelsync.verify import verify
 from tests.seed.fake_paddle import FakePaddleOCR
 from tests.seed.test_seed_flow import RECORD, write_catalog, zenodo_entry

@@ -11,14 +11,14 @@ from ..options import option, whole
 from ..progress import Progress, human_bytes, mib_per_s
 
 
-def add_bucket(parser) -> None:
+def add_bucket(parser, *, help: str = "models bucket: NAME or s3://NAME[/PREFIX]") -> None:
     option(
         parser,
         "--bucket",
         env="MODELSYNC_BUCKET",
         convert=config.parse_bucket,
         metavar="BUCKET",
-        help="models bucket: NAME or s3://NAME[/PREFIX]",
+        help=help,
     )
     option(parser, "--prefix", env="MODELSYNC_PREFIX", show_default=config.DEFAULT_PREFIX, help="key prefix")
 
@@ -164,6 +164,30 @@ def add_trust_key(parser) -> None:
         help="refuse versions not signed by this key: KMS key ARN or PEM public key file",
         empty="give a KMS key ARN or a PEM public key file, or leave the setting out to check no signatures",
     )
+
+
+def add_max_latest_age(parser) -> None:
+    from ..freshness import parse_age
+
+    option(
+        parser,
+        "--max-latest-age",
+        env="MODELSYNC_MAX_LATEST_AGE",
+        convert=parse_age,
+        metavar="AGE",
+        show_default="no limit",
+        help="with --trust-key, refuse a LATEST signed longer ago than AGE (e.g. 36h, 7d; docs/runbook.md)",
+    )
+
+
+def max_latest_age(args, trust) -> int | None:
+    """--max-latest-age, which only a signed LATEST can satisfy: without a trust key it is bad input."""
+    if args.max_latest_age is not None and trust is None:
+        raise ModelsyncError(
+            "--max-latest-age / MODELSYNC_MAX_LATEST_AGE needs --trust-key / MODELSYNC_TRUST_KEY: "
+            "only a signed LATEST has a signing time"
+        )
+    return args.max_latest_age
 
 
 def signer(args):

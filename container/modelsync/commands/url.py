@@ -49,7 +49,8 @@ def run(args) -> int:
     from .. import config
     from ..errors import JobFailed
     from ..manifest import file_key, read_latest_version, read_manifest
-    from ..signing import published_problem, refused
+    from ..signing import refused
+    from ..trust import published_problem
 
     name, version = config.parse_model_spec(args.model)
     through_latest = version is None

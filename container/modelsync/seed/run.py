@@ -33,9 +33,9 @@ from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
 from modelsync.seed.zenodo import ZenodoClient
-from modelsync.signing import published_problem
 from modelsync.stop import Stopped
 from modelsync.table import format_table
+from modelsync.trust import published_problem
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
