@@ -96,18 +96,50 @@ def read_object(client, bucket: str, prefix: str, name: str) -> dict | None:
     return parse_json_object(get_small_object(client, bucket, key, max_bytes=MAX_LATEST_BYTES, what="LATEST pointer"))
 
 
-def next_sequence(current: dict | None, verifier: Verifier, repo: str) -> int:
-    """The sequence a new LATEST gets: one more than the current statement's, when that one is ours (signed
-    by this key for this repository); 1 otherwise (no LATEST yet, an unsigned or older-format one)."""
+def ours(data: dict | None, verifier: Verifier, repo: str) -> Latest | None:
+    """The statement of a LATEST object when it is signed by verifier for repo, else None."""
     try:
-        latest = open_latest(verifier, (current or {}).get("statement"))
+        latest = open_latest(verifier, (data or {}).get("statement"))
     except dsse.Refused:
+        return None
+    return latest if latest.repository == repo else None
+
+
+def next_sequence(highest: Latest | None) -> int:
+    """One more than the highest statement known (1: none; an unsigned or older-format LATEST counts as none)."""
+    if highest is None:
         return 1
-    if latest.repository != repo:
-        return 1
-    if latest.sequence >= MAX_SEQUENCE:
+    if highest.sequence >= MAX_SEQUENCE:
         raise dsse.Refused(f"a LATEST statement at the largest sequence ({MAX_SEQUENCE})")
-    return latest.sequence + 1
+    return highest.sequence + 1
+
+
+MAX_HISTORY = 1000  # object versions of one LATEST read at most (30 days of daily refreshes and publishes)
+
+
+def highest_in_history(client, bucket: str, prefix: str, name: str, verifier: Verifier, repo: str) -> Latest | None:
+    """The highest statement among the LATEST object's versions (bucket versioning keeps every overwrite):
+    what a signer continues from, and what a LATEST put back from before must not hide. Needs
+    s3:ListBucketVersions and s3:GetObjectVersion; an unversioned bucket has only the current object."""
+    import botocore.exceptions as bx
+
+    from .s3 import translate_client_error
+
+    key = latest_key(prefix, name)
+    highest: Latest | None = None
+    try:
+        pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+        versions = [v for page in pages for v in page.get("Versions", []) if v["Key"] == key][:MAX_HISTORY]
+        for entry in versions:
+            response = client.get_object(
+                Bucket=bucket, Key=key, VersionId=entry["VersionId"], Range=f"bytes=0-{MAX_LATEST_BYTES}"
+            )
+            latest = ours(parse_json_object(response["Body"].read(MAX_LATEST_BYTES + 1)), verifier, repo)
+            if latest is not None and (highest is None or latest.sequence > highest.sequence):
+                highest = latest
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate_client_error(exc, bucket=bucket, key=key) from None
+    return highest
 
 
 # Freshness -----------------------------------------------------------------------------------------

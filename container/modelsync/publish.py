@@ -288,16 +288,28 @@ def sign_version(client, bucket: str, prefix: str, manifest: Manifest, signer: S
     _put_body(client, bucket, oms.bundle_key(prefix, name, version), oms.make_bundle(signer, manifest))
 
 
-def put_latest(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer | None) -> None:
+def put_latest(
+    client,
+    bucket: str,
+    prefix: str,
+    manifest: Manifest,
+    signer: Signer | None,
+    *,
+    after: freshness.Latest | None = None,
+) -> None:
     """LATEST, written last. Signed: the envelope older readers check (it names the manifest's digest, so
     pointing LATEST elsewhere breaks it) and the statement that also binds the repository, the next
-    sequence and the signing time (freshness.py)."""
+    sequence and the signing time (freshness.py). The sequence follows `after` (the highest statement the
+    caller found, e.g. in LATEST's history), else the current LATEST's statement when it is this key's."""
     data: dict = {"version": manifest.version}
     if signer is not None:
         repo, digest = freshness.repository(bucket, prefix), manifest_digest(manifest)
-        current = freshness.read_object(client, bucket, prefix, manifest.name)
+        if after is None:
+            after = freshness.ours(
+                freshness.read_object(client, bucket, prefix, manifest.name), signer.verifier(), repo
+            )
         try:
-            sequence = freshness.next_sequence(current, signer.verifier(), repo)
+            sequence = freshness.next_sequence(after)
         except dsse.Refused as exc:
             raise JobFailed(f"cannot move s3://{bucket}/{latest_key(prefix, manifest.name)}: it has {exc}") from None
         data["signature"] = make_envelope(signer, "latest", manifest.name, manifest.version, digest)

@@ -190,6 +190,40 @@ def max_latest_age(args, trust) -> int | None:
     return args.max_latest_age
 
 
+def add_sign_only(parser) -> None:
+    """sign, resign: which models (the signing step's own variable, not seed's)."""
+    option(
+        parser,
+        "--only",
+        env="MODELSYNC_SIGN_ONLY",
+        metavar="NAME,...",
+        show_default="every model",
+        help="only these models",
+    )
+
+
+def sign_only(args) -> list[str] | None:
+    from ..config import check_name
+
+    names = [n.strip() for n in (args.only or "").split(",") if n.strip()]
+    for name in names:
+        try:
+            check_name(name)
+        except ModelsyncError as exc:
+            raise ModelsyncError(f"--only / MODELSYNC_SIGN_ONLY: {exc}") from None
+    return names or None
+
+
+def required_signer(args, command: str):
+    """The signing key's Signer; the signing commands have nothing to do without one (exit 2)."""
+    if not args.signing_key:
+        raise ModelsyncError(
+            f"modelsync {command} needs --signing-key / MODELSYNC_SIGNING_KEY: the store's signing key "
+            "(KMS key ARN) or a PEM private key file"
+        )
+    return signer(args)
+
+
 def signer(args):
     from ..keys import load_signer
 
