@@ -117,6 +117,11 @@ def _from_env(opt: Option) -> tuple[Any, str]:
     return None, ""
 
 
+def comma_list(value: str | None) -> list[str]:
+    """A comma list given as one value (`--only a,b`): its stripped, non-empty parts."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
 def whole(minimum: int | None = None, maximum: int | None = None, *, problem: str = "") -> Callable[[Any], int]:
     """A converter to an int within [minimum, maximum]; `problem` replaces the out-of-range message."""
 

@@ -39,6 +39,7 @@ from .oms import BUNDLE_NAME
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
 from .signing import make_envelope, manifest_digest, signature_key
+from .staging import write_staged
 from .store import stat_key
 from .trust import latest_problem, manifest_problem, published_problem
 
@@ -120,11 +121,16 @@ def publish_directory(
     part_size: int | None = None,
     signer: Signer | None = None,
     verify_oms: Verifier | None = None,
+    stage: bool = False,
 ) -> PublishResult:
     """signer: sign the manifest and LATEST (docs/contracts.md, Signatures); a manifest already there whose
     signature does not verify with the signer's public key is written again, signed.
     verify_oms: refuse (JobFailed, before any upload) a folder whose model.sig is not an OMS bundle by this
-    key of exactly its files (made at training time, e.g. `model_signing sign key`)."""
+    key of exactly its files (made at training time, e.g. `model_signing sign key`).
+    stage: upload files and manifest, then point the staging pointer (staging.py), not LATEST, at the
+    version: the signing step (sign.py) checks, signs and moves LATEST. Never with a signer."""
+    if stage and signer is not None:
+        raise ValueError("a staged version is signed by the signing step, not by publish")
     check_name(name)
     progress = or_silent(progress)
     directory = os.fspath(directory)
@@ -152,6 +158,9 @@ def publish_directory(
     if existing is not None and verifier is not None:
         if manifest_problem(client, bucket, prefix, existing, verifier) is not None:
             existing = None
+    # Staging, nothing is signed yet: an existing manifest is kept only when it lists exactly these files.
+    if existing is not None and stage and sorted(existing.files, key=lambda e: e.path) != entries:
+        existing = None
     complete = existing is not None
     # Objects already under this version's prefix come from an earlier or interrupted publish of
     # the very same content (the version is the content hash); S3 writes whole objects only. One
@@ -165,6 +174,9 @@ def publish_directory(
             client, bucket, prefix, name, version, [e for e in entries if e not in todo], concurrency
         )
     if existing is not None and not todo:
+        if stage:
+            write_staged(client, bucket, prefix, name, version)
+            return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
         if signer is not None:
             resigned = bring_to_current_format(client, bucket, prefix, existing, signer)
             return PublishResult(name, version, 0, 0, len(entries), unchanged=True, resigned=resigned)
@@ -201,7 +213,10 @@ def publish_directory(
             client, bucket, prefix, manifest, signer.verifier(), latest=False, current=True
         ):
             sign_version(client, bucket, prefix, manifest, signer)
-        put_latest(client, bucket, prefix, manifest, signer)
+        if stage:
+            write_staged(client, bucket, prefix, name, version)
+        else:
+            put_latest(client, bucket, prefix, manifest, signer)
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
     progress.end(model=name, version=version, uploaded_files=len(todo))

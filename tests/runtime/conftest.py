@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from modelsync.publish import publish_directory
 from modelsync.s3 import make_client
 
-from .helpers import PART, FaultProxy, write_model
+from .helpers import PART, FaultProxy, make_keypair, write_model
 
 
 @pytest.fixture
@@ -65,10 +63,5 @@ def proxy_client(proxy, monkeypatch):
 
 @pytest.fixture(scope="session")
 def pem_keys(tmp_path_factory) -> tuple[str, str]:
-    """(private, public) PEM files of an EC P-256 key, made with openssl as docs/runtime.md says."""
-    folder = tmp_path_factory.mktemp("pem-keys")
-    key, pub = folder / "key.pem", folder / "pub.pem"
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
-    return str(key), str(pub)
+    """(private, public) PEM files of one EC P-256 key for the session."""
+    return make_keypair(tmp_path_factory.mktemp("pem-keys"))

@@ -19,6 +19,17 @@ CONTAINER = os.path.join(os.path.dirname(__file__), "..", "..", "container")
 PART = 1024 * 1024
 
 
+def make_keypair(folder) -> tuple[str, str]:
+    """(private, public) PEM files of a new EC P-256 key, made with openssl as docs/runtime.md says."""
+    folder = str(folder)
+    os.makedirs(folder, exist_ok=True)
+    key, pub = os.path.join(folder, "key.pem"), os.path.join(folder, "pub.pem")
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ec", "-in", key, "-pubout", "-out", pub], check=True, capture_output=True)
+    return key, pub
+
+
 def write_model(root, files: dict[str, bytes]) -> str:
     """Create a model folder from {relative path: content}."""
     for rel, content in files.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -22,14 +21,9 @@ from tools.fake_zenodo import make_zip
 L2 = "PP_L2_material_agnostic"
 
 
-@pytest.fixture(scope="module")
-def key_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("seed-keys")
-    key, pub = folder / "key.pem", folder / "pub.pem"
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
-    return str(key), str(pub)
+@pytest.fixture
+def key_files(seed_keys):
+    return seed_keys
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 
 from .. import config, metrics
 from ..errors import ModelsyncError
-from ..options import option, whole
+from ..options import comma_list, option, whole
 from ..progress import Progress, human_bytes, mib_per_s
 
 
@@ -142,6 +142,38 @@ def print_view_summary(result, layout) -> None:
     sys.stdout.flush()
 
 
+def add_mirror(parser) -> None:
+    """seed (signing in one step), sign: the EFS mirror brought up to date after LATEST moved."""
+    option(
+        parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR", help="EFS mirror root to update after publishing"
+    )
+    option(
+        parser,
+        "--mirror-pins",
+        env="MODELSYNC_MIRROR_PINS",
+        metavar="NAME@VERSION,...",
+        help="versions the service pins: kept present in the EFS mirror next to LATEST, without moving its links "
+        "(the seeding task sets it)",
+    )
+
+
+def mirror_pins(args) -> tuple[str, ...]:
+    """--mirror-pins, checked before any work: NAME@VERSION entries, and only with --efs-root."""
+    pins = tuple(comma_list(args.mirror_pins))
+    for spec in pins:
+        if config.parse_model_spec(spec)[1] is None:
+            raise ModelsyncError(
+                f"--mirror-pins / MODELSYNC_MIRROR_PINS entry {spec!r} has no version: "
+                "give NAME@VERSION (only pinned versions are kept beside LATEST)"
+            )
+    if pins and not args.efs_root:
+        raise ModelsyncError(
+            "--mirror-pins / MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT: "
+            "pinned versions are kept in the EFS mirror"
+        )
+    return pins
+
+
 def add_signing_key(parser) -> None:
     option(
         parser,
@@ -205,7 +237,7 @@ def add_sign_only(parser) -> None:
 def sign_only(args) -> list[str] | None:
     from ..config import check_name
 
-    names = [n.strip() for n in (args.only or "").split(",") if n.strip()]
+    names = comma_list(args.only)
     for name in names:
         try:
             check_name(name)
