@@ -85,6 +85,13 @@ def run_cli(*args, env: dict | None = None, timeout: float = 60, check: bool = F
     return proc
 
 
+def publish_cli(tmp_path, env: dict, files: dict[str, bytes], key=None, name: str = "m", *extra) -> str:
+    """`modelsync publish` of a new folder under tmp_path holding files (signed with key, when given): the version."""
+    folder = write_model(os.path.join(tmp_path, f"src-{len(os.listdir(tmp_path))}"), files)
+    args = ["publish", folder, "--name", name, "--progress", "quiet", *extra] + (["--signing-key", key] if key else [])
+    return run_cli(*args, env=env, check=True).stdout.strip()
+
+
 def popen_cli(*args, env: dict | None = None):
     full_env = merged_env(env)
     return subprocess.Popen(

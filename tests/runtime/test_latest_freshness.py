@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -18,7 +17,7 @@ from modelsync.pull import _resolve, pull
 from modelsync.store import LocalStore
 from modelsync.trust import check_pull_targets
 
-from .helpers import assert_one_line_error, run_cli, write_model
+from .helpers import assert_one_line_error, make_keypair, publish_cli, run_cli
 
 V1 = {"model.bin": b"one " * 500}
 V2 = {"model.bin": b"two " * 500}
@@ -29,10 +28,8 @@ def env(bucket):
     return {"MODELSYNC_BUCKET": bucket, "MODELSYNC_PART_SIZE_MIB": "1"}
 
 
-def publish(tmp_path, env, files, key, *extra) -> str:
-    folder = write_model(tmp_path / f"src-{len(os.listdir(tmp_path))}", files)
-    return run_cli("publish", folder, "--name", "m", "--signing-key", key, "--progress", "quiet", *extra,
-                   env=env, check=True).stdout.strip()
+def publish(tmp_path, env, files, key) -> str:
+    return publish_cli(tmp_path, env, files, key)
 
 
 def pull_cli(dest, env, pub, *extra):
@@ -204,11 +201,8 @@ def test_the_signing_key_of_a_latest_statement_is_the_trust_key(tmp_path, env, p
     """A statement signed by another key (spliced into an otherwise valid LATEST) is refused."""
     key, pub = pem_keys
     publish(tmp_path, env, V1, key)
-    other = tmp_path / "other"
-    other.mkdir()
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(other / "k.pem")],
-                   check=True, capture_output=True)
-    publish(tmp_path, {**env, "MODELSYNC_BUCKET": f"s3://{bucket}/elsewhere"}, V1, str(other / "k.pem"))
+    other_key, _ = make_keypair(tmp_path / "other")
+    publish(tmp_path, {**env, "MODELSYNC_BUCKET": f"s3://{bucket}/elsewhere"}, V1, other_key)
     good = json.loads(get(s3_client, bucket, "models/m/LATEST"))
     foreign = json.loads(get(s3_client, bucket, "elsewhere/m/LATEST"))
     s3_client.put_object(Bucket=bucket, Key="models/m/LATEST",

@@ -19,7 +19,7 @@ from modelsync import keys, oms
 from modelsync.keys import load_signer, load_verifier
 from modelsync.manifest import FileEntry, Manifest, read_manifest
 
-from .helpers import assert_one_line_error, model_files, run_cli, tree, write_model
+from .helpers import assert_one_line_error, make_keypair, model_files, run_cli, tree, write_model
 
 
 def reference_verify(model_dir, public_key, *extra: str) -> subprocess.CompletedProcess:
@@ -111,10 +111,8 @@ def test_a_bundle_that_does_not_match_the_manifest_is_refused(tmp_path, env, pem
                       "--signing-key", key, "--progress", "quiet", env=env, check=True).stdout.strip()
     manifest = _manifest_of(bucket, s3_endpoint, version)
     if change is None:
-        other = tmp_path / "other.pem"
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(other)],
-                       check=True, capture_output=True)
-        forged = oms.make_bundle(load_signer(str(other)), manifest)
+        other, _ = make_keypair(tmp_path / "other")
+        forged = oms.make_bundle(load_signer(other), manifest)
         data = json.loads(forged)
         data["verificationMaterial"]["publicKey"]["hint"] = load_verifier(pub).hint  # claims the trusted key
         forged = json.dumps(data).encode()
@@ -212,12 +210,7 @@ def reference_sign(model_dir, private_key) -> None:
 
 @pytest.fixture(scope="module")
 def training_key(tmp_path_factory) -> tuple[str, str]:
-    folder = tmp_path_factory.mktemp("training-key")
-    key, pub = folder / "train.pem", folder / "train-pub.pem"
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
-    return str(key), str(pub)
+    return make_keypair(tmp_path_factory.mktemp("training-key"))
 
 
 def test_publish_verify_oms_accepts_a_folder_signed_at_training_time(tmp_path, env, pem_keys, training_key,

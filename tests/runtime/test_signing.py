@@ -16,25 +16,16 @@ import pytest
 from modelsync.manifest import latest_key, manifest_key
 from modelsync.signing import signature_key
 
-from .helpers import assert_one_line_error, run_cli, tree, write_model
+from .helpers import assert_one_line_error, make_keypair, publish_cli, run_cli, tree, write_model
 
 FILES = {"model.bin": b"weights " * 1000, "config.json": b'{"a": 1}'}
 FILES_2 = {"model.bin": b"newer weights " * 1000, "config.json": b'{"a": 2}'}
 
 
-def _keypair(folder) -> tuple[str, str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    key, pub = folder / "key.pem", folder / "pub.pem"
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
-    return str(key), str(pub)
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     base = tmp_path_factory.mktemp("keys")
-    return {"good": _keypair(base / "good"), "other": _keypair(base / "other")}
+    return {"good": make_keypair(base / "good"), "other": make_keypair(base / "other")}
 
 
 @pytest.fixture
@@ -43,9 +34,7 @@ def env(bucket):
 
 
 def _publish(tmp_path, env, files, key=None, name="m") -> str:
-    folder = write_model(tmp_path / f"src-{len(list(tmp_path.iterdir()))}", files)
-    args = ["publish", folder, "--name", name, "--progress", "quiet"] + (["--signing-key", key] if key else [])
-    return run_cli(*args, env=env, check=True).stdout.strip()
+    return publish_cli(tmp_path, env, files, key, name)
 
 
 def _pull(dest, env, trust=None, *extra):
