@@ -174,25 +174,25 @@ def mirror_pins(args) -> tuple[str, ...]:
     return pins
 
 
-def add_signing_key(parser) -> None:
+def add_signing_key(parser, *, show_default: str = "unsigned") -> None:
     option(
         parser,
         "--signing-key",
         env="MODELSYNC_SIGNING_KEY",
         metavar="KEY",
-        show_default="unsigned",
+        show_default=show_default,
         help="sign manifests and LATEST: KMS key ARN or PEM private key file",
         empty="give a KMS key ARN or a PEM private key file, or leave the setting out",
     )
 
 
-def add_trust_key(parser) -> None:
+def add_trust_key(parser, *, show_default: str = "no signature check") -> None:
     option(
         parser,
         "--trust-key",
         env="MODELSYNC_TRUST_KEY",
         metavar="KEY",
-        show_default="no signature check",
+        show_default=show_default,
         help="refuse versions not signed by this key: KMS key ARN or PEM public key file",
         empty="give a KMS key ARN or a PEM public key file, or leave the setting out to check no signatures",
     )

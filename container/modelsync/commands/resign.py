@@ -27,8 +27,8 @@ def register(subparsers) -> None:
         action="store_true",
         help="re-sign only LATEST: same version, next sequence, fresh signing time",
     )
-    _common.add_signing_key(parser)
-    _common.add_trust_key(parser)
+    _common.add_signing_key(parser, show_default="none: required")
+    _common.add_trust_key(parser, show_default="the signing key's public key")
     finish(
         parser,
         example="modelsync resign --bucket s3://my-models/models --signing-key KEY_ARN\n"

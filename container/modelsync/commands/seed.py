@@ -54,8 +54,8 @@ def register(subparsers) -> None:
     _common.add_bucket(parser)
     _common.add_transfer(parser)
     _common.add_download_attempts(parser)
-    _common.add_signing_key(parser)
-    _common.add_trust_key(parser)
+    _common.add_signing_key(parser, show_default="none: stage only, for modelsync sign")
+    _common.add_trust_key(parser, show_default="the signing key's public key, else no check")
     finish(
         parser,
         example="modelsync seed --list\nmodelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs "

@@ -26,8 +26,8 @@ def register(subparsers) -> None:
     _common.add_mirror(parser)
     _common.add_transfer(parser)
     _common.add_download_attempts(parser)
-    _common.add_signing_key(parser)
-    _common.add_trust_key(parser)
+    _common.add_signing_key(parser, show_default="none: required")
+    _common.add_trust_key(parser, show_default="the signing key's public key (the mirror's pulls)")
     finish(
         parser,
         example="modelsync seed --bucket s3://my-models   # no signing key: stages\n"
