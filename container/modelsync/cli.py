@@ -22,6 +22,8 @@ COMMANDS = [
     "modelsync.commands.healthcheck",
     "modelsync.commands.url",
     "modelsync.commands.seed",
+    "modelsync.commands.sign",
+    "modelsync.commands.resign",
 ]
 
 

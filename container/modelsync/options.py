@@ -33,6 +33,7 @@ class Option:
     convert: Callable[[Any], Any] | None  # raises ValueError("is not ...: use ..."), shown after the value
     split: bool  # a repeatable flag: its environment variable is a comma list
     convert_env: bool = True  # False: the variable belongs to another tool (boto3), which checks it
+    empty: str | None = None  # set: a value given but empty is an error, this text its fix (else: not given)
 
 
 def option(
@@ -44,10 +45,13 @@ def option(
     help: str = "",
     show_default: str | None = None,
     convert_env: bool = True,
+    empty: str | None = None,
     **kwargs,
 ) -> Option:
     """Declare a flag (or a positional, e.g. option(p, "dir", nargs="?")) with its environment variable
-    and default. Extra keyword arguments go to argparse (metavar, choices, action="append"...)."""
+    and default. Extra keyword arguments go to argparse (metavar, choices, action="append"...).
+    empty: for a setting whose absence means "off" (a trust key): `--flag ''` or a variable set to an
+    empty value is then one line (the text says what to do), not silently "off"."""
     envs = (env,) if isinstance(env, str) else tuple(env or ())
     shown = show_default if show_default is not None else (None if default is None else str(default))
     notes = [f"env {' or '.join(envs)}"] if envs else []
@@ -67,6 +71,7 @@ def option(
         convert,
         kwargs.get("action") == "append",
         convert_env,
+        empty,
     )
     if not hasattr(parser, _ATTR):
         setattr(parser, _ATTR, [])
@@ -82,6 +87,8 @@ def resolve(parser, args: argparse.Namespace) -> argparse.Namespace:
     """Fill and check every option declared on parser (flag, else environment, else default)."""
     for opt in declared(parser):
         given = getattr(args, opt.dest, None)
+        if opt.empty and isinstance(given, str) and not given.strip():
+            raise ModelsyncError(f"{opt.flag} is empty: {opt.empty}")
         if given is not None and given is not False and given != []:
             value, source = given, opt.flag
         else:
@@ -102,10 +109,17 @@ def resolve(parser, args: argparse.Namespace) -> argparse.Namespace:
 def _from_env(opt: Option) -> tuple[Any, str]:
     for name in opt.envs:
         raw = os.environ.get(name, "").strip()
+        if not raw and opt.empty and name in os.environ:
+            raise ModelsyncError(f"{name} is set but empty: {opt.empty}")
         if raw:
             value: Any = [v.strip() for v in raw.split(",") if v.strip()] if opt.split else raw
             return (value or None), f"{name}={raw!r}"
     return None, ""
+
+
+def comma_list(value: str | None) -> list[str]:
+    """A comma list given as one value (`--only a,b`): its stripped, non-empty parts."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def whole(minimum: int | None = None, maximum: int | None = None, *, problem: str = "") -> Callable[[Any], int]:
@@ -125,10 +139,18 @@ def whole(minimum: int | None = None, maximum: int | None = None, *, problem: st
     return convert
 
 
-def finish(parser, *, example: str, exit_codes: dict[int | str, str], extra_env: dict[str, str] | None = None):
-    """The --help epilog: example(s), the environment variables of the declared options, exit codes."""
+def finish(
+    parser,
+    *,
+    example: str,
+    exit_codes: dict[int | str, str],
+    extra_env: dict[str, str] | None = None,
+    s3: bool = True,
+):
+    """The --help epilog: example(s), the environment variables of the declared options, exit codes.
+    s3=False: the command names a bucket but makes no S3 request (no S3 settings listed)."""
     rows = {env: opt.flag for opt in declared(parser) for env in opt.envs}
-    if any(opt.dest == "bucket" for opt in declared(parser)):
+    if s3 and any(opt.dest == "bucket" for opt in declared(parser)):
         rows.update(S3_ENV)
     rows.update(extra_env or {})
     width = max((len(k) for k in rows), default=0)

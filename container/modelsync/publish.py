@@ -16,9 +16,11 @@ import botocore.exceptions as bx
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
+from . import dsse, freshness, oms
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
+from .keys import Signer, Verifier
 from .manifest import (
     MAX_MANIFEST_FILES,
     FileEntry,
@@ -33,10 +35,13 @@ from .manifest import (
     read_manifest,
     version_prefix,
 )
+from .oms import BUNDLE_NAME
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
-from .signing import Signer, manifest_digest, published_problem, signature_key
+from .signing import make_envelope, manifest_digest, signature_key
+from .staging import write_staged
 from .store import stat_key
+from .trust import latest_problem, manifest_problem, published_problem
 
 
 @dataclass
@@ -50,8 +55,9 @@ class PublishResult:
     resigned: bool = False  # signing rewrote an unsigned or wrongly signed manifest or LATEST
 
 
-def scan_directory(directory: str) -> list[str]:
-    """Relative POSIX paths of every regular file; symlinks must stay inside the folder."""
+def scan_directory(directory: str, *, signed_folder: bool = False) -> list[str]:
+    """Relative POSIX paths of every regular file; symlinks must stay inside the folder. A top-level
+    model.sig is the folder's OMS signature when signed_folder, else refused."""
     root = os.path.realpath(directory)
     if not os.path.isdir(root):
         raise ModelsyncError(f"{directory} is not a directory: pass the model folder to publish")
@@ -70,6 +76,13 @@ def scan_directory(directory: str) -> list[str]:
             if not os.path.isfile(real):
                 raise ModelsyncError(f"{full} is not a regular file: remove it before publishing")
             rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if rel == BUNDLE_NAME:
+                if signed_folder:
+                    continue  # the folder's own signature (publish --verify-oms), not a file of the model
+                raise ModelsyncError(
+                    f"{full} is where modelsync keeps the version's OMS bundle: check a training-time signature "
+                    "with --verify-oms PUBKEY (it is then not published as a file), or rename it"
+                )
             problem = path_problem(rel)
             if problem:  # refused here, or LATEST would move to a version every pull refuses
                 raise ModelsyncError(
@@ -107,14 +120,22 @@ def publish_directory(
     progress: Progress | None = None,
     part_size: int | None = None,
     signer: Signer | None = None,
+    verify_oms: Verifier | None = None,
+    stage: bool = False,
 ) -> PublishResult:
     """signer: sign the manifest and LATEST (docs/contracts.md, Signatures); a manifest already there whose
-    signature does not verify with the signer's public key is written again, signed."""
+    signature does not verify with the signer's public key is written again, signed.
+    verify_oms: refuse (JobFailed, before any upload) a folder whose model.sig is not an OMS bundle by this
+    key of exactly its files (made at training time, e.g. `model_signing sign key`).
+    stage: upload files and manifest, then point the staging pointer (staging.py), not LATEST, at the
+    version: the signing step (sign.py) checks, signs and moves LATEST. Never with a signer."""
+    if stage and signer is not None:
+        raise ValueError("a staged version is signed by the signing step, not by publish")
     check_name(name)
     progress = or_silent(progress)
     directory = os.fspath(directory)
     root = os.path.realpath(directory)
-    paths = scan_directory(directory)
+    paths = scan_directory(directory, signed_folder=verify_oms is not None)
     # Taken before hashing and compared after the upload: a file rewritten in between would
     # otherwise give objects that do not match the manifest.
     before = {p: stat_key(os.stat(os.path.join(root, p))) for p in paths}
@@ -127,14 +148,19 @@ def publish_directory(
                 f"cannot read {os.path.join(directory, path)} ({digest.strerror}): fix its permissions"
             )
         entries.append(FileEntry(path, before[path][0], digest))
+    if verify_oms is not None:
+        _check_folder_signature(root, directory, entries, verify_oms)
     version = content_version(entries)
 
     existing = read_manifest(client, bucket, name, version, prefix=prefix)
     verifier = signer.verifier() if signer is not None else None
     # An unsigned or wrongly signed manifest is not trusted as complete: it is written again, signed.
     if existing is not None and verifier is not None:
-        if published_problem(client, bucket, prefix, existing, verifier, latest=False) is not None:
+        if manifest_problem(client, bucket, prefix, existing, verifier) is not None:
             existing = None
+    # Staging, nothing is signed yet: an existing manifest is kept only when it lists exactly these files.
+    if existing is not None and stage and sorted(existing.files, key=lambda e: e.path) != entries:
+        existing = None
     complete = existing is not None
     # Objects already under this version's prefix come from an earlier or interrupted publish of
     # the very same content (the version is the content hash); S3 writes whole objects only. One
@@ -148,13 +174,14 @@ def publish_directory(
             client, bucket, prefix, name, version, [e for e in entries if e not in todo], concurrency
         )
     if existing is not None and not todo:
-        if verifier is not None:
-            resign = published_problem(client, bucket, prefix, existing, verifier, latest=True) is not None
-            if resign:
-                _put_latest(client, bucket, prefix, existing, signer)
-            return PublishResult(name, version, 0, 0, len(entries), unchanged=True, resigned=resign)
+        if stage:
+            write_staged(client, bucket, prefix, name, version)
+            return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
+        if signer is not None:
+            resigned = bring_to_current_format(client, bucket, prefix, existing, signer)
+            return PublishResult(name, version, 0, 0, len(entries), unchanged=True, resigned=resigned)
         if read_latest_version(client, bucket, name, prefix=prefix) != version:
-            _put_latest(client, bucket, prefix, existing, None)
+            put_latest(client, bucket, prefix, existing, None)
         return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
 
     uploaded_bytes = sum(e.size for e in todo)
@@ -179,19 +206,39 @@ def publish_directory(
         manifest = existing
         if manifest is None:
             manifest = Manifest(name, version, now_created(), dict(source or {}), entries)
-            if signer is not None:  # before the manifest: a reader that finds the manifest finds its signature
-                _put_json(
-                    client,
-                    bucket,
-                    signature_key(prefix, name, version),
-                    signer.envelope("manifest", name, version, manifest_digest(manifest)),
-                )
+            if signer is not None:  # before the manifest: a reader that finds the manifest finds its signatures
+                sign_version(client, bucket, prefix, manifest, signer)
             _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
-        _put_latest(client, bucket, prefix, manifest, signer)
+        elif signer is not None and published_problem(
+            client, bucket, prefix, manifest, signer.verifier(), latest=False, current=True
+        ):
+            sign_version(client, bucket, prefix, manifest, signer)
+        if stage:
+            write_staged(client, bucket, prefix, name, version)
+        else:
+            put_latest(client, bucket, prefix, manifest, signer)
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
     progress.end(model=name, version=version, uploaded_files=len(todo))
     return PublishResult(name, version, len(todo), uploaded_bytes, len(entries) - len(todo), unchanged=False)
+
+
+def _check_folder_signature(root: str, directory: str, entries: list[FileEntry], verifier: Verifier) -> None:
+    where = os.path.join(directory, BUNDLE_NAME)
+    try:
+        with open(os.path.join(root, BUNDLE_NAME), "rb") as handle:
+            data = handle.read(oms.MAX_BUNDLE_BYTES + 1)
+    except FileNotFoundError:
+        raise JobFailed(
+            f"--verify-oms: {where} does not exist: sign the folder first (model_signing sign key)"
+        ) from None
+    try:
+        signed = oms.signed_files(data, verifier)
+    except dsse.Refused as exc:
+        raise JobFailed(f"--verify-oms refused {directory}: it has {exc}") from None
+    problem = oms.files_problem(signed, {e.path: e.sha256 for e in entries}, where=where)
+    if problem:
+        raise JobFailed(f"--verify-oms refused {directory}: {problem}: publish exactly the folder that was signed")
 
 
 # Stored on the object of a file that changed while it was uploaded: matches no sha256, so a resume
@@ -248,12 +295,54 @@ def _refuse_changed_files(client, bucket, prefix, name, version, directory, root
     )
 
 
-def _put_latest(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer | None) -> None:
-    """LATEST, written last; signed, it names the manifest's digest, so pointing it elsewhere breaks it."""
+def sign_version(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer) -> None:
+    """The signatures of a version: the manifest's envelope and the OMS bundle of its files."""
+    name, version = manifest.name, manifest.version
+    envelope = make_envelope(signer, "manifest", name, version, manifest_digest(manifest))
+    _put_json(client, bucket, signature_key(prefix, name, version), envelope)
+    _put_body(client, bucket, oms.bundle_key(prefix, name, version), oms.make_bundle(signer, manifest))
+
+
+def put_latest(
+    client,
+    bucket: str,
+    prefix: str,
+    manifest: Manifest,
+    signer: Signer | None,
+    *,
+    after: freshness.Latest | None = None,
+) -> None:
+    """LATEST, written last. Signed: the envelope older readers check (it names the manifest's digest, so
+    pointing LATEST elsewhere breaks it) and the statement that also binds the repository, the next
+    sequence and the signing time (freshness.py). The sequence follows `after` (the highest statement the
+    caller found, e.g. in LATEST's history), else the current LATEST's statement when it is this key's."""
     data: dict = {"version": manifest.version}
     if signer is not None:
-        data["signature"] = signer.envelope("latest", manifest.name, manifest.version, manifest_digest(manifest))
+        repo, digest = freshness.repository(bucket, prefix), manifest_digest(manifest)
+        if after is None:
+            after = freshness.ours(
+                freshness.read_object(client, bucket, prefix, manifest.name), signer.verifier(), repo
+            )
+        try:
+            sequence = freshness.next_sequence(after)
+        except dsse.Refused as exc:
+            raise JobFailed(f"cannot move s3://{bucket}/{latest_key(prefix, manifest.name)}: it has {exc}") from None
+        data["signature"] = make_envelope(signer, "latest", manifest.name, manifest.version, digest)
+        data["statement"] = freshness.make_statement(signer, repo, manifest, sequence, digest)
     _put_json(client, bucket, latest_key(prefix, manifest.name), data)
+
+
+def bring_to_current_format(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer) -> bool:
+    """Sign a published version whose manifest signature verifies again where the current format is missing
+    or invalid (its OMS bundle; LATEST, when it points here). True when anything was written."""
+    verifier, changed = signer.verifier(), False
+    if published_problem(client, bucket, prefix, manifest, verifier, latest=False, current=True):
+        sign_version(client, bucket, prefix, manifest, signer)
+        changed = True
+    if latest_problem(client, bucket, prefix, manifest, verifier, current=True):
+        put_latest(client, bucket, prefix, manifest, signer)
+        changed = True
+    return changed
 
 
 def _put_json(client, bucket: str, key: str, data: dict) -> None:

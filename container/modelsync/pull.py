@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import resume, stop
+from . import oms, resume, stop
 from .config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_DOWNLOAD_ATTEMPTS,
@@ -23,10 +23,11 @@ from .config import (
 )
 from .errors import JobFailed, ModelsyncError, PullFailed
 from .hashing import sha256_file
+from .keys import Verifier
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
-from .signing import Verifier, check_pull_targets
 from .store import LocalStore, Record, fsync_dir, stat_key
+from .trust import Accepted, check_pull_targets
 
 if TYPE_CHECKING:
     from .download import Downloader
@@ -66,6 +67,7 @@ class _Target:
     record: Record | None  # a valid local record of this version, if any
     manifest: Manifest | None  # fetched only when there is no record
     switch: bool = True  # point <dest>/<name> at the version once it is in place
+    latest: bool = False  # the version is the model's LATEST (no version was asked for)
 
     def content(self) -> Manifest:
         """The manifest of this version: the local record's, else the one fetched (_resolve sees to one)."""
@@ -88,11 +90,13 @@ def pull(
     part_size: int | None = None,
     switch: bool = True,
     trust: Verifier | None = None,
+    max_latest_age: int | None = None,
     download_attempts: int = DEFAULT_DOWNLOAD_ATTEMPTS,
 ) -> PullResult:
     """Pull models ("NAME" or "NAME@VERSION"; None = every model at LATEST) into dest.
 
-    trust: refuse, before anything is downloaded or switched, any version not signed by this key.
+    trust: refuse, before anything is downloaded or switched, any version not signed by this key, and a
+    LATEST for another repository, older than one this store accepted, or (max_latest_age, seconds) too old.
     download_attempts: tries of one byte range whose transfer breaks half-way (botocore's own retries,
     AWS_MAX_ATTEMPTS, cover each request; they do not retry a body that breaks while it is read).
     switch=False only makes each version present and verified (directory and record) without moving
@@ -115,8 +119,10 @@ def pull(
         switch,
         warn=lambda message, key: progress.event("warning", message=message, key=key),
     )
+    accepted = None
     if trust is not None:
-        check_pull_targets(client, bucket, prefix, store, targets, models, trust)
+        accepted = check_pull_targets(client, bucket, prefix, store, targets, trust, max_age=max_latest_age)
+        accepted.keep_envelopes(store)
     result = PullResult()
     failures: list[JobFailed] = []
     downloader = _Downloads(
@@ -130,7 +136,7 @@ def pull(
     )
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file") as files_pool:
-            puller = _Puller(client, bucket, prefix, store, downloader, files_pool, progress)
+            puller = _Puller(client, bucket, prefix, store, downloader, files_pool, progress, accepted)
             for target in targets:
                 try:
                     result.models.append(puller.pull_model(target))
@@ -164,6 +170,7 @@ def plan(
     *,
     prefix: str = DEFAULT_PREFIX,
     trust: Verifier | None = None,
+    max_latest_age: int | None = None,
     warn=None,
 ) -> tuple[list[_Target], list[PlannedFile], int]:
     """What pull would download or link, checked like pull checks (names, versions, signatures), but
@@ -171,7 +178,7 @@ def plan(
     store = LocalStore(dest)
     targets = _resolve(client, bucket, prefix, store, models, True, warn=warn)
     if trust is not None:
-        check_pull_targets(client, bucket, prefix, store, targets, models, trust)
+        check_pull_targets(client, bucket, prefix, store, targets, trust, max_age=max_latest_age)
     planned: list[PlannedFile] = []
     in_place = 0
     for target in targets:
@@ -223,6 +230,7 @@ def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *,
         latest_only = False
     targets = []
     for name, version in specs:
+        through_latest = version is None
         if version is None:
             version = read_latest_version(client, bucket, name, prefix=prefix)
             if version is None:
@@ -241,7 +249,7 @@ def _resolve(client, bucket, prefix, store: LocalStore, models, switch: bool, *,
                     f"version {version!r} of model {name!r} not found in s3://{bucket}/{prefix}: "
                     f"run `modelsync list` to see the published versions"
                 )
-        targets.append(_Target(name, version, record, manifest, switch))
+        targets.append(_Target(name, version, record, manifest, switch, through_latest))
     if not targets:  # an empty bucket, a wrong prefix, or only first publishes still running
         raise JobFailed(
             f"no models in s3://{bucket}/{prefix}: publish one first (modelsync publish) "
@@ -261,25 +269,47 @@ class _Puller:
     downloads: _Downloads
     files_pool: ThreadPoolExecutor
     progress: Progress
+    accepted: Accepted | None  # what the trust key's checks accepted (None: no trust key)
 
     def pull_model(self, target: _Target) -> ModelPullResult:
         store = self.store
         name, version = target.name, target.version
         # The pin keeps `prune --local` away from this version while it is built and switched to.
         with store.lock(name), store.pin(name, version):
+            if self.accepted is not None and target.switch:
+                self.accepted.recheck(store, name)
             # Another process may have finished this version while we waited for the lock.
             record = store.read_record(name, version) or target.record
             if record is not None and not store.stat_mismatches(record):
+                bundle = self.accepted.bundles.get((name, version)) if self.accepted else None
+                if bundle is not None:  # a version pulled before it had one, or a damaged copy
+                    oms.place_bundle(store, name, version, bundle, durable=default_durable())
                 if target.switch and store.current_version(name) != version:
                     _switch_checked(store, record)
-                return ModelPullResult(name, version, skipped_files=len(record.manifest.files))
-            manifest = record.manifest if record else target.manifest
-            if manifest is None:
-                manifest = read_manifest(self.client, self.bucket, name, version, prefix=self.prefix)
-            if manifest is None:
-                raise JobFailed(f"s3://{self.bucket}: the manifest of {name}@{version} was deleted while pulling")
-            trusted = dict(record.stats) if record else {}
-            return self._build_version(manifest, trusted, switch=target.switch)
+                result = ModelPullResult(name, version, skipped_files=len(record.manifest.files))
+            else:
+                manifest = record.manifest if record else target.manifest
+                if manifest is None:
+                    manifest = read_manifest(self.client, self.bucket, name, version, prefix=self.prefix)
+                if manifest is None:
+                    raise JobFailed(f"s3://{self.bucket}: the manifest of {name}@{version} was deleted while pulling")
+                trusted = dict(record.stats) if record else {}
+                result = self._build_version(manifest, trusted, switch=target.switch)
+            if self.accepted is not None and target.switch:
+                self.accepted.keep_latest(store, name)
+            return result
+
+    def _bundle(self, manifest: Manifest) -> bytes | None:
+        """The OMS bundle to place in a version directory being built: the verified one with a trust key,
+        else the bucket's as it is (the reference verifier, or verify --trust-key, judges it)."""
+        if self.accepted is not None:
+            return self.accepted.bundles.get((manifest.name, manifest.version))
+        from .trust import read_bundle
+
+        if oms.holds_bundle_name(manifest):
+            return None
+
+        return read_bundle(self.client, self.bucket, self.prefix, manifest.name, manifest.version)
 
     def _build_version(self, manifest: Manifest, trusted: dict, *, switch: bool) -> ModelPullResult:
         store, progress = self.store, self.progress
@@ -345,6 +375,9 @@ class _Puller:
             stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
         except FileNotFoundError:
             raise _removed_while_pulling(store, name, version) from None
+        bundle = self._bundle(manifest)
+        if bundle is not None:
+            oms.place_bundle(store, name, version, bundle, durable=default_durable())
         record = Record(manifest, stats)
         store.write_record(record)  # the record and then the link are written last
         if switch:

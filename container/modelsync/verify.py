@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .config import parse_model_spec
 from .errors import ModelsyncError
 from .hashing import sha256_many
+from .oms import BUNDLE_NAME
 from .store import LocalStore, Record
 
 
@@ -22,10 +23,20 @@ class ModelState:
 
 
 def verify(
-    dest, models: list[str] | None = None, *, deep: bool = False, workers: int | None = None, trust=None
+    dest,
+    models: list[str] | None = None,
+    *,
+    deep: bool = False,
+    workers: int | None = None,
+    trust=None,
+    repository: str | None = None,
+    max_latest_age: int | None = None,
 ) -> list[ModelState]:
     """One ModelState per model; an empty problems list everywhere means the tree is good. trust (a
-    signing.Verifier): each version's record must also keep a manifest signature by that key."""
+    keys.Verifier): each version's record must also keep a manifest signature by that key (and its
+    model.sig, if any, must be that key's bundle of its files); a model checked through its link must be
+    at the LATEST the store accepted, for repository (s3://BUCKET/PREFIX, when given) and not older than
+    max_latest_age seconds (when given)."""
     store = LocalStore(dest)
     if os.path.exists(store.dest) and not os.path.isdir(store.dest):
         return [
@@ -42,10 +53,16 @@ def verify(
         return [ModelState("*", None, problems=[f"no models under {store.dest}: run modelsync pull first"])]
     states = [_check_model(store, name, wanted) for name, wanted in specs]
     if trust is not None:
-        from .signing import record_problem
+        from .trust import kept_latest_problem, record_problem
 
-        for state in states:
-            problem = record_problem(store, state.record, trust) if state.record is not None else None
+        for state, (_name, wanted) in zip(states, specs, strict=True):
+            if state.record is None:
+                continue
+            problem = record_problem(store, state.record, trust)
+            if problem is None and wanted is None:
+                problem = kept_latest_problem(
+                    store, state.name, state.record, trust, repo=repository, max_age=max_latest_age
+                )
             if problem:
                 state.problems.append(problem)
     if deep:
@@ -93,7 +110,7 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
     for current, _dirs, filenames in os.walk(vdir):
         for filename in filenames:
             rel = os.path.relpath(os.path.join(current, filename), vdir).replace(os.sep, "/")
-            if rel not in expected:
+            if rel not in expected and rel != BUNDLE_NAME:  # the version's OMS bundle (checked with a trust key)
                 state.problems.append(f"{name}/{rel}: not in the manifest")
     return state
 

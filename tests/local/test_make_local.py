@@ -149,7 +149,7 @@ def test_serves_verified_models_and_ctrl_c_stops_everything(tmp_path):
         for model in models:
             latest = json.loads(s3.get_object(Bucket=env["MODELSYNC_BUCKET"],
                                               Key=f"models/{model['name']}/LATEST")["Body"].read())
-            assert latest["version"] == model["version"] and set(latest) == {"version", "signature"}
+            assert latest["version"] == model["version"] and set(latest) == {"version", "signature", "statement"}
 
         # The EFS stand-in has the contract layout and every byte matches its manifest.
         efs = root / "efs"

@@ -341,7 +341,8 @@ def test_the_metrics_it_writes_are_the_ones_the_alarms_and_dashboard_read(notifi
 
 
 def test_it_recognizes_the_summary_the_seed_really_prints(notifier):
-    from modelsync.seed.run import ModelOutcome, MirrorOutcome, SeedReport, format_report
+    from modelsync.mirror import MirrorOutcome
+    from modelsync.seed.run import ModelOutcome, SeedReport, format_report
 
     report = SeedReport(models=[ModelOutcome("A", "published", "0123456789abcdef", 10, 10, 10, 1.0),
                                 ModelOutcome("B", "failed", error="Zenodo 1/B.zip: md5 mismatch")],

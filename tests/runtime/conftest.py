@@ -7,7 +7,7 @@ import pytest
 from modelsync.publish import publish_directory
 from modelsync.s3 import make_client
 
-from .helpers import PART, FaultProxy, write_model
+from .helpers import PART, FaultProxy, make_keypair, write_model
 
 
 @pytest.fixture
@@ -59,3 +59,9 @@ def proxy_client(proxy, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def pem_keys(tmp_path_factory) -> tuple[str, str]:
+    """(private, public) PEM files of one EC P-256 key for the session."""
+    return make_keypair(tmp_path_factory.mktemp("pem-keys"))

@@ -19,6 +19,17 @@ CONTAINER = os.path.join(os.path.dirname(__file__), "..", "..", "container")
 PART = 1024 * 1024
 
 
+def make_keypair(folder) -> tuple[str, str]:
+    """(private, public) PEM files of a new EC P-256 key, made with openssl as docs/runtime.md says."""
+    folder = str(folder)
+    os.makedirs(folder, exist_ok=True)
+    key, pub = os.path.join(folder, "key.pem"), os.path.join(folder, "pub.pem")
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "ec", "-in", key, "-pubout", "-out", pub], check=True, capture_output=True)
+    return key, pub
+
+
 def write_model(root, files: dict[str, bytes]) -> str:
     """Create a model folder from {relative path: content}."""
     for rel, content in files.items():
@@ -72,6 +83,13 @@ def run_cli(*args, env: dict | None = None, timeout: float = 60, check: bool = F
     if check and proc.returncode != 0:
         raise AssertionError(f"modelsync {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stderr}")
     return proc
+
+
+def publish_cli(tmp_path, env: dict, files: dict[str, bytes], key=None, name: str = "m", *extra) -> str:
+    """`modelsync publish` of a new folder under tmp_path holding files (signed with key, when given): the version."""
+    folder = write_model(os.path.join(tmp_path, f"src-{len(os.listdir(tmp_path))}"), files)
+    args = ["publish", folder, "--name", name, "--progress", "quiet", *extra] + (["--signing-key", key] if key else [])
+    return run_cli(*args, env=env, check=True).stdout.strip()
 
 
 def popen_cli(*args, env: dict | None = None):

@@ -7,15 +7,18 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import urllib.request
 
 import pytest
 
 from modelsync.cli import build_parser
+from modelsync.keys import load_signer
 from modelsync.options import declared
 from modelsync.pull import pull
 
-from .helpers import assert_one_line_error, model_files, run_cli, tree
+from .helpers import assert_one_line_error, merged_env, model_files, run_cli, tree
 
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens there
 
@@ -217,6 +220,26 @@ def test_pull_dry_run_prints_the_plan_and_writes_nothing(client, bucket, publish
     assert not os.path.lexists(fresh)
 
 
+def test_pull_dry_run_with_a_trust_key_writes_nothing_and_a_missing_dest_is_no_traceback(bucket, publish,
+                                                                                          tmp_path, pem_keys):
+    """Reproduction: with --trust-key the dry run kept the verified signature in the store (a .sig under
+    .modelsync/records), and into a destination that does not exist it crashed with a traceback."""
+    key, pub = pem_keys
+    publish("m", {"a.bin": b"a" * 10}, signer=load_signer(key))
+    dest = tmp_path / "d"
+    run_cli("pull", "--bucket", bucket, "--dest", dest, "--trust-key", pub, check=True)
+    v2 = publish("m", {"a.bin": b"b" * 10}, signer=load_signer(key))
+    before = snapshot(dest)
+    proc = run_cli("pull", "--bucket", bucket, "--dest", dest, "--dry-run", "--trust-key", pub, check=True)
+    assert snapshot(dest) == before
+    assert json.loads(proc.stdout.splitlines()[-1])["models"] == [f"m@{v2}"]
+    missing = tmp_path / "no" / "such" / "dest"
+    proc = run_cli("pull", "--bucket", bucket, "--dest", missing, "--dry-run", "--trust-key", pub)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["download_files"] == 1
+    assert not os.path.lexists(tmp_path / "no")
+
+
 def test_pull_dry_run_of_a_pulled_version_plans_nothing(client, bucket, publish, tmp_path):
     publish("m", {"a.bin": b"a" * 10})
     dest = tmp_path / "d"
@@ -275,15 +298,41 @@ def test_url_prints_presigned_urls_that_download_the_files(bucket, publish):
     version = publish("m", files)
     publish("m", {"other.bin": b"newer"})  # LATEST moves on; the pinned version still answers
     proc = run_cli("url", f"m@{version}", "--bucket", bucket, "--expires", "120", check=True)
-    urls = dict(line.split("\t") for line in proc.stdout.splitlines())
-    assert set(urls) == set(files)
-    for path, url in urls.items():
+    rows = {path: rest for path, *rest in (line.split("\t") for line in proc.stdout.splitlines())}
+    assert set(rows) == set(files)
+    for path, (size, digest, url) in rows.items():
+        assert (int(size), digest) == (len(files[path]), hashlib.sha256(files[path]).hexdigest())
         assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "X-Amz-Expires=120" in url
         with urllib.request.urlopen(url, timeout=30) as response:  # no credentials: only the URL
             body = response.read()
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(files[path]).hexdigest()
     latest = run_cli("url", "m", "--bucket", bucket, check=True)
     assert [line.split("\t")[0] for line in latest.stdout.splitlines()] == ["other.bin"]
+
+
+def test_url_receivers_check_size_and_sha256_as_the_help_shows(bucket, publish, tmp_path, s3_client, pem_keys):
+    """Reproduction: `url --trust-key` handed out URLs for bytes nobody checked (path and URL only). Each line
+    now carries the signed size and sha256; the receiver loop of the help's example downloads and checks
+    them, and fails when the object behind a URL was replaced."""
+    key, pub = pem_keys
+    files = {"model.bin": os.urandom(20_000), "sub/config.yaml": b"a: 1\n"}
+    version = publish("m", files, signer=load_signer(key))
+    example = build_parser("url")._subparsers._group_actions[0].choices["url"].epilog
+    loop = example.split("examples:\n")[1].split("\n\n")[0].splitlines()[1:]
+    script = "\n".join(line.strip() for line in loop).replace("modelsync url", f"{sys.executable} -m modelsync url")
+    script = script.replace("url ocr", "url m").replace("KEY", pub)
+    env = merged_env({"MODELSYNC_BUCKET": bucket})
+    receiver = tmp_path / "receiver"
+    receiver.mkdir()
+    ok = subprocess.run(["bash", "-c", f"set -o pipefail; {script}"], cwd=receiver, env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert tree(receiver) == files
+    s3_client.put_object(Bucket=bucket, Key=f"models/m/{version}/files/model.bin", Body=b"replaced")
+    (receiver / "model.bin").unlink()
+    bad = subprocess.run(["bash", "-c", f"set -o pipefail; {script}"], cwd=receiver, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and "FAILED" in bad.stdout + bad.stderr
 
 
 def test_url_refuses_unknown_models_versions_and_bad_expiry(bucket, publish):

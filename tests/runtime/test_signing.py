@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -15,25 +16,16 @@ import pytest
 from modelsync.manifest import latest_key, manifest_key
 from modelsync.signing import signature_key
 
-from .helpers import assert_one_line_error, run_cli, tree, write_model
+from .helpers import assert_one_line_error, make_keypair, publish_cli, run_cli, tree, write_model
 
 FILES = {"model.bin": b"weights " * 1000, "config.json": b'{"a": 1}'}
 FILES_2 = {"model.bin": b"newer weights " * 1000, "config.json": b'{"a": 2}'}
 
 
-def _keypair(folder) -> tuple[str, str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    key, pub = folder / "key.pem", folder / "pub.pem"
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
-    return str(key), str(pub)
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     base = tmp_path_factory.mktemp("keys")
-    return {"good": _keypair(base / "good"), "other": _keypair(base / "other")}
+    return {"good": make_keypair(base / "good"), "other": make_keypair(base / "other")}
 
 
 @pytest.fixture
@@ -42,9 +34,7 @@ def env(bucket):
 
 
 def _publish(tmp_path, env, files, key=None, name="m") -> str:
-    folder = write_model(tmp_path / f"src-{len(list(tmp_path.iterdir()))}", files)
-    args = ["publish", folder, "--name", name, "--progress", "quiet"] + (["--signing-key", key] if key else [])
-    return run_cli(*args, env=env, check=True).stdout.strip()
+    return publish_cli(tmp_path, env, files, key, name)
 
 
 def _pull(dest, env, trust=None, *extra):
@@ -73,12 +63,12 @@ def test_signed_publish_then_trusted_pull_verify_and_list(tmp_path, env, keys, s
     version = _publish(tmp_path, env, FILES, key)
     envelope = json.loads(_get(s3_client, bucket, signature_key("models/", "m", version)))
     assert envelope["format"] == "modelsync-signature-1" and envelope["algorithm"] == "ECDSA_SHA_256"
-    assert set(json.loads(_get(s3_client, bucket, latest_key("models/", "m")))) == {"version", "signature"}
+    assert set(json.loads(_get(s3_client, bucket, latest_key("models/", "m")))) == {"version", "signature", "statement"}
 
     dest, view = tmp_path / "d", tmp_path / "v"
     proc = _pull(dest, env, pub, "--view", view)
     assert proc.returncode == 0, proc.stderr
-    assert tree(dest / "m") == FILES
+    assert tree(dest / "m") == {**FILES, "model.sig": ANY}  # the OMS bundle beside the files
     assert os.path.islink(view / "m")
     again = _pull(dest, env, pub)  # warm: the kept signature of the record is checked locally
     assert again.returncode == 0, again.stderr
@@ -122,7 +112,7 @@ def test_refused_and_nothing_switched(tmp_path, env, keys, s3_client, bucket, ta
     assert_one_line_error(proc, "signature refused", f"m/{second}/manifest.json")
     _nothing_switched(dest, view, link_before, second)
     assert os.readlink(view / "m") == view_before
-    assert tree(dest / "m") == FILES
+    assert tree(dest / "m") == {**FILES, "model.sig": ANY}  # the OMS bundle beside the files
     # The explicit version is refused the same way.
     pinned = _pull(tmp_path / "d2", env, pub, "--model", f"m@{second}")
     assert pinned.returncode == 1
@@ -176,7 +166,7 @@ def test_without_a_trust_key_nothing_changes(tmp_path, env, keys, s3_client, buc
     _remove_signature(s3_client, bucket, version)
     proc = _pull(tmp_path / "d", env)
     assert proc.returncode == 0, proc.stderr
-    assert tree(tmp_path / "d" / "m") == FILES_2
+    assert tree(tmp_path / "d" / "m") == {**FILES_2, "model.sig": ANY}
     listed = json.loads(run_cli("list", "--json", env=env, check=True).stdout)
     assert all("signature" not in v for v in listed[0]["versions"])
 
@@ -246,20 +236,57 @@ def test_kms_signed_publish_and_trusted_pull(tmp_path, env, kms, s3_endpoint, ke
     arn = kms(f"alias/models-{suffix}")
     other = kms(f"alias/other-{suffix}")
     env = {**env, "AWS_ENDPOINT_URL_KMS": s3_endpoint}
-    version = _publish(tmp_path, env, FILES, f"alias/models-{suffix}")
+    version = _publish(tmp_path, env, FILES, arn)
     envelope = json.loads(_get(s3_client, bucket, signature_key("models/", "m", version)))
-    assert envelope["key"] == f"alias/models-{suffix}"
+    assert envelope["key"] == arn
     proc = _pull(tmp_path / "d", env, arn)
     assert proc.returncode == 0, proc.stderr
-    assert tree(tmp_path / "d" / "m") == FILES
+    assert tree(tmp_path / "d" / "m") == {**FILES, "model.sig": ANY}
     wrong = _pull(tmp_path / "d2", env, other)
     assert wrong.returncode == 1
     assert_one_line_error(wrong, "signature refused")
     pem = _pull(tmp_path / "d3", env, keys["good"][1])  # a PEM that is not the KMS key's
     assert pem.returncode == 1
-    missing = _pull(tmp_path / "d4", env, f"alias/absent-{suffix}")
+    missing = _pull(tmp_path / "d4", env, arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000")
     assert missing.returncode == 2
     assert_one_line_error(missing, "cannot get the public key of KMS key")
+
+
+def test_kms_aliases_are_refused_as_trust_and_signing_keys(tmp_path, env, kms, s3_endpoint):
+    """Reproduction: an alias/ trust key was accepted, and whoever may update the alias decides which key
+    is trusted. Refused now, as trust key and as signing key, in both spellings, before any request."""
+    suffix = tmp_path.name[-12:]
+    arn = kms(f"alias/models-{suffix}")
+    env = {**env, "AWS_ENDPOINT_URL_KMS": s3_endpoint}
+    _publish(tmp_path, env, FILES, arn)
+    alias_arn = arn.split(":key/")[0] + f":alias/models-{suffix}"
+    for alias in (f"alias/models-{suffix}", alias_arn):
+        pulled = _pull(tmp_path / "d", env, alias)
+        assert pulled.returncode == 2
+        assert_one_line_error(pulled, f"--trust-key / MODELSYNC_TRUST_KEY {alias} is a KMS alias", "use the key ARN",
+                              "an alias can be re-pointed")
+        assert not os.path.exists(tmp_path / "d")
+        folder = write_model(tmp_path / "src-alias", FILES_2)
+        published = run_cli("publish", folder, "--name", "m", "--signing-key", alias, env=env)
+        assert published.returncode == 2
+        assert_one_line_error(published, f"--signing-key / MODELSYNC_SIGNING_KEY {alias} is a KMS alias")
+
+
+@pytest.mark.parametrize("how", ["variable", "flag"])
+def test_an_empty_trust_key_is_an_error_not_no_checks(tmp_path, env, how):
+    """Reproduction: MODELSYNC_TRUST_KEY set but empty (a template that lost its value) meant "check nothing":
+    an unsigned version was pulled with exit 0."""
+    _publish(tmp_path, env, FILES)  # unsigned
+    dest = tmp_path / "d"
+    if how == "variable":
+        proc = _pull(dest, {**env, "MODELSYNC_TRUST_KEY": " "})
+        assert_one_line_error(proc, "MODELSYNC_TRUST_KEY is set but empty", "to check no signatures")
+    else:
+        proc = _pull(dest, env, None, "--trust-key", "")
+        assert_one_line_error(proc, "--trust-key is empty")
+    assert proc.returncode == 2
+    assert not os.path.exists(dest)
+    assert _pull(dest, {**env, "MODELSYNC_TRUST_KEY": None}).returncode == 0  # unset: no checks, as documented
 
 
 def test_url_with_a_trust_key_prints_nothing_for_an_unsigned_or_foreign_version(tmp_path, env, keys):
@@ -268,7 +295,7 @@ def test_url_with_a_trust_key_prints_nothing_for_an_unsigned_or_foreign_version(
     good, other = keys["good"], keys["other"]
     signed = _publish(tmp_path, env, {"a.bin": b"signed"}, key=good[0], name="u1")
     ok = run_cli("url", f"u1@{signed}", "--trust-key", good[1], env=env)
-    assert ok.returncode == 0 and ok.stdout.count("\t") == 1, ok.stderr
+    assert ok.returncode == 0 and ok.stdout.count("\t") == 3, ok.stderr
     _publish(tmp_path, env, {"a.bin": b"unsigned"}, name="u2")
     for model, trust in (("u2", good[1]), ("u1", other[1])):
         refused = run_cli("url", model, "--trust-key", trust, env=env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.runtime.helpers import make_keypair
 from tools.fake_zenodo import FakeZenodo
 
 
@@ -34,3 +35,9 @@ class RecordedSleep:
 @pytest.fixture
 def sleeps():
     return RecordedSleep()
+
+
+@pytest.fixture(scope="session")
+def seed_keys(tmp_path_factory) -> tuple[str, str]:
+    """(private, public) PEM key files: the signing key of a seed that signs in one step (as `make local`)."""
+    return make_keypair(tmp_path_factory.mktemp("seed-keys"))

@@ -68,13 +68,13 @@ def test_list_shows_the_selection(catalog_file, capsys):
 
 
 def test_cli_run_from_the_environment_exit_1_on_a_failed_model_then_0(s3_endpoint, bucket, zenodo, catalog_file,
-                                                                        tmp_path, monkeypatch):
+                                                                        tmp_path, monkeypatch, seed_keys):
     zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
     zenodo.add(RECORD, "CLS_GMM_WSe2.zip", model_zip("gmm", "CLS_GMM_WSe2"))
     zenodo.wrong_md5.add("CLS_GMM_WSe2.zip")
     efs = tmp_path / "efs"
     env = {**os.environ, "MODELSYNC_CATALOG": str(catalog_file), "MODELSYNC_BUCKET": bucket, "ZENODO_URL": zenodo.url,
-           "MODELSYNC_EFS_ROOT": str(efs)}
+           "MODELSYNC_EFS_ROOT": str(efs), "MODELSYNC_SIGNING_KEY": seed_keys[0]}
     command = [sys.executable, "-m", "modelsync", "seed", "--progress", "quiet"]
 
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
@@ -106,13 +106,13 @@ def test_no_credentials_is_exit_2_before_any_download(s3_endpoint, zenodo, catal
 
 
 def test_sigterm_stops_the_seed_between_safe_points_with_a_summary(s3_endpoint, bucket, zenodo, catalog_file,
-                                                                  tmp_path, s3_client):
+                                                                  tmp_path, s3_client, seed_keys):
     """The seeding task is stopped with SIGTERM (ECS, or an operator): it used to run on until SIGKILL."""
     zenodo.add(RECORD, "CLS_GMM_WS2.zip", model_zip("gmm", "CLS_GMM_WS2"))
     zenodo.add(RECORD, "CLS_GMM_WSe2.zip", model_zip("gmm", "CLS_GMM_WSe2"))
     zenodo.fail(r"CLS_GMM_WSe2\.zip", 429, times=10, Retry_After="60")  # the seeder waits a minute
     env = {**os.environ, "MODELSYNC_CATALOG": str(catalog_file), "MODELSYNC_BUCKET": bucket, "ZENODO_URL": zenodo.url,
-           "MODELSYNC_EFS_ROOT": str(tmp_path / "efs"), "TMPDIR": str(tmp_path)}
+           "MODELSYNC_EFS_ROOT": str(tmp_path / "efs"), "TMPDIR": str(tmp_path), "MODELSYNC_SIGNING_KEY": seed_keys[0]}
     proc = subprocess.Popen([sys.executable, "-m", "modelsync", "seed", "--progress", "quiet"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # until it waits on the 429 of the second archive

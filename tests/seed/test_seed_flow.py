@@ -15,7 +15,9 @@ from modelsync.publish import publish_directory
 from modelsync.pull import pull as real_pull
 from modelsync.seed.catalog import load_catalog
 from modelsync.seed.fetch import HttpFetcher, RetryPolicy
-from modelsync.seed.run import MIRROR_ROUNDS, Seeder, format_report
+from modelsync.keys import load_signer
+from modelsync.mirror import MIRROR_ROUNDS
+from modelsync.seed.run import Seeder, format_report
 from modelsync.seed.zenodo import ZenodoClient
 from modelsync.store import LocalStore
 from tests.seed.fake_paddle import PADDLE_MODELS, FakePaddleOCR
@@ -55,12 +57,13 @@ def write_catalog(tmp_path, *entries: str):
 
 
 @pytest.fixture
-def make_seeder(s3_client, bucket, tmp_path, sleeps):
+def make_seeder(s3_client, bucket, tmp_path, sleeps, seed_keys):
+    """A seed that holds the signing key, so it publishes and mirrors in one step (as `make local`)."""
     def make(base_url: str, paddle: FakePaddleOCR | None = None) -> Seeder:
         fetcher = HttpFetcher(RetryPolicy(attempts=3, backoff_seconds=0.1, timeout_seconds=5), sleep=sleeps)
         return Seeder(s3_client, bucket, prefix="models/", workdir=tmp_path / "work",
                       zenodo=ZenodoClient(base_url, fetcher=fetcher), pipeline_factory=paddle or FakePaddleOCR(),
-                      concurrency=4)
+                      concurrency=4, signer=load_signer(seed_keys[0]))
     return make
 
 
@@ -311,12 +314,13 @@ def test_a_failing_efs_mirror_is_reported_after_publishing(zenodo, make_seeder, 
 L2 = "PP_L2_material_agnostic"
 
 
-def _publish_newer(s3_client, bucket, tmp_path, content: bytes) -> str:
-    """What another seed (or `modelsync publish`) does meanwhile: publish a new version of L2."""
+def _publish_newer(s3_client, bucket, tmp_path, content: bytes, key: str) -> str:
+    """What another seed (or `modelsync publish`) does meanwhile: publish a new version of L2, signed."""
     folder = tmp_path / f"newer-{hashlib.sha256(content).hexdigest()[:8]}"
     folder.mkdir()
     (folder / "model.joblib").write_bytes(content)
-    return publish_directory(s3_client, bucket, L2, folder, prefix="models/", source={"type": "test"}).version
+    return publish_directory(s3_client, bucket, L2, folder, prefix="models/", source={"type": "test"},
+                             signer=load_signer(key)).version
 
 
 def _current(efs, name) -> str:
@@ -325,7 +329,7 @@ def _current(efs, name) -> str:
 
 
 def test_a_version_published_between_this_runs_publish_and_mirror_is_what_the_mirror_gets(
-        zenodo, make_seeder, s3_client, bucket, tmp_path):
+        zenodo, make_seeder, s3_client, bucket, tmp_path, seed_keys):
     zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
     catalog = write_catalog(tmp_path, zenodo_entry(L2, "l2"))
     efs = tmp_path / "efs"
@@ -334,7 +338,7 @@ def test_a_version_published_between_this_runs_publish_and_mirror_is_what_the_mi
     newer = []
 
     def mirror_after_another_seed_published(efs_root, seeded, pins):
-        newer.append(_publish_newer(s3_client, bucket, tmp_path, b"v2"))
+        newer.append(_publish_newer(s3_client, bucket, tmp_path, b"v2", seed_keys[0]))
         return mirror_step(efs_root, seeded, pins)
 
     seeder.mirror = mirror_after_another_seed_published
@@ -351,7 +355,7 @@ def test_a_version_published_between_this_runs_publish_and_mirror_is_what_the_mi
 
 
 def test_a_mirror_switch_overtaken_by_an_older_one_is_pulled_again(zenodo, make_seeder, s3_client, bucket, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, seed_keys):
     """Seeder B resolved LATEST=v1 in its pull; seeder A then published v2 and mirrored it; B's switch to
     v1 lands last. B's re-check sees LATEST=v2 and pulls again, so the mirror ends at LATEST."""
     zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
@@ -364,11 +368,11 @@ def test_a_mirror_switch_overtaken_by_an_older_one_is_pulled_again(zenodo, make_
         if len(calls) > 1:
             return real_pull(client, bucket_, dest, models, **kwargs)
         resolved = [f"{m}@{read_latest(client, bucket_, m).version}" for m in models]  # B resolves v1
-        _publish_newer(s3_client, bucket, tmp_path, b"v2")  # A publishes v2 ...
+        _publish_newer(s3_client, bucket, tmp_path, b"v2", seed_keys[0])  # A publishes v2 ...
         real_pull(client, bucket_, dest, models, **kwargs)  # ... and mirrors it
         return real_pull(client, bucket_, dest, resolved, **kwargs)  # B's switch to v1 lands last
 
-    monkeypatch.setattr("modelsync.seed.run.pull", pull_overtaken_on_first_call)
+    monkeypatch.setattr("modelsync.mirror.pull", pull_overtaken_on_first_call)
     report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(efs))
 
     latest = read_latest(s3_client, bucket, L2).version
@@ -378,7 +382,7 @@ def test_a_mirror_switch_overtaken_by_an_older_one_is_pulled_again(zenodo, make_
 
 
 def test_a_latest_that_keeps_moving_fails_the_mirror_in_one_line(zenodo, make_seeder, s3_client, bucket, tmp_path,
-                                                                  monkeypatch):
+                                                                  monkeypatch, seed_keys):
     zenodo.add(RECORD, f"{L2}.zip", make_zip({"model.joblib": b"v1"}))
     catalog = write_catalog(tmp_path, zenodo_entry(L2, "l2"))
     calls = []
@@ -386,10 +390,10 @@ def test_a_latest_that_keeps_moving_fails_the_mirror_in_one_line(zenodo, make_se
     def pull_then_another_publish(client, bucket_, dest, models, **kwargs):
         calls.append(list(models))
         result = real_pull(client, bucket_, dest, models, **kwargs)
-        _publish_newer(s3_client, bucket, tmp_path, f"v{len(calls) + 1}".encode())
+        _publish_newer(s3_client, bucket, tmp_path, f"v{len(calls) + 1}".encode(), seed_keys[0])
         return result
 
-    monkeypatch.setattr("modelsync.seed.run.pull", pull_then_another_publish)
+    monkeypatch.setattr("modelsync.mirror.pull", pull_then_another_publish)
     report = make_seeder(zenodo.url).run(catalog.select(), efs_root=str(tmp_path / "efs"))
 
     assert len(calls) == MIRROR_ROUNDS

@@ -21,10 +21,11 @@ SEED_UNITS = {"SeedPublished": "Count", "SeedUnchanged": "Count", "SeedFailed": 
 
 
 @pytest.fixture
-def seed_env(s3_endpoint, bucket, zenodo, tmp_path):
+def seed_env(s3_endpoint, bucket, zenodo, tmp_path, seed_keys):
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(FAMILIES + zenodo_entry("CLS_GMM_WS2", "gmm") + zenodo_entry("CLS_GMM_WSe2", "gmm"))
     return {**os.environ, **METRICS_ENV, "MODELSYNC_CATALOG": str(catalog), "MODELSYNC_BUCKET": bucket,
+            "MODELSYNC_SIGNING_KEY": seed_keys[0],
             "ZENODO_URL": zenodo.url, "MODELSYNC_EFS_ROOT": str(tmp_path / "efs"), "TMPDIR": str(tmp_path)}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -12,7 +11,8 @@ from modelsync.publish import publish_directory
 from modelsync.seed.fetch import HttpFetcher, RetryPolicy
 from modelsync.seed.run import Seeder
 from modelsync.seed.zenodo import ZenodoClient
-from modelsync.signing import load_signer, load_verifier, published_problem
+from modelsync.keys import load_signer, load_verifier
+from modelsync.trust import published_problem
 from modelsync.verify import verify
 from tests.seed.fake_paddle import FakePaddleOCR
 from tests.seed.test_seed_flow import RECORD, write_catalog, zenodo_entry
@@ -21,14 +21,9 @@ from tools.fake_zenodo import make_zip
 L2 = "PP_L2_material_agnostic"
 
 
-@pytest.fixture(scope="module")
-def key_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("seed-keys")
-    key, pub = folder / "key.pem", folder / "pub.pem"
-    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
-                   check=True, capture_output=True)
-    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
-    return str(key), str(pub)
+@pytest.fixture
+def key_files(seed_keys):
+    return seed_keys
 
 
 @pytest.fixture

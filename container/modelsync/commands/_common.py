@@ -7,18 +7,18 @@ import sys
 
 from .. import config, metrics
 from ..errors import ModelsyncError
-from ..options import option, whole
+from ..options import comma_list, option, whole
 from ..progress import Progress, human_bytes, mib_per_s
 
 
-def add_bucket(parser) -> None:
+def add_bucket(parser, *, help: str = "models bucket: NAME or s3://NAME[/PREFIX]") -> None:
     option(
         parser,
         "--bucket",
         env="MODELSYNC_BUCKET",
         convert=config.parse_bucket,
         metavar="BUCKET",
-        help="models bucket: NAME or s3://NAME[/PREFIX]",
+        help=help,
     )
     option(parser, "--prefix", env="MODELSYNC_PREFIX", show_default=config.DEFAULT_PREFIX, help="key prefix")
 
@@ -157,37 +157,129 @@ def print_view_summary(result, layout) -> None:
     sys.stdout.flush()
 
 
-def add_signing_key(parser) -> None:
+def add_mirror(parser) -> None:
+    """seed (signing in one step), sign: the EFS mirror brought up to date after LATEST moved."""
+    option(
+        parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR", help="EFS mirror root to update after publishing"
+    )
+    option(
+        parser,
+        "--mirror-pins",
+        env="MODELSYNC_MIRROR_PINS",
+        metavar="NAME@VERSION,...",
+        help="versions the service pins: kept present in the EFS mirror next to LATEST, without moving its links "
+        "(the seeding task sets it)",
+    )
+
+
+def mirror_pins(args) -> tuple[str, ...]:
+    """--mirror-pins, checked before any work: NAME@VERSION entries, and only with --efs-root."""
+    pins = tuple(comma_list(args.mirror_pins))
+    for spec in pins:
+        if config.parse_model_spec(spec)[1] is None:
+            raise ModelsyncError(
+                f"--mirror-pins / MODELSYNC_MIRROR_PINS entry {spec!r} has no version: "
+                "give NAME@VERSION (only pinned versions are kept beside LATEST)"
+            )
+    if pins and not args.efs_root:
+        raise ModelsyncError(
+            "--mirror-pins / MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT: "
+            "pinned versions are kept in the EFS mirror"
+        )
+    return pins
+
+
+def add_signing_key(parser, *, show_default: str = "unsigned") -> None:
     option(
         parser,
         "--signing-key",
         env="MODELSYNC_SIGNING_KEY",
         metavar="KEY",
-        show_default="unsigned",
-        help="sign manifests and LATEST: KMS key ARN, alias/NAME or PEM private key file",
+        show_default=show_default,
+        help="sign manifests and LATEST: KMS key ARN or PEM private key file",
+        empty="give a KMS key ARN or a PEM private key file, or leave the setting out",
     )
 
 
-def add_trust_key(parser) -> None:
+def add_trust_key(parser, *, show_default: str = "no signature check") -> None:
     option(
         parser,
         "--trust-key",
         env="MODELSYNC_TRUST_KEY",
         metavar="KEY",
-        show_default="no signature check",
-        help="refuse versions not signed by this key: KMS key ARN, alias/NAME or PEM public key file",
+        show_default=show_default,
+        help="refuse versions not signed by this key: KMS key ARN or PEM public key file",
+        empty="give a KMS key ARN or a PEM public key file, or leave the setting out to check no signatures",
     )
 
 
+def add_max_latest_age(parser) -> None:
+    from ..freshness import parse_age
+
+    option(
+        parser,
+        "--max-latest-age",
+        env="MODELSYNC_MAX_LATEST_AGE",
+        convert=parse_age,
+        metavar="AGE",
+        show_default="no limit",
+        help="with --trust-key, refuse a LATEST signed longer ago than AGE (e.g. 36h, 7d; docs/runbook.md)",
+    )
+
+
+def max_latest_age(args, trust) -> int | None:
+    """--max-latest-age, which only a signed LATEST can satisfy: without a trust key it is bad input."""
+    if args.max_latest_age is not None and trust is None:
+        raise ModelsyncError(
+            "--max-latest-age / MODELSYNC_MAX_LATEST_AGE needs --trust-key / MODELSYNC_TRUST_KEY: "
+            "only a signed LATEST has a signing time"
+        )
+    return args.max_latest_age
+
+
+def add_sign_only(parser) -> None:
+    """sign, resign: which models (the signing step's own variable, not seed's)."""
+    option(
+        parser,
+        "--only",
+        env="MODELSYNC_SIGN_ONLY",
+        metavar="NAME,...",
+        show_default="every model",
+        help="only these models",
+    )
+
+
+def sign_only(args) -> list[str] | None:
+    from ..config import check_name
+
+    names = comma_list(args.only)
+    for name in names:
+        try:
+            check_name(name)
+        except ModelsyncError as exc:
+            raise ModelsyncError(f"--only / MODELSYNC_SIGN_ONLY: {exc}") from None
+    return names or None
+
+
+def required_signer(args, command: str):
+    """The signing key's Signer; the signing commands have nothing to do without one (exit 2)."""
+    if not args.signing_key:
+        raise ModelsyncError(
+            f"modelsync {command} needs --signing-key / MODELSYNC_SIGNING_KEY: the store's signing key "
+            "(KMS key ARN) or a PEM private key file"
+        )
+    return signer(args)
+
+
 def signer(args):
-    from ..signing import load_signer
+    from ..keys import load_signer
 
     return load_signer(args.signing_key)
 
 
 def trust(args):
     """The trust key's Verifier (a bad key is a one-line error, exit 2, before any work), or None."""
-    from ..signing import trust_verifier
+    from ..keys import trust_verifier
 
     return trust_verifier(args.trust_key)
 

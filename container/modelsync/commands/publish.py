@@ -23,12 +23,25 @@ def register(subparsers) -> None:
     _common.add_bucket(parser)
     _common.add_transfer(parser)
     _common.add_signing_key(parser)
+    option(
+        parser,
+        "--verify-oms",
+        env="MODELSYNC_VERIFY_OMS",
+        metavar="PUBKEY",
+        show_default="not checked",
+        help="first check DIRECTORY/model.sig, the folder's OMS signature (model_signing sign key): it must be "
+        "signed by PUBKEY (PEM public key file or KMS key ARN) and list exactly the folder's files with their "
+        "sha256, else nothing is uploaded; model.sig itself is not published as a file",
+        empty="give the PEM public key file or KMS key ARN of the training-time signer, or leave it out",
+    )
     finish(
         parser,
-        example="modelsync publish ./ocr-model --name ocr --bucket s3://my-models/models",
+        example="modelsync publish ./ocr-model --name ocr --bucket s3://my-models/models\n"
+        "model_signing sign key ./ocr-model --private_key train.pem --signature ./ocr-model/model.sig\n"
+        "modelsync publish ./ocr-model --name ocr --verify-oms train-pub.pem --signing-key KEY_ARN",
         exit_codes={
             0: "published (the version on stdout)",
-            1: "an upload failed or a file changed meanwhile",
+            1: "an upload failed or a file changed meanwhile; --verify-oms refused the folder (nothing uploaded)",
             2: BAD_INPUT,
             "128+N": STOPPED,
         },
@@ -50,6 +63,11 @@ def run(args) -> int:
             raise ModelsyncError('--source must be a JSON object, e.g. \'{"url": "..."}\'') from None
     workers = args.concurrency
     signer = _common.signer(args)
+    folder_key = None
+    if args.verify_oms:
+        from ..keys import load_verifier
+
+        folder_key = load_verifier(args.verify_oms, where=("--verify-oms", "MODELSYNC_VERIFY_OMS"))
     progress = _common.make_progress(args)
     started = time.monotonic()
     result = publish_directory(
@@ -63,6 +81,7 @@ def run(args) -> int:
         progress=progress,
         part_size=_common.part_size(args),
         signer=signer,
+        verify_oms=folder_key,
     )
     seconds = time.monotonic() - started
     summary = _common.summary(

@@ -33,13 +33,15 @@ def register(subparsers) -> None:
     )
     _common.add_view(parser)
     _common.add_trust_key(parser)
+    _common.add_max_latest_age(parser)
     finish(
         parser,
         example="modelsync pull --bucket s3://my-models/models --dest /models --model ocr --model det@v3\n"
         "modelsync pull --dry-run --model ocr",
         exit_codes={
             0: "every model is in place (or, --dry-run, the plan was printed)",
-            1: "a transfer, a checksum or a model failed (the other models are still pulled)",
+            1: "a transfer, a checksum or a model failed (the other models are still pulled); with a trust key, "
+            "a signature or LATEST was refused (nothing switched)",
             2: BAD_INPUT + "; a missing model, version or bucket",
             "128+N": STOPPED,
         },
@@ -57,8 +59,9 @@ def run(args) -> int:
     layout = _common.view_layout(args, wanted)  # before anything is downloaded
     workers = args.concurrency
     trust = _common.trust(args)
+    max_age = _common.max_latest_age(args, trust)
     if args.dry_run:
-        return _dry_run(args, bucket, prefix, trust)
+        return _dry_run(args, bucket, prefix, trust, max_age)
     progress = _common.make_progress(args)
     try:
         result = pull(
@@ -71,6 +74,7 @@ def run(args) -> int:
             progress=progress,
             part_size=_common.part_size(args),
             trust=trust,
+            max_latest_age=max_age,
             download_attempts=args.download_attempts,
         )
     except PullFailed as exc:
@@ -82,7 +86,7 @@ def run(args) -> int:
     return 0
 
 
-def _dry_run(args, bucket: str, prefix: str, trust) -> int:
+def _dry_run(args, bucket: str, prefix: str, trust, max_age: int | None) -> int:
     """One JSON line per file to download or link, then a summary; nothing written under DEST."""
     from dataclasses import asdict
 
@@ -92,7 +96,14 @@ def _dry_run(args, bucket: str, prefix: str, trust) -> int:
         print(json.dumps({"event": "warning", "message": message, "key": key}), file=sys.stderr)
 
     targets, planned, in_place = plan(
-        _common.client_for(args, 4), bucket, args.dest, args.models, prefix=prefix, trust=trust, warn=warn
+        _common.client_for(args, 4),
+        bucket,
+        args.dest,
+        args.models,
+        prefix=prefix,
+        trust=trust,
+        max_latest_age=max_age,
+        warn=warn,
     )
     for item in planned:
         print(json.dumps(asdict(item), sort_keys=True))

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from modelsync import config, metrics
+from modelsync import metrics
 from modelsync.commands import _common
 from modelsync.errors import ModelsyncError
 from modelsync.options import BAD_INPUT, STOPPED, finish, option
@@ -21,7 +21,9 @@ def register(subparsers) -> None:
         help="download the catalog's models, verify them, publish them (and mirror them to EFS)",
         description="For each selected catalog entry: skip it when the bucket already holds it from the same "
         "source; otherwise download (verified), extract safely, check its files, publish. Then bring "
-        "the EFS mirror to each model's LATEST. Exit 1 if any model failed.",
+        "the EFS mirror to each model's LATEST. Exit 1 if any model failed. Without a signing key a "
+        "model is only staged (files, manifest and the pointer NAME/STAGED; no signatures, no LATEST, "
+        "no mirror): `modelsync sign`, run where the key is, publishes it.",
     )
     option(
         parser,
@@ -39,17 +41,7 @@ def register(subparsers) -> None:
         show_default="the enabled entries",
         help="seed these entries, enabled or not",
     )
-    option(
-        parser, "--efs-root", env="MODELSYNC_EFS_ROOT", metavar="DIR", help="EFS mirror root to update after publishing"
-    )
-    option(
-        parser,
-        "--mirror-pins",
-        env="MODELSYNC_MIRROR_PINS",
-        metavar="NAME@VERSION,...",
-        help="versions the service pins: kept present in the EFS mirror next to LATEST, without moving its links "
-        "(the seeding task sets it)",
-    )
+    _common.add_mirror(parser)
     option(parser, "--zenodo-url", env="ZENODO_URL", default=DEFAULT_ZENODO_URL, help="Zenodo base URL")
     option(
         parser,
@@ -62,13 +54,15 @@ def register(subparsers) -> None:
     _common.add_bucket(parser)
     _common.add_transfer(parser)
     _common.add_download_attempts(parser)
-    _common.add_signing_key(parser)
-    _common.add_trust_key(parser)
+    _common.add_signing_key(parser, show_default="none: stage only, for modelsync sign")
+    _common.add_trust_key(parser, show_default="the signing key's public key, else no check")
     finish(
         parser,
-        example="modelsync seed --list\nmodelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs",
+        example="modelsync seed --list\nmodelsync seed --bucket s3://my-models --only ocr --efs-root /mnt/efs "
+        "--signing-key KEY_ARN\n"
+        "modelsync seed --bucket s3://my-models --trust-key KEY_ARN   # stage only; then: modelsync sign",
         exit_codes={
-            0: "every selected model is in the bucket (and the mirror)",
+            0: "every selected model is in the bucket (and the mirror), or staged",
             1: "some model failed",
             2: BAD_INPUT,
             "128+N": STOPPED,
@@ -80,18 +74,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
     selected = catalog.select(parse_only(args.only))
-    pins = tuple(parse_only(args.mirror_pins))
-    for spec in pins:
-        if config.parse_model_spec(spec)[1] is None:
-            raise ModelsyncError(
-                f"--mirror-pins / MODELSYNC_MIRROR_PINS entry {spec!r} has no version: "
-                "give NAME@VERSION (only pinned versions are kept beside LATEST)"
-            )
-    if pins and not args.efs_root:
-        raise ModelsyncError(
-            "--mirror-pins / MODELSYNC_MIRROR_PINS needs --efs-root / MODELSYNC_EFS_ROOT: "
-            "pinned versions are kept in the EFS mirror"
-        )
+    pins = _common.mirror_pins(args)
     if args.list:
         print(format_catalog(catalog, selected))
         return 0

@@ -12,11 +12,13 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "url",
         help="print presigned URLs of a version's files",
-        description="Print one line per file of the version (LATEST when no version is given): its path, a tab, "
-        "and a presigned (SigV4) GET URL, so someone without access to the bucket can download that "
-        "version for --expires seconds. The URLs carry your credentials' authority: a URL made with "
-        "temporary credentials stops working when they expire. With a trust key, nothing is printed for a "
-        "version whose manifest (and LATEST, when no version is given) is not signed by it.",
+        description="Print one line per file of the version (LATEST when no version is given): its path, size "
+        "in bytes, sha256 and a presigned (SigV4) GET URL, separated by tabs, so someone without access to "
+        "the bucket can download that version for --expires seconds. Nothing checks what such a URL "
+        "delivers: the receiver must compare each file's size and sha256 with these (the second example). "
+        "The URLs carry your credentials' authority: a URL made with temporary credentials stops working "
+        "when they expire. With a trust key, nothing is printed for a version whose manifest (and LATEST, "
+        "when no version is given) is not signed by it, so the sizes and sha256s printed are signed ones.",
     )
     parser.add_argument("model", metavar="NAME[@VERSION]", help="the model, and the version (default LATEST)")
     option(
@@ -32,7 +34,8 @@ def register(subparsers) -> None:
     finish(
         parser,
         example="modelsync url ocr@2026-01-01 --bucket s3://my-models --expires 86400\n"
-        'modelsync url ocr | while IFS=$\'\\t\' read -r path url; do curl -o "$path" "$url"; done',
+        "modelsync url ocr --trust-key KEY | while IFS=$'\\t' read -r path size sha256 url; do\n"
+        '  curl -fsS --create-dirs -o "$path" "$url" && echo "$sha256  $path" | sha256sum -c --quiet - || exit 1; done',
         exit_codes={
             0: "URLs printed",
             1: "no such model or version in the bucket, or (with a trust key) not signed by it",
@@ -46,7 +49,8 @@ def run(args) -> int:
     from .. import config
     from ..errors import JobFailed
     from ..manifest import file_key, read_latest_version, read_manifest
-    from ..signing import published_problem, refused
+    from ..signing import refused
+    from ..trust import published_problem
 
     name, version = config.parse_model_spec(args.model)
     through_latest = version is None
@@ -75,5 +79,5 @@ def run(args) -> int:
             ExpiresIn=args.expires,
             Params={"Bucket": bucket, "Key": file_key(prefix, name, version, entry.path)},
         )
-        print(f"{entry.path}\t{url}")
+        print(f"{entry.path}\t{entry.size}\t{entry.sha256}\t{url}")
     return 0

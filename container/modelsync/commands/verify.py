@@ -29,10 +29,18 @@ def register(subparsers) -> None:
     )
     _common.add_view(parser)
     _common.add_trust_key(parser)
+    _common.add_max_latest_age(parser)
+    _common.add_bucket(
+        parser,
+        help="with --trust-key, the repository the LATEST kept for each model must be signed for "
+        "(default: not checked); verify makes no S3 request",
+    )
     finish(
         parser,
-        example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json",
+        example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json\n"
+        "modelsync verify --trust-key KEY_ARN --max-latest-age 7d --bucket s3://my-models/models",
         exit_codes={0: "every model matches its manifest", 1: "problems found (one line each on stderr)", 2: BAD_INPUT},
+        s3=False,
     )
     parser.set_defaults(run=run)
 
@@ -42,7 +50,20 @@ def run(args) -> int:
 
     wanted = args.models
     layout = _common.view_layout(args, wanted)  # bad input: exit 2 before checking anything
-    states = verify(args.dest, wanted, deep=args.deep, trust=_common.trust(args))
+    trust = _common.trust(args)
+    repository = None
+    if args.bucket is not None:
+        from ..freshness import repository as repo
+
+        repository = repo(*_common.bucket_and_prefix(args))
+    states = verify(
+        args.dest,
+        wanted,
+        deep=args.deep,
+        trust=trust,
+        repository=repository,
+        max_latest_age=_common.max_latest_age(args, trust),
+    )
     problems = [p for s in states for p in s.problems]
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 
 from modelsync.config import NAME_RE, StrictYaml
 from modelsync.errors import ModelsyncError
+from modelsync.options import comma_list
 from modelsync.seed.extract import DEFAULT_MAX_FILES
 from modelsync.seed.fetch import is_local_http
 from modelsync.seed.locate import Requirement
@@ -117,7 +118,7 @@ class Catalog:
 
 def parse_only(value: str | None) -> list[str]:
     """`--only` / MODELSYNC_SEED_ONLY: a comma list of catalog names; empty means none given."""
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+    return comma_list(value)
 
 
 def load_catalog(path: Path | str | None = None) -> Catalog:

@@ -1,5 +1,7 @@
 """The seeding run: for each selected catalog entry fetch, check and publish it; then bring the
-EFS mirror to each model's LATEST; report one row per model.
+EFS mirror to each model's LATEST; report one row per model. Without a signing key a model is only
+staged (files and manifest, no LATEST, no mirror): the signing step, `modelsync sign`, which holds the
+key, re-hashes, signs and publishes it, so archive parsing and downloads never run where kms:Sign is.
 
 One model failing never stops the others: every model that succeeds is published, and the run
 reports failure only at the end. Idempotent: a model whose LATEST manifest records the same
@@ -20,11 +22,12 @@ from pathlib import Path
 import botocore.exceptions as bx
 
 from modelsync.config import DEFAULT_DOWNLOAD_ATTEMPTS
-from modelsync.errors import JobFailed, ModelsyncError, PullFailed
-from modelsync.manifest import read_latest, read_latest_version
+from modelsync.errors import ModelsyncError
+from modelsync.keys import Signer, Verifier
+from modelsync.manifest import read_latest
+from modelsync.mirror import Mirror, MirrorOutcome, mirror_lines, unexpected
 from modelsync.progress import Progress, human_bytes, or_silent
 from modelsync.publish import PublishResult, publish_directory
-from modelsync.pull import PullResult, pull
 from modelsync.s3 import translate_client_error
 from modelsync.seed.catalog import DOWNLOAD_CAP_FACTOR, CatalogEntry, HttpsSource, PaddleOCRSource, ZenodoSource
 from modelsync.seed.extract import extract_zip, tree_size
@@ -32,50 +35,25 @@ from modelsync.seed.fetch import DownloadTooLarge, HttpFetcher
 from modelsync.seed.locate import locate_model_dir
 from modelsync.seed.paddle import PipelineFactory, prewarm
 from modelsync.seed.zenodo import ZenodoClient
-from modelsync.signing import Signer, Verifier, published_problem
 from modelsync.stop import Stopped
 from modelsync.table import format_table
+from modelsync.trust import published_problem
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
-# Pull rounds of the mirror step before giving up on a LATEST that keeps moving (other seeds publishing).
-MIRROR_ROUNDS = 3
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 @dataclass
 class ModelOutcome:
     name: str
-    status: str  # "published", "unchanged" or "failed"
+    status: str  # "published", "staged" (for `modelsync sign`), "unchanged" or "failed"
     version: str | None = None
     size_bytes: int = 0  # the model's files
     downloaded_bytes: int = 0  # from the source (Zenodo, https)
     uploaded_bytes: int = 0  # to the bucket
     seconds: float = 0.0
     error: str | None = None
-
-
-@dataclass
-class MirrorOutcome:
-    root: str
-    ok: bool
-    files: int = 0
-    bytes: int = 0
-    skipped_files: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    versions: dict[str, str] = field(default_factory=dict)  # model -> version the mirror was brought to
-    pins: list[str] = field(default_factory=list)  # NAME@VERSION kept present for the service (not linked)
-    stopped: Stopped | None = None
-
-    def add(self, result: PullResult | None, *, linked: bool = True) -> None:
-        if result is None:
-            return
-        self.files += result.downloaded_files
-        self.bytes += result.downloaded_bytes
-        self.skipped_files += result.skipped_files
-        if linked:
-            self.versions.update((m.name, m.version) for m in result.models)
 
 
 @dataclass
@@ -119,9 +97,19 @@ class Seeder:
         self.signer = signer
         self.trust = trust or (signer.verifier() if signer is not None else None)
 
+    @property
+    def stages(self) -> bool:
+        """No signing key here: stage each model for the signing step instead of publishing it."""
+        return self.signer is None
+
     def run(
         self, entries: list[CatalogEntry], *, efs_root: str | None = None, mirror_pins: tuple[str, ...] = ()
     ) -> SeedReport:
+        if self.stages and (efs_root or mirror_pins):
+            raise ModelsyncError(
+                "a seed without --signing-key / MODELSYNC_SIGNING_KEY only stages models: the EFS mirror "
+                "(--efs-root, --mirror-pins) is brought up to date by `modelsync sign`, which publishes them"
+            )
         self._check_bucket()
         report = SeedReport()
         for index, entry in enumerate(entries):
@@ -183,17 +171,19 @@ class Seeder:
                     progress=self.progress,
                     part_size=self.part_size,
                     signer=self.signer,
+                    stage=self.stages,
                 )
                 outcome.version, outcome.uploaded_bytes = result.version, result.uploaded_bytes
                 # "unchanged" only when LATEST already pointed here: bringing LATEST back from a
                 # hand-published version to the catalog's one is a change the operator must see.
                 moved = latest is None or latest.version != result.version
-                outcome.status = "published" if moved or not result.unchanged or result.resigned else "unchanged"
+                changed = moved or not result.unchanged or result.resigned
+                outcome.status = "staged" if self.stages else "published" if changed else "unchanged"
         except ModelsyncError as err:
             outcome.error = str(err)
         except Exception as err:  # a bug or an unforeseen failure: still finish the other models
             log.error("%s: unexpected failure", entry.name, exc_info=True)
-            outcome.error = _unexpected(err)
+            outcome.error = unexpected(err)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             outcome.seconds = time.monotonic() - started
@@ -286,74 +276,17 @@ class Seeder:
     # -- EFS mirror and preflight ---------------------------------------------------------------
 
     def mirror(self, efs_root: str, seeded: list[ModelOutcome], pins: tuple[str, ...] = ()) -> MirrorOutcome:
-        """Bring the mirror to each model's LATEST as read now, not the version this run saw: another
-        seed may have published a newer one since, and its own mirror step may already be done. The
-        service's pinned versions (NAME@VERSION) are made present too, without moving the links: tasks
-        in efs mode link those version directories directly."""
-        outcome = MirrorOutcome(root=efs_root, ok=True)
-        if not seeded and not pins:
-            return outcome
-        started = time.monotonic()
-        try:
-            if pins:
-                outcome.add(
-                    self._pull(efs_root, list(pins), switch=False),
-                    linked=False,
-                )
-                outcome.pins = list(pins)
-            self._mirror_latest(efs_root, [m.name for m in seeded], outcome)
-        except ModelsyncError as err:  # JobFailed included: the other models were still pulled
-            outcome.ok, outcome.error = False, str(err)
-        except Stopped as stop:  # the mirror keeps its previous versions linked
-            outcome.ok, outcome.error, outcome.stopped = False, f"{stop}: re-run the seed to finish", stop
-        except Exception as err:  # the summary must still be printed
-            log.error("EFS mirror: unexpected failure", exc_info=True)
-            outcome.ok, outcome.error = False, _unexpected(err)
-        outcome.seconds = time.monotonic() - started
-        return outcome
-
-    def _pull(self, efs_root: str, models: list[str], *, switch: bool = True) -> PullResult:
-        """One pull into the mirror with this seed's transfer settings and trust key."""
-        return pull(
+        """The EFS mirror step (mirror.py), with this seed's transfer settings and trust key."""
+        return Mirror(
             self.client,
             self.bucket,
-            efs_root,
-            models,
-            prefix=self.prefix,
+            self.prefix,
             concurrency=self.concurrency,
-            progress=self.progress,
             part_size=self.part_size,
             download_attempts=self.download_attempts,
-            switch=switch,
+            progress=self.progress,
             trust=self.trust,
-        )
-
-    def _mirror_latest(self, efs_root: str, names: list[str], outcome: MirrorOutcome) -> None:
-        pending = names
-        if not pending:
-            return
-        for _ in range(MIRROR_ROUNDS):
-            try:
-                result = self._pull(efs_root, pending)
-            except PullFailed as err:  # the models that were pulled still count
-                outcome.add(err.result)
-                raise
-            outcome.add(result)
-            # The pull resolved LATEST before it switched: a seed that published and mirrored in between
-            # may have been overtaken by our older switch. Whoever switches last re-checks, so the mirror
-            # cannot end behind LATEST.
-            pending = [
-                name
-                for name in pending
-                if read_latest_version(self.client, self.bucket, name, prefix=self.prefix) != outcome.versions[name]
-            ]
-            if not pending:
-                return
-            log.info("EFS mirror: LATEST of %s moved while mirroring; pulling again", ", ".join(pending))
-        raise JobFailed(
-            f"LATEST of {', '.join(pending)} kept changing while the EFS mirror was brought up to date "
-            f"(another seed or publish is running): re-run the seed when it has finished"
-        )
+        ).run(efs_root, [m.name for m in seeded], pins)
 
     def _check_bucket(self) -> None:
         """A missing bucket or missing credentials are configuration errors: stop before any
@@ -363,13 +296,6 @@ class Seeder:
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         except (bx.ClientError, bx.BotoCoreError) as err:
             raise translate_client_error(err, bucket=self.bucket) from None
-
-
-def _unexpected(err: Exception) -> str:
-    """One line for a failure nobody foresaw (the traceback goes to the log)."""
-    return (
-        f"unexpected {type(err).__name__}: {' '.join(str(err).split())}; re-run the seed, and report it if it persists"
-    )
 
 
 def format_report(report: SeedReport) -> str:
@@ -390,22 +316,11 @@ def format_report(report: SeedReport) -> str:
     lines = format_table(rows)
     mirror = report.mirror
     if mirror is not None:
-        state = "ok" if mirror.ok else "FAILED"
-        lines.append(
-            f"EFS mirror {mirror.root}: {state}, {mirror.files} files ({human_bytes(mirror.bytes)}) copied, "
-            f"{mirror.skipped_files} already in place, {mirror.seconds:.1f} s"
-        )
-        if mirror.pins:
-            lines.append(f"EFS mirror keeps the service's pinned versions: {', '.join(mirror.pins)}")
-        lines += [
-            f"EFS mirror has {m.name} at {mirror.versions[m.name]}, the LATEST published after this run saw "
-            f"{m.version} (another seed or publish)"
-            for m in report.models
-            if m.name in mirror.versions and mirror.versions[m.name] != m.version
-        ]
-    counts = {s: sum(m.status == s for m in report.models) for s in ("published", "unchanged", "failed")}
+        lines += mirror_lines(mirror, {m.name: m.version for m in report.models if m.version})
+    counts = {s: sum(m.status == s for m in report.models) for s in ("published", "unchanged", "failed", "staged")}
     lines.append(
         f"seed: {counts['published']} published, {counts['unchanged']} unchanged, {counts['failed']} failed"
+        + (f", {counts['staged']} staged for modelsync sign" if counts["staged"] else "")
         + (" - EFS mirror failed" if mirror is not None and not mirror.ok else "")
     )
     lines += [f"FAILED {m.name}: {m.error}" for m in report.models if m.status == "failed"]
