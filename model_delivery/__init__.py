@@ -4,8 +4,9 @@
                     the EFS mirror, plus the read and publish policies of the models prefix
     ModelDelivery   attach model delivery to any Fargate task definition and its app container: the
                     init container (modelsync image), volumes, the app's view of its models, IAM
-    SeedingTask, SeedRunner, AutoSeed   the one-shot seeding task, the Lambda that starts it, the optional
-                    auto-seed on deploy (ModelSeeding composes the three)
+    SeedingTask, SigningTask, SeedRunner, AutoSeed   the one-shot seeding task (stages, never signs), the signing
+                    task after it (holds the key), the Lambda that starts both, the optional auto-seed on deploy
+                    (ModelSeeding composes the four)
     AlarmTopic      the stage's encrypted SNS topic for every alarm and seed result
     TaskNotifier    seed results to the topic, and each app's init failures as a metric
     ModelDeliveryAlarms     one app's service alarms (tasks below desired, init failures, its delivery mode's,
@@ -28,6 +29,7 @@ from model_delivery.modes import MODES
 from model_delivery.monitoring import LoadBalancing, ModelDeliveryAlarms, ModelStoreAlarms
 from model_delivery.notifier import TaskNotifier
 from model_delivery.seeding import AutoSeed, ModelSeeding, SeedingTask, SeedRunner, seed_fingerprint
+from model_delivery.signing_task import SigningTask
 from model_delivery.store import MirrorOptions, ModelStore
 from model_delivery.thresholds import AlarmThresholds, MirrorAlarmThresholds
 
@@ -56,6 +58,7 @@ __all__ = [
     "ModelStoreAlarms",
     "SeedRunner",
     "SeedingTask",
+    "SigningTask",
     "TaskNotifier",
     "seed_fingerprint",
 ]

@@ -99,7 +99,7 @@ def _shared_rows(alarms: ModelStoreAlarms) -> list[list[cw.IWidget]]:
                 graph(
                     "Seed results (models)",
                     [m.stage_metric(name) for name in ("SeedPublished", "SeedUnchanged", "SeedFailed")],
-                    right=[m.stage_metric("SeedTaskFailed")],
+                    right=[m.stage_metric("SeedTaskFailed"), m.stage_metric("SignTaskFailed")],
                     period=cdk.Duration.hours(1),
                 ),
                 graph(

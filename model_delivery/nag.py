@@ -56,3 +56,14 @@ def acknowledge_models_prefix(role: IConstruct, objects_arn: str) -> None:
         "Model objects are created at run time under models/<name>/<version>/; the "
         "models/ prefix is the narrowest ARN that covers them (docs/contracts.md).",
     )
+
+
+def acknowledge_step_keys(policy: IConstruct, arns: list[str]) -> None:
+    """The object patterns one publishing step may write (model_delivery/bucket_keys.py)."""
+    for arn in arns:
+        acknowledge_wildcard_resource(
+            policy,
+            arn,
+            "Each publishing step writes only its own object names under models/<name>/<version>/, created at run "
+            "time; these patterns are those names and nothing else (model_delivery/bucket_keys.py).",
+        )

@@ -33,7 +33,9 @@ from model_delivery.functions import hardened_function
 from model_delivery.logs import LogEncryption
 from model_delivery.metrics import MetricsOptions
 from model_delivery.nag import acknowledge_wildcard_resource
-from model_delivery.seeding import SEED_CONTAINER, SEED_STREAM_PREFIX, SeedingTask
+from model_delivery.seeding import SEED_CONTAINER, SEED_STREAM_PREFIX, ModelSeeding, SeedingTask
+from model_delivery.signing_task import SIGN_CONTAINER, SIGN_STREAM_PREFIX, SigningTask
+from model_delivery.tasks import family_arn_prefix
 
 TASK_NOTIFIER_DIR = lambda_code_dir("task_notifier")
 TASK_STATE_CHANGE = {"source": ["aws.ecs"], "detail_type": ["ECS Task State Change"]}
@@ -44,18 +46,12 @@ MAX_EVENT_AGE_SECONDS = 6 * 3600
 NOTIFIER_CONCURRENCY = 5
 
 
-def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> str:
-    """arn:...:task-definition/FAMILY: (every revision of the family, none of another family)."""
-    return cdk.Stack.of(scope).format_arn(
-        service="ecs", resource="task-definition", resource_name=f"{task_definition.family}:"
-    )
-
-
 class TaskNotifier(Construct):
     """Props: cluster (where the tasks run), topic (the stage's AlarmTopic), encryption (the store's
     log_encryption: its key encrypts the topic and the function's logs), metrics (MetricsOptions: namespace and
-    stage of the records it writes), seeding_task (SeedingTask, or None), log_retention_days, reserved_concurrency
-    (None by default: fresh accounts cannot reserve any; or e.g. NOTIFIER_CONCURRENCY).
+    stage of the records it writes), seeding (ModelSeeding: the results of its seeding and signing tasks go to the
+    topic; or None), log_retention_days, reserved_concurrency (None by default: fresh accounts cannot reserve any;
+    or e.g. NOTIFIER_CONCURRENCY).
     Attributes: function, log_group, dead_letter_queue, seed_rule (or None); watch() adds an app's rule."""
 
     def __init__(
@@ -67,7 +63,7 @@ class TaskNotifier(Construct):
         topic: AlarmTopic,
         encryption: LogEncryption,
         metrics: MetricsOptions,
-        seeding_task: SeedingTask | None = None,
+        seeding: ModelSeeding | None = None,
         log_retention_days: int = 30,
         reserved_concurrency: int | None = None,
     ) -> None:
@@ -79,7 +75,7 @@ class TaskNotifier(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Task notifier: publish seed results, read the seeding task's log",
+            description="Task notifier: publish seed and sign results, read those tasks' logs",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(sid="PublishToAlarmTopic", actions=["sns:Publish"], resources=[sns_topic.topic_arn])
@@ -99,30 +95,37 @@ class TaskNotifier(Construct):
             "STAGE": metrics.stage,
             "METRICS_NAMESPACE": metrics.namespace,
         }
-        if seeding_task is not None:
-            seed_logs = seeding_task.log_group.log_group_name
+        one_shot: list[tuple[str, str, SeedingTask | SigningTask, str, str]] = (
+            []
+            if seeding is None
+            else [
+                ("SEED", "Seeding", seeding.task, SEED_CONTAINER, SEED_STREAM_PREFIX),
+                ("SIGN", "Signing", seeding.signing, SIGN_CONTAINER, SIGN_STREAM_PREFIX),
+            ]
+        )
+        for variable, label, task, container, prefix in one_shot:
+            logs_name = task.log_group.log_group_name
             streams = cdk.Stack.of(self).format_arn(
                 service="logs",
                 resource="log-group",
                 arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                resource_name=f"{seed_logs}:log-stream:{SEED_STREAM_PREFIX}/{SEED_CONTAINER}/*",
+                resource_name=f"{logs_name}:log-stream:{prefix}/{container}/*",
             )
             self.role.add_to_policy(
-                iam.PolicyStatement(sid="ReadSeedingTaskLogs", actions=["logs:GetLogEvents"], resources=[streams])
+                iam.PolicyStatement(sid=f"Read{label}TaskLogs", actions=["logs:GetLogEvents"], resources=[streams])
             )
             acknowledge_wildcard_resource(
                 self.role,
                 streams,
-                "Each seeding task writes its own stream, named after its task id, which "
-                "ECS assigns at run time; scoped to the seed container's streams of the "
-                "seeding log group.",
+                f"Each {label.lower()} task writes its own stream, named after its task id, which ECS assigns at run "
+                "time; scoped to that container's streams of its log group.",
             )
             environment.update(
                 {
-                    "SEED_TASK_FAMILY": seeding_task.task_definition.family,
-                    "SEED_CONTAINER_NAME": SEED_CONTAINER,
-                    "SEED_LOG_GROUP_NAME": seed_logs,
-                    "SEED_LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
+                    f"{variable}_TASK_FAMILY": task.task_definition.family,
+                    f"{variable}_CONTAINER_NAME": container,
+                    f"{variable}_LOG_GROUP_NAME": logs_name,
+                    f"{variable}_LOG_STREAM_PREFIX": prefix,
                 }
             )
         hardened = hardened_function(
@@ -159,16 +162,18 @@ class TaskNotifier(Construct):
         )
         self.seed_rule = (
             None
-            if seeding_task is None
+            if not one_shot
             else events.Rule(
                 self,
                 "SeedStopped",
-                description="Model delivery: a seeding task stopped (its result goes to the topic)",
+                description="Model delivery: a seeding or signing task stopped (its result goes to the topic)",
                 event_pattern=events.EventPattern(
                     **TASK_STATE_CHANGE,
                     detail={
                         **self._stopped(),
-                        "taskDefinitionArn": [{"prefix": family_arn_prefix(self, seeding_task.task_definition)}],
+                        "taskDefinitionArn": [
+                            {"prefix": family_arn_prefix(self, task.task_definition)} for _, _, task, _, _ in one_shot
+                        ],
                     },
                 ),
                 targets=[targets.LambdaFunction(self.function)],

@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from model_delivery.bucket_keys import SIGN_KEYS, STAGE_KEYS, STAGED_KEYS
 from model_delivery.contract import MODELS_PREFIX
 from model_delivery.mirror import CLIENT_MOUNT, CLIENT_WRITE
 
@@ -47,7 +48,8 @@ def models_read(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
 
 
 def models_write(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
-    """Publish under the models prefix. Reads too: publishing skips content that is already there."""
+    """Publish under the models prefix (operators who publish or prune by hand). Reads too: publishing skips
+    content that is already there."""
     return [
         iam.PolicyStatement(
             sid="ReadWriteModels",
@@ -56,6 +58,48 @@ def models_write(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]
         ),
         _list_models(bucket),
         # Multipart uploads to an SSE-KMS bucket need Decrypt as well as GenerateDataKey.
+        _key_via_s3(key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+    ]
+
+
+def models_stage(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """The seeding task: read the models prefix, write only a staged version's files, manifest and pointer."""
+    return [
+        iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"], resources=[models_objects_arn(bucket)]),
+        iam.PolicyStatement(
+            sid="StageVersions",
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[bucket.arn_for_objects(pattern) for pattern in STAGE_KEYS],
+        ),
+        _list_models(bucket),
+        _key_via_s3(key, ["kms:Decrypt", "kms:GenerateDataKey"]),
+    ]
+
+
+def models_sign(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """The signing task: read the models prefix and LATEST's history, write only signatures and LATEST, and remove
+    the staging pointers it consumed."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadModels", actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[models_objects_arn(bucket)]
+        ),
+        iam.PolicyStatement(
+            sid="SignVersions",
+            actions=["s3:PutObject"],
+            resources=[bucket.arn_for_objects(pattern) for pattern in SIGN_KEYS],
+        ),
+        iam.PolicyStatement(
+            sid="ClearStaged",
+            actions=["s3:DeleteObject"],
+            resources=[bucket.arn_for_objects(pattern) for pattern in STAGED_KEYS],
+        ),
+        _list_models(bucket),
+        iam.PolicyStatement(
+            sid="ListModelsHistory",
+            actions=["s3:ListBucketVersions"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [MODELS_PREFIX, f"{MODELS_PREFIX}*"]}},
+        ),
         _key_via_s3(key, ["kms:Decrypt", "kms:GenerateDataKey"]),
     ]
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -30,14 +32,14 @@ from model_delivery.logs import check_retention, log_group
 from model_delivery.metrics import MetricsOptions
 from model_delivery.nag import acknowledge_wildcard_resource
 from model_delivery.scanner import skip_checkov
-from model_delivery.specs import check_model_names, check_pins
+from model_delivery.signing_task import SIGN_CONTAINER, SIGN_STREAM_PREFIX, SigningTask
+from model_delivery.specs import check_model_names
 from model_delivery.store import ModelStore
 from model_delivery.tasks import (
-    MODELS_VOLUME,
-    add_efs_volume,
     add_modelsync_container,
     check_ephemeral_storage,
     check_fargate_size,
+    family_arn_prefix,
     fargate_task_definition,
 )
 
@@ -71,12 +73,13 @@ CDK_FUNCTION_SKIPS = {
 
 
 class SeedingTask(Construct):
-    """The seeding task definition: `modelsync seed` on the modelsync image (built with WITH_PADDLEOCR=1
-    to prewarm PaddleOCR), allowed to publish under models/ and, with the store's mirror, to write it.
+    """The seeding task definition: `modelsync seed` on the modelsync image (built with WITH_PADDLEOCR=1 to prewarm
+    PaddleOCR). It downloads and unpacks archives and runs PaddleX, so it holds no signing key: it stages each new
+    version (files, manifest, staging pointer: the only objects its role may write) for the signing task
+    (SigningTask), and never touches the EFS mirror.
 
-    Props: store, image, seed_models (catalog names; empty: the catalog's enabled entries), mirror_pins
-    (NAME@VERSION kept in the mirror beside LATEST), cpu, memory_mib, ephemeral_storage_gib,
-    log_retention_days, metrics (MetricsOptions: where the seed's records go; None: no metrics).
+    Props: store, image, seed_models (catalog names; empty: the catalog's enabled entries), cpu, memory_mib,
+    ephemeral_storage_gib, log_retention_days, metrics (MetricsOptions: where the seed's records go; None: none).
     Attributes: store, task_role, task_definition, container, log_group."""
 
     def __init__(
@@ -87,7 +90,6 @@ class SeedingTask(Construct):
         store: ModelStore,
         image: ecs.ContainerImage,
         seed_models: Sequence[str] = (),
-        mirror_pins: Sequence[str] = (),
         cpu: int = 2048,
         memory_mib: int = 8192,
         ephemeral_storage_gib: int = 50,
@@ -96,7 +98,6 @@ class SeedingTask(Construct):
     ) -> None:
         super().__init__(scope, id)
         check_model_names(seed_models, "SeedingTask seed_models")
-        check_pins(mirror_pins, "SeedingTask mirror_pins", pinned_only=True)
         check_fargate_size("SeedingTask cpu", "SeedingTask memory_mib", cpu, memory_mib)
         check_ephemeral_storage("SeedingTask ephemeral_storage_gib", ephemeral_storage_gib)
         self.store = store
@@ -117,21 +118,10 @@ class SeedingTask(Construct):
         environment = {
             "MODELSYNC_BUCKET": store.bucket.bucket_name,
             "MODELSYNC_PREFIX": MODELS_PREFIX,
-            # Signs what it publishes; its EFS mirror pulls check (and keep) the signatures.
-            "MODELSYNC_SIGNING_KEY": store.signing_key.key_arn,
+            # No signing key: it stages. The trust key checks what is already published (unchanged sources).
             "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
             "MODELSYNC_SEED_ONLY": ",".join(seed_models),
         }
-        if store.mirror is not None:
-            add_efs_volume(self.task_definition, store.mirror)
-            environment["MODELSYNC_EFS_ROOT"] = SEED_EFS_ROOT
-            # The service's pinned versions stay in the mirror next to LATEST (efs mode reads them).
-            environment["MODELSYNC_MIRROR_PINS"] = ",".join(mirror_pins)
-        elif mirror_pins:
-            raise ModelDeliveryError(
-                "SeedingTask mirror_pins keep versions in the EFS mirror, and the store has "
-                "none: leave mirror_pins empty or give the ModelStore a mirror"
-            )
         self.container = add_modelsync_container(
             self.task_definition,
             SEED_CONTAINER,
@@ -141,15 +131,14 @@ class SeedingTask(Construct):
             stream_prefix=SEED_STREAM_PREFIX,
             environment={**environment, **WRITABLE_HOME, **(metrics.environment() if metrics else {})},
         )
-        if store.mirror is not None:
-            self.container.add_mount_points(
-                ecs.MountPoint(source_volume=MODELS_VOLUME, container_path=SEED_EFS_ROOT, read_only=False)
-            )
 
 
 class SeedRunner(Construct):
-    """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner, another part).
-    reserved_concurrency: None (default: fresh accounts cannot reserve any) or e.g. SEED_RUNNER_CONCURRENCY."""
+    """Lambda that calls ecs:RunTask for the seeding task (code: lambdas/seed_runner), and for the signing task
+    when a seeding task ends with exit 0 (an EventBridge rule invokes it with that task). Nothing else in the app
+    may pass the two task roles: only this function can start a task that holds them.
+    signing: the SigningTask. reserved_concurrency: None (default: fresh accounts cannot reserve any) or e.g.
+    SEED_RUNNER_CONCURRENCY."""
 
     def __init__(
         self,
@@ -158,6 +147,7 @@ class SeedRunner(Construct):
         *,
         cluster: ecs.ICluster,
         seeding: SeedingTask,
+        signing: SigningTask,
         subnets: Sequence[ec2.ISubnet],
         security_group: ec2.ISecurityGroup,
         catalog_names: Sequence[str] = (),
@@ -177,18 +167,18 @@ class SeedRunner(Construct):
             )
         check_model_names(catalog_names, "SeedRunner catalog_names")
         task_definition = seeding.task_definition
-        self.seeding = seeding
+        self.seeding, self.signing = seeding, signing
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Seed runner: start the seeding task, write own logs",
+            description="Seed runner: start the seeding and signing tasks, write own logs",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
-                sid="RunSeedingTask",
+                sid="RunSeedingTasks",
                 actions=["ecs:RunTask"],
-                resources=[task_definition.task_definition_arn],
+                resources=[task_definition.task_definition_arn, signing.task_definition.task_definition_arn],
                 conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
             )
         )
@@ -196,7 +186,12 @@ class SeedRunner(Construct):
             iam.PolicyStatement(
                 sid="PassSeedingRoles",
                 actions=["iam:PassRole"],
-                resources=[seeding.task_role.role_arn, task_definition.obtain_execution_role().role_arn],
+                resources=[
+                    seeding.task_role.role_arn,
+                    task_definition.obtain_execution_role().role_arn,
+                    signing.task_role.role_arn,
+                    signing.task_definition.obtain_execution_role().role_arn,
+                ],
                 conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
             )
         )
@@ -229,7 +224,7 @@ class SeedRunner(Construct):
             where="SeedRunner",
             timeout=cdk.Duration.seconds(30),
             memory_size=256,
-            description="Starts the one-shot model seeding task on Fargate",
+            description="Starts the one-shot model seeding task, and the signing task after it, on Fargate",
             environment={
                 "CLUSTER_ARN": cluster.cluster_arn,
                 "TASK_DEFINITION_ARN": task_definition.task_definition_arn,
@@ -240,12 +235,42 @@ class SeedRunner(Construct):
                 "LOG_STREAM_PREFIX": SEED_STREAM_PREFIX,
                 # A typo in `make seed --only` is refused before a seeding task starts.
                 "CATALOG_NAMES": ",".join(catalog_names),
+                "SIGN_TASK_DEFINITION_ARN": signing.task_definition.task_definition_arn,
+                "SIGN_CONTAINER_NAME": SIGN_CONTAINER,
+                "SIGN_LOG_GROUP_NAME": signing.log_group.log_group_name,
+                "SIGN_LOG_STREAM_PREFIX": SIGN_STREAM_PREFIX,
             },
         )
         self.function, self.log_group, self.dead_letter_queue = (
             hardened.function,
             hardened.log_group,
             hardened.dead_letter_queue,
+        )
+        # A seeding task that ended with exit 0 has staged what it published: sign it. The task's ARN goes to the
+        # function as {"sign_after": ARN}; its id makes the signing task's client token, so a repeated event
+        # starts no second one.
+        self.sign_rule = events.Rule(
+            self,
+            "SignAfterSeed",
+            description="Model delivery: a seeding task ended with exit 0; start the signing task",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={
+                    "clusterArn": [cluster.cluster_arn],
+                    "lastStatus": ["STOPPED"],
+                    "taskDefinitionArn": [{"prefix": family_arn_prefix(self, task_definition)}],
+                    "containers": {"name": [SEED_CONTAINER], "exitCode": [0]},
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    event=events.RuleTargetInput.from_object(
+                        {"sign_after": events.EventField.from_path("$.detail.taskArn")}
+                    ),
+                )
+            ],
         )
 
 
@@ -303,6 +328,10 @@ class AutoSeed(Construct):
             install_latest_aws_sdk=False,
             timeout=cdk.Duration.minutes(2),
         )
+        # The first invoke can start the seeding task (and then the signing task) during this very deploy: their
+        # roles and execution roles must exist with their policies.
+        for task in (runner.seeding, runner.signing):
+            self.node.add_dependency(task.task_role, task.task_definition.obtain_execution_role())
         provider = cdk.Stack.of(self).node.try_find_child(AWS_CUSTOM_RESOURCE_FUNCTION)
         if provider is None:
             raise ModelDeliveryError(
@@ -321,17 +350,19 @@ def seed_fingerprint(catalog_sha256: str, seed_models: Sequence[str], image_iden
 
 
 class ModelSeeding(Construct):
-    """The seeding task, the seed runner that starts it (`make seed` invokes it), and, with
-    `seed_on_deploy`, the auto-seed that invokes it on a deploy that changed what is seeded.
+    """The seeding task, the signing task after it, the seed runner that starts both (`make seed` invokes it),
+    and, with `seed_on_deploy`, the auto-seed that invokes it on a deploy that changed what is seeded.
 
-    Props: cluster, store (ModelStore; with a mirror, the seed also brings it up to date), image (the
-    modelsync image, WITH_PADDLEOCR=1 to prewarm PaddleOCR), subnets and security_group (private subnets
-    with egress: Zenodo and the PaddleOCR hosts are on the internet; HTTPS out, NFS to the mirror),
-    seed_models (catalog names; empty: the catalog's enabled entries), mirror_pins (NAME@VERSION the
-    service pins, kept in the mirror), catalog_names (the runner refuses other names), cpu, memory_mib,
-    ephemeral_storage_gib, log_retention_days, seed_on_deploy, fingerprint (required with seed_on_deploy),
-    metrics (MetricsOptions, or None). A convenience: the three parts are public and compose on their own.
-    Attributes: task (SeedingTask), runner (SeedRunner), auto_seed (AutoSeed or None).
+    Props: cluster, store (ModelStore; with a mirror, the signing task also brings it up to date), image (the
+    modelsync image, WITH_PADDLEOCR=1 to prewarm PaddleOCR), signing_image (default: image; PaddleOCR is not
+    needed there), subnets and security_group (private subnets with egress: Zenodo and the PaddleOCR hosts are
+    on the internet; HTTPS out, NFS to the mirror), seed_models (catalog names; empty: the catalog's enabled
+    entries), mirror_pins (NAME@VERSION the apps pin, kept in the mirror), catalog_names (the runner refuses
+    other names), cpu, memory_mib, ephemeral_storage_gib (the seeding task's), log_retention_days,
+    seed_on_deploy, fingerprint (required with seed_on_deploy), metrics (MetricsOptions, or None),
+    runner_concurrency (reserved concurrency of the runner, default None). The four parts are public and compose
+    on their own.
+    Attributes: task (SeedingTask), signing (SigningTask), runner (SeedRunner), auto_seed (AutoSeed or None).
     """
 
     def __init__(
@@ -344,6 +375,7 @@ class ModelSeeding(Construct):
         image: ecs.ContainerImage,
         subnets: Sequence[ec2.ISubnet],
         security_group: ec2.ISecurityGroup,
+        signing_image: ecs.ContainerImage | None = None,
         seed_models: Sequence[str] = (),
         mirror_pins: Sequence[str] = (),
         catalog_names: Sequence[str] = (),
@@ -355,6 +387,7 @@ class ModelSeeding(Construct):
         fingerprint: str = "",
         code_dir: Path = SEED_RUNNER_DIR,
         metrics: MetricsOptions | None = None,
+        runner_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.task = SeedingTask(
@@ -363,10 +396,18 @@ class ModelSeeding(Construct):
             store=store,
             image=image,
             seed_models=seed_models,
-            mirror_pins=mirror_pins,
             cpu=cpu,
             memory_mib=memory_mib,
             ephemeral_storage_gib=ephemeral_storage_gib,
+            log_retention_days=log_retention_days,
+            metrics=metrics,
+        )
+        self.signing = SigningTask(
+            self,
+            "Signing",
+            store=store,
+            image=signing_image or image,
+            mirror_pins=mirror_pins,
             log_retention_days=log_retention_days,
             metrics=metrics,
         )
@@ -375,17 +416,16 @@ class ModelSeeding(Construct):
             "SeedRunner",
             cluster=cluster,
             seeding=self.task,
+            signing=self.signing,
             subnets=subnets,
             security_group=security_group,
             catalog_names=catalog_names,
             log_retention_days=log_retention_days,
             code_dir=code_dir,
+            reserved_concurrency=runner_concurrency,
         )
         self.auto_seed = None
         if seed_on_deploy:
             self.auto_seed = AutoSeed(
                 self, "AutoSeed", runner=self.runner, fingerprint=fingerprint, log_retention_days=log_retention_days
             )
-            # The first invoke can start the task during this very deploy: its task role (EFS mount and
-            # write, models/ write) and execution role (image pull, logs) must exist with their policies.
-            self.auto_seed.node.add_dependency(self.task.task_role, self.task.task_definition.obtain_execution_role())

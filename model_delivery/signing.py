@@ -1,8 +1,9 @@
 """The manifest signing key (KMS, ECC_NIST_P256, SIGN_VERIFY) and who may sign and write models/.
 
-Publishers are the seeding task role and the roles in `publisher_role_arns`. The seeding role lives beside the
-key and the bucket (ModelStore) and is kept with them, so the ARN they trust always names that role and never a
-later one of the same name. Key and bucket policies name publishers in an `aws:PrincipalArn` condition under the
+Publishers are the seeding and signing task roles and the roles in `publisher_role_arns`; only the signing role
+and those roles may sign. The two task roles live beside the key and the bucket (ModelStore) and are kept with
+them, so the ARNs they trust always name those roles and never a later one of the same name. Key and bucket
+policies name publishers in an `aws:PrincipalArn` condition under the
 account principal, never as principals: a principal must exist when the policy is written, and an operator's
 role in `publisher_role_arns` may not yet.
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from model_delivery.errors import ModelDeliveryError
@@ -124,6 +126,19 @@ def only_publishers_write(objects_arn: str, publishers: Sequence[str]) -> iam.Po
         actions=OBJECT_WRITE_ACTIONS,
         resources=[objects_arn],
         conditions={"ArnNotLike": {"aws:PrincipalArn": list(publishers)}},
+    )
+
+
+def writes_only(sid: str, role_arn: str, bucket: s3.IBucket, patterns: Sequence[str]) -> iam.PolicyStatement:
+    """Bucket policy: `role_arn` writes or deletes no object outside `patterns`, whatever IAM allows. A step that
+    is taken over (the seeding task parses archives) cannot write what another step signs."""
+    return iam.PolicyStatement(
+        sid=sid,
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=OBJECT_WRITE_ACTIONS,
+        not_resources=[bucket.arn_for_objects(pattern) for pattern in patterns],
+        conditions={"ArnLike": {"aws:PrincipalArn": role_arn}},
     )
 
 

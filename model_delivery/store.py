@@ -21,18 +21,28 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from model_delivery import nag
+from model_delivery.bucket_keys import SIGN_KEYS, STAGE_KEYS, STAGED_KEYS
 from model_delivery.buckets import ModelsBucket
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.flags import require_feature_flags
 from model_delivery.logs import LogEncryption, allow_log_groups, check_log_group_prefix
 from model_delivery.mirror import ModelMirror
-from model_delivery.policies import ecs_tasks_principal, mirror_access, models_objects_arn, models_read, models_write
+from model_delivery.policies import (
+    ecs_tasks_principal,
+    mirror_access,
+    models_objects_arn,
+    models_read,
+    models_sign,
+    models_stage,
+    models_write,
+)
 from model_delivery.signing import (
     check_publisher_role_arns,
     only_publishers_write,
     sign_manifests,
     signing_key,
     verify_manifests,
+    writes_only,
 )
 
 
@@ -60,9 +70,11 @@ class ModelStore(Construct):
       log_group_prefix: the name prefix of every log group the constructs encrypt with `key` (default
         `/model-delivery/<stack name>`); the key's policy lets CloudWatch Logs use the key for those only.
     Attributes: key, signing_key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
-      read_policy (tasks that pull models: read, and the signing key's public key), write_policy (tasks that
-      publish models: also kms:Sign), seeding_role (the seeding task's role: it lives here, with the key and
-      bucket policies that trust it, and is kept with them), publisher_arns (the seeding role's ARN first),
+      read_policy (tasks that pull models: read, and the signing key's public key), write_policy (operators who
+      publish by hand: write models/ and kms:Sign), seeding_role (the seeding task's: writes only staged
+      versions, never signs), signing_role (the signing task's: re-hashes, signs, moves LATEST, writes the
+      mirror); both live here, with the key and bucket policies that trust them, and are kept with them;
+      publisher_arns (the two task roles' ARNs first), signer_arns (the signing role's first),
       log_encryption (LogEncryption: the key and the log group prefix; model_delivery.logs.log_group).
     """
 
@@ -94,23 +106,22 @@ class ModelStore(Construct):
         self.log_encryption: LogEncryption = allow_log_groups(
             self.key, check_log_group_prefix(prefix, "ModelStore log_group_prefix")
         )
-        # The role the key and the bucket trust to publish lives beside them and goes only with them: a role of
-        # the same name made elsewhere later is another role (a new unique id), never a publisher.
-        self.seeding_role = iam.Role(
-            self,
-            "SeedingRole",
-            assumed_by=ecs_tasks_principal(self),
-            description="Seeding task: writes and signs the models prefix, writes the EFS mirror",
+        # The roles the key and the bucket trust live beside them and go only with them: a role of the same name
+        # made elsewhere later is another role, never a publisher. Staging (archives, PaddleX) and signing are
+        # separate roles, so code that parses untrusted archives never holds kms:Sign.
+        self.seeding_role = self._task_role(
+            "SeedingRole", "Seeding task: stages versions under models/", removal_policy
         )
-        self.seeding_role.apply_removal_policy(removal_policy)
-        self.publisher_arns = (
-            self.seeding_role.role_arn,
-            *check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns"),
+        self.signing_role = self._task_role(
+            "SigningRole", "Signing task: signs staged versions, moves LATEST, writes the EFS mirror", removal_policy
         )
+        operators = check_publisher_role_arns(publisher_role_arns, "ModelStore publisher_role_arns")
+        self.publisher_arns = (self.seeding_role.role_arn, self.signing_role.role_arn, *operators)
+        self.signer_arns = (self.signing_role.role_arn, *operators)
         self.signing_key = signing_key(
             self,
             "SigningKey",
-            publishers=self.publisher_arns,
+            publishers=self.signer_arns,
             removal_policy=removal_policy,
             description=f"{description}: signs model manifests (ECDSA P-256)",
         )
@@ -120,6 +131,12 @@ class ModelStore(Construct):
         self.bucket: s3.Bucket = self.models.bucket
         self.access_logs: s3.Bucket = self.models.access_logs
         self.bucket.add_to_resource_policy(only_publishers_write(models_objects_arn(self.bucket), self.publisher_arns))
+        self.bucket.add_to_resource_policy(
+            writes_only("SeedingRoleStagesOnly", self.seeding_role.role_arn, self.bucket, STAGE_KEYS)
+        )
+        self.bucket.add_to_resource_policy(
+            writes_only("SigningRoleSignsOnly", self.signing_role.role_arn, self.bucket, SIGN_KEYS + STAGED_KEYS)
+        )
         self.mirror = (
             None
             if mirror is None
@@ -142,17 +159,38 @@ class ModelStore(Construct):
             self,
             "ModelsWriteAccess",
             statements=[*models_write(self.bucket, self.key), sign_manifests(self.signing_key)],
+            # Unchanged since the seeding task used it: a new description would replace the policy.
             description="Publish under the models prefix of the models bucket (seeding task)",
         )
-        for policy in (self.read_policy, self.write_policy):
+        self.stage_policy = iam.ManagedPolicy(
+            self,
+            "ModelsStageAccess",
+            statements=[*models_stage(self.bucket, self.key), verify_manifests(self.signing_key)],
+            description="Stage versions under the models prefix (seeding task): files, manifest, staging pointer",
+        )
+        self.sign_policy = iam.ManagedPolicy(
+            self,
+            "ModelsSignAccess",
+            statements=[*models_sign(self.bucket, self.key), sign_manifests(self.signing_key)],
+            description="Sign staged versions and move LATEST under the models prefix (signing task)",
+        )
+        for policy in (self.read_policy, self.write_policy, self.stage_policy, self.sign_policy):
             nag.acknowledge_models_prefix(policy, models_objects_arn(self.bucket))
+        nag.acknowledge_step_keys(self.stage_policy, [self.bucket.arn_for_objects(p) for p in STAGE_KEYS])
+        nag.acknowledge_step_keys(self.sign_policy, [self.bucket.arn_for_objects(p) for p in SIGN_KEYS + STAGED_KEYS])
         # From the policy's side: the role naming the policy while the key's policy names the role is a cycle.
-        self.write_policy.attach_to_role(self.seeding_role)
+        self.stage_policy.attach_to_role(self.seeding_role)
+        self.sign_policy.attach_to_role(self.signing_role)
         if self.mirror is not None:
-            self.seeding_role.add_to_policy(
+            self.signing_role.add_to_policy(
                 mirror_access(self.mirror.file_system, self.mirror.access_point, write=True)
             )
         self.models.retain_policies()
+
+    def _task_role(self, id: str, description: str, removal_policy: cdk.RemovalPolicy) -> iam.Role:
+        role = iam.Role(self, id, assumed_by=ecs_tasks_principal(self), description=description)
+        role.apply_removal_policy(removal_policy)
+        return role
 
     def require_mirror(self, construct: str) -> ModelMirror:
         if self.mirror is None:

@@ -163,3 +163,10 @@ def add_scratch(
     container.add_mount_points(
         ecs.MountPoint(source_volume=scratch_volume(task_definition, volume), container_path=path, read_only=False)
     )
+
+
+def family_arn_prefix(scope: Construct, task_definition: ecs.TaskDefinition) -> str:
+    """arn:...:task-definition/FAMILY: (every revision of the family, none of another family), for event patterns."""
+    return cdk.Stack.of(scope).format_arn(
+        service="ecs", resource="task-definition", resource_name=f"{task_definition.family}:"
+    )

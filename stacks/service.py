@@ -15,17 +15,16 @@ from constructs import Construct
 
 from model_delivery import (
     AlarmTopic,
-    AutoSeed,
     MetricsOptions,
     ModelDeliveryDashboard,
+    ModelSeeding,
     ModelStore,
     ModelStoreAlarms,
-    SeedingTask,
-    SeedRunner,
     TaskNotifier,
 )
 from model_delivery.notifier import NOTIFIER_CONCURRENCY
 from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_CONCURRENCY, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
+from model_delivery.signing_task import SIGN_CONTAINER, SIGN_STREAM_PREFIX
 from stacks.app_service import AppService
 from stacks.images import CONTAINER_DIR, modelsync_images
 from stacks.naming import app_id, app_output
@@ -74,53 +73,39 @@ class ServiceStack(cdk.Stack):
         service_image, seeding_image = modelsync_images(image, self.repository, container_dir)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
 
-        # The seeding task publishes the union of every app's models (and seed_models); its logical ids are
-        # those it had inside the former ModelSeeding ("Default" is CDK's hidden id).
-        self.seeding_task = SeedingTask(
-            self,
-            "Seeding",
-            store=store,
-            image=seeding_image,
-            seed_models=seeded_models,
-            mirror_pins=mirror_pins,
-            cpu=seeding.seed_cpu,
-            memory_mib=seeding.seed_memory_mib,
-            ephemeral_storage_gib=seeding.seed_ephemeral_storage_gib,
-            log_retention_days=stage.log_retention_days,
-            metrics=stage_metrics,
-        )
         self.seed_security_group = task_security_group(
             self,
             "SeedSecurityGroup",
             vpc=vpc,
-            who="the seeding task",
-            description="Seeding task: HTTPS out (Zenodo, PaddleOCR sources, S3), NFS to EFS",
+            who="the seeding tasks",
+            description="Seeding and signing tasks: HTTPS out (Zenodo, PaddleOCR sources, S3, KMS), NFS to EFS",
             mirror=file_system_security_group,
         )
-        self.seed_runner = SeedRunner(
+        # The seeding task stages the union of every app's models (and seed_models); the signing task signs them
+        # and mirrors them. "Default" is CDK's hidden id: the parts keep the logical ids they had.
+        self.seeding = ModelSeeding(
             self,
-            "SeedRunner",
+            "Default",
             cluster=self.cluster,
-            seeding=self.seeding_task,
+            store=store,
+            image=seeding_image,
+            signing_image=service_image,
             subnets=private_subnets,
             security_group=self.seed_security_group,
+            seed_models=seeded_models,
+            mirror_pins=mirror_pins,
             catalog_names=catalog_names,
+            cpu=seeding.seed_cpu,
+            memory_mib=seeding.seed_memory_mib,
+            ephemeral_storage_gib=seeding.seed_ephemeral_storage_gib,
             log_retention_days=stage.log_retention_days,
+            seed_on_deploy=seeding.seed_on_deploy,
+            fingerprint=seed_fingerprint,
             code_dir=seed_runner_dir,
-            reserved_concurrency=SEED_RUNNER_CONCURRENCY if stage.lambda_reserved_concurrency else None,
+            metrics=stage_metrics,
+            runner_concurrency=SEED_RUNNER_CONCURRENCY if stage.lambda_reserved_concurrency else None,
         )
-        if seeding.seed_on_deploy:
-            auto_seed = AutoSeed(
-                self,
-                "AutoSeed",
-                runner=self.seed_runner,
-                fingerprint=seed_fingerprint,
-                log_retention_days=stage.log_retention_days,
-            )
-            # The first invoke can start the task during this very deploy: its roles must exist with their policies.
-            auto_seed.node.add_dependency(
-                self.seeding_task.task_role, self.seeding_task.task_definition.obtain_execution_role()
-            )
+        self.seeding_task, self.seed_runner = self.seeding.task, self.seeding.runner
 
         self.topic = AlarmTopic(self, "Alarms", store=store, stage=stage.name, email=monitoring.alarm_email or None)
         self.notifier = TaskNotifier(
@@ -130,7 +115,7 @@ class ServiceStack(cdk.Stack):
             topic=self.topic,
             encryption=store.log_encryption,
             metrics=stage_metrics,
-            seeding_task=self.seeding_task,
+            seeding=self.seeding,
             log_retention_days=stage.log_retention_days,
             reserved_concurrency=NOTIFIER_CONCURRENCY if stage.lambda_reserved_concurrency else None,
         )
@@ -184,6 +169,10 @@ class ServiceStack(cdk.Stack):
             "SeedLogGroupName": self.seeding_task.log_group.log_group_name,
             "SeedContainerName": SEED_CONTAINER,
             "SeedLogStreamPrefix": SEED_STREAM_PREFIX,
+            "SignTaskDefinitionArn": self.seeding.signing.task_definition.task_definition_arn,
+            "SignLogGroupName": self.seeding.signing.log_group.log_group_name,
+            "SignContainerName": SIGN_CONTAINER,
+            "SignLogStreamPrefix": SIGN_STREAM_PREFIX,
             "RepositoryUri": self.repository.repository_uri,
             "ModelsBucketName": store.bucket.bucket_name,
             "FileSystemId": mirror.file_system.file_system_id,

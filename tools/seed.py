@@ -2,9 +2,10 @@
 
     python -m tools.seed --stack ModelDelivery-dev-Service [--region R] [--only A,B | --app NAME] [--no-wait]
 
-Reads the service stack's outputs, invokes the seed runner, prints the task's CloudWatch log
-lines as they arrive and exits with the seed container's exit code. Exit codes and messages are
-described in docs/operations-seed.md.
+Reads the service stack's outputs, invokes the seed runner, prints the seeding task's CloudWatch log lines as they
+arrive; when it ends with exit 0, finds the signing task the stack starts after it (it signs and mirrors what the
+seed staged) and follows that one too. Exits with the failing container's exit code, 0 when both succeeded. Exit
+codes and messages: docs/operations-seed.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ MISSING_TASK_POLLS = 6  # how long (x POLL_SECONDS) a just-started task may be i
 # After the task stops, CloudWatch may still deliver its last lines (the summary table): read on
 # until QUIET_POLLS polls in a row bring nothing, for at most DRAIN_MAX_POLLS (x POLL_SECONDS).
 QUIET_POLLS = 2
+# After a seed that ended with exit 0, EventBridge and the seed runner start the signing task within seconds.
+SIGN_START_POLLS = 24
+SIGN_STARTED_BY = "sign-after-"  # + the seeding task's id (lambdas/seed_runner/handler.py)
 DRAIN_MAX_POLLS = 12
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Stack outputs this tool reads (docs/contracts.md, "Stacks and outputs").
@@ -222,8 +226,8 @@ def wait_until_stopped(
             unseen_polls += 1
             if status is not None or unseen_polls > MISSING_TASK_POLLS:
                 raise SeedError(
-                    f"ECS does not list the seeding task {task_arn}: look for it in the "
-                    "cluster's stopped tasks and its log stream"
+                    f"ECS does not list the task {task_arn}: look for it in the cluster's stopped tasks and its log "
+                    "stream"
                 )
             sleep(POLL_SECONDS)
             continue
@@ -235,18 +239,18 @@ def wait_until_stopped(
         sleep(POLL_SECONDS)
 
 
-def task_exit(task: dict[str, Any], container_name: str, err: TextIO) -> int:
-    """The seed container's exit code; explains the stop on stderr when it is not 0."""
+def task_exit(task: dict[str, Any], container_name: str, what: str, err: TextIO) -> int:
+    """The task container's exit code (`what`: seeding or signing); explains the stop on stderr when it is not 0."""
     container: dict[str, Any] = next((c for c in task.get("containers", []) if c.get("name") == container_name), {})
     code = container.get("exitCode")
     if code == 0:
-        print(f"{PROG}: seeding finished: exit code 0", file=err)
+        print(f"{PROG}: {what} finished: exit code 0", file=err)
         return EXIT_OK
     task_id = task["taskArn"].rsplit("/", 1)[-1]
     if code is None:
-        print(f"{PROG}: seeding task {task_id} stopped before container {container_name} exited", file=err)
+        print(f"{PROG}: {what} task {task_id} stopped before container {container_name} exited", file=err)
     else:
-        print(f"{PROG}: seeding failed: container {container_name} exit code {code}", file=err)
+        print(f"{PROG}: {what} failed: container {container_name} exit code {code}", file=err)
     stop_code = task.get("stopCode")
     reason = task.get("stoppedReason", "none given")
     print(f"{PROG}: stopped reason: {reason}" + (f" ({stop_code})" if stop_code else ""), file=err)
@@ -288,7 +292,7 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
     if args.app:
         only = parse_only(app_models(outputs, args.app))
     started = invoke_seed_runner(clients.lambda_, outputs["SeedRunnerFunctionName"], only)
-    task_arn, cluster = started["taskArn"], outputs["ClusterName"]
+    cluster = outputs["ClusterName"]
     print(f"{PROG}: started seeding task {started['taskId']} on cluster {cluster}", file=err)
     print(f"{PROG}: logs: {started['logGroupName']} {started['logStreamName']}", file=err, flush=True)
     if args.no_wait:
@@ -298,13 +302,29 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
             file=err,
         )
         return EXIT_OK
+    code = follow(clients, cluster, started, outputs["SeedContainerName"], "seeding", sleep, out, err)
+    if code != EXIT_OK or not outputs.get("SignLogGroupName"):
+        return code
+    return follow_signing(clients, cluster, started["taskId"], outputs, sleep, out, err)
 
+
+def follow(
+    clients: Clients,
+    cluster: str,
+    started: dict[str, str],
+    container: str,
+    what: str,
+    sleep: Callable[[float], None],
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Print a task's log as it arrives until it stops; its container's exit code (130 when interrupted)."""
     follower = LogFollower(clients.logs, started["logGroupName"], started["logStreamName"], out)
     try:
-        task = wait_until_stopped(clients.ecs, cluster, task_arn, follower, sleep, err)
+        task = wait_until_stopped(clients.ecs, cluster, started["taskArn"], follower, sleep, err)
     except KeyboardInterrupt:
         print(
-            f"\n{PROG}: stopped waiting; the seeding task keeps running. Stop it with: "
+            f"\n{PROG}: stopped waiting; the {what} task keeps running. Stop it with: "
             f"aws ecs stop-task --cluster {cluster} --task {started['taskId']}",
             file=err,
         )
@@ -322,7 +342,55 @@ def seed(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], No
         print(f"\n{PROG}: stopped reading the logs; read the rest with: {rest_of_logs}", file=err)
     if not follower.seen_stream:
         print(f"{PROG}: the task wrote no log stream ({started['logStreamName']})", file=err)
-    return task_exit(task, outputs["SeedContainerName"], err)
+    return task_exit(task, container, what, err)
+
+
+def follow_signing(
+    clients: Clients,
+    cluster: str,
+    seed_task_id: str,
+    outputs: dict[str, str],
+    sleep: Callable[[float], None],
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The seeding task staged what it published; the stack's rule starts the signing task (startedBy
+    sign-after-<seeding task id>): find it and follow it, its exit code is the seed's result."""
+    started_by = f"{SIGN_STARTED_BY}{seed_task_id}"
+    print(f"{PROG}: waiting for the signing task the stack starts after a seed ({started_by})", file=err, flush=True)
+    for _ in range(SIGN_START_POLLS):
+        task_arn = find_task(clients.ecs, cluster, started_by)
+        if task_arn:
+            break
+        sleep(POLL_SECONDS)
+    else:
+        raise SeedError(
+            f"no signing task started within {SIGN_START_POLLS * POLL_SECONDS:.0f} s after the seed: nothing it "
+            "staged is signed yet; look at the seed runner's log and the SeedRunnerErrors alarm, then start it with "
+            f"aws lambda invoke --function-name {outputs['SeedRunnerFunctionName']} --payload "
+            f'\'{{"sign_after": "<the seeding task ARN>"}}\' --cli-binary-format raw-in-base64-out /dev/stdout'
+        )
+    task_id = task_arn.rsplit("/", 1)[-1]
+    started = {
+        "taskArn": task_arn,
+        "taskId": task_id,
+        "logGroupName": outputs["SignLogGroupName"],
+        "logStreamName": f"{outputs['SignLogStreamPrefix']}/{outputs['SignContainerName']}/{task_id}",
+    }
+    print(f"{PROG}: signing task {task_id}; logs: {started['logGroupName']} {started['logStreamName']}", file=err)
+    return follow(clients, cluster, started, outputs["SignContainerName"], "signing", sleep, out, err)
+
+
+def find_task(ecs: Any, cluster: str, started_by: str) -> str | None:
+    """The ARN of a task started with `started_by`, running or already stopped, or None."""
+    for status in ("RUNNING", "STOPPED"):
+        try:
+            arns = ecs.list_tasks(cluster=cluster, startedBy=started_by, desiredStatus=status).get("taskArns", [])
+        except ClientError as err:
+            raise aws_error("listing the signing task", err) from None
+        if arns:
+            return arns[0]
+    return None
 
 
 def log_hint(logs: Any, group: str, stream: str) -> str:

@@ -122,18 +122,23 @@ def seed_finished(report) -> None:
             result=m.status,
             version=m.version,
         )
-    mirror = report.mirror
-    if mirror is not None:
-        _emit(
-            "mirror",
-            [STAGE],
-            {
-                "MirrorFailed": int(not mirror.ok),
-                "MirrorBytes": mirror.bytes,
-                "MirrorFiles": mirror.files,
-                "MirrorSeconds": round(mirror.seconds, 3),
-            },
-        )
+    mirror_finished(report.mirror)
+
+
+def mirror_finished(mirror) -> None:
+    """The EFS mirror step (of `seed` with a signing key, or of `sign`), when there was one."""
+    if mirror is None:
+        return
+    _emit(
+        "mirror",
+        [STAGE],
+        {
+            "MirrorFailed": int(not mirror.ok),
+            "MirrorBytes": mirror.bytes,
+            "MirrorFiles": mirror.files,
+            "MirrorSeconds": round(mirror.seconds, 3),
+        },
+    )
 
 
 def _emit(

@@ -1,11 +1,17 @@
-"""Seed runner: starts one seeding task (`modelsync seed`) on Fargate and says where its logs go.
+"""Seed runner: starts one seeding task (`modelsync seed`) on Fargate and says where its logs go; and, when a seeding
+task ended with exit 0, the signing task (`modelsync sign`) that signs what it staged.
 
 Contract (docs/contracts.md, "Seed runner Lambda"):
   environment  CLUSTER_ARN, TASK_DEFINITION_ARN, SUBNET_IDS, SECURITY_GROUP_IDS (comma lists),
                CONTAINER_NAME, LOG_GROUP_NAME, LOG_STREAM_PREFIX;
-               optional CATALOG_NAMES (comma list): when set, `only` names outside it are refused
-  event        {"only": ["NAME", ...]}   (optional; overrides MODELSYNC_SEED_ONLY for this run)
+               optional CATALOG_NAMES (comma list): when set, `only` names outside it are refused;
+               optional together: SIGN_TASK_DEFINITION_ARN, SIGN_CONTAINER_NAME, SIGN_LOG_GROUP_NAME,
+               SIGN_LOG_STREAM_PREFIX (the signing task)
+  event        {"only": ["NAME", ...]}   (optional; overrides MODELSYNC_SEED_ONLY for this run), or
+               {"sign_after": "<seeding task ARN>"}   (the rule on a seeding task that ended with exit 0)
   returns      {"taskArn", "taskId", "logGroupName", "logStreamName"}
+The signing task is started with startedBy `sign-after-<seeding task id>` and that id as its client token, so
+`make seed` finds it and a repeated event starts no second one.
 
 Only boto3 from the Lambda runtime is used, so the function ships as this one file.
 """
@@ -29,6 +35,10 @@ SEED_ONLY_ENV = "MODELSYNC_SEED_ONLY"
 # Model / catalog entry names, as in docs/contracts.md ("Bucket layout").
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 EVENT_KEYS = frozenset({"only"})
+SIGN_AFTER = "sign_after"
+SIGN_STARTED_BY = "sign-after-"  # + the seeding task's id (tools/seed.py looks the signing task up by it)
+TASK_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:task/[A-Za-z0-9_-]+/[0-9a-f]{32}$")
+_SIGN_VARIABLES = ("SIGN_TASK_DEFINITION_ARN", "SIGN_CONTAINER_NAME", "SIGN_LOG_GROUP_NAME", "SIGN_LOG_STREAM_PREFIX")
 CATALOG_NAMES_ENV = "CATALOG_NAMES"
 CATALOG_NAMES_SHOWN = 5  # how many valid names a refusal lists
 
@@ -56,6 +66,18 @@ class Config:
     log_stream_prefix: str
     # The catalog's entry names; empty: no catalog check (only the name pattern).
     catalog_names: tuple[str, ...] = ()
+    # The signing task: (task definition ARN, container, log group, stream prefix), or None.
+    signing: tuple[str, str, str, str] | None = None
+
+    def sign_step(self) -> Config:
+        """The same network, the signing task instead of the seeding task."""
+        if self.signing is None:
+            raise ConfigError(
+                "the signing task is not configured (SIGN_TASK_DEFINITION_ARN and its three companions): redeploy "
+                "the service stack"
+            )
+        definition, container, group, prefix = self.signing
+        return Config(self.cluster_arn, definition, self.subnet_ids, self.security_group_ids, container, group, prefix)
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -94,6 +116,19 @@ def _optional_names(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return names
 
 
+def _signing(environ: Mapping[str, str]) -> tuple[str, str, str, str] | None:
+    values = [environ.get(name, "").strip() for name in _SIGN_VARIABLES]
+    if not any(values):
+        return None
+    if not all(values):
+        missing = [name for name, value in zip(_SIGN_VARIABLES, values, strict=True) if not value]
+        raise ConfigError(
+            f"environment variables {', '.join(_SIGN_VARIABLES)} go together, and {', '.join(missing)} is missing: "
+            "set all four or none (redeploy the service stack)"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
 def load_config(environ: Mapping[str, str]) -> Config:
     return Config(
         cluster_arn=_required(environ, "CLUSTER_ARN"),
@@ -104,6 +139,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         log_group_name=_required(environ, "LOG_GROUP_NAME"),
         log_stream_prefix=_required(environ, "LOG_STREAM_PREFIX"),
         catalog_names=_optional_names(environ, CATALOG_NAMES_ENV),
+        signing=_signing(environ),
     )
 
 
@@ -158,7 +194,25 @@ def _refuse_names_outside(only: list[str], catalog_names: tuple[str, ...]) -> No
     raise InvalidSeedRequest(f"not in the catalog: {', '.join(described)}; catalog names include {shown}{more}")
 
 
-def run_task_request(config: Config, only: list[str] | None, client_token: str | None = None) -> dict[str, Any]:
+def sign_after(event: Any) -> str | None:
+    """The seeding task's id from {"sign_after": ARN}, or None for any other event."""
+    if not (isinstance(event, dict) and SIGN_AFTER in event):
+        return None
+    arn = event[SIGN_AFTER]
+    if set(event) != {SIGN_AFTER} or not isinstance(arn, str) or not TASK_ARN.match(arn):
+        raise InvalidSeedRequest(
+            f'a sign event is {{"{SIGN_AFTER}": "<seeding task ARN>"}} and nothing else: the rule sends it when a '
+            "seeding task ends with exit 0"
+        )
+    return arn.rsplit("/", 1)[-1]
+
+
+def run_task_request(
+    config: Config,
+    only: list[str] | None,
+    client_token: str | None = None,
+    started_by: str = STARTED_BY,
+) -> dict[str, Any]:
     request: dict[str, Any] = {
         "cluster": config.cluster_arn,
         "taskDefinition": config.task_definition_arn,
@@ -172,7 +226,7 @@ def run_task_request(config: Config, only: list[str] | None, client_token: str |
                 "assignPublicIp": "DISABLED",
             }
         },
-        "startedBy": STARTED_BY,
+        "startedBy": started_by,
         "propagateTags": "TASK_DEFINITION",
     }
     if client_token:
@@ -201,11 +255,12 @@ def _describe_failures(failures: list[dict[str, Any]]) -> str:
 
 
 def start_seed_task(
-    config: Config, ecs: Any, only: list[str] | None, client_token: str | None = None
+    config: Config, ecs: Any, only: list[str] | None, client_token: str | None = None, started_by: str = STARTED_BY
 ) -> dict[str, str]:
-    """Start the seeding task and return the contract's dict."""
+    """Start the task of `config` (the seeding task, or the signing task: Config.sign_step) and return the
+    contract's dict."""
     try:
-        response = ecs.run_task(**run_task_request(config, only, client_token))
+        response = ecs.run_task(**run_task_request(config, only, client_token, started_by))
     except ClientError as err:
         error = err.response.get("Error", {})
         raise SeedTaskNotStarted(
@@ -254,6 +309,13 @@ def handler(event: Any, context: Any) -> dict[str, str]:
     if _CONFIG_ERROR is not None:
         raise _CONFIG_ERROR
     assert _CONFIG is not None
+    seed_task_id = sign_after(event)
+    if seed_task_id is not None:
+        result = start_seed_task(
+            _CONFIG.sign_step(), _ecs(), None, f"sign-{seed_task_id}", f"{SIGN_STARTED_BY}{seed_task_id}"
+        )
+        print(f"started signing task {result['taskArn']} after seeding task {seed_task_id}")
+        return result
     only = parse_only(event, _CONFIG.catalog_names)
     result = start_seed_task(_CONFIG, _ecs(), only, getattr(context, "aws_request_id", None))
     print(f"started seeding task {result['taskArn']} only={only or 'catalog defaults'}")

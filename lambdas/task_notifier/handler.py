@@ -17,6 +17,9 @@ Task State Change", "detail": {...}}); each app's rule wraps it as {"watch": {"a
 "init_container"}, "event": <the event>}, so adding an app adds a rule and changes nothing here.
 Returns what it did ({"action": ...}).
 
+A signing task (`modelsync sign`, started after every seeding task that ended with exit 0) is published the same
+way (SIGN_* variables; metrics SignTasks, SignTaskFailed).
+
 Only boto3 from the Lambda runtime is used, so the function ships as this one file.
 """
 
@@ -33,7 +36,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-SUMMARY = re.compile(r"^seed: \d+ published, \d+ unchanged, \d+ failed")
+# The summary lines `modelsync seed` and `modelsync sign` print last (before their FAILED lines).
+SUMMARY = re.compile(r"^(seed: \d+ published, \d+ unchanged, \d+ failed|sign: \d+ signed, \d+ refused, \d+ failed)")
 FAILED_LINES_SHOWN = 20
 LINE_CHARS = 400  # of one FAILED line in the message (SNS messages stay far below their 256 KB)
 SUBJECT_CHARS = 100  # SNS's limit for a subject
@@ -59,17 +63,31 @@ class InvalidEvent(ValueError):
 
 
 @dataclass(frozen=True)
+class Job:
+    """A one-shot task whose result is published: the seeding task (`seed`) or the signing task (`sign`)."""
+
+    label: str  # "seed" or "sign": the subject, the message and the metrics' names
+    family: str
+    container: str
+    log_group: str
+    stream_prefix: str
+
+
+@dataclass(frozen=True)
 class Config:
     topic_arn: str
     stage: str
     namespace: str
-    seed_family: str = ""
-    seed_container: str = ""
-    seed_log_group: str = ""
-    seed_stream_prefix: str = ""
+    jobs: tuple[Job, ...] = ()
+
+    def job(self, family: str) -> Job | None:
+        return next((job for job in self.jobs if job.family == family), None)
 
 
-_SEED_VARIABLES = ("SEED_TASK_FAMILY", "SEED_CONTAINER_NAME", "SEED_LOG_GROUP_NAME", "SEED_LOG_STREAM_PREFIX")
+JOB_VARIABLES = ("TASK_FAMILY", "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX")
+JOBS = {"SEED": "seed", "SIGN": "sign"}  # variable prefix -> label
+# Metric names per job (docs/runtime.md, "Metrics"): the task notifier's, the alarms and the dashboard read them.
+JOB_METRICS = {"seed": ("SeedTasks", "SeedTaskFailed"), "sign": ("SignTasks", "SignTaskFailed")}
 
 
 def load_config(environ: Mapping[str, str]) -> Config:
@@ -82,19 +100,19 @@ def load_config(environ: Mapping[str, str]) -> Config:
             )
         return value
 
-    seed = [environ.get(name, "").strip() for name in _SEED_VARIABLES]
-    if any(seed) and not all(seed):
-        missing = [name for name, value in zip(_SEED_VARIABLES, seed, strict=True) if not value]
-        raise ConfigError(
-            f"environment variables {', '.join(_SEED_VARIABLES)} go together, and "
-            f"{', '.join(missing)} is missing: set all four or none (redeploy the service stack)"
-        )
-    return Config(
-        required("TOPIC_ARN"),
-        required("STAGE"),
-        required("METRICS_NAMESPACE"),
-        *seed,
-    )
+    jobs = []
+    for prefix, label in JOBS.items():
+        names = [f"{prefix}_{suffix}" for suffix in JOB_VARIABLES]
+        values = [environ.get(name, "").strip() for name in names]
+        if any(values) and not all(values):
+            missing = [name for name, value in zip(names, values, strict=True) if not value]
+            raise ConfigError(
+                f"environment variables {', '.join(names)} go together, and "
+                f"{', '.join(missing)} is missing: set all four or none (redeploy the service stack)"
+            )
+        if all(values):
+            jobs.append(Job(label, *values))
+    return Config(required("TOPIC_ARN"), required("STAGE"), required("METRICS_NAMESPACE"), tuple(jobs))
 
 
 @dataclass(frozen=True)
@@ -161,9 +179,10 @@ def handle(config: Config, event: Any, sns: Any, logs: Any, sleep=time.sleep) ->
     family = family_of(detail["taskDefinitionArn"])
     if watch is not None and family == watch.family:
         return service_task_stopped(config, detail, watch)
-    if watch is None and config.seed_family and family == config.seed_family:
-        return seed_stopped(config, detail, sns, logs, sleep)
-    expected = f"the service task of app {watch.app!r}" if watch is not None else "the seeding task"
+    job = config.job(family) if watch is None else None
+    if job is not None:
+        return job_stopped(config, job, detail, sns, logs, sleep)
+    expected = f"the service task of app {watch.app!r}" if watch is not None else "the seeding or signing task"
     print(f"ignored: task {detail['taskArn']} of family {family!r} is not {expected}")
     return {"action": "ignored", "taskArn": detail["taskArn"]}
 
@@ -171,41 +190,45 @@ def handle(config: Config, event: Any, sns: Any, logs: Any, sleep=time.sleep) ->
 # -- the seeding task -------------------------------------------------------------------------------------------
 
 
-def seed_stopped(config: Config, detail: dict, sns: Any, logs: Any, sleep) -> dict:
-    seed = container(detail, config.seed_container)
-    exit_code = seed.get("exitCode")
+def job_stopped(config: Config, job: Job, detail: dict, sns: Any, logs: Any, sleep) -> dict:
+    main = container(detail, job.container)
+    exit_code = main.get("exitCode")
     ok = exit_code == 0
-    stream = f"{config.seed_stream_prefix}/{config.seed_container}/{task_id(detail)}"
-    summary, failures = read_summary(logs, config.seed_log_group, stream, sleep)
+    stream = f"{job.stream_prefix}/{job.container}/{task_id(detail)}"
+    summary, failures = read_summary(logs, job.log_group, stream, sleep)
     exit_text = f"exit {exit_code}" if isinstance(exit_code, int) else "no exit code"
-    subject = f"Model delivery {config.stage}: seed {'succeeded' if ok else 'FAILED'} ({exit_text})"
+    subject = f"Model delivery {config.stage}: {job.label} {'succeeded' if ok else 'FAILED'} ({exit_text})"
+    what = {"seed": "Seeding", "sign": "Signing"}[job.label]
     lines = [
-        f"Seeding task {task_id(detail)} ({config.stage}) stopped: "
+        f"{what} task {task_id(detail)} ({config.stage}) stopped: "
         + (
-            f"container {config.seed_container} exit code {exit_code}"
+            f"container {job.container} exit code {exit_code}"
             if isinstance(exit_code, int)
-            else f"container {config.seed_container} has no exit code (it did not run to its end)"
+            else f"container {job.container} has no exit code (it did not run to its end)"
         ),
         f"Stopped reason: {stop_description(detail)}",
     ]
-    if seed.get("reason"):
-        lines.append(f"Container reason: {seed['reason']}")
+    if main.get("reason"):
+        lines.append(f"Container reason: {main['reason']}")
     lines.append(f"Summary: {summary}")
     lines += failures
+    if job.label == "seed" and ok:
+        lines.append("Next: the signing task signs what it staged and mirrors it; its result follows.")
     lines += [
-        f"Log: group {config.seed_log_group}, stream {stream}",
+        f"Log: group {job.log_group}, stream {stream}",
         f"Task: {detail['taskArn']}",
         'What to do: docs/runbook.md, "Seed results".',
     ]
     publish(sns, config.topic_arn, subject, "\n".join(lines))
-    emit(
-        config,
-        {"SeedTasks": 1, "SeedTaskFailed": int(not ok)},
-        task=detail["taskArn"],
-        exitCode=exit_code,
-        summary=summary,
-    )
-    return {"action": "seed-result", "taskArn": detail["taskArn"], "exitCode": exit_code, "ok": ok, "summary": summary}
+    tasks, failed = JOB_METRICS[job.label]
+    emit(config, {tasks: 1, failed: int(not ok)}, task=detail["taskArn"], exitCode=exit_code, summary=summary)
+    return {
+        "action": f"{job.label}-result",
+        "taskArn": detail["taskArn"],
+        "exitCode": exit_code,
+        "ok": ok,
+        "summary": summary,
+    }
 
 
 def read_summary(logs: Any, group: str, stream: str, sleep) -> tuple[str, list[str]]:

@@ -69,6 +69,9 @@ def run(args) -> int:
         report.stopped = report.mirror.stopped
     print(format_report(report))
     sys.stdout.flush()
+    from .. import metrics
+
+    metrics.mirror_finished(report.mirror)
     if report.stopped:
         raise report.stopped  # exit 128+N, after the summary
     return 1 if report.failed else 0
