@@ -214,7 +214,13 @@ def describe_task(ecs: Any, cluster: str, task_arn: str) -> dict[str, Any] | Non
 
 
 def wait_until_stopped(
-    ecs: Any, cluster: str, task_arn: str, follower: LogFollower, sleep: Callable[[float], None], err: TextIO
+    ecs: Any,
+    cluster: str,
+    task_arn: str,
+    follower: LogFollower,
+    sleep: Callable[[float], None],
+    err: TextIO,
+    what: str = "seeding",
 ) -> dict[str, Any]:
     """Follow the logs until ECS reports the task STOPPED; return the stopped task."""
     status, unseen_polls = None, 0
@@ -226,8 +232,8 @@ def wait_until_stopped(
             unseen_polls += 1
             if status is not None or unseen_polls > MISSING_TASK_POLLS:
                 raise SeedError(
-                    f"ECS does not list the task {task_arn}: look for it in the cluster's stopped tasks and its log "
-                    "stream"
+                    f"ECS does not list the {what} task {task_arn}: look for it in the cluster's stopped tasks and its "
+                    "log stream"
                 )
             sleep(POLL_SECONDS)
             continue
@@ -321,7 +327,7 @@ def follow(
     """Print a task's log as it arrives until it stops; its container's exit code (130 when interrupted)."""
     follower = LogFollower(clients.logs, started["logGroupName"], started["logStreamName"], out)
     try:
-        task = wait_until_stopped(clients.ecs, cluster, started["taskArn"], follower, sleep, err)
+        task = wait_until_stopped(clients.ecs, cluster, started["taskArn"], follower, sleep, err, what)
     except KeyboardInterrupt:
         print(
             f"\n{PROG}: stopped waiting; the {what} task keeps running. Stop it with: "

@@ -39,7 +39,8 @@ RUNNER_ENV = {
 }
 
 # Optional: the catalog's entry names (here a part of the bundled catalog, in its order).
-OPTIONAL_RUNNER_ENV = ("CATALOG_NAMES",)
+OPTIONAL_RUNNER_ENV = ("CATALOG_NAMES", "SIGN_TASK_DEFINITION_ARN", "SIGN_CONTAINER_NAME", "SIGN_LOG_GROUP_NAME",
+                       "SIGN_LOG_STREAM_PREFIX")
 CATALOG_NAMES = ("SEG_M2F_Synthetic_Data", "SEG_M2F_GrapheneL", "SEG_M2F_WSe2", "CLS_AMM_GrapheneL",
                  "CLS_GMM_GrapheneL", "PP_L2_material_agnostic", "paddleocr")
 

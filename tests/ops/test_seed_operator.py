@@ -112,9 +112,10 @@ def lambda_error_payload(exc: Exception) -> dict:
 
 
 def expect_task(stubs, status: str, *, exit_code: int | None = None, stop_code: str | None = None,
-                stopped_reason: str | None = None, container_reason: str | None = None):
-    container = {"name": "seed", "taskArn": TASK_ARN, "lastStatus": status}
-    task = {"taskArn": TASK_ARN, "clusterArn": CLUSTER_ARN, "taskDefinitionArn": TASK_DEFINITION_ARN,
+                stopped_reason: str | None = None, container_reason: str | None = None, task_arn: str = TASK_ARN,
+                container_name: str = "seed"):
+    container = {"name": container_name, "taskArn": task_arn, "lastStatus": status}
+    task = {"taskArn": task_arn, "clusterArn": CLUSTER_ARN, "taskDefinitionArn": TASK_DEFINITION_ARN,
             "lastStatus": status, "desiredStatus": "STOPPED" if status == "STOPPED" else "RUNNING",
             "launchType": "FARGATE", "platformVersion": "1.4.0", "startedBy": "seed-runner",
             "containers": [container]}
@@ -127,11 +128,12 @@ def expect_task(stubs, status: str, *, exit_code: int | None = None, stop_code: 
     if stopped_reason:
         task["stoppedReason"] = stopped_reason
     stubs["ecs"].add_response("describe_tasks", {"tasks": [task], "failures": []},
-                              {"cluster": CLUSTER_NAME, "tasks": [TASK_ARN]})
+                              {"cluster": CLUSTER_NAME, "tasks": [task_arn]})
 
 
-def expect_logs(stubs, messages: list[str], token_in: str | None, token_out: str):
-    params = {"logGroupName": LOG_GROUP, "logStreamName": STREAM, "startFromHead": True}
+def expect_logs(stubs, messages: list[str], token_in: str | None, token_out: str, *, group: str = LOG_GROUP,
+                stream: str = STREAM):
+    params = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
     if token_in:
         params["nextToken"] = token_in
     events = [{"timestamp": 1_795_000_000_000 + i, "message": m, "ingestionTime": 1_795_000_000_500}
@@ -140,8 +142,8 @@ def expect_logs(stubs, messages: list[str], token_in: str | None, token_out: str
         "events": events, "nextForwardToken": token_out, "nextBackwardToken": "b/0"}, params)
 
 
-def expect_caught_up(stubs, token: str):
-    expect_logs(stubs, [], token, token)
+def expect_caught_up(stubs, token: str, **where):
+    expect_logs(stubs, [], token, token, **where)
 
 
 def expect_no_stream_yet(stubs, token_in: str | None = None):
@@ -599,3 +601,91 @@ def test_the_seed_runner_is_invoked_once_and_waited_for():
 
     assert config.retries["total_max_attempts"] == 1
     assert config.read_timeout >= 900  # the longest a Lambda function may run
+
+
+# ---- the signing task the stack starts after a good seed ------------------------------------------------------------
+
+SIGN_GROUP = "/model-delivery/dev/ModelDelivery-dev-Service/Signing/Logs"
+SIGN_TASK_ID = "1a2b3c4d5e6f708192a3b4c5d6e7f809"
+SIGN_TASK_ARN = TASK_ARN.replace(TASK_ID, SIGN_TASK_ID)
+SIGN_STREAM = f"sign/sign/{SIGN_TASK_ID}"
+SIGN_OUTPUTS = {**OUTPUTS, "SignLogGroupName": SIGN_GROUP, "SignContainerName": "sign", "SignLogStreamPrefix": "sign",
+                "SignTaskDefinitionArn": TASK_DEFINITION_ARN.replace("Seed:3", "Sign:1")}
+SIGN = {"group": SIGN_GROUP, "stream": SIGN_STREAM}
+
+
+def expect_seed_that_ends(stubs, runner, exit_code: int) -> None:
+    expect_stack(stubs, SIGN_OUTPUTS)
+    expect_invoke(stubs, runner_answer(runner, {}), event={})
+    expect_logs(stubs, ["seed: 1 published, 0 unchanged, 0 failed"], None, "f/1")
+    expect_caught_up(stubs, "f/1")
+    expect_task(stubs, "STOPPED", exit_code=exit_code, stop_code="EssentialContainerExited",
+                stopped_reason="Essential container in task exited")
+    for _ in range(2):
+        expect_caught_up(stubs, "f/1")
+
+
+def expect_sign_listed(stubs, arns: list[str], status: str = "RUNNING") -> None:
+    stubs["ecs"].add_response("list_tasks", {"taskArns": arns}, {
+        "cluster": CLUSTER_NAME, "startedBy": f"sign-after-{TASK_ID}", "desiredStatus": status})
+
+
+def test_after_a_good_seed_the_signing_task_is_found_and_followed_to_its_end(aws, runner):
+    clients, stubs = aws
+    expect_seed_that_ends(stubs, runner, 0)
+    # The rule starts it a few seconds later: not listed yet, then listed.
+    expect_sign_listed(stubs, [])
+    expect_sign_listed(stubs, [], "STOPPED")
+    expect_sign_listed(stubs, [SIGN_TASK_ARN])
+    expect_logs(stubs, ["sign: 1 signed, 0 refused, 0 failed"], None, "s/1", **SIGN)
+    expect_caught_up(stubs, "s/1", **SIGN)
+    expect_task(stubs, "STOPPED", exit_code=0, task_arn=SIGN_TASK_ARN, container_name="sign")
+    for _ in range(2):
+        expect_caught_up(stubs, "s/1", **SIGN)
+
+    result = run_seed(clients)
+
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["seed: 1 published, 0 unchanged, 0 failed", "sign: 1 signed, 0 refused, 0 failed"]
+    assert "seeding finished: exit code 0" in result.err and "signing finished: exit code 0" in result.err
+    assert f"signing task {SIGN_TASK_ID}; logs: {SIGN_GROUP} {SIGN_STREAM}" in result.err
+
+
+def test_a_failed_signing_task_is_the_seeds_result(aws, runner):
+    clients, stubs = aws
+    expect_seed_that_ends(stubs, runner, 0)
+    expect_sign_listed(stubs, [SIGN_TASK_ARN])
+    expect_logs(stubs, ["sign: 0 signed, 1 refused, 0 failed", "FAILED a: files/w.bin: sha256 mismatch"], None,
+                "s/1", **SIGN)
+    expect_caught_up(stubs, "s/1", **SIGN)
+    expect_task(stubs, "STOPPED", exit_code=1, task_arn=SIGN_TASK_ARN, container_name="sign",
+                stop_code="EssentialContainerExited", stopped_reason="Essential container in task exited")
+    for _ in range(2):
+        expect_caught_up(stubs, "s/1", **SIGN)
+
+    result = run_seed(clients)
+
+    assert result.code == 1
+    assert "signing failed: container sign exit code 1" in result.err
+
+
+def test_a_failed_seed_starts_no_signing_and_is_not_waited_for(aws, runner):
+    clients, stubs = aws
+    expect_seed_that_ends(stubs, runner, 1)  # nothing listed: list_tasks would be an unexpected call
+
+    assert run_seed(clients).code == 1
+
+
+def test_a_signing_task_that_never_starts_is_one_line_with_the_next_step(aws, runner):
+    clients, stubs = aws
+    expect_seed_that_ends(stubs, runner, 0)
+    for _ in range(seed_tool.SIGN_START_POLLS):
+        expect_sign_listed(stubs, [])
+        expect_sign_listed(stubs, [], "STOPPED")
+
+    result = run_seed(clients)
+
+    assert result.code == 1
+    [error] = [line for line in result.err.splitlines() if line.startswith("seed: error:")]
+    assert error.startswith("seed: error: no signing task started within 120 s after the seed")
+    assert '"sign_after"' in error and FUNCTION in error

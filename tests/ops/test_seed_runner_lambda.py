@@ -229,3 +229,45 @@ def test_handler_imports_only_what_the_lambda_runtime_has(handler_path):
 
     outside_stdlib = imported - set(sys.stdlib_module_names) - {"__future__"}
     assert outside_stdlib == {"boto3", "botocore"}
+
+
+SIGN_ENV = {"SIGN_TASK_DEFINITION_ARN": TASK_DEFINITION_ARN.replace("Seed:3", "Sign:1"), "SIGN_CONTAINER_NAME": "sign",
+            "SIGN_LOG_GROUP_NAME": "/model-delivery/dev/ModelDelivery-dev-Service/Signing/Logs",
+            "SIGN_LOG_STREAM_PREFIX": "sign"}
+SIGN_TASK_ARN = TASK_ARN.replace(TASK_ID, "1a2b3c4d5e6f708192a3b4c5d6e7f809")
+
+
+def test_a_sign_event_starts_the_signing_task_once_per_seeding_task(monkeypatch, ecs):
+    """The rule on a seeding task that ended with exit 0 sends its ARN: the signing task starts with the seeding
+    task's id as its client token (a repeated event starts no second one) and as its startedBy (make seed finds it)."""
+    runner = load_handler(monkeypatch, {**RUNNER_ENV, **SIGN_ENV})
+    client, stub = ecs
+    request = {**expected_run_task(client_token=f"sign-{TASK_ID}"),
+               "taskDefinition": SIGN_ENV["SIGN_TASK_DEFINITION_ARN"], "startedBy": f"sign-after-{TASK_ID}"}
+    stub.add_response("run_task", run_task_response(SIGN_TASK_ARN), request)
+    monkeypatch.setattr(runner, "_ecs_client", client)
+
+    result = runner.handler({"sign_after": TASK_ARN}, LambdaContext())
+
+    assert result == {"taskArn": SIGN_TASK_ARN, "taskId": SIGN_TASK_ARN.rsplit("/", 1)[1],
+                      "logGroupName": SIGN_ENV["SIGN_LOG_GROUP_NAME"],
+                      "logStreamName": f"sign/sign/{SIGN_TASK_ARN.rsplit('/', 1)[1]}"}
+
+
+@pytest.mark.parametrize("event", [{"sign_after": "arn:aws:ecs:eu-west-1:111111111111:task/x"},
+                                   {"sign_after": TASK_ARN, "only": ["a"]}, {"sign_after": 3}])
+def test_a_malformed_sign_event_is_refused_before_any_aws_call(monkeypatch, ecs, event):
+    runner = load_handler(monkeypatch, {**RUNNER_ENV, **SIGN_ENV})
+    monkeypatch.setattr(runner, "_ecs_client", ecs[0])  # no response queued: a call would fail the test
+    with pytest.raises(runner.InvalidSeedRequest, match='a sign event is {"sign_after": "<seeding task ARN>"}'):
+        runner.handler(event, LambdaContext())
+
+
+def test_without_the_signing_task_configured_a_sign_event_names_the_variables(monkeypatch, ecs):
+    runner = load_handler(monkeypatch, RUNNER_ENV)
+    monkeypatch.setattr(runner, "_ecs_client", ecs[0])
+    with pytest.raises(runner.ConfigError, match="the signing task is not configured"):
+        runner.handler({"sign_after": TASK_ARN}, LambdaContext())
+    half = load_handler(monkeypatch, {**RUNNER_ENV, **SIGN_ENV, "SIGN_LOG_GROUP_NAME": ""})  # the cold start survives
+    with pytest.raises(half.ConfigError, match="SIGN_LOG_GROUP_NAME is missing: set all four or none"):
+        half.handler({}, LambdaContext())

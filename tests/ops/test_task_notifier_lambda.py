@@ -14,6 +14,8 @@ from seed_fakes import ACCOUNT, CLUSTER_ARN, LOG_GROUP, REGION, REPO, TASK_ARN, 
 from tests.emf_check import dimension_sets, namespace, records, values
 
 PATH = REPO / "lambdas" / "task_notifier" / "handler.py"
+SIGN_LOG_GROUP = "/model-delivery/dev/ModelDelivery-dev-Service/Signing/Logs"
+SIGN_TASK_DEFINITION_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ModelDeliverydevSign:2"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:ModelDelivery-dev-Service-AlarmsTopic1A2B3C4D-5E6F7G8H9I0J"
 SERVICE_TASK_DEFINITION_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/ModelDeliverydevServiceTask:7"
 SERVICE_TASK_ID = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"
@@ -22,6 +24,8 @@ ENV = {
     "TOPIC_ARN": TOPIC_ARN, "STAGE": "dev", "METRICS_NAMESPACE": "ModelDelivery",
     "SEED_TASK_FAMILY": "ModelDeliverydevSeed", "SEED_CONTAINER_NAME": "seed", "SEED_LOG_GROUP_NAME": LOG_GROUP,
     "SEED_LOG_STREAM_PREFIX": "seed",
+    "SIGN_TASK_FAMILY": "ModelDeliverydevSign", "SIGN_CONTAINER_NAME": "sign", "SIGN_LOG_GROUP_NAME": SIGN_LOG_GROUP,
+    "SIGN_LOG_STREAM_PREFIX": "sign",
 }
 STREAM = f"seed/seed/{TASK_ID}"
 SUMMARY = "seed: 1 published, 1 unchanged, 1 failed"
@@ -311,9 +315,9 @@ def test_other_tasks_are_ignored_and_other_events_refused(notifier, aws, capsys)
 
 def test_without_seeding_the_seed_variables_may_all_be_absent(monkeypatch, aws):
     sns, _, logs, _ = aws
-    env = {k: v for k, v in ENV.items() if not k.startswith("SEED_")}
+    env = {k: v for k, v in ENV.items() if not k.startswith(("SEED_", "SIGN_"))}
     notifier = load_handler(monkeypatch, env, path=PATH, variables=VARIABLES)
-    assert notifier._CONFIG.seed_family == ""
+    assert notifier._CONFIG.jobs == ()
     assert notifier.handle(notifier._CONFIG, seed_event(1), sns, logs)["action"] == "ignored"
 
 
@@ -335,9 +339,54 @@ def test_the_metrics_it_writes_are_the_ones_the_alarms_and_dashboard_read(notifi
     logs_stub.add_response("get_log_events", log_page(SEED_LOG), LOG_REQUEST)
     sns_stub.add_response("publish", {"MessageId": "4"}, {"TopicArn": TOPIC_ARN, "Subject": ANY, "Message": ANY})
     notifier.handle(notifier._CONFIG, seed_event(1), sns, logs, sleep=Sleeps())
+    logs_stub.add_response("get_log_events", log_page(SIGN_LOG), SIGN_LOG_REQUEST)
+    sns_stub.add_response("publish", {"MessageId": "5"}, {"TopicArn": TOPIC_ARN, "Subject": ANY, "Message": ANY})
+    notifier.handle(notifier._CONFIG, sign_event(0), sns, logs, sleep=Sleeps())
     notifier.handle(notifier._CONFIG, service_event({"exitCode": 2}, {}), sns, logs, sleep=Sleeps())
     written = {name for record in records(capsys.readouterr().out) for name in values(record)}
     assert written == set(NOTIFIER_METRICS)
+
+
+SIGN_TASK_ID = "1a2b3c4d5e6f708192a3b4c5d6e7f809"
+SIGN_TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER_ARN.rsplit('/', 1)[1]}/{SIGN_TASK_ID}"
+SIGN_LOG = [
+    "MODEL              STATUS  VERSION           FILES  SIZE       SECONDS",
+    "SEG_M2F_GrapheneL  signed  3f9c1a7e5b2d4c60      2  160.2 MiB      1.9",
+    "paddleocr          refused 0a1b2c3d4e5f6a7b      9  180.0 MiB      0.4",
+    "sign: 1 signed, 1 refused, 0 failed",
+    "FAILED paddleocr: official_models/UVDoc/inference.pdiparams: size 4096 in the bucket, 8192 in the manifest",
+]
+SIGN_LOG_REQUEST = {"logGroupName": SIGN_LOG_GROUP, "logStreamName": f"sign/sign/{SIGN_TASK_ID}",
+                    "startFromHead": False, "limit": 200}
+
+
+def sign_event(exit_code: int) -> dict:
+    sign = {"containerArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:container/{SIGN_TASK_ID}/7d2f", "lastStatus": "STOPPED",
+            "name": "sign", "taskArn": SIGN_TASK_ARN, "exitCode": exit_code,
+            "image": "111111111111.dkr.ecr.eu-west-1.amazonaws.com/md:service"}
+    return stopped_event({"taskArn": SIGN_TASK_ARN, "taskDefinitionArn": SIGN_TASK_DEFINITION_ARN,
+                          "group": "family:ModelDeliverydevSign", "startedBy": f"sign-after-{TASK_ID}"}, [sign])
+
+
+def test_a_signing_task_result_is_published_with_its_summary_and_failures(notifier, aws, capsys):
+    """The signing task (after every good seed) is what makes versions live: its result reaches the topic too."""
+    sns, sns_stub, logs, logs_stub = aws
+    logs_stub.add_response("get_log_events", log_page(SIGN_LOG), SIGN_LOG_REQUEST)
+    expect_publish(sns_stub, "Model delivery dev: sign FAILED (exit 1)", "\n".join([
+        f"Signing task {SIGN_TASK_ID} (dev) stopped: container sign exit code 1",
+        "Stopped reason: Essential container in task exited (EssentialContainerExited)",
+        "Summary: sign: 1 signed, 1 refused, 0 failed",
+        SIGN_LOG[-1],
+        f"Log: group {SIGN_LOG_GROUP}, stream sign/sign/{SIGN_TASK_ID}",
+        f"Task: {SIGN_TASK_ARN}",
+        'What to do: docs/runbook.md, "Seed results".',
+    ]))
+
+    result = notifier.handle(notifier._CONFIG, sign_event(1), sns, logs, sleep=Sleeps())
+
+    assert result["action"] == "sign-result" and result["ok"] is False
+    [record] = records(capsys.readouterr().out)
+    assert values(record) == {"SignTasks": (1, "Count"), "SignTaskFailed": (1, "Count")}
 
 
 def test_it_recognizes_the_summary_the_seed_really_prints(notifier):
