@@ -102,17 +102,23 @@ def logical_id(template: Template, type_: str, pattern: str) -> str:
 
 
 def statements(built: Built, role_pattern: str) -> list[dict]:
-    """Every statement a service-stack role gets: its inline policies in the service stack and the
-    customer-managed policies of the storage stack it attaches (followed through the stack outputs)."""
-    service, storage = built.service, built.storage
-    role_id = logical_id(service, "AWS::IAM::Role", role_pattern)
-    found = []
-    for policy in resources(service, "AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    """Every statement a role gets, wherever it lives (the service stack's task and function roles, the storage
+    stack's seeding and signing roles): its inline policies, the managed policies it lists (followed through the
+    stack outputs) and the managed policies that name it."""
+    storage = built.storage
     published = {name: output["Value"] for name, output in storage.find_outputs("*").items()}
+    for template in (built.service, storage):
+        ids = [key for key in resources(template, "AWS::IAM::Role") if re.search(role_pattern, key)]
+        if ids:
+            break
+    assert len(ids) == 1, f"expected one role matching {role_pattern!r}, found {ids}"
+    role_id, found = ids[0], []
+    for type_ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in resources(template, type_).values():
+            if {"Ref": role_id} in policy["Properties"].get("Roles", []):
+                found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
     managed = resources(storage, "AWS::IAM::ManagedPolicy")
-    for arn in resources(service, "AWS::IAM::Role")[role_id]["Properties"].get("ManagedPolicyArns", []):
+    for arn in resources(template, "AWS::IAM::Role")[role_id]["Properties"].get("ManagedPolicyArns", []):
         policy_id = published[arn["Fn::GetStackOutput"]["OutputName"]]["Ref"]
         found.extend(managed[policy_id]["Properties"]["PolicyDocument"]["Statement"])
     assert found, f"role {role_id} has no policy"
@@ -141,3 +147,9 @@ def env(container: dict) -> dict[str, object]:
 
 def mounts(container: dict) -> dict[str, tuple[str, bool]]:
     return {m["ContainerPath"]: (m["SourceVolume"], m["ReadOnly"]) for m in container["MountPoints"]}
+
+
+def storage_value(built: Built, value) -> object:
+    """What a service-stack value is in the storage stack (follows Fn::GetStackOutput)."""
+    name = value["Fn::GetStackOutput"]["OutputName"]
+    return built.storage.to_json()["Outputs"][name]["Value"]

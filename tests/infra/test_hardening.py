@@ -1,7 +1,8 @@
 """What checkov's controls stand for, pinned as template assertions: every log group named under the stage's
 prefix and encrypted with a key whose policy lets CloudWatch Logs use it for those groups only; the ECR
-repository on the store key; both Lambdas (seed runner, task notifier) with reserved concurrency, an
-encrypted TLS-only dead-letter queue, an encrypted environment and JSON logs to their own log group."""
+repository on the store key; both Lambdas (seed runner, task notifier) with an encrypted TLS-only dead-letter queue,
+an encrypted environment they may decrypt themselves and JSON logs to their own log group, and reserved concurrency
+only when asked for (a fresh account cannot reserve any)."""
 
 from __future__ import annotations
 
@@ -69,28 +70,52 @@ def test_the_ecr_repository_is_encrypted_with_the_store_key(s3_built):
         "EncryptionType": "KMS", "KmsKey": {"Fn::GetAtt": [key, "Arn"]}}})
 
 
+@pytest.fixture(scope="module")
+def reserving():
+    from .helpers import Built
+
+    return Built({"lambda_reserved_concurrency": "true"})
+
+
 @pytest.mark.parametrize("function, concurrency", FUNCTIONS.items())
-def test_both_lambdas_are_hardened_the_same_way(s3_built, function, concurrency):
+def test_both_lambdas_are_hardened_the_same_way(s3_built, reserving, function, concurrency):
     t = s3_built.service
     logical = logical_id(t, "AWS::Lambda::Function", function)
     props = resources(t, "AWS::Lambda::Function")[logical]["Properties"]
     owner = function.removesuffix("Function")
     queue = logical_id(t, "AWS::SQS::Queue", f"{owner}DeadLetters")
     logs = logical_id(t, "AWS::Logs::LogGroup", f"{owner}Logs")
-    assert props["ReservedConcurrentExecutions"] == concurrency
+    # No reservation unless asked for: a new account's quota of 10 leaves nothing to reserve.
+    assert "ReservedConcurrentExecutions" not in props
+    reserved = resources(reserving.service, "AWS::Lambda::Function")[logical]["Properties"]
+    assert reserved["ReservedConcurrentExecutions"] == concurrency
     assert props["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [queue, "Arn"]}}
     assert props["KmsKeyArn"]["Fn::GetStackOutput"]["StackName"] == "ModelDelivery-dev-Storage"  # the store key
     assert props["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": logs}}
     t.has_resource_properties("AWS::Lambda::Function", {
-        "ReservedConcurrentExecutions": concurrency, "DeadLetterConfig": {"TargetArn": Match.any_value()},
+        "DeadLetterConfig": {"TargetArn": Match.any_value()},
         "KmsKeyArn": Match.object_like({"Fn::GetStackOutput": Match.any_value()}),
         "LoggingConfig": Match.object_like({"LogFormat": "JSON"})})
+    # The role may decrypt the environment itself, only for this function (no reliance on Lambda's grant).
+    role = props["Role"]["Fn::GetAtt"][0]
+    [decrypt] = [s for p in resources(t, "AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+                 for s in p["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "DecryptOwnEnvironment"]
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == props["KmsKeyArn"]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:EncryptionContext:aws:lambda:FunctionArn": {
+        "Fn::GetAtt": [logical, "Arn"]}}}
     queue_props = resources(t, "AWS::SQS::Queue")[queue]["Properties"]
     assert "Fn::GetStackOutput" in queue_props["KmsMasterKeyId"] and queue_props["MessageRetentionPeriod"] == 14 * 86400
     [policy] = [p["Properties"]["PolicyDocument"] for p in resources(t, "AWS::SQS::QueuePolicy").values()
                 if {"Ref": queue} in p["Properties"]["Queues"]]
     assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
                for s in policy["Statement"])
+
+
+def test_no_template_reserves_concurrency_unless_the_setting_asks(s3_built, efs_built, prod_built, two_apps_built):
+    for built in (s3_built, efs_built, prod_built, two_apps_built):
+        for template in (built.network, built.storage, built.service):
+            for key, function in resources(template, "AWS::Lambda::Function").items():
+                assert "ReservedConcurrentExecutions" not in function["Properties"], key
 
 
 def test_the_lambdas_may_send_only_to_their_own_dead_letter_queue(s3_built):

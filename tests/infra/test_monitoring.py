@@ -18,7 +18,7 @@ from model_delivery import (AlarmThresholds, AlarmTopic, MetricsOptions, ModelDe
                             ModelDeliveryDashboard, ModelDeliveryError, ModelStore, ModelStoreAlarms, TaskNotifier)
 from model_delivery.metrics import NOTIFIER_METRICS, DeliveryMetrics
 
-from .helpers import Built, cdk_json_context, containers, env, logical_id, only, resources, settings_for
+from .helpers import Built, cdk_json_context, storage_value, containers, env, logical_id, only, resources, settings_for
 from .test_cfn_lint import CFN_LINT, IGNORED
 from .test_settings import error_for
 
@@ -53,12 +53,6 @@ def alarms(built: Built) -> dict[str, dict]:
 
 def topic_ref(built: Built) -> dict:
     return {"Ref": logical_id(built.service, "AWS::SNS::Topic", "^AlarmsTopic")}
-
-
-def storage_value(built: Built, value) -> object:
-    """What a service-stack value is in the storage stack (follows Fn::GetStackOutput)."""
-    name = value["Fn::GetStackOutput"]["OutputName"]
-    return built.storage.to_json()["Outputs"][name]["Value"]
 
 
 def key_id(built: Built) -> str:
@@ -244,28 +238,33 @@ def test_a_failed_init_container_reaches_the_topic_through_its_apps_rule_and_ala
     assert "maskterial" not in json.dumps(notifier(two_apps)) and "demo" not in json.dumps(notifier(s3_built))
 
 
-def test_a_failed_seed_reaches_the_topic_through_its_rule_and_the_notifier(s3_built):
+def test_failed_seeds_and_signings_reach_the_topic_through_their_rule_and_the_notifier(s3_built):
     pattern = rule(s3_built, "^NotifierSeedStopped")["EventPattern"]
     seed_family = family(s3_built, "^SeedingTaskDefinition")
+    sign_family = family(s3_built, "^SigningTaskDefinition")
+    prefix = "arn:aws:ecs:eu-west-1:111111111111:task-definition/"
     assert pattern["detail"] == {
         "clusterArn": [{"Fn::GetAtt": [logical_id(s3_built.service, "AWS::ECS::Cluster", "^Cluster"), "Arn"]}],
         "lastStatus": ["STOPPED"],
-        "taskDefinitionArn": [{"prefix": f"arn:aws:ecs:eu-west-1:111111111111:task-definition/{seed_family}:"}]}
+        "taskDefinitionArn": [{"prefix": f"{prefix}{seed_family}:"}, {"prefix": f"{prefix}{sign_family}:"}]}
     assert (pattern["source"], pattern["detail-type"]) == (["aws.ecs"], ["ECS Task State Change"])
     variables = notifier(s3_built)["Environment"]["Variables"]
-    assert set(variables) == {"TOPIC_ARN", "STAGE", "METRICS_NAMESPACE", "SEED_TASK_FAMILY", "SEED_CONTAINER_NAME",
-                              "SEED_LOG_GROUP_NAME", "SEED_LOG_STREAM_PREFIX"}
+    assert set(variables) == {"TOPIC_ARN", "STAGE", "METRICS_NAMESPACE"} | {
+        f"{job}_{name}" for job in ("SEED", "SIGN")
+        for name in ("TASK_FAMILY", "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX")}
     assert variables["TOPIC_ARN"] == topic_ref(s3_built)
-    assert variables["SEED_TASK_FAMILY"] == seed_family
+    assert (variables["SEED_TASK_FAMILY"], variables["SIGN_TASK_FAMILY"]) == (seed_family, sign_family)
     assert (variables["SEED_CONTAINER_NAME"], variables["SEED_LOG_STREAM_PREFIX"]) == ("seed", "seed")
+    assert (variables["SIGN_CONTAINER_NAME"], variables["SIGN_LOG_STREAM_PREFIX"]) == ("sign", "sign")
     assert variables["SEED_LOG_GROUP_NAME"] == {"Ref": logical_id(s3_built.service, "AWS::Logs::LogGroup",
                                                                   "^SeedingLogs")}
+    assert variables["SIGN_LOG_GROUP_NAME"] == {"Ref": logical_id(s3_built.service, "AWS::Logs::LogGroup",
+                                                                  "^SigningLogs")}
     # Its role may publish to the topic and use the key for that only through SNS; the raw event goes to the
     # topic when the function fails after its retries.
     role = logical_id(s3_built.service, "AWS::IAM::Role", "^NotifierRole")
-    [policy] = [p["Properties"] for p in resources(s3_built.service, "AWS::IAM::Policy").values()
-                if p["Properties"]["Roles"] == [{"Ref": role}]]
-    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    statements = {s["Sid"]: s for p in resources(s3_built.service, "AWS::IAM::Policy").values()
+                  if p["Properties"]["Roles"] == [{"Ref": role}] for s in p["Properties"]["PolicyDocument"]["Statement"]}
     assert statements["PublishToAlarmTopic"]["Action"] == "sns:Publish"
     assert statements["PublishToAlarmTopic"]["Resource"] == topic_ref(s3_built)
     encrypt = statements["EncryptForAlarmTopic"]
@@ -274,6 +273,8 @@ def test_a_failed_seed_reaches_the_topic_through_its_rule_and_the_notifier(s3_bu
     assert encrypt["Condition"] == {"StringEquals": {"kms:ViaService": "sns.eu-west-1.amazonaws.com"}}
     read = statements["ReadSeedingTaskLogs"]
     assert read["Action"] == "logs:GetLogEvents" and "log-stream:seed/seed/*" in json.dumps(read["Resource"])
+    read = statements["ReadSigningTaskLogs"]
+    assert read["Action"] == "logs:GetLogEvents" and "log-stream:sign/sign/*" in json.dumps(read["Resource"])
     invoke = only(s3_built.service, "AWS::Lambda::EventInvokeConfig")["Properties"]
     assert invoke["DestinationConfig"] == {"OnFailure": {"Destination": topic_ref(s3_built)}}
     assert (invoke["MaximumRetryAttempts"], invoke["Qualifier"]) == (2, "$LATEST")

@@ -64,15 +64,19 @@ def nfs_ingress(built) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def test_the_mirror_takes_nfs_only_from_the_seeding_task_and_the_apps_that_mount_it(s3_built, efs_built):
-    seed_sg = logical_id(s3_built.network, "AWS::EC2::SecurityGroup", "SecurityGroupsSeed")
+def test_the_mirror_takes_nfs_only_from_the_seeding_tasks_and_the_apps_that_mount_it(s3_built, efs_built):
+    """Every rule into the mirror's group lives with the tasks it lets in (the service stack), so replacing a
+    task's group never leaves a rule in another stack pointing at the old one. The network stack holds none."""
     efs_sg = logical_id(s3_built.network, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
     assert "SecurityGroupIngress" not in resources(s3_built.network, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]
-    # An s3-mode app never reaches the mirror.
-    assert nfs_ingress(s3_built) == [("Network", seed_sg)]
-    # An efs-mode app does, through a rule in its own (the service) stack.
+    seed_sg = logical_id(s3_built.service, "AWS::EC2::SecurityGroup", "^SeedSecurityGroup[0-9A-F]")
+    # An s3-mode app never reaches the mirror; the seeding and signing tasks do.
+    assert nfs_ingress(s3_built) == [("Service", seed_sg)]
     demo_sg = logical_id(efs_built.service, "AWS::EC2::SecurityGroup", "^DemoSecurityGroup[0-9A-F]")
-    assert nfs_ingress(efs_built) == [("Network", seed_sg), ("Service", demo_sg)]
+    efs_seed_sg = logical_id(efs_built.service, "AWS::EC2::SecurityGroup", "^SeedSecurityGroup[0-9A-F]")
+    assert nfs_ingress(efs_built) == sorted([("Service", efs_seed_sg), ("Service", demo_sg)])
+    assert not resources(s3_built.network, "AWS::EC2::SecurityGroupIngress")
+    assert not resources(s3_built.network, "AWS::EC2::SecurityGroupEgress")
 
 
 def egress_of(t, sg: str) -> tuple[list, list]:
@@ -87,18 +91,16 @@ def egress_of(t, sg: str) -> tuple[list, list]:
 def test_task_groups_allow_only_https_out_and_nfs_where_the_mirror_is_read(s3_built, efs_built):
     network = s3_built.network
     efs_sg = logical_id(network, "AWS::EC2::SecurityGroup", "SecurityGroupsFileSystem")
-    seed_sg = logical_id(network, "AWS::EC2::SecurityGroup", "SecurityGroupsSeed")
-    to_mirror = (json.dumps({"Fn::GetAtt": [efs_sg, "GroupId"]}), 2049, 2049)
-    assert egress_of(network, seed_sg) == ([("0.0.0.0/0", "tcp", 443, 443)], [to_mirror])
-    for built, nfs in ((s3_built, []), (efs_built, ["2049"])):
+    for built, demo_nfs in ((s3_built, []), (efs_built, ["2049"])):
         t = built.service
-        demo_sg = logical_id(t, "AWS::EC2::SecurityGroup", "^DemoSecurityGroup[0-9A-F]")
-        inline, standalone = egress_of(t, demo_sg)
-        assert inline == [("0.0.0.0/0", "tcp", 443, 443)]
-        assert [str(port) for _, port, _ in standalone] == nfs
-        if nfs:
-            assert "SecurityGroupsFileSystem" in standalone[0][0]  # the mirror's group, from the network stack
-        assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[demo_sg]["Properties"]
+        for pattern, nfs in (("^SeedSecurityGroup[0-9A-F]", ["2049"]), ("^DemoSecurityGroup[0-9A-F]", demo_nfs)):
+            group = logical_id(t, "AWS::EC2::SecurityGroup", pattern)
+            inline, standalone = egress_of(t, group)
+            assert inline == [("0.0.0.0/0", "tcp", 443, 443)], pattern
+            assert [str(port) for _, port, _ in standalone] == nfs, pattern
+            if nfs:
+                assert "SecurityGroupsFileSystem" in standalone[0][0]  # the mirror's group, from the network stack
+            assert "SecurityGroupIngress" not in resources(t, "AWS::EC2::SecurityGroup")[group]["Properties"]
     # The EFS group sends nothing (CDK's placeholder rule that matches no traffic).
     efs_egress = resources(network, "AWS::EC2::SecurityGroup")[efs_sg]["Properties"]["SecurityGroupEgress"]
     assert [rule["CidrIp"] for rule in efs_egress] == ["255.255.255.255/32"]
@@ -130,6 +132,7 @@ def test_an_existing_vpc_is_looked_up_not_created():
         assert not resources(network, type_), type_
     groups = [*resources(network, "AWS::EC2::SecurityGroup").values(), *resources(service, "AWS::EC2::SecurityGroup").values()]
     assert len(groups) == 3 and all(g["Properties"]["VpcId"] == vpc_id for g in groups)  # mirror, seeding, the app
+    assert len(resources(network, "AWS::EC2::SecurityGroup")) == 1  # only the mirror's stays in the network stack
     assert sorted(t["Properties"]["SubnetId"] for t in resources(storage, "AWS::EFS::MountTarget").values()) \
         == PRIVATE_SUBNETS
     [ecs_service] = resources(service, "AWS::ECS::Service").values()

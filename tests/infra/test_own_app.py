@@ -145,8 +145,8 @@ def test_the_model_path_app_gets_its_pins_health_check_and_writable_paths(built)
     assert app["HealthCheck"]["Command"] == FLAKE_APP["health_command"]
     assert mounts(app)["/var/run/gunicorn"] == ("app-writable-0", False)
     assert app["Image"] == "ghcr.io/example/flake-api:1.4.2"
-    seed = containers(b.service, "SeedingTaskDefinition")["seed"]
-    assert env(seed)["MODELSYNC_MIRROR_PINS"] == "SEG_M2F_GrapheneL@3f9c1a7e5b2d4c60"
+    sign = containers(b.service, "SigningTaskDefinition")["sign"]  # the step that writes the mirror keeps pins there
+    assert env(sign)["MODELSYNC_MIRROR_PINS"] == "SEG_M2F_GrapheneL@3f9c1a7e5b2d4c60"
 
 
 # ---- ingress --------------------------------------------------------------------------------------
@@ -217,8 +217,8 @@ def test_the_mirror_takes_nfs_only_from_the_efs_app_and_the_seeding_task(built):
            if mirror in json.dumps(r["Properties"]["GroupId"]) and r["Properties"]["FromPort"] == 2049]
     sources = sorted(json.dumps(r["SourceSecurityGroupId"]) for r in nfs)
     assert len(sources) == 2
-    assert any(group_id(b, "^OcrSecurityGroup[0-9A-F]") in s for s in sources)  # in the service stack
-    assert any("SecurityGroupsSeed" in s for s in sources)  # in the network stack
+    assert any(group_id(b, "^OcrSecurityGroup[0-9A-F]") in s for s in sources)
+    assert any(group_id(b, "^SeedSecurityGroup[0-9A-F]") in s for s in sources)
     assert not any("Maskterial" in s for s in sources)  # the s3-mode app never reaches the mirror
 
 

@@ -23,7 +23,7 @@ import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 
-from model_delivery import MirrorOptions, ModelDelivery, ModelDeliveryError, ModelStore, SeedingTask
+from model_delivery import MirrorOptions, ModelDelivery, ModelDeliveryError, ModelStore, SeedingTask, SigningTask
 from model_delivery.seeding import AutoSeed, SeedRunner
 
 from .checkov import failures, run_checkov, skipped
@@ -197,17 +197,21 @@ def test_seeding_and_store_props_are_checked_with_one_line_errors():
     store = ModelStore(scope, "Store")
     with pytest.raises(ModelDeliveryError, match=r"^SeedingTask memory_mib = 100 is not allowed: use 2048 to 8192"):
         SeedingTask(scope, "Seed", store=store, image=MODELSYNC, cpu=1024, memory_mib=100)
-    with pytest.raises(ModelDeliveryError, match="SeedingTask mirror_pins keep versions in the EFS mirror"):
-        SeedingTask(scope, "Seed2", store=store, image=MODELSYNC, mirror_pins=["a@0123456789abcdef"])
+    with pytest.raises(ModelDeliveryError, match="SigningTask mirror_pins keep versions in the EFS mirror"):
+        SigningTask(scope, "Sign2", store=store, image=MODELSYNC, mirror_pins=["a@0123456789abcdef"])
+    with pytest.raises(ModelDeliveryError, match="SigningTask mirror_pins = 'a' is not allowed"):
+        SigningTask(scope, "Sign3", store=store, image=MODELSYNC, mirror_pins=["a"])
     with pytest.raises(ModelDeliveryError, match="SeedingTask log_retention_days = 2 is not allowed"):
         SeedingTask(scope, "Seed3", store=store, image=MODELSYNC, log_retention_days=2)
     task = SeedingTask(scope, "Seed4", store=store, image=MODELSYNC)
+    signing = SigningTask(scope, "Sign4", store=store, image=MODELSYNC)
     cluster = ecs.Cluster(scope, "Cluster", vpc=ec2.Vpc(scope, "Vpc"))
     with pytest.raises(ModelDeliveryError, match="SeedRunner subnets is empty"):
-        SeedRunner(scope, "Runner", cluster=cluster, seeding=task, subnets=[],
+        SeedRunner(scope, "Runner", cluster=cluster, seeding=task, signing=signing, subnets=[],
                    security_group=ec2.SecurityGroup(scope, "Sg", vpc=cluster.vpc))
-    runner = SeedRunner(scope, "Runner2", cluster=cluster, seeding=task, subnets=cluster.vpc.private_subnets,
-                        security_group=ec2.SecurityGroup(scope, "Sg2", vpc=cluster.vpc))
+    runner = SeedRunner(scope, "Runner2", cluster=cluster, seeding=task, signing=signing,
+                        subnets=cluster.vpc.private_subnets, security_group=ec2.SecurityGroup(scope, "Sg2",
+                                                                                               vpc=cluster.vpc))
     with pytest.raises(ModelDeliveryError, match="AutoSeed fingerprint 'abc' is not allowed"):
         AutoSeed(scope, "Auto", runner=runner, fingerprint="abc")
     with pytest.raises(ModelDeliveryError, match="ModelStore access_log_days = 0 is not allowed"):

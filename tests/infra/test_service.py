@@ -7,11 +7,12 @@ import json
 
 import pytest
 
+from model_delivery.bucket_keys import SIGN_KEYS, STAGE_KEYS
 from model_delivery.catalog import load_catalog
 from model_delivery.errors import ModelDeliveryError
 from stacks.settings import ImageSettings
 
-from .helpers import (FIXTURE_CATALOG, Built, actions, build_app, containers, env, logical_id, mounts, only, resources,
+from .helpers import (FIXTURE_CATALOG, storage_value, Built, actions, build_app, containers, env, logical_id, mounts, only, resources,
                       settings_for, statements, task_definition)
 
 CONTRACT_OUTPUTS = {"ClusterName", "Apps", "SeedTaskDefinitionArn", "SeedRunnerFunctionName",
@@ -207,13 +208,48 @@ def test_service_role_can_never_write(s3_built, efs_built, mode):
     assert not granted & {"elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess"}
 
 
-def test_seeding_role_writes_models_and_the_mirror_but_never_as_root(s3_built):
-    found = statements(s3_built, "SeedingTaskRole")
+def object_patterns(statement: dict) -> list[str]:
+    """The object key patterns of a statement on the models bucket (`<bucket ARN>/<pattern>`)."""
+    resources_ = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return [r["Fn::Join"][1][1].lstrip("/") for r in resources_]
+
+
+def test_the_seeding_role_only_stages_versions_and_never_signs_or_mounts_the_mirror(s3_built):
+    """The seeding task parses archives and runs PaddleX: its role writes a staged version's objects and nothing
+    else, holds no kms:Sign and no EFS access."""
+    found = statements(s3_built, "^SeedingRole")
     assert actions(found) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket",
-                              "kms:Decrypt", "kms:GenerateDataKey", "kms:Sign", "kms:GetPublicKey",
-                              "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
-    mirror = next(s for s in found if s["Sid"] == "MountModelMirrorReadWrite")
+                              "kms:Decrypt", "kms:GenerateDataKey", "kms:GetPublicKey"}
+    [stage] = [s for s in found if s["Sid"] == "StageVersions"]
+    assert object_patterns(stage) == ["models/*/*/files/*", "models/*/*/manifest.json", "models/*/STAGED"]
+
+
+def test_the_signing_role_signs_moves_latest_and_writes_the_mirror_but_never_as_root(s3_built):
+    found = statements(s3_built, "^SigningRole")
+    assert actions(found) == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
+                              "s3:ListBucket", "s3:ListBucketVersions", "kms:Decrypt", "kms:GenerateDataKey",
+                              "kms:Sign", "kms:GetPublicKey", "elasticfilesystem:ClientMount",
+                              "elasticfilesystem:ClientWrite"}
+    by_sid = {s["Sid"]: s for s in found}
+    assert object_patterns(by_sid["SignVersions"]) == [
+        "models/*/*/manifest.json.sig", "models/*/*/model.sig", "models/*/LATEST"]
+    assert object_patterns(by_sid["ClearStaged"]) == ["models/*/STAGED"]
+    mirror = by_sid["MountModelMirrorReadWrite"]
     assert "elasticfilesystem:AccessPointArn" in mirror["Condition"]["StringEquals"]
+
+
+def test_only_the_seed_runner_may_pass_the_seeding_and_signing_roles(s3_built, efs_built, two_apps_built):
+    """Whoever can pass a role that publishes can run any command with it: in this app, only the seed runner."""
+    for built in (s3_built, efs_built, two_apps_built):
+        for template in (built.network, built.storage, built.service):
+            for statement in all_statements(template):
+                acts = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if "iam:PassRole" in acts:
+                    assert statement["Sid"] == "PassSeedingRoles", statement
+        runner_role = logical_id(built.service, "AWS::IAM::Role", "^SeedRunnerRole")
+        owners = [p for p in resources(built.service, "AWS::IAM::Policy").values()
+                  if any(s.get("Sid") == "PassSeedingRoles" for s in p["Properties"]["PolicyDocument"]["Statement"])]
+        assert [p["Properties"]["Roles"] for p in owners] == [[{"Ref": runner_role}]]
 
 
 @pytest.mark.parametrize("config", ["s3", "efs", "prod-ecr"])
@@ -228,8 +264,11 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(s3_b
                 text = json.dumps(resource)
                 if resource == "*":
                     assert acts == ["ecr:GetAuthorizationToken"], statement
-                elif "*" in text:  # the models prefix, new tasks of the cluster, the seeding task's log streams
-                    assert text.endswith(('/models/*"]]}', '"/*"]]}', ':log-stream:seed/seed/*"]]}')), statement
+                elif "*" in text:  # the models prefix and each step's key patterns, new tasks of the cluster,
+                    # the seeding and signing tasks' log streams
+                    step_keys = tuple(f'/{key}"]]}}' for key in (*STAGE_KEYS, *SIGN_KEYS))
+                    assert text.endswith(('/models/*"]]}', '"/*"]]}', ':log-stream:seed/seed/*"]]}',
+                                          ':log-stream:sign/sign/*"]]}', *step_keys)), statement
 
 
 def test_no_aws_managed_policies_except_on_cdks_default_security_group_provider(s3_built):
@@ -280,19 +319,50 @@ def test_ecr_image_source_can_deploy_from_an_empty_account(prod_built):
 
 # ---- seeding task, seed runner, auto-seed -------------------------------------------------------
 
-def test_seeding_task_writes_the_mirror_with_room_for_the_largest_archive(s3_built):
+def test_the_seeding_task_stages_with_room_for_the_largest_archive_and_no_signing_key(s3_built):
     t = s3_built.service
     task = task_definition(t, "SeedingTaskDefinition")
     assert task["EphemeralStorage"] == {"SizeInGiB": 50}
     assert (task["Cpu"], task["Memory"]) == ("2048", "8192")
+    assert [v for v in task["Volumes"] if "EFSVolumeConfiguration" in v] == []  # the signing task mirrors
     [seed] = containers(t, "SeedingTaskDefinition").values()
     assert seed["Name"] == "seed" and seed["Command"] == ["modelsync", "seed"]
     assert seed["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "seed"
-    assert mounts(seed)["/mnt/models"] == ("models", False)
+    assert "/mnt/models" not in mounts(seed)
     seed_env = env(seed)
-    assert seed_env["MODELSYNC_EFS_ROOT"] == "/mnt/models" and seed_env["MODELSYNC_PREFIX"] == "models/"
+    assert "MODELSYNC_SIGNING_KEY" not in seed_env and "MODELSYNC_EFS_ROOT" not in seed_env
+    assert seed_env["MODELSYNC_PREFIX"] == "models/" and "MODELSYNC_TRUST_KEY" in seed_env
     # Resolved at synth: nothing named, so the catalog's enabled entries (the union of every app's models otherwise).
     assert seed_env["MODELSYNC_SEED_ONLY"] == "SEG_M2F_GrapheneL,CLS_AMM_GrapheneL,paddleocr"
+
+
+def test_the_signing_task_signs_with_the_key_and_mirrors_to_the_efs_mirror(s3_built):
+    t = s3_built.service
+    [sign] = containers(t, "SigningTaskDefinition").values()
+    assert sign["Name"] == "sign" and sign["Command"] == ["modelsync", "sign"]
+    assert mounts(sign)["/mnt/models"] == ("models", False)
+    sign_env = env(sign)
+    assert sign_env["MODELSYNC_EFS_ROOT"] == "/mnt/models" and sign_env["MODELSYNC_MIRROR_PINS"] == ""
+    assert "Fn::GetStackOutput" in str(sign_env["MODELSYNC_SIGNING_KEY"])
+    assert sign_env["MODELSYNC_SIGNING_KEY"] == sign_env["MODELSYNC_TRUST_KEY"]
+    task = task_definition(t, "SigningTaskDefinition")
+    assert "Fn::GetStackOutput" in str(task["TaskRoleArn"])  # the storage stack's signing role
+
+
+def test_a_good_seed_starts_the_signing_task_through_the_seed_runner(s3_built):
+    t = s3_built.service
+    rule = resources(t, "AWS::Events::Rule")[logical_id(t, "AWS::Events::Rule", "^SeedRunnerSignAfterSeed")][
+        "Properties"]
+    seed_family = task_definition(t, "SeedingTaskDefinition")["Family"]
+    assert rule["EventPattern"]["detail"] == {
+        "clusterArn": [{"Fn::GetAtt": [logical_id(t, "AWS::ECS::Cluster", "Cluster"), "Arn"]}],
+        "lastStatus": ["STOPPED"],
+        "taskDefinitionArn": [{"prefix": f"arn:aws:ecs:eu-west-1:111111111111:task-definition/{seed_family}:"}],
+        "containers": {"name": ["seed"], "exitCode": [0]}}
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [logical_id(t, "AWS::Lambda::Function", "^SeedRunnerFunction"), "Arn"]}
+    assert target["InputTransformer"] == {"InputPathsMap": {"detail-taskArn": "$.detail.taskArn"},
+                                          "InputTemplate": '{"sign_after":<detail-taskArn>}'}
 
 
 def test_seeding_task_caches_under_the_writable_tmp_not_the_read_only_home(s3_built):
@@ -310,7 +380,10 @@ def test_seed_runner_function_matches_the_contract(s3_built):
     assert props["Runtime"] == "python3.14" and props["Handler"] == "handler.handler"
     variables = props["Environment"]["Variables"]
     assert set(variables) == {"CLUSTER_ARN", "TASK_DEFINITION_ARN", "SUBNET_IDS", "SECURITY_GROUP_IDS",
-                              "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX", "CATALOG_NAMES"}
+                              "CONTAINER_NAME", "LOG_GROUP_NAME", "LOG_STREAM_PREFIX", "CATALOG_NAMES",
+                              "SIGN_TASK_DEFINITION_ARN", "SIGN_CONTAINER_NAME", "SIGN_LOG_GROUP_NAME",
+                              "SIGN_LOG_STREAM_PREFIX"}
+    assert (variables["SIGN_CONTAINER_NAME"], variables["SIGN_LOG_STREAM_PREFIX"]) == ("sign", "sign")
     assert (variables["CONTAINER_NAME"], variables["LOG_STREAM_PREFIX"]) == ("seed", "seed")
     # Every catalog entry (enabled or not: `--only` may name any), so typos are refused before RunTask.
     assert variables["CATALOG_NAMES"].split(",") == list(load_catalog(FIXTURE_CATALOG).names)
@@ -327,19 +400,24 @@ def test_missing_seed_runner_code_is_a_one_line_error(tmp_path):
         build_app({}, seed_runner_dir=tmp_path)
 
 
-def test_seed_runner_role_can_only_start_the_seeding_task(s3_built):
+def test_seed_runner_role_can_only_start_the_seeding_and_signing_tasks(s3_built):
     t = s3_built.service
     by_sid = {s["Sid"]: s for s in statements(s3_built, "SeedRunnerRole")}
-    assert set(by_sid) == {"RunSeedingTask", "PassSeedingRoles", "TagSeedingTaskOnCreate", "WriteOwnLogs",
-                           "SendToDeadLetterQueue", "EncryptForDeadLetterQueue"}
-    seed_task = logical_id(t, "AWS::ECS::TaskDefinition", "SeedingTaskDefinition")
+    assert set(by_sid) == {"RunSeedingTasks", "PassSeedingRoles", "TagSeedingTaskOnCreate", "WriteOwnLogs",
+                           "SendToDeadLetterQueue", "EncryptForDeadLetterQueue", "DecryptOwnEnvironment"}
+    tasks = [{"Ref": logical_id(t, "AWS::ECS::TaskDefinition", f"^{name}TaskDefinition[0-9A-F]")}
+             for name in ("Seeding", "Signing")]
     cluster = logical_id(t, "AWS::ECS::Cluster", "Cluster")
-    assert by_sid["RunSeedingTask"]["Action"] == "ecs:RunTask"
-    assert by_sid["RunSeedingTask"]["Resource"] == {"Ref": seed_task}
-    assert by_sid["RunSeedingTask"]["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
-    passed = {r["Fn::GetAtt"][0] for r in by_sid["PassSeedingRoles"]["Resource"]}
-    assert passed == {logical_id(t, "AWS::IAM::Role", "SeedingTaskRole"),
-                      logical_id(t, "AWS::IAM::Role", "SeedingTaskDefinitionExecutionRole")}
+    assert by_sid["RunSeedingTasks"]["Action"] == "ecs:RunTask"
+    assert by_sid["RunSeedingTasks"]["Resource"] == tasks
+    assert by_sid["RunSeedingTasks"]["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}}
+    passed = by_sid["PassSeedingRoles"]["Resource"]
+    # The two task roles live in the storage stack (beside the key and bucket that trust them).
+    storage_roles = [storage_value(s3_built, r) for r in passed if "Fn::GetStackOutput" in r]
+    assert storage_roles == [{"Fn::GetAtt": [logical_id(s3_built.storage, "AWS::IAM::Role", f"^{n}Role"), "Arn"]}
+                             for n in ("Seeding", "Signing")]
+    assert {r["Fn::GetAtt"][0] for r in passed if "Fn::GetAtt" in r} == {
+        logical_id(t, "AWS::IAM::Role", f"^{n}TaskDefinitionExecutionRole[0-9A-F]") for n in ("Seeding", "Signing")}
     assert by_sid["TagSeedingTaskOnCreate"]["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
     runner_logs = logical_id(t, "AWS::Logs::LogGroup", "SeedRunnerLogs")
     assert by_sid["WriteOwnLogs"]["Resource"] == {"Fn::GetAtt": [runner_logs, "Arn"]}
@@ -375,14 +453,15 @@ def test_auto_seed_invokes_only_on_create_so_a_rollback_starts_no_second_seed(ef
     assert "Update" not in resource["Properties"] and "Delete" not in resource["Properties"]
 
 
-def test_auto_seed_waits_for_the_seeding_task_roles_and_their_policies(efs_built):
-    # Its first invoke can start the seeding task during the same deploy.
+def test_auto_seed_waits_for_the_seeding_and_signing_roles_and_their_policies(efs_built):
+    # Its first invoke can start the seeding task, then the signing task, during the same deploy. The task roles
+    # are in the storage stack, which deploys first; the execution roles are here.
     t = efs_built.service
     [depends_on] = [r.get("DependsOn", []) for r in resources(t, "Custom::AWS").values()]
-    for pattern in ("^SeedingTaskRole[0-9A-F]", "^SeedingTaskRoleDefaultPolicy", "^SeedingTaskDefinitionExecutionRole[0-9A-F]",
-                    "^SeedingTaskDefinitionExecutionRoleDefaultPolicy"):
-        assert logical_id(t, "AWS::IAM::Role" if not pattern.endswith("Policy") else "AWS::IAM::Policy",
-                          pattern) in depends_on, pattern
+    for name in ("Seeding", "Signing"):
+        for pattern in (f"^{name}TaskDefinitionExecutionRole[0-9A-F]", f"^{name}TaskDefinitionExecutionRoleDefaultPolicy"):
+            assert logical_id(t, "AWS::IAM::Role" if not pattern.endswith("Policy") else "AWS::IAM::Policy",
+                              pattern) in depends_on, pattern
 
 
 # ---- outputs and assets -------------------------------------------------------------------------
@@ -442,9 +521,10 @@ def test_log_retention_and_tags_follow_the_stage(s3_built, prod_built):
                     assert {("project", "model-delivery"), ("stage", stage)} <= pairs, type_
 
 
-@pytest.mark.parametrize("role", ["DemoTaskRole", "SeedingTaskRole"])
-def test_task_roles_trust_only_ecs_tasks_of_this_account(s3_built, role):
-    t = s3_built.service
+@pytest.mark.parametrize("stack, role", [("service", "DemoTaskRole"), ("storage", "^SeedingRole"),
+                                         ("storage", "^SigningRole")])
+def test_task_roles_trust_only_ecs_tasks_of_this_account(s3_built, stack, role):
+    t = getattr(s3_built, stack)
     [statement] = resources(t, "AWS::IAM::Role")[logical_id(t, "AWS::IAM::Role", role)]["Properties"][
         "AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}

@@ -112,7 +112,7 @@ def test_a_bad_command_line_path_says_the_syntax(key):
 
 def test_an_unknown_app_key_names_its_full_path():
     message = error_for({"stage": "example", "apps.ocr.cpus": "1024"})
-    assert message.startswith("unknown setting 'apps.ocr.cpus': allowed here are image, command")
+    assert message.startswith("unknown setting 'apps.ocr.cpus': allowed here are image, ") and " cpu, " in message
     assert "docs/settings.md" in message
 
 
