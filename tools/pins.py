@@ -153,12 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("lock", "check"),
         help="lock: write the current LATEST of each served model as pins; check: every pin exists",
     )
-    parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
+    add_stage_arguments(parser)
     parser.add_argument("--app", help="only this app (default: every app of the stage)")
     parser.add_argument("--bucket", help="models bucket (default: the service stack's ModelsBucketName output)")
+    return parser
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """--stage and --region as every tool that reads a stage of cdk.json takes them (pins, preflight, up)."""
+    parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
     parser.add_argument("--region", help="AWS region (default: the stage's region, then the AWS configuration)")
     parser.add_argument("--cdk-json", type=Path, default=CDK_JSON, help=argparse.SUPPRESS)
-    return parser
 
 
 def main(

@@ -41,7 +41,7 @@ from modelsync.manifest import read_latest_version
 from modelsync.s3 import make_client
 from stacks.naming import app_output, stack_id
 from tools import seed as seed_tool
-from tools.pins import CDK_JSON, stage_settings
+from tools.pins import add_stage_arguments, stage_settings
 from tools.preflight import failed, run_checks
 from tools.preflight.cli import make_context, stage_region
 from tools.preflight.context import ClientFactory, CommandRunner, Context, SessionClients, run_quietly
@@ -300,8 +300,7 @@ def minutes(value: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.up", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
-    parser.add_argument("--region", help="AWS region (default: the stage's region, then the AWS configuration)")
+    add_stage_arguments(parser)
     parser.add_argument("--skip-preflight", action="store_true", help="deploy without running preflight first")
     parser.add_argument(
         "--timeout",
@@ -316,7 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARGS",
         help='more arguments for cdk deploy, e.g. "--require-approval never" (make: CDK_ARGS)',
     )
-    parser.add_argument("--cdk-json", type=Path, default=CDK_JSON, help=argparse.SUPPRESS)
     return parser
 
 

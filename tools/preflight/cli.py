@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError
 from model_delivery.errors import ModelDeliveryError
 from modelsync.errors import ModelsyncError
 from modelsync.s3 import make_client
-from tools.pins import CDK_JSON, cdk_context, stage_settings
+from tools.pins import add_stage_arguments, cdk_context, stage_settings
 from tools.preflight import CHECK_NAMES, CHECKS, failed, run_checks, summary
 from tools.preflight.context import ClientFactory, CommandRunner, Context, SessionClients, run_quietly
 from tools.seed import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SeedError
@@ -66,10 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.preflight",
         description="Check what a deploy of the stage needs from the AWS account, one line per check.",
-        epilog="checks: " + "; ".join(f"{check.name}: {check.summary}" for check in CHECKS),
+        epilog="checks, in order:\n" + "\n".join(f"  {check.name:<22}{check.summary}" for check in CHECKS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
-    parser.add_argument("--region", help="AWS region (default: the stage's region, then the AWS configuration)")
+    add_stage_arguments(parser)
     parser.add_argument(
         "--skip",
         action="extend",
@@ -78,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECK",
         help="do not run these checks (names or a comma-separated list)",
     )
-    parser.add_argument("--cdk-json", type=Path, default=CDK_JSON, help=argparse.SUPPRESS)
     return parser
 
 
