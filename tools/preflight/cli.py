@@ -17,7 +17,7 @@ from modelsync.s3 import make_client
 from tools.pins import add_stage_arguments, cdk_context, stage_settings
 from tools.preflight import CHECK_NAMES, CHECKS, failed, run_checks, summary
 from tools.preflight.context import ClientFactory, CommandRunner, Context, SessionClients, run_quietly
-from tools.seed import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SeedError
+from tools.seed import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SeedError
 
 PROG = "preflight"
 # cdk.json context key of a custom bootstrap qualifier, and CDK's default (aws-cdk-lib DefaultStackSynthesizer).
@@ -101,7 +101,11 @@ def main(
     except (SeedError, ModelsyncError, BotoCoreError) as exc:  # no region; a broken AWS profile
         print(f"{PROG}: error: {exc}", file=err)
         return getattr(exc, "exit_code", EXIT_USAGE)
-    results = run_checks(ctx, out, skipped)
+    try:
+        results = run_checks(ctx, out, skipped)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=err)
+        return EXIT_INTERRUPTED
     where = f"stage {ctx.settings.stage.name} in {ctx.region}"
     names = failed(results)
     if names:
