@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from modelsync.config import DEFAULT_PREFIX
 from stacks.app_image import AppImage, parse_app_image
+from stacks.naming import stack_id
 from stacks.settings.sections import certificate_place
 from tools.pins import MISSING_PIN_FIX, pin_states
 from tools.preflight.context import DOCKER_TIMEOUT_SECONDS, Context, Result, fail, ok, skip
@@ -138,7 +139,7 @@ def _project_repository(ctx: Context) -> tuple[str, str] | None:
 
 
 def _repository_not_deployed(ctx: Context) -> str:
-    storage = f"ModelDelivery-{ctx.settings.stage.name}-Storage"
+    storage = stack_id(ctx.settings.stage.name, "Storage")
     return f"repository not deployed yet: deploy {storage} (make deploy STACKS={storage}), push, then check again"
 
 
