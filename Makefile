@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-checkov lint fmt synth test docs deploy destroy pins check-pins seed local bench lock clean
+.PHONY: install install-dev install-checkov lint fmt synth test docs preflight deploy up destroy pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,14 +69,26 @@ test: install-dev install-checkov lint
 docs: install
 	$(PY) -m stacks.settings.reference --write
 
+## What a deploy of the stage needs from the account, one line per check (needs AWS credentials); PREFLIGHT_ARGS
+## passes options, e.g. PREFLIGHT_ARGS="--skip docker".
+preflight: install
+	$(PY) -m tools.preflight --stage $(STAGE) $(PREFLIGHT_ARGS)
+
 ## Deploy / destroy every stack of a stage (needs AWS credentials; Docker for the image assets).
-## deploy first checks that every pinned model version exists (CHECK_PINS=0 skips it, e.g. a first deploy).
+## deploy runs preflight first (SKIP_PREFLIGHT=1 skips it; CHECK_PINS=0 skips only its pins check).
 ## STACKS=ModelDelivery-<stage>-Storage deploys up to the storage stack only (image_source=ecr: push, then deploy all).
+SKIP_PREFLIGHT ?= 0
 CHECK_PINS ?= 1
 STACKS ?= --all
 deploy: install
-	if [ "$(CHECK_PINS)" = "1" ]; then $(PY) -m tools.pins check --stage $(STAGE); fi
+	$(if $(filter 1,$(SKIP_PREFLIGHT)),@echo "deploy: preflight skipped (SKIP_PREFLIGHT=1)",$(PY) -m tools.preflight --stage $(STAGE) $(if $(filter 0,$(CHECK_PINS)),--skip pins) $(PREFLIGHT_ARGS))
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy $(STACKS) -c stage=$(STAGE) $(CDK_ARGS)
+
+## From nothing to serving: preflight, deploy with the services stopped while nothing is seeded, seed, deploy, wait
+## until every app is steady, print the URLs. On a live stage: a deploy and the wait. SKIP_PREFLIGHT=1, CDK_ARGS and
+## UP_ARGS (e.g. "--timeout 45") as for deploy.
+up: install
+	$(PY) -m tools.up --stage $(STAGE) $(if $(filter 1,$(SKIP_PREFLIGHT)),--skip-preflight) $(if $(CDK_ARGS),--cdk-args "$(CDK_ARGS)") $(UP_ARGS)
 
 ## Pin every model an app serves at its current LATEST (writes apps.NAME.models in cdk.json) / check pins.
 ## Every app of the stage, or APP=NAME.

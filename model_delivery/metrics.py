@@ -20,7 +20,8 @@ from model_delivery.errors import ModelDeliveryError
 from modelsync import metrics as emf
 
 DEFAULT_NAMESPACE = emf.DEFAULT_NAMESPACE
-NOTIFIER_METRICS = ("InitFailures", "SeedTasks", "SeedTaskFailed", "SignTasks", "SignTaskFailed")  # lambdas/task_notifier
+# Emitted by lambdas/task_notifier.
+NOTIFIER_METRICS = ("InitFailures", "SeedTasks", "SeedTaskFailed", "SignTasks", "SignTaskFailed")
 DIMENSION = re.compile(r"[A-Za-z0-9_-]{1,200}")  # a stage or app name: also part of alarm and dashboard names
 FIVE_MINUTES = cdk.Duration.minutes(5)
 ONE_MINUTE = cdk.Duration.minutes(1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,9 +40,13 @@ PROG = "pins"
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
+def cdk_context(cdk_json: Path) -> dict[str, Any]:
+    context: dict[str, Any] = json.loads(cdk_json.read_text())["context"]
+    return context
+
+
 def stage_settings(cdk_json: Path, stage: str) -> Settings:
-    context = json.loads(cdk_json.read_text())["context"]
-    return load_settings({**context, "stage": stage})
+    return load_settings({**cdk_context(cdk_json), "stage": stage})
 
 
 def chosen_apps(settings: Settings, app: str | None) -> list[AppSettings]:
@@ -102,24 +107,43 @@ def lock(cdk_json: Path, settings: Settings, apps: list[AppSettings], client: An
     return EXIT_OK
 
 
-def check(apps: list[AppSettings], client: Any, bucket: str, out: TextIO, err: TextIO) -> int:
-    missing = 0
+# What to do about a pin the bucket lacks (`make check-pins` and `make preflight` say the same).
+MISSING_PIN_FIX = "tasks would fail to start; publish or seed it, or pin a version `modelsync list` shows"
+
+
+@dataclass(frozen=True)
+class PinState:
+    app: str
+    spec: str  # NAME or NAME@VERSION, as the app serves it
+    present: bool | None  # None: not pinned (follows LATEST)
+
+
+def pin_states(apps: list[AppSettings], client: Any, bucket: str) -> list[PinState]:
+    """Whether each pinned version of each app is in the bucket (its manifest exists): the one pin check."""
+    states = []
     for app in apps:
         for spec in app.served_models:
             name, _, version = spec.partition("@")
-            if not version:
-                print(f"{app.name}: {name}: not pinned, follows LATEST at each task start", file=out)
-                continue
-            if read_manifest(client, bucket, name, version, prefix=DEFAULT_PREFIX) is None:
-                missing += 1
-                print(
-                    f"{PROG}: error: {app.name}: {spec} is not in s3://{bucket}/{DEFAULT_PREFIX}: tasks would fail "
-                    "to start; publish or seed it, or pin a version `modelsync list` shows",
-                    file=err,
-                )
-            else:
-                print(f"{app.name}: {spec}: present", file=out)
-    return EXIT_FAILED if missing else EXIT_OK
+            present = (
+                None if not version else read_manifest(client, bucket, name, version, prefix=DEFAULT_PREFIX) is not None
+            )
+            states.append(PinState(app.name, spec, present))
+    return states
+
+
+def check(apps: list[AppSettings], client: Any, bucket: str, out: TextIO, err: TextIO) -> int:
+    states = pin_states(apps, client, bucket)
+    for state in states:
+        if state.present is None:
+            print(f"{state.app}: {state.spec}: not pinned, follows LATEST at each task start", file=out)
+        elif state.present:
+            print(f"{state.app}: {state.spec}: present", file=out)
+        else:
+            print(
+                f"{PROG}: error: {state.app}: {state.spec} is not in s3://{bucket}/{DEFAULT_PREFIX}: {MISSING_PIN_FIX}",
+                file=err,
+            )
+    return EXIT_FAILED if any(state.present is False for state in states) else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,12 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("lock", "check"),
         help="lock: write the current LATEST of each served model as pins; check: every pin exists",
     )
-    parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
+    add_stage_arguments(parser)
     parser.add_argument("--app", help="only this app (default: every app of the stage)")
     parser.add_argument("--bucket", help="models bucket (default: the service stack's ModelsBucketName output)")
+    return parser
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """--stage and --region as every tool that reads a stage of cdk.json takes them (pins, preflight, up)."""
+    parser.add_argument("--stage", default="dev", help="stage in cdk.json (default dev)")
     parser.add_argument("--region", help="AWS region (default: the stage's region, then the AWS configuration)")
     parser.add_argument("--cdk-json", type=Path, default=CDK_JSON, help=argparse.SUPPRESS)
-    return parser
 
 
 def main(

@@ -105,20 +105,33 @@ def aws_error(action: str, err: ClientError) -> SeedError:
     return SeedError(f"{action} failed: {code}: {message}")
 
 
-def read_stack_outputs(cloudformation: Any, stack: str, required: tuple[str, ...] = REQUIRED_OUTPUTS) -> dict[str, str]:
+def find_stack(cloudformation: Any, stack: str) -> dict[str, Any] | None:
+    """The stack as DescribeStacks gives it, or None when it does not exist in the client's region."""
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as err:
-        message = err.response.get("Error", {}).get("Message", "")
-        if "does not exist" in message:
-            region = cloudformation.meta.region_name
-            raise SeedError(
-                f"stack {stack} not found in region {region}: check --stack and --region "
-                "(the service stack is ModelDelivery-<stage>-Service)",
-                EXIT_USAGE,
-            ) from None
+        # CloudFormation has no error code of its own for this: a ValidationError "Stack with id X does not exist".
+        if "does not exist" in err.response.get("Error", {}).get("Message", ""):
+            return None
         raise aws_error(f"reading stack {stack}", err) from None
-    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])}
+    found: dict[str, Any] = stacks[0]
+    return found
+
+
+def stack_outputs(description: dict[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in description.get("Outputs", [])}
+
+
+def read_stack_outputs(cloudformation: Any, stack: str, required: tuple[str, ...] = REQUIRED_OUTPUTS) -> dict[str, str]:
+    description = find_stack(cloudformation, stack)
+    if description is None:
+        region = cloudformation.meta.region_name
+        raise SeedError(
+            f"stack {stack} not found in region {region}: check --stack and --region "
+            "(the service stack is ModelDelivery-<stage>-Service)",
+            EXIT_USAGE,
+        )
+    outputs = stack_outputs(description)
     missing = [key for key in required if not outputs.get(key)]
     if missing:
         raise SeedError(

@@ -52,8 +52,8 @@ def _session() -> boto3.Session:
                          region_name=REGION)
 
 
-def make_client(service: str):
-    return _session().client(service)
+def make_client(service: str, region: str = REGION):
+    return _session().client(service, region_name=region)
 
 
 def load_handler(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], path: Path = HANDLER_PATH,
