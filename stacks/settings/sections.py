@@ -187,7 +187,11 @@ class NetworkSettings(Section):
         check=_pattern(VPC_ID, "an existing VPC id like vpc-0123456789abcdef0, or empty for a new VPC"),
     )
     max_azs: int = setting(
-        2, "AZs of a new VPC.", "2-6", check=_between(2, 6, "EFS mount targets and the services span at least two AZs")
+        2,
+        "AZs of a new VPC. On a deployed stage it can grow (new subnets, a mount target and the services' "
+        "subnets follow) but not shrink: a subnet with mount targets and tasks in it cannot be deleted.",
+        "2-6",
+        check=_between(2, 6, "EFS mount targets and the services span at least two AZs"),
     )
     nat_gateways: int = setting(1, "NAT gateways of a new VPC (seeding and image pulls need egress).", "1..max_azs")
 
