@@ -790,7 +790,7 @@ def test_no_region_anywhere_is_a_usage_error(tmp_path, aws):
 # ---- the Makefile ------------------------------------------------------------------------------------------
 
 def make_dry_run(*args) -> str:
-    proc = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

@@ -355,7 +355,7 @@ def test_a_missing_cli_is_a_usage_error(tmp_path, monkeypatch):
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 def test_make_up_passes_the_stage_and_the_options():
     def dry(*args):
-        proc = subprocess.run(["make", "-n", "up", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["make", "--no-print-directory", "-n", "up", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip().splitlines()[-1]
 
