@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,8 @@ from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
 from .signing import Verifier, check_pull_targets
-from .store import LocalStore, Record, fsync_dir, stat_key
+from .store import LocalStore, Record, stat_key
+from .storefs import Slot, Subdirs, link_refused
 
 if TYPE_CHECKING:
     from .download import Downloader
@@ -182,13 +184,13 @@ def plan(
         manifest = target.content()
         trusted = dict(record.stats) if record else {}
         reusable = _reusable_local_files(store, target.name, target.version)
-        vdir = store.version_dir(target.name, target.version)
-        for entry in manifest.files:
-            if _in_place(os.path.join(vdir, entry.path), entry, trusted):
-                in_place += 1
-                continue
-            action = "link" if (entry.sha256, entry.size) in reusable else "download"
-            planned.append(PlannedFile(target.name, target.version, entry.path, entry.size, action))
+        with _existing_tree(store, target.name, target.version) as tree:
+            for entry in manifest.files:
+                if tree is not None and _in_place(tree.slot(entry.path), entry, trusted):
+                    in_place += 1
+                    continue
+                action = "link" if (entry.sha256, entry.size) in reusable else "download"
+                planned.append(PlannedFile(target.name, target.version, entry.path, entry.size, action))
     return targets, planned, in_place
 
 
@@ -282,10 +284,16 @@ class _Puller:
             return self._build_version(manifest, trusted, switch=target.switch)
 
     def _build_version(self, manifest: Manifest, trusted: dict, *, switch: bool) -> ModelPullResult:
+        tree = self.store.version_subdirs(manifest.name, manifest.version, create=True)
+        try:
+            return self._fill_version(manifest, trusted, tree, switch=switch)
+        finally:
+            tree.close()
+
+    def _fill_version(self, manifest: Manifest, trusted: dict, tree: Subdirs, *, switch: bool) -> ModelPullResult:
         store, progress = self.store, self.progress
         name, version = manifest.name, manifest.version
         vdir = store.version_dir(name, version)
-        os.makedirs(vdir, exist_ok=True)
         reusable = _reusable_local_files(store, name, version)
         result = ModelPullResult(name, version)
         progress.begin(
@@ -301,7 +309,7 @@ class _Puller:
             if failed.is_set():
                 return entry, _Skipped()
             try:
-                outcome = self._ensure_file(manifest, entry, trusted, reusable)
+                outcome = self._ensure_file(manifest, entry, trusted, reusable, tree)
                 if outcome is not None:
                     placed.append(entry)
                 return entry, bool(outcome)
@@ -320,14 +328,12 @@ class _Puller:
                 raise
 
         errors = []
-        parents = {vdir}
         for entry, outcome in self.files_pool.map(_capture(one), manifest.files):
             if isinstance(outcome, _Skipped):
                 continue
             if isinstance(outcome, Exception):
                 errors.append(outcome)
                 continue
-            parents.add(os.path.dirname(os.path.join(vdir, entry.path)))
             if outcome:
                 result.downloaded_files += 1
                 result.downloaded_bytes += entry.size
@@ -336,13 +342,13 @@ class _Puller:
         if errors:
             progress.end(model=name, version=version, failed=True)
             if full:
-                raise _disk_full(store, manifest, placed, *full[0])
+                raise _disk_full(store, manifest, placed, tree, *full[0])
             raise _first_user_error(errors)
 
         try:
-            for parent in parents:
-                fsync_dir(parent)
-            stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
+            for folder in tree.opened():
+                folder.fsync()
+            stats = {e.path: stat_key(_lstat(tree.slot(e.path))) for e in manifest.files}
         except FileNotFoundError:
             raise _removed_while_pulling(store, name, version) from None
         record = Record(manifest, stats)
@@ -354,14 +360,15 @@ class _Puller:
         )
         return result
 
-    def _ensure_file(self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: dict) -> bool | None:
+    def _ensure_file(
+        self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: dict, tree: Subdirs
+    ) -> bool | None:
         """Make the version directory hold a verified copy of entry. True when it was downloaded, False
         when linked from another version, None when it was already there."""
         store, progress, bucket, prefix = self.store, self.progress, self.bucket, self.prefix
-        target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
-        if _in_place(target, entry, trusted):
+        if _in_place(tree, entry, trusted):
             return None
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        target = tree.slot(entry.path)  # its folders are made here, never through a link
         source = reusable.get((entry.sha256, entry.size))
         if source and _place_local_copy(store, source, target, entry):
             return False
@@ -386,7 +393,7 @@ class _Puller:
                         message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
                         "kept by an earlier pull (all of it is hashed again)",
                     )
-            temp = journal.data_path if journal else store.new_temp_path()
+            temp = journal.data if journal else store.temp_slot()
             try:
                 downloader.fetch(key, entry, temp, journal)
             except BrokenObject as exc:
@@ -408,7 +415,7 @@ class _Puller:
                     message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again",
                 )
                 continue
-            os.replace(temp, target)
+            temp.move_to(target)
             if journal is not None:
                 journal.remove()
             return True
@@ -435,7 +442,7 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _disk_full(
-    store: LocalStore, manifest: Manifest, placed: list[FileEntry], entry: FileEntry, exc: OSError
+    store: LocalStore, manifest: Manifest, placed: list[FileEntry], tree: Subdirs, entry: FileEntry, exc: OSError
 ) -> JobFailed:
     """A full disk: remove what this pull wrote for the version (unless another pull recorded it
     meanwhile), so the failed pull leaves the disk as it found it, and say how much space it needs."""
@@ -443,12 +450,10 @@ def _disk_full(
     removed = 0
     if store.read_record(manifest.name, manifest.version) is None:
         for done in placed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(vdir, done.path))
+            if tree.slot(done.path).unlink():
                 removed += done.size
-        with contextlib.suppress(OSError):
-            for current, _dirs, _files in sorted(os.walk(vdir), reverse=True):
-                os.rmdir(current)  # empty directories only; fails harmlessly on anything still there
+        tree.remove_empty()  # empty directories only; fails harmlessly on anything still there
+        store.remove_empty_version(manifest.name, manifest.version)
     needed = sum(e.size for e in manifest.files) - _present_bytes(vdir, manifest)
     free = shutil.disk_usage(store.dest).free
     return JobFailed(
@@ -479,21 +484,48 @@ def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFai
     )
 
 
-def _in_place(target: str, entry: FileEntry, trusted: dict) -> bool:
-    """The version directory already holds a verified copy of entry at target."""
+def _in_place(tree: Subdirs, entry: FileEntry, trusted: dict) -> bool:
+    """The version directory already holds a verified copy of entry (a link there is refused)."""
     try:
-        st = os.stat(target)
+        target = tree.slot(entry.path)
+        st = _lstat(target)
     except FileNotFoundError:
         return False
     if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
         return True
-    # Left by an interrupted or concurrent pull: it was verified before its rename, but we
-    # check the bytes again rather than trust a file we have no record of.
-    return st.st_size == entry.size and sha256_file(target) == entry.sha256
+    # Left by an interrupted or concurrent pull, or changed since it was recorded: it was verified
+    # before its rename, but we check the bytes again rather than trust a file we have no record of.
+    return st.st_size == entry.size and st.st_uid == os.geteuid() and _sha256(target) == entry.sha256
+
+
+@contextlib.contextmanager
+def _existing_tree(store: LocalStore, name: str, version: str):
+    """The folders of a version directory as they are (none made), or None when it does not exist."""
+    try:
+        tree = store.version_subdirs(name, version)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        yield tree
+    finally:
+        tree.close()
+
+
+def _lstat(slot: Slot) -> os.stat_result:
+    """The stat of a file placed in a version: a regular file; a link there is refused."""
+    st = slot.dir.lstat(slot.name)
+    if stat.S_ISLNK(st.st_mode):
+        raise link_refused(slot.path)
+    return st
+
+
+def _sha256(slot: Slot) -> str:
+    return sha256_file(slot.name, dir_fd=slot.dir.fd, follow_symlinks=False)
 
 
 def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:
-    """(sha256, size) -> path of an unchanged, verified file in another recorded version."""
+    """(sha256, size) -> the path (in .modelsync) of an unchanged, verified file in another recorded version."""
     found: dict[tuple[str, int], str] = {}
     for other in store.recorded_versions(name):
         if other == version:
@@ -501,35 +533,26 @@ def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:
         record = store.read_record(name, other)
         if record is None:
             continue
-        vdir = store.version_dir(name, other)
+        stats = store.file_stats(record)
         for entry in record.manifest.files:
-            path = os.path.join(vdir, entry.path)
-            try:
-                if stat_key(os.stat(path)) == record.stats.get(entry.path):
-                    found.setdefault((entry.sha256, entry.size), path)
-            except OSError:
-                continue
+            st = stats[entry.path]
+            if st is not None and stat.S_ISREG(st.st_mode) and stat_key(st) == record.stats.get(entry.path):
+                found.setdefault((entry.sha256, entry.size), f"versions/{name}/{other}/{entry.path}")
     return found
 
 
-def _place_local_copy(store: LocalStore, source: str, target: str, entry: FileEntry) -> bool:
+def _place_local_copy(store: LocalStore, source: str, target: Slot, entry: FileEntry) -> bool:
     """Hard-link (or copy and check) an identical file from another version instead of downloading."""
-    temp = store.new_temp_path()
+    temp = store.temp_slot()
     try:
-        try:
-            os.link(source, temp)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
-            shutil.copyfile(source, temp)
-            if sha256_file(temp) != entry.sha256:
-                os.unlink(temp)
-                return False
-        os.replace(temp, target)
+        if not store.link_or_copy(source, temp) and _sha256(temp) != entry.sha256:
+            temp.unlink()
+            return False
+        temp.move_to(target)
         return True
     except OSError:
         with contextlib.suppress(OSError):
-            os.unlink(temp)
+            temp.unlink()
         return False
 
 

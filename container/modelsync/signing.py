@@ -16,7 +16,6 @@ another version without a new signature no longer matches.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -263,29 +262,13 @@ def refused(where: str, problem: str) -> JobFailed:
 # Local copies (the record's signature, for verify) ----------------------------------------------
 
 
-def local_signature_path(store, name: str, version: str) -> str:
-    return store.record_path(name, version)[: -len(".json")] + SIGNATURE_SUFFIX
-
-
 def write_local_envelope(store, name: str, version: str, envelope: dict) -> None:
-    path = local_signature_path(store, name, version)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temp = store.new_temp_path()
-    try:
-        with open(temp, "w") as handle:
-            json.dump(envelope, handle, sort_keys=True)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    store.write_record_file(name, f"{version}{SIGNATURE_SUFFIX}", json.dumps(envelope, sort_keys=True).encode())
 
 
 def read_local_envelope(store, name: str, version: str) -> dict | None:
-    try:
-        with open(local_signature_path(store, name, version), "rb") as handle:
-            return _parse(handle.read(MAX_SIGNATURE_BYTES + 1))
-    except FileNotFoundError:
-        return None
+    raw = store.read_record_file(name, f"{version}{SIGNATURE_SUFFIX}", limit=MAX_SIGNATURE_BYTES + 1)
+    return None if raw is None else _parse(raw)
 
 
 # Checks -------------------------------------------------------------------------------------

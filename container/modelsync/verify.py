@@ -25,7 +25,8 @@ def verify(
     dest, models: list[str] | None = None, *, deep: bool = False, workers: int | None = None, trust=None
 ) -> list[ModelState]:
     """One ModelState per model; an empty problems list everywhere means the tree is good. trust (a
-    signing.Verifier): each version's record must also keep a manifest signature by that key."""
+    signing.Verifier): each version's record must also keep a manifest signature by that key. Raises
+    storefs.UnsafeStore for a store someone else owns or may write, or with a link where none belongs."""
     store = LocalStore(dest)
     if os.path.exists(store.dest) and not os.path.isdir(store.dest):
         return [
@@ -37,19 +38,21 @@ def verify(
         ]
     if not os.path.isdir(store.dest):
         return [ModelState("*", None, problems=[f"{store.dest} does not exist: mount or pull the models first"])]
-    specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
-    if not specs:
-        return [ModelState("*", None, problems=[f"no models under {store.dest}: run modelsync pull first"])]
-    states = [_check_model(store, name, wanted) for name, wanted in specs]
-    if trust is not None:
-        from .signing import record_problem
+    with store:
+        store.check()
+        specs = [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
+        if not specs:
+            return [ModelState("*", None, problems=[f"no models under {store.dest}: run modelsync pull first"])]
+        states = [_check_model(store, name, wanted) for name, wanted in specs]
+        if trust is not None:
+            from .signing import record_problem
 
-        for state in states:
-            problem = record_problem(store, state.record, trust) if state.record is not None else None
-            if problem:
-                state.problems.append(problem)
-    if deep:
-        _check_content(store, states, workers)
+            for state in states:
+                problem = record_problem(store, state.record, trust) if state.record is not None else None
+                if problem:
+                    state.problems.append(problem)
+        if deep:
+            _check_content(store, states, workers)
     return states
 
 
@@ -79,22 +82,20 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
         )
         return state
     state.record = record
-    vdir = store.version_dir(name, version)
     expected = {e.path: e for e in record.manifest.files}
     state.files, state.bytes = len(expected), record.manifest.total_bytes
+    found = store.scan_version(name, version)
     for path, entry in expected.items():
-        try:
-            size = os.stat(os.path.join(vdir, path)).st_size
-        except OSError:
+        st = found.get(path)
+        if st is None:
             state.problems.append(f"{name}/{path}: missing")
-            continue
-        if size != entry.size:
-            state.problems.append(f"{name}/{path}: size {size} but the manifest says {entry.size}")
-    for current, _dirs, filenames in os.walk(vdir):
-        for filename in filenames:
-            rel = os.path.relpath(os.path.join(current, filename), vdir).replace(os.sep, "/")
-            if rel not in expected:
-                state.problems.append(f"{name}/{rel}: not in the manifest")
+        elif st.st_size != entry.size:
+            state.problems.append(f"{name}/{path}: size {st.st_size} but the manifest says {entry.size}")
+        elif st.st_uid != os.geteuid():
+            state.problems.append(
+                f"{name}/{path}: owned by uid {st.st_uid}, not by this user (someone else replaced it): pull it again"
+            )
+    state.problems += [f"{name}/{path}: not in the manifest" for path in sorted(set(found) - set(expected))]
     return state
 
 
@@ -107,7 +108,7 @@ def _check_content(store: LocalStore, states: list[ModelState], workers: int | N
         vdir = store.version_dir(state.name, version)
         for entry in record.manifest.files:
             wanted[os.path.join(vdir, entry.path)] = (state, entry)
-    digests = sha256_many(list(wanted), workers=workers)
+    digests = sha256_many(list(wanted), workers=workers, follow_symlinks=False)
     for path, (state, entry) in wanted.items():
         digest = digests.get(path)
         if isinstance(digest, OSError):

@@ -190,7 +190,7 @@ def test_prune_local_ignores_and_cleans_the_pin_of_a_dead_pull(client, bucket, p
     publish("m", {"a": b"2"})
     pull(client, bucket, dest)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = store.new_temp_path().rsplit("/", 1)[1].split(".")[0]
+    host = store.temp_name().split(".")[0]
     pin = dest / ".modelsync" / "tmp" / f"{host}.{int(dead.stdout)}.0123abcd.m@{old}.pin"
     pin.write_text("")
     assert store.pinned_versions("m") == set()

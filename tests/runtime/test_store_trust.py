@@ -1,0 +1,168 @@
+"""The store trusts nothing it did not create: links planted under .modelsync, a store someone else owns
+or may write (store.py, storefs.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+
+import pytest
+
+from .helpers import PART, assert_one_line_error, random_bytes, run_cli, sha256
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another uid")
+
+
+def pulled(bucket, publish, tmp_path, model="m", files=None):
+    publish(model, files or {"a.bin": b"a" * 100})
+    dest = tmp_path / "d"
+    run_cli("pull", "--bucket", bucket, "--dest", dest, "--model", model, check=True)
+    return dest
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (what a crashed pull leaves in its file names)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+# Links planted under .modelsync ----------------------------------------------------------------------
+def test_a_planted_partial_download_whose_data_is_a_link_is_refused_and_its_target_untouched(
+        bucket, publish, tmp_path):
+    """Issue 21: a planted partial/*.ranges plus a .part link made the next pull write the model into
+    the link's target and exit 0."""
+    big = random_bytes(3 * PART, 7)
+    dest = pulled(bucket, publish, tmp_path, model="other")
+    publish("m", {"big.bin": big})
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    host = socket.gethostname().replace(".", "_") or "host"
+    stem = f"{dest}/.modelsync/partial/{host}.{dead_pid()}.{'0' * 32}"
+    with open(f"{stem}.ranges", "w") as handle:
+        handle.write(f"{sha256(big)} {len(big)} {PART}\n")
+    os.symlink(victim, f"{stem}.part")
+
+    proc = run_cli("pull", "--bucket", bucket, "--dest", dest, "--model", "m", env={"MODELSYNC_PART_SIZE_MIB": "1"})
+
+    assert victim.read_bytes() == b"precious"
+    assert_one_line_error(proc, f"{stem}.part is a symbolic link", "remove it")
+    assert proc.returncode == 2
+    assert not os.path.lexists(dest / "m")
+
+
+def test_prune_never_follows_a_link_in_versions_out_of_the_store(bucket, publish, tmp_path):
+    """Issue 21: a link in versions/ made prune --local delete the directories it led to."""
+    dest = pulled(bucket, publish, tmp_path)
+    outside = tmp_path / "outside"
+    for name in ("keep1", "keep2"):
+        (outside / name).mkdir(parents=True)
+        (outside / name / "data").write_text(name)
+    os.symlink(outside, dest / ".modelsync" / "versions" / "evil")
+
+    proc = run_cli("prune", "--local", "--dest", dest)
+
+    assert sorted(os.listdir(outside)) == ["keep1", "keep2"]
+    assert (outside / "keep1" / "data").read_text() == "keep1"
+    assert_one_line_error(proc, f"{dest}/.modelsync/versions/evil is a symbolic link")
+    assert proc.returncode == 2
+    assert run_cli("verify", "--dest", dest).returncode == 2  # refused until the link is gone
+    os.unlink(dest / ".modelsync" / "versions" / "evil")
+    assert run_cli("prune", "--local", "--dest", dest).returncode == 0
+    assert run_cli("verify", "--dest", dest).returncode == 0
+
+
+@pytest.mark.parametrize("planted", ["locks/m.lock", "records/m", "versions/m", "tmp"])
+def test_lock_record_and_other_links_create_nothing_elsewhere(bucket, publish, tmp_path, planted):
+    """Issue 21: lock and record links made pull create files outside the store."""
+    dest = pulled(bucket, publish, tmp_path, model="other")
+    publish("m", {"a.bin": b"a" * 100})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = dest / ".modelsync" / planted
+    if link.is_dir():
+        os.rmdir(link)
+    os.symlink(outside / "target" if planted.endswith(".lock") else outside, link)
+
+    proc = run_cli("pull", "--bucket", bucket, "--dest", dest, "--model", "m")
+
+    assert os.listdir(outside) == []
+    assert_one_line_error(proc, f"{link} is a symbolic link")
+    assert proc.returncode == 2
+
+
+# Who owns the store, and who may write it ------------------------------------------------------------
+def test_a_new_store_is_private_where_it_can_be(bucket, publish, tmp_path):
+    dest = pulled(bucket, publish, tmp_path)
+    meta = dest / ".modelsync"
+    # Others may only traverse .modelsync and versions/ (an app of another uid reads the models
+    # through a view); what modelsync alone uses is 0700; nothing is writable but by the owner.
+    assert {name: mode(meta / name) for name in ("", "tmp", "partial", "records", "locks", "versions")} == {
+        "": 0o711, "tmp": 0o700, "partial": 0o700, "records": 0o700, "locks": 0o700, "versions": 0o711}
+    for current, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            path = os.path.join(current, name)
+            assert os.path.islink(path) or not mode(path) & 0o022, path
+
+
+def test_a_store_of_the_previous_version_is_accepted_read_only_and_tightened_by_a_writer(bucket, publish, tmp_path):
+    """The EFS mirror seeded by the previous version: .modelsync and its directories 0755."""
+    dest = pulled(bucket, publish, tmp_path)
+    meta = dest / ".modelsync"
+    for name in ("", "tmp", "partial", "records", "locks", "versions"):
+        os.chmod(meta / name, 0o755)
+    assert run_cli("verify", "--dest", dest).returncode == 0
+    assert mode(meta) == 0o755 and mode(meta / "records") == 0o755  # a reader changes nothing
+    run_cli("pull", "--bucket", bucket, "--dest", dest, check=True)
+    assert mode(meta) == 0o711 and mode(meta / "records") == 0o700
+
+
+@pytest.mark.parametrize("where", ["", "/.modelsync", "/.modelsync/records"])
+@pytest.mark.parametrize("command", ["pull", "verify", "prune"])
+def test_a_store_others_may_write_is_refused_in_one_line(bucket, publish, tmp_path, where, command):
+    dest = pulled(bucket, publish, tmp_path)
+    os.chmod(f"{dest}{where}", 0o777)
+    args = {"pull": ["--bucket", bucket], "verify": [], "prune": ["--local"]}[command]
+
+    proc = run_cli(command, "--dest", dest, *args)
+
+    assert_one_line_error(proc, f"{dest}{where} is writable by group or others (mode 0777)", "chmod go-w")
+    assert proc.returncode == 2
+
+
+def test_a_shared_dest_with_the_sticky_bit_is_accepted(bucket, publish, tmp_path):
+    """Like /tmp: others may add entries but cannot move or replace modelsync's."""
+    dest = pulled(bucket, publish, tmp_path)
+    os.chmod(dest, 0o1777)
+    assert run_cli("verify", "--dest", dest).returncode == 0
+    run_cli("pull", "--bucket", bucket, "--dest", dest, check=True)
+
+
+@needs_root
+@pytest.mark.parametrize("where", [".modelsync", ".modelsync/records", ".modelsync/records/m"])
+@pytest.mark.parametrize("command", ["pull", "verify", "prune"])
+def test_a_store_someone_else_owns_is_refused_in_one_line(bucket, publish, tmp_path, where, command):
+    dest = pulled(bucket, publish, tmp_path)
+    os.chown(dest / where, 54321, 54321)
+    args = {"pull": ["--bucket", bucket], "verify": [], "prune": ["--local"]}[command]
+
+    proc = run_cli(command, "--dest", dest, *args)
+
+    assert_one_line_error(proc, f"{dest}/{where} is owned by uid 54321, not by this user (uid 0)")
+    assert proc.returncode == 2
+
+
+@needs_root
+def test_a_record_someone_else_wrote_is_refused(bucket, publish, tmp_path):
+    dest = pulled(bucket, publish, tmp_path)
+    [record] = (dest / ".modelsync" / "records" / "m").glob("*.json")
+    os.chown(record, 54321, 54321)
+    proc = run_cli("verify", "--dest", dest)
+    assert_one_line_error(proc, f"{record} is owned by uid 54321")
+    assert proc.returncode == 2
