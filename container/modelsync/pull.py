@@ -27,7 +27,7 @@ from .hashing import sha256_file
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
 from .signing import Verifier, check_pull_targets
-from .store import LocalStore, Record, stat_key
+from .store import CANNOT_LINK, LocalStore, Record, StatKey, follow_moves, stat_key
 from .storefs import Slot, Subdirs, link_refused
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def plan(
             continue
         manifest = target.content()
         trusted = dict(record.stats) if record else {}
-        reusable = _reusable_local_files(store, target.name, target.version)
+        reusable = _LocalCopies(store, target.name, target.version)
         with _existing_tree(store, target.name, target.version) as tree:
             for entry in manifest.files:
                 if tree is not None and _in_place(tree.slot(entry.path), entry, trusted):
@@ -294,7 +294,7 @@ class _Puller:
         store, progress = self.store, self.progress
         name, version = manifest.name, manifest.version
         vdir = store.version_dir(name, version)
-        reusable = _reusable_local_files(store, name, version)
+        reusable = _LocalCopies(store, name, version)
         result = ModelPullResult(name, version)
         progress.begin(
             f"{name}@{version}", manifest.total_bytes, model=name, version=version, files=len(manifest.files)
@@ -353,6 +353,7 @@ class _Puller:
             raise _removed_while_pulling(store, name, version) from None
         record = Record(manifest, stats)
         store.write_record(record)  # the record and then the link are written last
+        reusable.record_moves()
         if switch:
             _switch_checked(store, record)
         progress.end(
@@ -361,7 +362,7 @@ class _Puller:
         return result
 
     def _ensure_file(
-        self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: dict, tree: Subdirs
+        self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: _LocalCopies, tree: Subdirs
     ) -> bool | None:
         """Make the version directory hold a verified copy of entry. True when it was downloaded, False
         when linked from another version, None when it was already there."""
@@ -369,8 +370,7 @@ class _Puller:
         if _in_place(tree, entry, trusted):
             return None
         target = tree.slot(entry.path)  # its folders are made here, never through a link
-        source = reusable.get((entry.sha256, entry.size))
-        if source and _place_local_copy(store, source, target, entry):
+        if reusable.place(entry, target):
             return False
         from .download import BrokenObject, ChecksumMismatch
 
@@ -524,36 +524,65 @@ def _sha256(slot: Slot) -> str:
     return sha256_file(slot.name, dir_fd=slot.dir.fd, follow_symlinks=False)
 
 
-def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:
-    """(sha256, size) -> the path (in .modelsync) of an unchanged, verified file in another recorded version."""
-    found: dict[tuple[str, int], str] = {}
-    for other in store.recorded_versions(name):
-        if other == version:
-            continue
-        record = store.read_record(name, other)
-        if record is None:
-            continue
-        stats = store.file_stats(record)
-        for entry in record.manifest.files:
-            st = stats[entry.path]
-            if st is not None and stat.S_ISREG(st.st_mode) and stat_key(st) == record.stats.get(entry.path):
-                found.setdefault((entry.sha256, entry.size), f"versions/{name}/{other}/{entry.path}")
-    return found
+class _LocalCopies:
+    """Unchanged, verified files of the model's other recorded versions, by content, that a new version
+    links (or copies and checks) instead of downloading them; and what those links moved. A hard link
+    moves the linked file's ctime and nothing else: once the new version is recorded, the keys the
+    other records keep are brought along, so their next check does not hash those files again."""
 
+    def __init__(self, store: LocalStore, name: str, version: str):
+        self.store, self.name, self.version = store, name, version
+        self.found: dict[tuple[str, int], tuple[str, StatKey]] = {}  # -> (path in .modelsync, stat key)
+        self.moved: dict[StatKey, StatKey] = {}
+        self._lock = threading.Lock()
+        for other in store.recorded_versions(name):
+            record = store.read_record(name, other) if other != version else None
+            if record is None:
+                continue
+            stats = store.file_stats(record)
+            for entry in record.manifest.files:
+                st = stats[entry.path]
+                if st is not None and stat.S_ISREG(st.st_mode) and stat_key(st) == record.stats.get(entry.path):
+                    source = f"versions/{name}/{other}/{entry.path}"
+                    self.found.setdefault((entry.sha256, entry.size), (source, stat_key(st)))
 
-def _place_local_copy(store: LocalStore, source: str, target: Slot, entry: FileEntry) -> bool:
-    """Hard-link (or copy and check) an identical file from another version instead of downloading."""
-    temp = store.temp_slot()
-    try:
-        if not store.link_or_copy(source, temp) and _sha256(temp) != entry.sha256:
-            temp.unlink()
+    def __contains__(self, content: tuple[str, int]) -> bool:
+        return content in self.found
+
+    def place(self, entry: FileEntry, target: Slot) -> bool:
+        """Put an identical local file at target; False when there is none (or it changed)."""
+        found = self.found.get((entry.sha256, entry.size))
+        if found is None:
             return False
-        temp.move_to(target)
-        return True
-    except OSError:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        return False
+        source, key = found
+        temp = self.store.temp_slot()
+        try:
+            with self._lock:  # one link at a time, so each one's key before and after is known exactly
+                expected = follow_moves(self.moved, key)
+                try:
+                    if not self.store.link_file(source, temp, expected):
+                        return False  # changed since it was checked: download it instead
+                except OSError as exc:
+                    if exc.errno not in CANNOT_LINK:
+                        raise
+                else:
+                    temp.move_to(target)  # a rename moves the ctime too
+                    self.moved[expected] = stat_key(target.dir.lstat(target.name))
+                    return True
+            self.store.copy_file(source, temp)
+            if _sha256(temp) != entry.sha256:
+                temp.unlink()
+                return False
+            temp.move_to(target)
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return False
+
+    def record_moves(self) -> None:
+        if self.moved:
+            self.store.move_stats(self.name, self.moved, skip=self.version)
 
 
 class _Skipped:

@@ -19,6 +19,14 @@ the previous versions made; a reader (verify, serve, view, pull --dry-run) chang
 EFS mirror of the same uid is accepted as it is. Everything under .modelsync is reached through directory
 descriptors without following links (storefs.py), and the only links modelsync makes are <dest>/<name>
 and the links inside views.
+
+Records: a record keeps size, mtime, ctime and inode of each verified file; pull and verify trust a file
+only while all four match, and hash any other file before it counts. A rewrite in place keeps size and
+inode and can set the mtime back, but not the ctime: only the kernel sets it (on NFS and EFS the server
+does; no client can send one). The records need no HMAC: a key kept in the store could be read by exactly
+those who can already write the records (this uid, root), and the rules above keep everyone else out.
+Adding or removing a hard link moves a file's ctime too: when pull links a file of another version, or
+prune --local removes a version that shared files, the other records are brought along.
 """
 
 from __future__ import annotations
@@ -45,11 +53,22 @@ META_MODE = 0o711  # others may traverse (through a view), not list or write
 # The directories under .modelsync and their modes: only versions/ is traversed by others.
 SUBDIRS = {"tmp": 0o700, "partial": 0o700, "versions": 0o711, "records": 0o700, "locks": 0o700}
 STALE_FOREIGN_TEMP_SECONDS = 24 * 3600
-StatKey = tuple[int, int, int]  # size, mtime_ns, inode
+CANNOT_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP)  # copy instead
+StatKey = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 
 
 def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    """What a record keeps of a verified file. A rewrite in place keeps size and inode, and the mtime can
+    be set back, but it changes the ctime, which only the kernel sets (also on NFS and EFS, where the
+    server keeps it)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def follow_moves(moved: dict[StatKey, StatKey], key: StatKey) -> StatKey:
+    """The key a file has now after the moves recorded (old -> new, possibly several of one file)."""
+    while key in moved:
+        key = moved[key]
+    return key
 
 
 @dataclass
@@ -383,33 +402,71 @@ class LocalStore:
     # Removal ---------------------------------------------------------------------------------
     def remove_version(self, name: str, version: str) -> None:
         """Record first (so the version is never trusted half-deleted), then the files; through
-        directory descriptors, never following a link out of the store."""
+        directory descriptors, never following a link out of the store. Files it shared with other
+        versions (hard links) had their ctime moved by the removal: those records are brought along."""
+        record = self.read_record(name, version)
+        shared = {
+            stat_key(st)
+            for st in (self.file_stats(record).values() if record else ())
+            if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+        }
         with contextlib.suppress(FileNotFoundError), self._dir("records").sub(name) as records:
             records.unlink(f"{version}.json")
             records.unlink(f"{version}.sig")  # the manifest signature a trusted pull kept (signing.py)
         with contextlib.suppress(FileNotFoundError), self._dir("versions").sub(name) as versions:
             versions.remove_tree(version)
+        if shared:
+            self.move_stats(name, self._moved_since(name, shared), skip=version)
+
+    def _moved_since(self, name: str, keys: set[StatKey]) -> dict[StatKey, StatKey]:
+        """old -> new key of the files of name's records that had one of `keys` and since changed only
+        their ctime (what adding or removing a hard link does)."""
+        moved = {}
+        for version in self.recorded_versions(name):
+            record = self.read_record(name, version)
+            if record is None:
+                continue
+            for path, st in self.file_stats(record).items():
+                old = record.stats.get(path)
+                if old in keys and st is not None and old is not None:
+                    new = stat_key(st)
+                    if (new[0], new[1], new[3]) == (old[0], old[1], old[3]):
+                        moved[old] = new
+        return moved
 
     def remove_empty_version(self, name: str, version: str) -> None:
         with contextlib.suppress(OSError), self._dir("versions").sub(name) as versions:
             os.rmdir(version, dir_fd=versions.fd)
 
-    def link_or_copy(self, source: str, temp: Slot) -> bool:
-        """Hard-link source (a path in .modelsync of a verified file) to the new temp; where the filesystem
-        cannot link, copy it and return False (the caller checks a copy's bytes). Never through a link."""
+    def link_file(self, source: str, temp: Slot, expected: StatKey) -> bool:
+        """Hard-link source (a path in .modelsync of a verified file) to the new name temp, if its stat is
+        still `expected` (False when it changed). OSError (CANNOT_LINK) where the filesystem cannot link.
+        Never through a link."""
         meta = self._dir("meta")
-        try:
-            os.link(source, temp.name, src_dir_fd=meta.fd, dst_dir_fd=temp.dir.fd, follow_symlinks=False)
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
+        if stat_key(os.stat(source, dir_fd=meta.fd, follow_symlinks=False)) != expected:
+            return False
+        os.link(source, temp.name, src_dir_fd=meta.fd, dst_dir_fd=temp.dir.fd, follow_symlinks=False)
+        return True
+
+    def copy_file(self, source: str, temp: Slot) -> None:
+        """Copy source (a path in .modelsync) to the new name temp; the caller checks the bytes."""
         with (
-            open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=meta.fd), "rb") as src,
+            open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir("meta").fd), "rb") as src,
             open(temp.create(0o644, os.O_WRONLY), "wb") as dst,
         ):
             shutil.copyfileobj(src, dst, 1024 * 1024)
-        return False
+
+    def move_stats(self, name: str, moved: dict[StatKey, StatKey], *, skip: str) -> None:
+        """After modelsync itself hard-linked files of name's versions elsewhere (which moves their ctime,
+        nothing else), bring the keys their records keep along (old -> new), so the next check of those
+        versions does not hash the files again. Under the model's lock; skip: the version just recorded."""
+        for version in self.recorded_versions(name):
+            record = self.read_record(name, version) if version != skip else None
+            if record is None:
+                continue
+            stats = {path: follow_moves(moved, key) for path, key in record.stats.items()}
+            if stats != record.stats:
+                self.write_record(Record(record.manifest, stats))
 
     def version_dirs(self, name: str) -> list[str]:
         try:

@@ -1,4 +1,8 @@
-"""`verify`: does every model under dest match its manifest (sizes; deep: every byte)?"""
+"""`verify`: does every model under dest match its manifest (sizes and stats; deep: every byte)?
+
+A file whose stat (size, mtime, ctime, inode) is the one its record vouches for is trusted; any other
+file is hashed before it counts as verified (store.py: what a record vouches for, and why the ctime).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,13 @@ from dataclasses import dataclass, field
 from .config import parse_model_spec
 from .errors import ModelsyncError
 from .hashing import sha256_many
-from .store import LocalStore, Record
+from .store import LocalStore, Record, StatKey, stat_key
+
+# Files hashed because their stat moved away from the record (by a hard link or a prune of another
+# version, or an upgrade from records without ctime): remembered by stat, so `serve`, which verifies
+# every few seconds, hashes each once. Any later change of the file changes its ctime, hence the key.
+_CONFIRMED: dict[tuple[str, StatKey], str] = {}
+_CONFIRMED_MAX = 100_000
 
 
 @dataclass
@@ -19,6 +29,8 @@ class ModelState:
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
     record: Record | None = field(default=None, repr=False)  # the verified record, when there is one
+    # path in the version -> its stat, for files whose stat is not the record's: hashed before they count
+    unconfirmed: dict[str, os.stat_result] = field(default_factory=dict, repr=False)
 
 
 def verify(
@@ -51,8 +63,7 @@ def verify(
                 problem = record_problem(store, state.record, trust) if state.record is not None else None
                 if problem:
                     state.problems.append(problem)
-        if deep:
-            _check_content(store, states, workers)
+        _check_content(store, states, workers, deep=deep)
     return states
 
 
@@ -95,11 +106,14 @@ def _check_model(store: LocalStore, name: str, wanted: str | None) -> ModelState
             state.problems.append(
                 f"{name}/{path}: owned by uid {st.st_uid}, not by this user (someone else replaced it): pull it again"
             )
+        elif record.stats.get(path) != stat_key(st):
+            state.unconfirmed[path] = st
     state.problems += [f"{name}/{path}: not in the manifest" for path in sorted(set(found) - set(expected))]
     return state
 
 
-def _check_content(store: LocalStore, states: list[ModelState], workers: int | None) -> None:
+def _check_content(store: LocalStore, states: list[ModelState], workers: int | None, *, deep: bool) -> None:
+    """Hash the files whose stat is not their record's (all of them when deep) and report a mismatch."""
     wanted = {}
     for state in states:
         record, version = state.record, state.version
@@ -107,13 +121,26 @@ def _check_content(store: LocalStore, states: list[ModelState], workers: int | N
             continue
         vdir = store.version_dir(state.name, version)
         for entry in record.manifest.files:
-            wanted[os.path.join(vdir, entry.path)] = (state, entry)
+            path = os.path.join(vdir, entry.path)
+            st = state.unconfirmed.get(entry.path)
+            if st is not None and not deep and _CONFIRMED.get((path, stat_key(st))) == entry.sha256:
+                continue
+            if st is not None or deep:
+                wanted[path] = (state, entry, st)
     digests = sha256_many(list(wanted), workers=workers, follow_symlinks=False)
-    for path, (state, entry) in wanted.items():
+    if len(_CONFIRMED) > _CONFIRMED_MAX:
+        _CONFIRMED.clear()
+    for path, (state, entry, st) in wanted.items():
         digest = digests.get(path)
         if isinstance(digest, OSError):
-            continue  # already reported as missing
-        if digest != entry.sha256:
-            state.problems.append(
-                f"{state.name}/{entry.path}: sha256 {str(digest)[:12]}... does not match the manifest"
-            )
+            if st is not None:  # not already reported as missing
+                state.problems.append(f"{state.name}/{entry.path}: cannot be read ({digest.strerror})")
+            continue
+        if digest == entry.sha256:
+            if st is not None:
+                _CONFIRMED[(path, stat_key(st))] = digest
+            continue
+        changed = "changed since it was verified: " if st is not None else ""
+        state.problems.append(
+            f"{state.name}/{entry.path}: {changed}sha256 {str(digest)[:12]}... does not match the manifest"
+        )

@@ -1,16 +1,20 @@
 """The store trusts nothing it did not create: links planted under .modelsync, a store someone else owns
-or may write (store.py, storefs.py)."""
+or may write, and a model file rewritten in place with its mtime put back (store.py, storefs.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from .helpers import PART, assert_one_line_error, random_bytes, run_cli, sha256
+from .helpers import PART, assert_one_line_error, popen_cli, random_bytes, run_cli, sha256
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another uid")
 
@@ -166,3 +170,89 @@ def test_a_record_someone_else_wrote_is_refused(bucket, publish, tmp_path):
     proc = run_cli("verify", "--dest", dest)
     assert_one_line_error(proc, f"{record} is owned by uid 54321")
     assert proc.returncode == 2
+
+
+# A model file rewritten in place -------------------------------------------------------------------
+def readyz(dest) -> tuple[int, dict]:
+    proc = popen_cli("serve", "--host", "127.0.0.1", "--port", "0", "--dest", dest)
+    try:
+        line = proc.stderr.readline()
+        assert "listening on" in line, line
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_file_rewritten_in_place_with_its_mtime_restored_is_caught_without_deep(bucket, publish, tmp_path):
+    """Issue 21: such a file passed a warm pull, verify (what efs-mode init runs) and /readyz."""
+    files = {"model.bin": random_bytes(200_000, 3), "config.yaml": b"a: 1\n"}
+    dest = pulled(bucket, publish, tmp_path, files=files)
+    path = dest / "m" / "model.bin"
+    before = os.stat(path)
+    time.sleep(0.05)  # ctime has the granularity of the kernel's coarse clock (a few ms)
+    with open(path, "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"EVIL")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    # What the fix relies on: size, mtime and inode can be kept, the ctime cannot be set by any user.
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    assert after.st_ctime_ns != before.st_ctime_ns
+
+    proc = run_cli("verify", "--dest", dest)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("m/model.bin: changed since it was verified: sha256 "), proc.stderr
+    assert readyz(dest) == (503, {"ready": False, "problems": ["m: files-differ"]})
+
+    warm = run_cli("pull", "--bucket", bucket, "--dest", dest, "--progress", "json", check=True)
+    assert json.loads(warm.stdout.splitlines()[-1])["files"] == 1  # fetched again, the other one kept
+    assert path.read_bytes() == files["model.bin"]
+    assert run_cli("verify", "--dest", dest).returncode == 0
+    assert readyz(dest) == (200, {"ready": True, "problems": []})
+
+
+def test_records_of_the_previous_version_are_trusted_after_hashing_and_refreshed_by_a_pull(
+        bucket, publish, tmp_path):
+    """Records written before ctime was kept hold (size, mtime, inode): verify hashes those files instead of
+    failing (the EFS mirror keeps serving until the next seed), and the next pull rewrites the records."""
+    dest = pulled(bucket, publish, tmp_path, files={"a.bin": b"a" * 100, "b/c.bin": b"c" * 10})
+    [path] = (dest / ".modelsync" / "records" / "m").glob("*.json")
+    record = json.loads(path.read_text())
+    record["stats"] = {p: [size, mtime, ino] for p, (size, mtime, _ctime, ino) in record["stats"].items()}
+    path.write_text(json.dumps(record))
+
+    assert run_cli("verify", "--dest", dest).returncode == 0
+    warm = run_cli("pull", "--bucket", bucket, "--dest", dest, "--progress", "json", check=True)
+
+    assert json.loads(warm.stdout.splitlines()[-1])["files"] == 0  # nothing downloaded
+    assert all(len(key) == 4 for key in json.loads(path.read_text())["stats"].values())
+
+
+def test_records_follow_the_ctime_that_linking_and_pruning_shared_files_moves(bucket, publish, tmp_path):
+    """Linking a file into a new version moves its ctime: the older version's record is brought along, so
+    a task pinned to it (efs mode) does not hash the shared files at every start."""
+    from modelsync.store import LocalStore
+
+    shared = random_bytes(300_000, 5)
+    dest = pulled(bucket, publish, tmp_path, files={"weights.bin": shared, "config.yaml": b"v: 1\n"})
+    old = os.readlink(dest / "m").rsplit("/", 1)[1]
+    publish("m", {"weights.bin": shared, "config.yaml": b"v: 2\n"})
+    run_cli("pull", "--bucket", bucket, "--dest", dest, check=True)
+    new = os.readlink(dest / "m").rsplit("/", 1)[1]
+    assert os.stat(dest / "m" / "weights.bin").st_nlink == 2  # linked, not downloaded again
+
+    with LocalStore(dest) as store:
+        for version in (old, new):
+            assert store.stat_mismatches(store.read_record("m", version)) == [], version
+    assert run_cli("verify", "--dest", dest, "--model", f"m@{old}").returncode == 0
+
+    # Removing the old version moves the shared file's ctime again: the current record follows.
+    assert f"removed m@{old}" in run_cli("prune", "--local", "--dest", dest, check=True).stdout
+    with LocalStore(dest) as store:
+        assert store.stat_mismatches(store.read_record("m", new)) == []
