@@ -9,6 +9,7 @@ import shutil
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -186,7 +187,7 @@ def plan(
         reusable = _LocalCopies(store, target.name, target.version)
         with _existing_tree(store, target.name, target.version) as tree:
             for entry in manifest.files:
-                if tree is not None and _in_place(tree.slot(entry.path), entry, trusted):
+                if tree is not None and _in_place(tree, entry, trusted):
                     in_place += 1
                     continue
                 action = "link" if (entry.sha256, entry.size) in reusable else "download"
@@ -499,7 +500,7 @@ def _in_place(tree: Subdirs, entry: FileEntry, trusted: dict) -> bool:
 
 
 @contextlib.contextmanager
-def _existing_tree(store: LocalStore, name: str, version: str):
+def _existing_tree(store: LocalStore, name: str, version: str) -> Iterator[Subdirs | None]:
     """The folders of a version directory as they are (none made), or None when it does not exist."""
     try:
         tree = store.version_subdirs(name, version)

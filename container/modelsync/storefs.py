@@ -109,16 +109,6 @@ class Dir:
             raise
         return Dir(fd, path)
 
-    def walk(self, relpath: str, *, create: int | None = None) -> Dir:
-        """sub() for each component of a relative path: a new Dir (this one stays open)."""
-        current = self
-        for part in relpath.split("/"):
-            following = current.sub(part, create=create)
-            if current is not self:
-                current.close()
-            current = following
-        return current if current is not self else Dir(os.dup(self.fd), self.path)
-
     def open(self, name: str, flags: int, mode: int = 0o600) -> int:
         """A file descriptor of the regular file `name` here, never through a link; O_CREAT | O_EXCL
         creates it (mode less the umask). An existing file must be this user's and not writable by others."""

@@ -256,3 +256,23 @@ def test_records_follow_the_ctime_that_linking_and_pruning_shared_files_moves(bu
     assert f"removed m@{old}" in run_cli("prune", "--local", "--dest", dest, check=True).stdout
     with LocalStore(dest) as store:
         assert store.stat_mismatches(store.read_record("m", new)) == []
+
+
+def test_pull_dry_run_reads_a_version_directory_without_a_record_and_writes_nothing(bucket, publish, tmp_path):
+    """The plan checks files it has no record of by their bytes, through the same descriptors as pull,
+    creating nothing (a folder that is missing means its files are to download)."""
+    files = {"a.bin": b"a" * 100, "sub/dir/b.bin": b"b" * 10, "other/c.bin": b"c"}
+    dest = pulled(bucket, publish, tmp_path, files=files)
+    version = os.readlink(dest / "m").rsplit("/", 1)[1]
+    os.unlink(dest / ".modelsync" / "records" / "m" / f"{version}.json")
+    vdir = dest / ".modelsync" / "versions" / "m" / version
+    os.unlink(vdir / "sub" / "dir" / "b.bin")
+    os.rmdir(vdir / "sub" / "dir")
+    before = sorted(str(p) for p in dest.rglob("*"))
+
+    proc = run_cli("pull", "--bucket", bucket, "--dest", dest, "--dry-run", check=True)
+
+    *planned, summary = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(p["path"], p["action"]) for p in planned] == [("sub/dir/b.bin", "download")]
+    assert summary["in_place_files"] == 2
+    assert sorted(str(p) for p in dest.rglob("*")) == before
