@@ -90,7 +90,7 @@ def fsync_dir(path: str) -> None:
 
 class LocalStore:
     """The store at dest. Its directories are opened and checked on first use (or by ensure(), which
-    also creates them); close() (or a with block) closes them."""
+    also creates them); close(), a with block or the garbage collector closes them."""
 
     def __init__(self, dest: str | os.PathLike):
         self.dest = os.path.abspath(os.fspath(dest))
@@ -137,11 +137,10 @@ class LocalStore:
             for name in ("versions", "records"):  # what names models: no link may stand for one
                 if name in dirs:
                     dirs[name].subdirs()
-        except FileNotFoundError:
-            if create:
-                _close_all(dirs)
-                raise
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not create:
+                self._dirs, self._created = dirs, False  # a reader of a store not (fully) there: empty
+                return
             _close_all(dirs)
             raise ModelsyncError(
                 f"cannot {'write to' if create else 'read'} {self.dest} ({exc.strerror}): "
