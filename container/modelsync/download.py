@@ -9,7 +9,6 @@ bytes hashed are the bytes written. Big files can resume from a PartJournal (res
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import http.client
@@ -29,6 +28,7 @@ from .manifest import FileEntry
 from .progress import Progress, or_silent
 from .resume import PartJournal
 from .s3 import is_not_found, translate_client_error
+from .storefs import Slot
 
 CHUNK = 1024 * 1024
 # Bodies are read and written through a buffer this small so it stays in the CPU cache between the
@@ -174,17 +174,18 @@ class Downloader:
             view = self._local.view = memoryview(bytearray(READ_BUFFER))
         return view
 
-    def fetch(self, key: str, entry: FileEntry, temp_path: str, journal: PartJournal | None = None) -> None:
-        """Download key into temp_path (created here, exclusively) and verify it.
+    def fetch(self, key: str, entry: FileEntry, temp: Slot, journal: PartJournal | None = None) -> None:
+        """Download key into temp (created here, exclusively, never through a link) and verify it.
 
-        With a journal (files bigger than one part), temp_path is the journal's data file: the
+        With a journal (files bigger than one part), temp is the journal's data file: the
         parts it lists are kept, the others downloaded, and each part is recorded once written.
         Raises ChecksumMismatch (temp file and journal removed), BrokenObject, TransferFailed or
         JobFailed; the temp file is removed on every failure, except that a journaled file
         interrupted by a stop or a network failure is kept for the next pull (resume.py)."""
-        # A journal's data file has a name only this process uses (created or claimed by rename).
-        fd = os.open(temp_path, os.O_RDWR | os.O_CREAT | (os.O_EXCL if journal is None else 0), 0o644)
+        # A journal's data file exists, with a name only this process uses (created or claimed by rename).
+        fd = temp.create(0o644) if journal is None else journal.open_data()
         ok = keep = False
+        size = -1
         try:
             if entry.size <= self.part_size:
                 digest = self._get_range(key, fd, 0, entry.size, entry.size, hash_it=True)
@@ -194,6 +195,7 @@ class Downloader:
                 digest = self._get_ranges(key, fd, entry.size, journal)
             if self.durable:
                 os.fsync(fd)
+            size = os.fstat(fd).st_size
             ok = True
         except (stop.Stopped, TransferFailed):
             keep = journal is not None
@@ -205,10 +207,9 @@ class Downloader:
             if not ok and not keep:
                 if journal is not None:
                     journal.remove()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp_path)
-        if digest != entry.sha256 or os.stat(temp_path).st_size != entry.size:
-            os.unlink(temp_path)
+                temp.unlink()
+        if digest != entry.sha256 or size != entry.size:
+            temp.unlink()
             if journal is not None:
                 journal.remove()
             raise ChecksumMismatch(entry.path, entry.sha256, str(digest))

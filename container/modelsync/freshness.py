@@ -13,13 +13,11 @@ The store keeps the newest statement it switched a model to, whole, in
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import dsse
-from .atomic import write_whole
 from .keys import Signer, Verifier
 from .manifest import MAX_LATEST_BYTES, Manifest, latest_key
 from .s3 import get_small_object
@@ -182,17 +180,9 @@ def freshness_problem(latest: Latest, kept: Latest | None, *, repo: str | None, 
 # The statement a store keeps -----------------------------------------------------------------------
 
 
-def kept_path(store, name: str) -> str:
-    return os.path.join(store.meta, "latest", f"{name}.json")
-
-
 def read_kept(store, name: str) -> dict | None:
-    """The LATEST object the store last switched name to (None: none kept)."""
-    try:
-        with open(kept_path(store, name), "rb") as handle:
-            return parse_json_object(handle.read(MAX_LATEST_BYTES + 1))
-    except FileNotFoundError:
-        return None
+    """The LATEST object the store last switched name to (None: none kept), read through the store."""
+    return parse_json_object(store.read_latest_file(name, limit=MAX_LATEST_BYTES + 1))
 
 
 def kept_latest(store, name: str, verifier: Verifier) -> Latest | None:
@@ -204,4 +194,4 @@ def kept_latest(store, name: str, verifier: Verifier) -> Latest | None:
 
 
 def keep(store, name: str, data: dict) -> None:
-    write_whole(store, kept_path(store, name), json.dumps(data, sort_keys=True).encode())
+    store.write_latest_file(name, json.dumps(data, sort_keys=True).encode())

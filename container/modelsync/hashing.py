@@ -11,11 +11,13 @@ from . import stop
 READ_SIZE = 1024 * 1024
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> str:
+    """sha256 of a file; follow_symlinks=False refuses a link at path (ELOOP) instead of reading its target."""
     digest = hashlib.sha256()
     buffer = bytearray(READ_SIZE)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    with open(os.open(path, flags, dir_fd=dir_fd), "rb", buffering=0) as handle:
         while True:
             stop.check()
             count = handle.readinto(buffer)
@@ -25,14 +27,16 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def sha256_many(paths: list[str], *, workers: int | None = None) -> dict[str, str | OSError]:
+def sha256_many(
+    paths: list[str], *, workers: int | None = None, follow_symlinks: bool = True
+) -> dict[str, str | OSError]:
     """Path -> hex digest (or the OSError that prevented reading it), biggest files first."""
     workers = workers or os.cpu_count() or 1
     ordered = sorted(paths, key=_size_or_zero, reverse=True)
 
     def one(path):
         try:
-            return path, sha256_file(path)
+            return path, sha256_file(path, follow_symlinks=follow_symlinks)
         except OSError as exc:
             return path, exc
 

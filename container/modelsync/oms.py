@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 from . import dsse
-from .atomic import write_whole
 from .errors import JobFailed
 from .keys import Signer, Verifier
 from .manifest import MAX_MANIFEST_BYTES, Manifest, version_prefix
@@ -164,17 +162,11 @@ def bundle_problem(data: bytes | None, verifier: Verifier, manifest: Manifest) -
 # In a version directory ------------------------------------------------------------------------
 
 
-def local_bundle_path(store, name: str, version: str) -> str:
-    return os.path.join(store.version_dir(name, version), BUNDLE_NAME)
-
-
 def read_local_bundle(store, name: str, version: str) -> bytes | None:
-    try:
-        with open(local_bundle_path(store, name, version), "rb") as handle:
-            return handle.read(MAX_BUNDLE_BYTES + 1)
-    except FileNotFoundError:
-        return None
+    """The version directory's model.sig, through the store (a link there is refused), or None."""
+    return store.read_version_file(name, version, BUNDLE_NAME, limit=MAX_BUNDLE_BYTES + 1)
 
 
 def place_bundle(store, name: str, version: str, data: bytes, *, durable: bool) -> None:
-    write_whole(store, local_bundle_path(store, name, version), data, durable=durable)
+    """Write model.sig into the version directory the way its files are written (store.write_whole)."""
+    store.write_version_file(name, version, BUNDLE_NAME, data, durable=durable)

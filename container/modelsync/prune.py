@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import botocore.exceptions as bx
@@ -63,10 +64,18 @@ def prune_local(dest, *, dry_run: bool = False) -> PruneReport:
     """Remove every version directory and record that no <dest>/<name> link points to, except
     versions a live pull has pinned (being built, or about to be switched to). Safe without the
     lock (flock can silently succeed for everyone on some NFS mounts): pins and the link are read
-    again right before each removal."""
+    again right before each removal. Removal goes through directory descriptors and never follows a
+    link out of the store; a link where a model or version belongs is refused before any removal."""
     store = LocalStore(dest)
     report = PruneReport()
-    for name in store.model_dirs():
+    if not os.path.isdir(store.meta):
+        return report
+    names = store.model_dirs()
+    for name in names:
+        store.version_dirs(name)
+    if not dry_run:
+        store.ensure()
+    for name in names:
         with store.lock(name):
             for version in sorted(set(store.version_dirs(name)) | set(store.recorded_versions(name))):
                 label = f"{name}@{version}"

@@ -6,8 +6,10 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,7 +28,8 @@ from .hashing import sha256_file
 from .keys import Verifier
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
 from .progress import Progress, or_silent
-from .store import LocalStore, Record, fsync_dir, stat_key
+from .store import CANNOT_LINK, LocalStore, Record, StatKey, follow_moves, stat_key
+from .storefs import Slot, Subdirs, link_refused
 from .trust import Accepted, check_pull_targets
 
 if TYPE_CHECKING:
@@ -188,14 +191,14 @@ def plan(
             continue
         manifest = target.content()
         trusted = dict(record.stats) if record else {}
-        reusable = _reusable_local_files(store, target.name, target.version)
-        vdir = store.version_dir(target.name, target.version)
-        for entry in manifest.files:
-            if _in_place(os.path.join(vdir, entry.path), entry, trusted):
-                in_place += 1
-                continue
-            action = "link" if (entry.sha256, entry.size) in reusable else "download"
-            planned.append(PlannedFile(target.name, target.version, entry.path, entry.size, action))
+        reusable = _LocalCopies(store, target.name, target.version)
+        with _existing_tree(store, target.name, target.version) as tree:
+            for entry in manifest.files:
+                if tree is not None and _in_place(tree, entry, trusted):
+                    in_place += 1
+                    continue
+                action = "link" if (entry.sha256, entry.size) in reusable else "download"
+                planned.append(PlannedFile(target.name, target.version, entry.path, entry.size, action))
     return targets, planned, in_place
 
 
@@ -312,11 +315,17 @@ class _Puller:
         return read_bundle(self.client, self.bucket, self.prefix, manifest.name, manifest.version)
 
     def _build_version(self, manifest: Manifest, trusted: dict, *, switch: bool) -> ModelPullResult:
+        tree = self.store.version_subdirs(manifest.name, manifest.version, create=True)
+        try:
+            return self._fill_version(manifest, trusted, tree, switch=switch)
+        finally:
+            tree.close()
+
+    def _fill_version(self, manifest: Manifest, trusted: dict, tree: Subdirs, *, switch: bool) -> ModelPullResult:
         store, progress = self.store, self.progress
         name, version = manifest.name, manifest.version
         vdir = store.version_dir(name, version)
-        os.makedirs(vdir, exist_ok=True)
-        reusable = _reusable_local_files(store, name, version)
+        reusable = _LocalCopies(store, name, version)
         result = ModelPullResult(name, version)
         progress.begin(
             f"{name}@{version}", manifest.total_bytes, model=name, version=version, files=len(manifest.files)
@@ -331,7 +340,7 @@ class _Puller:
             if failed.is_set():
                 return entry, _Skipped()
             try:
-                outcome = self._ensure_file(manifest, entry, trusted, reusable)
+                outcome = self._ensure_file(manifest, entry, trusted, reusable, tree)
                 if outcome is not None:
                     placed.append(entry)
                 return entry, bool(outcome)
@@ -350,14 +359,12 @@ class _Puller:
                 raise
 
         errors = []
-        parents = {vdir}
         for entry, outcome in self.files_pool.map(_capture(one), manifest.files):
             if isinstance(outcome, _Skipped):
                 continue
             if isinstance(outcome, Exception):
                 errors.append(outcome)
                 continue
-            parents.add(os.path.dirname(os.path.join(vdir, entry.path)))
             if outcome:
                 result.downloaded_files += 1
                 result.downloaded_bytes += entry.size
@@ -366,13 +373,13 @@ class _Puller:
         if errors:
             progress.end(model=name, version=version, failed=True)
             if full:
-                raise _disk_full(store, manifest, placed, *full[0])
+                raise _disk_full(store, manifest, placed, tree, *full[0])
             raise _first_user_error(errors)
 
         try:
-            for parent in parents:
-                fsync_dir(parent)
-            stats = {e.path: stat_key(os.stat(os.path.join(vdir, e.path))) for e in manifest.files}
+            for folder in tree.opened():
+                folder.fsync()
+            stats = {e.path: stat_key(_lstat(tree.slot(e.path))) for e in manifest.files}
         except FileNotFoundError:
             raise _removed_while_pulling(store, name, version) from None
         bundle = self._bundle(manifest)
@@ -380,6 +387,7 @@ class _Puller:
             oms.place_bundle(store, name, version, bundle, durable=default_durable())
         record = Record(manifest, stats)
         store.write_record(record)  # the record and then the link are written last
+        reusable.record_moves()
         if switch:
             _switch_checked(store, record)
         progress.end(
@@ -387,16 +395,16 @@ class _Puller:
         )
         return result
 
-    def _ensure_file(self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: dict) -> bool | None:
+    def _ensure_file(
+        self, manifest: Manifest, entry: FileEntry, trusted: dict, reusable: _LocalCopies, tree: Subdirs
+    ) -> bool | None:
         """Make the version directory hold a verified copy of entry. True when it was downloaded, False
         when linked from another version, None when it was already there."""
         store, progress, bucket, prefix = self.store, self.progress, self.bucket, self.prefix
-        target = os.path.join(store.version_dir(manifest.name, manifest.version), entry.path)
-        if _in_place(target, entry, trusted):
+        if _in_place(tree, entry, trusted):
             return None
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        source = reusable.get((entry.sha256, entry.size))
-        if source and _place_local_copy(store, source, target, entry):
+        target = tree.slot(entry.path)  # its folders are made here, never through a link
+        if reusable.place(entry, target):
             return False
         from .download import BrokenObject, ChecksumMismatch
 
@@ -419,7 +427,7 @@ class _Puller:
                         message=f"{manifest.name}/{entry.path}: resuming after {journal.kept_bytes()} bytes "
                         "kept by an earlier pull (all of it is hashed again)",
                     )
-            temp = journal.data_path if journal else store.new_temp_path()
+            temp = journal.data if journal else store.temp_slot()
             try:
                 downloader.fetch(key, entry, temp, journal)
             except BrokenObject as exc:
@@ -441,7 +449,7 @@ class _Puller:
                     message=f"{manifest.name}/{entry.path} failed its sha256 check; fetching it again",
                 )
                 continue
-            os.replace(temp, target)
+            temp.move_to(target)
             if journal is not None:
                 journal.remove()
             return True
@@ -468,7 +476,7 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _disk_full(
-    store: LocalStore, manifest: Manifest, placed: list[FileEntry], entry: FileEntry, exc: OSError
+    store: LocalStore, manifest: Manifest, placed: list[FileEntry], tree: Subdirs, entry: FileEntry, exc: OSError
 ) -> JobFailed:
     """A full disk: remove what this pull wrote for the version (unless another pull recorded it
     meanwhile), so the failed pull leaves the disk as it found it, and say how much space it needs."""
@@ -476,12 +484,10 @@ def _disk_full(
     removed = 0
     if store.read_record(manifest.name, manifest.version) is None:
         for done in placed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(vdir, done.path))
+            if tree.slot(done.path).unlink():
                 removed += done.size
-        with contextlib.suppress(OSError):
-            for current, _dirs, _files in sorted(os.walk(vdir), reverse=True):
-                os.rmdir(current)  # empty directories only; fails harmlessly on anything still there
+        tree.remove_empty()  # empty directories only; fails harmlessly on anything still there
+        store.remove_empty_version(manifest.name, manifest.version)
     needed = sum(e.size for e in manifest.files) - _present_bytes(vdir, manifest)
     free = shutil.disk_usage(store.dest).free
     return JobFailed(
@@ -512,58 +518,105 @@ def _removed_while_pulling(store: LocalStore, name: str, version: str) -> JobFai
     )
 
 
-def _in_place(target: str, entry: FileEntry, trusted: dict) -> bool:
-    """The version directory already holds a verified copy of entry at target."""
+def _in_place(tree: Subdirs, entry: FileEntry, trusted: dict) -> bool:
+    """The version directory already holds a verified copy of entry (a link there is refused)."""
     try:
-        st = os.stat(target)
+        target = tree.slot(entry.path)
+        st = _lstat(target)
     except FileNotFoundError:
         return False
     if trusted.get(entry.path) == stat_key(st) and st.st_size == entry.size:
         return True
-    # Left by an interrupted or concurrent pull: it was verified before its rename, but we
-    # check the bytes again rather than trust a file we have no record of.
-    return st.st_size == entry.size and sha256_file(target) == entry.sha256
+    # Left by an interrupted or concurrent pull, or changed since it was recorded: it was verified
+    # before its rename, but we check the bytes again rather than trust a file we have no record of.
+    return st.st_size == entry.size and st.st_uid == os.geteuid() and _sha256(target) == entry.sha256
 
 
-def _reusable_local_files(store: LocalStore, name: str, version: str) -> dict:
-    """(sha256, size) -> path of an unchanged, verified file in another recorded version."""
-    found: dict[tuple[str, int], str] = {}
-    for other in store.recorded_versions(name):
-        if other == version:
-            continue
-        record = store.read_record(name, other)
-        if record is None:
-            continue
-        vdir = store.version_dir(name, other)
-        for entry in record.manifest.files:
-            path = os.path.join(vdir, entry.path)
-            try:
-                if stat_key(os.stat(path)) == record.stats.get(entry.path):
-                    found.setdefault((entry.sha256, entry.size), path)
-            except OSError:
-                continue
-    return found
-
-
-def _place_local_copy(store: LocalStore, source: str, target: str, entry: FileEntry) -> bool:
-    """Hard-link (or copy and check) an identical file from another version instead of downloading."""
-    temp = store.new_temp_path()
+@contextlib.contextmanager
+def _existing_tree(store: LocalStore, name: str, version: str) -> Iterator[Subdirs | None]:
+    """The folders of a version directory as they are (none made), or None when it does not exist."""
     try:
+        tree = store.version_subdirs(name, version)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        yield tree
+    finally:
+        tree.close()
+
+
+def _lstat(slot: Slot) -> os.stat_result:
+    """The stat of a file placed in a version: a regular file; a link there is refused."""
+    st = slot.dir.lstat(slot.name)
+    if stat.S_ISLNK(st.st_mode):
+        raise link_refused(slot.path)
+    return st
+
+
+def _sha256(slot: Slot) -> str:
+    return sha256_file(slot.name, dir_fd=slot.dir.fd, follow_symlinks=False)
+
+
+class _LocalCopies:
+    """Unchanged, verified files of the model's other recorded versions, by content, that a new version
+    links (or copies and checks) instead of downloading them; and what those links moved. A hard link
+    moves the linked file's ctime and nothing else: once the new version is recorded, the keys the
+    other records keep are brought along, so their next check does not hash those files again."""
+
+    def __init__(self, store: LocalStore, name: str, version: str):
+        self.store, self.name, self.version = store, name, version
+        self.found: dict[tuple[str, int], tuple[str, StatKey]] = {}  # -> (path in .modelsync, stat key)
+        self.moved: dict[StatKey, StatKey] = {}
+        self._lock = threading.Lock()
+        for other in store.recorded_versions(name):
+            record = store.read_record(name, other) if other != version else None
+            if record is None:
+                continue
+            stats = store.file_stats(record)
+            for entry in record.manifest.files:
+                st = stats[entry.path]
+                if st is not None and stat.S_ISREG(st.st_mode) and stat_key(st) == record.stats.get(entry.path):
+                    source = f"versions/{name}/{other}/{entry.path}"
+                    self.found.setdefault((entry.sha256, entry.size), (source, stat_key(st)))
+
+    def __contains__(self, content: tuple[str, int]) -> bool:
+        return content in self.found
+
+    def place(self, entry: FileEntry, target: Slot) -> bool:
+        """Put an identical local file at target; False when there is none (or it changed)."""
+        found = self.found.get((entry.sha256, entry.size))
+        if found is None:
+            return False
+        source, key = found
+        temp = self.store.temp_slot()
         try:
-            os.link(source, temp)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
-            shutil.copyfile(source, temp)
-            if sha256_file(temp) != entry.sha256:
-                os.unlink(temp)
+            with self._lock:  # one link at a time, so each one's key before and after is known exactly
+                expected = follow_moves(self.moved, key)
+                try:
+                    if not self.store.link_file(source, temp, expected):
+                        return False  # changed since it was checked: download it instead
+                except OSError as exc:
+                    if exc.errno not in CANNOT_LINK:
+                        raise
+                else:
+                    temp.move_to(target)  # a rename moves the ctime too
+                    self.moved[expected] = stat_key(target.dir.lstat(target.name))
+                    return True
+            self.store.copy_file(source, temp)
+            if _sha256(temp) != entry.sha256:
+                temp.unlink()
                 return False
-        os.replace(temp, target)
-        return True
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        return False
+            temp.move_to(target)
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return False
+
+    def record_moves(self) -> None:
+        if self.moved:
+            self.store.move_stats(self.name, self.moved, skip=self.version)
 
 
 class _Skipped:

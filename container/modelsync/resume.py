@@ -12,22 +12,25 @@ needs no fsync; a killed process (SIGKILL, OOM) loses nothing the kernel already
 A pull that is stopped (SIGTERM/SIGINT), killed, or gives up on the network keeps both files; the
 next pull on this host whose file has that sha256, size and part size claims them by renaming the
 journal (atomic: of two pulls racing for it, one wins) and downloads only the parts not listed.
+Both files are opened without following links and must be regular files of this user (storefs.py):
+a planted link or someone else's file is refused, never written through.
 Partials whose owner is gone and that nobody claimed within a day are removed by `clean_stale`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
+
+from .storefs import Dir, Slot, check_owned
 
 STALE_SECONDS = 24 * 3600
 
 
 class PartJournal:
-    def __init__(self, path: str, data_path: str, sha256: str, size: int, part_size: int, done: set[int]):
-        self.path, self.data_path = path, data_path
+    def __init__(self, folder: Dir, stem: str, sha256: str, size: int, part_size: int, done: set[int]):
+        self.ranges, self.data = Slot(folder, stem + ".ranges"), Slot(folder, stem + ".part")
         self.sha256, self.size, self.part_size = sha256, size, part_size
         self.done = done
         self._fd: int | None = None
@@ -35,29 +38,37 @@ class PartJournal:
 
     @classmethod
     def create(cls, store, sha256: str, size: int, part_size: int) -> PartJournal:
-        base = os.path.join(store.partial, os.path.basename(store.new_temp_path())[: -len(".part")])
-        journal = cls(base + ".ranges", base + ".part", sha256, size, part_size, set())
-        os.makedirs(store.partial, exist_ok=True)
-        with open(journal.path, "x") as handle:
+        """A new journal and its (empty) data file, both created here (O_EXCL)."""
+        journal = cls(store.partial_dir(), _stem(store), sha256, size, part_size, set())
+        with os.fdopen(journal.ranges.create(0o600, os.O_WRONLY), "w") as handle:
             handle.write(f"{sha256} {size} {part_size}\n")
+        os.close(journal.data.create(0o644))
         return journal
 
     @classmethod
-    def read(cls, path: str) -> PartJournal | None:
+    def read(cls, folder: Dir, stem: str) -> PartJournal | None:
+        """The journal <stem>.ranges, or None when it is gone or unreadable; UnsafeStore when it is a link
+        or someone else's file."""
+        journal = cls(folder, stem, "", 0, 0, set())
         try:
-            with open(path) as handle:
+            with os.fdopen(journal.ranges.open(os.O_RDONLY)) as handle:
                 header, *lines = handle.read().split("\n")
             sha256, size, part_size = header.split()
-            done = {int(line) for line in lines[:-1] if line.isdigit()}  # a torn last line is ignored
-            return cls(path, path[: -len(".ranges")] + ".part", sha256, int(size), int(part_size), done)
         except (OSError, ValueError):
             return None
+        journal.sha256, journal.size, journal.part_size = sha256, int(size), int(part_size)
+        journal.done = {int(line) for line in lines[:-1] if line.isdigit()}  # a torn last line is ignored
+        return journal
+
+    def open_data(self) -> int:
+        """The data file, read-write: it exists (created, or claimed by rename) and is never a link."""
+        return self.data.open(os.O_RDWR)
 
     def mark(self, index: int) -> None:
         """Record that part `index` is written (called after its last byte was written)."""
         with self._lock:
             if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                self._fd = self.ranges.open(os.O_WRONLY | os.O_APPEND)
             os.write(self._fd, f"{index}\n".encode())
             self.done.add(index)
 
@@ -70,9 +81,8 @@ class PartJournal:
     def remove(self) -> None:
         """Drop the partial download: the data first, so a journal never outlives its data unnoticed."""
         self.close()
-        for path in (self.data_path, self.path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        self.data.unlink()
+        self.ranges.unlink()
 
     def kept_bytes(self) -> int:
         return min(self.size, len(self.done) * self.part_size)
@@ -80,31 +90,40 @@ class PartJournal:
 
 def claim(store, sha256: str, size: int, part_size: int) -> PartJournal | None:
     """Take over a partial download of this content left by a process that is gone, or None."""
-    for entry in _entries(store, ".ranges"):
+    folder = store.partial_dir()
+    for entry in _entries(folder, ".ranges"):
         if not store.owner_is_gone(entry):
             continue
-        found = PartJournal.read(entry.path)
+        stem = entry.name[: -len(".ranges")]
+        found = PartJournal.read(folder, stem)
         if found is None or (found.sha256, found.size, found.part_size) != (sha256, size, part_size):
             continue
-        base = os.path.join(store.partial, os.path.basename(store.new_temp_path())[: -len(".part")])
+        try:  # the data file must be ours before we take it: never write through a planted link
+            check_owned(folder.lstat(found.data.name), found.data.path, directory=False)
+        except FileNotFoundError:
+            continue
+        claimed = PartJournal(folder, _stem(store), sha256, size, part_size, found.done)
         try:
-            os.rename(entry.path, base + ".ranges")  # the claim: only one process can win it
+            found.ranges.move_to(claimed.ranges)  # the claim: only one process can win it
         except FileNotFoundError:
             continue
         try:
-            os.rename(found.data_path, base + ".part")
+            found.data.move_to(claimed.data)
         except FileNotFoundError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(base + ".ranges")
+            claimed.ranges.unlink()
             continue
-        return PartJournal(base + ".ranges", base + ".part", sha256, size, part_size, found.done)
+        return claimed
     return None
 
 
 def clean_stale(store) -> int:
     """Remove partial downloads nobody can resume: owner gone and older than a day, or no journal."""
+    try:
+        folder = store.partial_dir()
+    except FileNotFoundError:
+        return 0
     removed = 0
-    entries = _entries(store, "")
+    entries = _entries(folder, "")
     names = {e.name for e in entries}
     for entry in entries:
         if not store.owner_is_gone(entry):
@@ -115,15 +134,14 @@ def clean_stale(store) -> int:
             old = time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS
         except FileNotFoundError:
             continue
-        if old or partner not in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-                removed += 1
+        if (old or partner not in names) and folder.unlink(entry.name):
+            removed += 1
     return removed
 
 
-def _entries(store, suffix: str) -> list[os.DirEntry]:
-    try:
-        return [e for e in os.scandir(store.partial) if e.name.endswith(suffix)]
-    except FileNotFoundError:
-        return []
+def _stem(store) -> str:
+    return store.temp_name()[: -len(".part")]
+
+
+def _entries(folder: Dir, suffix: str) -> list[os.DirEntry]:
+    return [e for e in folder.entries() if e.name.endswith(suffix)]

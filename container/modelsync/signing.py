@@ -16,7 +16,6 @@ import base64
 import hashlib
 import json
 
-from .atomic import write_whole
 from .errors import JobFailed
 from .keys import ALGORITHM, Signer, Verifier, key_label
 from .manifest import Manifest, manifest_key
@@ -100,18 +99,10 @@ def refused(where: str, problem: str) -> JobFailed:
 # Local copies (the record's signature, for verify) ----------------------------------------------
 
 
-def local_signature_path(store, name: str, version: str) -> str:
-    return store.record_path(name, version)[: -len(".json")] + SIGNATURE_SUFFIX
-
-
 def write_local_envelope(store, name: str, version: str, envelope: dict) -> None:
-    data = json.dumps(envelope, sort_keys=True).encode()
-    write_whole(store, local_signature_path(store, name, version), data, durable=False)
+    store.write_record_file(name, f"{version}{SIGNATURE_SUFFIX}", json.dumps(envelope, sort_keys=True).encode())
 
 
 def read_local_envelope(store, name: str, version: str) -> dict | None:
-    try:
-        with open(local_signature_path(store, name, version), "rb") as handle:
-            return parse_json_object(handle.read(MAX_SIGNATURE_BYTES + 1))
-    except FileNotFoundError:
-        return None
+    raw = store.read_record_file(name, f"{version}{SIGNATURE_SUFFIX}", limit=MAX_SIGNATURE_BYTES + 1)
+    return parse_json_object(raw)

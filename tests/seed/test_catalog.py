@@ -96,6 +96,10 @@ def write(tmp_path, text):
      r"url 'http://example.org/b.zip' is not https; use an https:// URL"),
     ("  - name: B\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n    source: {type: https, url: 'https://example.org/b.zip', sha256: abc}\n",
      r"sha256 must be 64 hex digits"),
+    ("  - name: B\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n    source: {type: zenodo, record: 1, file: B.zip, sha256: 'abc'}\n",
+     r"models\[1\] \(B\): source: sha256 must be 64 hex digits, got 'abc'; put the archive's sha256 in quotes"),
+    ("  - name: B\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n    source: {type: zenodo, record: 1, file: B.zip, sha256: " + "1" * 64 + "}\n",
+     r"sha256 must be 64 hex digits, got 1111"),  # unquoted digits are a YAML number
     ("  - name: B\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n    source: {type: ftp}\n",
      r"type 'ftp' is unknown; use type: zenodo, https or paddleocr"),
     ("  - name: ../B\n    enabled: true\n    approx_size_mb: 1\n    family: l2\n    source: {type: zenodo, record: 1, file: B.zip}\n",

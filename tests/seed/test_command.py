@@ -3,6 +3,7 @@ a failed model prints the table and exits 1, a clean re-run exits 0."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -84,6 +85,9 @@ def test_cli_run_from_the_environment_exit_1_on_a_failed_model_then_0(s3_endpoin
     assert rows == {"CLS_GMM_WS2": "published", "CLS_GMM_WSe2": "failed"}
     assert "seed: 1 published, 0 unchanged, 1 failed" in first.stdout
     assert "FAILED CLS_GMM_WSe2: Zenodo 15765516/CLS_GMM_WSe2.zip: md5 mismatch" in first.stdout
+    # The digest a team copies into the catalog to pin the archive (docs/seeding.md).
+    digest = hashlib.sha256(model_zip("gmm", "CLS_GMM_WS2")).hexdigest()
+    assert ["CLS_GMM_WS2", digest, "no"] in [line.split() for line in first.stdout.splitlines()]
     assert "Traceback" not in first.stderr
     assert (efs / "CLS_GMM_WS2" / "contrast_dict.json").is_file()
 

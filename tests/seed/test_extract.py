@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -256,3 +261,62 @@ def test_link_chains_and_loops(tmp_path):
     (tmp_path / "loop").mkdir()
     with pytest.raises(UnsafeArchive, match=r"link 'm/a' is part of a loop of links"):
         extract(tmp_path / "loop", _link_zip({"m/w": b"w"}, {"m/a": "b", "m/b": "a"}))
+
+
+# A central directory bigger than its end record says: what the refusal costs, measured in a child
+# process (bytes it read, its peak memory) under a 1 GiB address-space limit.
+HOSTILE_CHILD = r"""
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from modelsync.seed.extract import extract_zip
+
+def proc(name, field):
+    return int(next(line.split()[1] for line in open(f"/proc/self/{name}") if line.startswith(field)))
+
+before = proc("io", "rchar:")
+try:
+    extract_zip(sys.argv[1], sys.argv[2], max_bytes=1 << 30)
+    outcome = "extracted"
+except Exception as exc:
+    outcome = f"{type(exc).__name__}: {exc}"
+print(json.dumps({"outcome": outcome, "read": proc("io", "rchar:") - before, "peak_kib": proc("status", "VmHWM:")}))
+"""
+
+
+def hostile_zip(path, entries: int) -> int:
+    """One stored file, then `entries` central-directory entries for it; the end record states one. Written
+    in slices: 47 bytes an entry (46-byte header and a one-byte name)."""
+    import struct
+
+    local = struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0) + b"a"
+    entry = struct.pack("<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    with open(path, "wb") as out:
+        out.write(local)
+        for start in range(0, entries, 100_000):
+            out.write(entry * min(100_000, entries - start))
+        out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(entry) * entries, len(local), 0))
+    return len(entry) * entries
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
+@pytest.mark.parametrize(("entries", "problem"), [
+    # Issue 21: this one cost 17.7 s and 1.2 GiB before it was refused; now its size alone refuses it.
+    (2_000_000, r"its central directory is 94000000 bytes, more than 10000 files and folders can need"),
+    # Within the size bound: counting the entries' fixed headers stops at the second one.
+    (1_000_000, r"its end record states 1 entries but its central directory holds more than 1"),
+])
+def test_a_central_directory_bigger_than_its_end_record_says_is_refused_before_it_is_read(
+        tmp_path, entries, problem):
+    archive = tmp_path / "hostile.zip"
+    directory = hostile_zip(archive, entries)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    proc = subprocess.run([sys.executable, "-c", HOSTILE_CHILD, str(archive), str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["read"] < MB < directory // 40, result  # the end record and a few headers, not the directory
+    assert result["peak_kib"] < 200 * 1024, result  # the interpreter and modelsync's imports, nothing per entry
+    assert re.match(rf"UnsafeArchive: hostile\.zip: {problem}", result["outcome"]), result["outcome"]
+    assert not (tmp_path / "out").exists()

@@ -45,9 +45,10 @@ PADDLE_ENTRY = """\
 """ % ", ".join(PADDLE_MODELS)
 
 
-def zenodo_entry(name: str, family: str, *, approx_mb: int = 1) -> str:
+def zenodo_entry(name: str, family: str, *, approx_mb: int = 1, sha256: str | None = None) -> str:
+    pin = f", sha256: '{sha256}'" if sha256 else ""
     return (f"  - name: {name}\n    enabled: true\n    approx_size_mb: {approx_mb}\n    family: {family}\n"
-            f"    source: {{type: zenodo, record: {RECORD}, file: {name}.zip}}\n")
+            f"    source: {{type: zenodo, record: {RECORD}, file: {name}.zip{pin}}}\n")
 
 
 def write_catalog(tmp_path, *entries: str):
@@ -93,7 +94,8 @@ def test_seed_end_to_end_then_a_second_run_transfers_nothing(zenodo, make_seeder
     data = model_zip("m2f", "SEG_M2F_WS2")
     assert sorted(f.path for f in seg.files) == ["config.yaml", "model_final.pth"]
     assert seg.source == {"type": "zenodo", "record": RECORD, "file": "SEG_M2F_WS2.zip",
-                          "md5": hashlib.md5(data).hexdigest(), "size": len(data)}
+                          "md5": hashlib.md5(data).hexdigest(), "size": len(data),
+                          "sha256": hashlib.sha256(data).hexdigest()}
     assert first.models[0].version == seg.version and first.models[0].downloaded_bytes == len(data)
     paddle_manifest = read_latest(s3_client, bucket, "paddleocr")
     assert {f.path.split("/")[1] for f in paddle_manifest.files if f.path.startswith("official_models/")} == set(PADDLE_MODELS)
@@ -462,3 +464,54 @@ def test_max_extracted_files_reaches_the_extraction(zenodo, make_seeder, tmp_pat
     report = make_seeder(zenodo.url).run(catalog.select())
     assert report.models[0].error == ("PP_L2_material_agnostic.zip: holds 4 files and folders, more than the limit of "
                                       "3; raise max_extracted_files for this catalog entry if the archive is trusted")
+
+
+def digest_rows(table: str) -> dict[str, list[str]]:
+    """MODEL -> [ARCHIVE SHA256, PINNED] from the summary's digest table."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:3] == ["MODEL", "ARCHIVE", "SHA256"])
+    rows = {}
+    for line in lines[start + 1:]:
+        words = line.split()
+        if len(words) != 3 or len(words[1]) != 64:
+            break
+        rows[words[0]] = words[1:]
+    return rows
+
+
+def test_a_pinned_archive_is_checked_and_the_summary_prints_the_digests_to_pin(zenodo, make_seeder, s3_client, bucket,
+                                                                             tmp_path):
+    """Issue 21: no catalog entry pinned a digest, so a signature attested whatever upstream served that day."""
+    archives = {name: model_zip("gmm", name) for name in ("CLS_GMM_WS2", "CLS_GMM_WSe2", "CLS_GMM_MoSe2")}
+    for name, data in archives.items():
+        zenodo.add(RECORD, f"{name}.zip", data)
+    digest = {name: hashlib.sha256(data).hexdigest() for name, data in archives.items()}
+    catalog = write_catalog(tmp_path, zenodo_entry("CLS_GMM_WS2", "gmm", sha256=digest["CLS_GMM_WS2"].upper()),
+                            zenodo_entry("CLS_GMM_WSe2", "gmm", sha256="0" * 64), zenodo_entry("CLS_GMM_MoSe2", "gmm"))
+
+    first = make_seeder(zenodo.url).run(catalog.select())
+
+    assert [m.status for m in first.models] == ["published", "failed", "published"]
+    assert first.models[1].error == (
+        f"CLS_GMM_WSe2: the archive CLS_GMM_WSe2.zip has sha256 {digest['CLS_GMM_WSe2']}, but the catalog pins "
+        f"{'0' * 64}: nothing published; if the new archive is the one to serve, pin its sha256 in the catalog "
+        "(docs/seeding.md)")
+    assert read_latest(s3_client, bucket, "CLS_GMM_WSe2") is None
+    assert read_latest(s3_client, bucket, "CLS_GMM_WS2").source["sha256"] == digest["CLS_GMM_WS2"]
+    table = format_report(first)
+    assert digest_rows(table) == {"CLS_GMM_WS2": [digest["CLS_GMM_WS2"], "yes"],
+                                  "CLS_GMM_WSe2": [digest["CLS_GMM_WSe2"], "MISMATCH"],
+                                  "CLS_GMM_MoSe2": [digest["CLS_GMM_MoSe2"], "no"]}
+    assert 'pin an archive: add sha256: "<ARCHIVE SHA256>" to its source in the catalog' in table
+
+    # Unchanged models are not downloaded again; the digest comes from what their manifest recorded.
+    downloads = len(zenodo.downloads())
+    second = make_seeder(zenodo.url).run(catalog.select())
+    assert [m.status for m in second.models] == ["unchanged", "failed", "unchanged"]
+    assert len(zenodo.downloads()) == downloads + 1  # only the refused one, checked again
+    assert digest_rows(format_report(second)) == digest_rows(table)
+
+    # A pin that no longer matches what LATEST was built from is checked against a fresh download.
+    repinned = write_catalog(tmp_path, zenodo_entry("CLS_GMM_MoSe2", "gmm", sha256="f" * 64))
+    third = make_seeder(zenodo.url).run(repinned.select())
+    assert third.models[0].status == "failed" and "but the catalog pins " + "f" * 64 in third.models[0].error

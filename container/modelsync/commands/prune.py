@@ -31,7 +31,11 @@ def register(subparsers) -> None:
         parser,
         example="modelsync prune --bucket s3://my-models --keep 3 --dry-run\n"
         "modelsync prune --local --dest /mnt/efs/models",
-        exit_codes={0: "pruned (or, --dry-run, listed)", 1: "a delete failed (the first error stops it)", 2: BAD_INPUT},
+        exit_codes={
+            0: "pruned (or, --dry-run, listed)",
+            1: "a delete failed (the first error stops it)",
+            2: BAD_INPUT + "; --local: an unsafe store (see modelsync verify --help), nothing removed",
+        },
     )
     parser.set_defaults(run=run)
 

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
             0: "every model is in place (or, --dry-run, the plan was printed)",
             1: "a transfer, a checksum or a model failed (the other models are still pulled); with a trust key, "
             "a signature or LATEST was refused (nothing switched)",
-            2: BAD_INPUT + "; a missing model, version or bucket",
+            2: BAD_INPUT + "; a missing model, version or bucket; an unsafe store (see modelsync verify --help)",
             "128+N": STOPPED,
         },
         extra_env={"MODELSYNC_DURABLE": "1 fsync each file (default), 0 for a volume that dies with the task"},

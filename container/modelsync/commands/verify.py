@@ -15,8 +15,9 @@ def register(subparsers) -> None:
         "verify",
         help="check the local models against their manifests",
         description="Check every model under DEST (or the ones named) against its manifest: sizes, missing and "
-        "unexpected files; --deep also hashes every byte on all cores. One line per problem on stderr; "
-        "--json prints the result as one JSON object on stdout.",
+        "unexpected files, and the sha256 of each file whose stat (size, mtime, ctime, inode) moved off its "
+        "record; --deep hashes every byte on all cores. One line per problem on stderr; --json prints the "
+        "result as one JSON object on stdout. A store someone else owns or may write is refused (exit 2).",
     )
     _common.add_dest(parser)
     _common.add_models(parser)
@@ -39,7 +40,11 @@ def register(subparsers) -> None:
         parser,
         example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json\n"
         "modelsync verify --trust-key KEY_ARN --max-latest-age 7d --bucket s3://my-models/models",
-        exit_codes={0: "every model matches its manifest", 1: "problems found (one line each on stderr)", 2: BAD_INPUT},
+        exit_codes={
+            0: "every model matches its manifest",
+            1: "problems found (one line each on stderr)",
+            2: BAD_INPUT + "; an unsafe store (owned by another uid, writable by others, a link under .modelsync)",
+        },
         s3=False,
     )
     parser.set_defaults(run=run)

@@ -34,8 +34,10 @@ DOWNLOAD_CAP_FACTOR = 4
 class ZenodoSource:
     record: str
     file: str
+    sha256: str | None = None  # the archive's pinned digest: a download with another one is refused
 
     def identity(self) -> dict:
+        # Not the pin: adding one must not make a published version look like another source's.
         return {"type": "zenodo", "record": self.record, "file": self.file}
 
 
@@ -128,6 +130,15 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
 
 class _Parser(StrictYaml):
     label, format_hint = "catalog", "see the format at the top of the bundled catalog"
+
+    def sha256(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not _SHA256.match(value.lower()):
+            raise self.fail(
+                where,
+                f"sha256 must be 64 hex digits, got {value!r}",
+                "put the archive's sha256 in quotes (sha256sum FILE, or the digest the seed summary prints)",
+            )
+        return value.lower()
 
     def positive_int(self, value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -232,7 +243,7 @@ class _Parser(StrictYaml):
     def source(self, raw: Any, where: str) -> Source:
         kind = raw.get("type") if isinstance(raw, dict) else None
         if kind == "zenodo":
-            raw = self.mapping(raw, where, required={"type", "record", "file"})
+            raw = self.mapping(raw, where, required={"type", "record", "file"}, optional={"sha256"})
             record = str(raw["record"])
             if not record.isdigit():
                 raise self.fail(
@@ -243,7 +254,8 @@ class _Parser(StrictYaml):
                 raise self.fail(
                     where, f"file {file!r} contains '/'", "use the file name exactly as the record lists it"
                 )
-            return ZenodoSource(record=record, file=file)
+            pin = None if raw.get("sha256") is None else self.sha256(raw["sha256"], where)
+            return ZenodoSource(record=record, file=file, sha256=pin)
         if kind == "https":
             raw = self.mapping(raw, where, required={"type", "url", "sha256"})
             url = self.text(raw["url"], f"{where}.url")
@@ -254,13 +266,7 @@ class _Parser(StrictYaml):
                     f"url {url!r} is not https",
                     "use an https:// URL (plain http only to 127.0.0.1, localhost or [::1])",
                 )
-            sha = raw["sha256"]
-            if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
-                raise self.fail(
-                    where, "sha256 must be 64 hex digits", "put the archive's sha256 (sha256sum FILE) in quotes"
-                )
-            sha = sha.lower()
-            return HttpsSource(url=url, sha256=sha)
+            return HttpsSource(url=url, sha256=self.sha256(raw["sha256"], where))
         if kind == "paddleocr":
             raw = self.mapping(
                 raw,

@@ -2,7 +2,8 @@
 
 Refused: absolute paths (also `C:` style), `..` components, links whose target leaves the tree or
 is a folder, link entries over 4 KiB, loops of links, device/fifo entries, duplicate entries, a
-path that is both a file and a folder, and archives beyond the size or file-count bound.
+path that is both a file and a folder, and archives beyond the size or file-count bound. The central
+directory is bounded in bytes and its entries counted before zipfile reads it (its end record may lie).
 
 The bounds count what lands on disk: every file (links included: they are materialised as copies
 of the file they lead to) and every folder (also the ones only implied by a path) counts against
@@ -15,9 +16,11 @@ extracted tree holds only plain files and folders, so nothing later follows a li
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shutil
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,14 @@ CHUNK_SIZE = 1024 * 1024
 BLOCK = 4096  # what an empty file or a folder costs on disk (ext4, XFS)
 MAX_LINK_BYTES = 4096  # a link's body is its target path: PATH_MAX on Linux
 DEFAULT_MAX_FILES = 10_000
+# The central directory (APPNOTE 4.3.12): per entry a 46-byte header, then its name, extra field and
+# comment, whose lengths are at bytes 28, 30 and 32. An entry of a tree that can be extracted here
+# needs at most a PATH_MAX name and a few KiB of extra fields and comment.
+CD_HEADER, CD_SIGNATURE = 46, b"PK\x01\x02"
+MAX_CD_ENTRY_BYTES = CD_HEADER + 4096 + 2048
+# The end record (zipfile._EndRecData): fields used, and what a zip64 end record and locator add.
+_ECD_SIGNATURE, _ECD_ENTRIES_TOTAL, _ECD_SIZE, _ECD_LOCATION = 0, 4, 5, 9
+_ZIP64_END, _ZIP64_RECORDS = b"PK\x06\x06", 56 + 20
 
 
 class UnsafeArchive(ModelsyncError):
@@ -55,7 +66,7 @@ def extract_zip(archive: Path, dest: Path, *, max_bytes: int, max_files: int = D
     archive, dest = Path(archive), Path(dest)
     label = archive.name
     try:
-        _check_entry_count(archive, label, max_files)
+        _check_central_directory(archive, label, max_files)
         with zipfile.ZipFile(archive) as zf:
             plan = _plan(zf, label, max_bytes=max_bytes, max_files=max_files)
             dest.mkdir(parents=True)
@@ -75,16 +86,49 @@ def extract_zip(archive: Path, dest: Path, *, max_bytes: int, max_files: int = D
         raise UnsafeArchive(f"{label}: cannot be extracted ({err.strerror or err}); check free disk space") from None
 
 
-def _check_entry_count(archive: Path, label: str, max_files: int) -> None:
-    """Refuse from the end-of-archive record, before zipfile builds an object per entry in memory."""
-    # private, but in every CPython since 2.x
-    end_record, entries_total = getattr(zipfile, "_EndRecData", None), getattr(zipfile, "_ECD_ENTRIES_TOTAL", None)
-    if end_record is None or entries_total is None:
+def _check_central_directory(archive: Path, label: str, max_files: int) -> None:
+    """Refuse from the end record and a walk of the central directory's fixed headers, before zipfile
+    reads the whole directory into memory and builds an object per entry: the end record may state one
+    entry while the directory holds millions, so its size in bytes is bounded first, then its entries
+    are counted (stopping one past the stated count) without reading their names."""
+    end_record = getattr(zipfile, "_EndRecData", None)  # private, but in every CPython since 2.x
+    if end_record is None:
         return
     with open(archive, "rb") as f:
         record = end_record(f)
-    if record and record[entries_total] > max_files:
-        _too_many(label, record[entries_total], max_files)
+        if not record:
+            return  # not a zip: zipfile says so in its own words
+        stated, size = record[_ECD_ENTRIES_TOTAL], record[_ECD_SIZE]
+        if stated > max_files:
+            _too_many(label, stated, max_files)
+        if size > max_files * MAX_CD_ENTRY_BYTES:
+            raise UnsafeArchive(
+                f"{label}: its central directory is {size} bytes, more than {max_files} files and folders can "
+                f"need ({MAX_CD_ENTRY_BYTES} bytes each at most); raise max_extracted_files for this catalog "
+                "entry if the archive is trusted"
+            )
+        zip64 = _ZIP64_RECORDS if record[_ECD_SIGNATURE] == _ZIP64_END else 0
+        start = record[_ECD_LOCATION] - zip64 - size
+        if start < 0:
+            return  # zipfile refuses it ("Bad offset for central directory")
+        f.seek(start)
+        count = 0
+        while size >= CD_HEADER:
+            header = f.read(CD_HEADER)
+            if len(header) < CD_HEADER or header[:4] != CD_SIGNATURE:
+                return  # malformed: zipfile refuses it
+            count += 1
+            if count > stated:
+                break  # malformed: refused below, before reading on
+            variable = sum(struct.unpack_from("<3H", header, 28))  # name, extra field and comment lengths
+            f.seek(variable, os.SEEK_CUR)
+            size -= CD_HEADER + variable
+    if count != stated:
+        holds = f"more than {stated}" if count > stated else str(count)
+        raise UnsafeArchive(
+            f"{label}: its end record states {stated} entries but its central directory holds {holds}; "
+            "refusing a malformed archive: re-run the seed to download it again, then check the source"
+        )
 
 
 def _too_many(label: str, count: int, max_files: int):

@@ -23,6 +23,7 @@ import botocore.exceptions as bx
 
 from modelsync.config import DEFAULT_DOWNLOAD_ATTEMPTS
 from modelsync.errors import ModelsyncError
+from modelsync.hashing import sha256_file
 from modelsync.keys import Signer, Verifier
 from modelsync.manifest import read_latest
 from modelsync.mirror import Mirror, MirrorOutcome, mirror_lines, unexpected
@@ -54,6 +55,8 @@ class ModelOutcome:
     uploaded_bytes: int = 0  # to the bucket
     seconds: float = 0.0
     error: str | None = None
+    archive_sha256: str | None = None  # of the archive downloaded (or recorded when the model was unchanged)
+    pin: str | None = None  # the catalog's sha256 pin of the archive, if any
 
 
 @dataclass
@@ -146,18 +149,22 @@ class Seeder:
 
     def seed_one(self, entry: CatalogEntry) -> ModelOutcome:
         started = time.monotonic()
-        outcome = ModelOutcome(entry.name, "failed")
+        pin = entry.source.sha256 if isinstance(entry.source, (ZenodoSource, HttpsSource)) else None
+        outcome = ModelOutcome(entry.name, "failed", pin=pin)
         work = self.workdir / entry.name
         try:
             source = self._source_record(entry)
             latest = read_latest(self.client, self.bucket, entry.name, prefix=self.prefix)
-            if latest is not None and latest.source == source and self._signed(latest):
+            if latest is not None and _same_source(latest.source, source, outcome.pin) and self._signed(latest):
                 outcome.status, outcome.version, outcome.size_bytes = "unchanged", latest.version, latest.total_bytes
+                outcome.archive_sha256 = latest.source.get("sha256")
                 log.info("%s: %s already published from this source; nothing to do", entry.name, latest.version)
             else:
                 shutil.rmtree(work, ignore_errors=True)
                 work.mkdir(parents=True)
                 folder = self._prepare(entry, work, outcome)
+                if isinstance(entry.source, ZenodoSource):  # what the signature now vouches for
+                    source = {**source, "sha256": outcome.archive_sha256}
                 outcome.size_bytes = tree_size(folder)
                 self._warn_if_larger(entry, outcome.size_bytes, "extracted model")
                 result: PublishResult = publish_directory(
@@ -255,6 +262,13 @@ class Seeder:
                 f"is trusted"
             ) from None
         progress.end(model=entry.name, downloaded_bytes=outcome.downloaded_bytes)
+        outcome.archive_sha256 = source.sha256 if isinstance(source, HttpsSource) else sha256_file(archive)
+        if outcome.pin is not None and outcome.archive_sha256 != outcome.pin:
+            raise ModelsyncError(
+                f"{entry.name}: the archive {source.file} has sha256 {outcome.archive_sha256}, but the catalog "
+                f"pins {outcome.pin}: nothing published; if the new archive is the one to serve, pin its sha256 "
+                "in the catalog (docs/seeding.md)"
+            )
         tree = work / "tree"
         try:
             extract_zip(archive, tree, max_bytes=entry.max_extracted_mb * MIB, max_files=entry.max_extracted_files)
@@ -298,6 +312,16 @@ class Seeder:
             raise translate_client_error(err, bucket=self.bucket) from None
 
 
+def _same_source(recorded: dict, current: dict, pin: str | None) -> bool:
+    """Was LATEST published from this source (same catalog identity and upstream checksum)? A zenodo
+    manifest also records the sha256 of the archive the seed downloaded: with a pin it must be the pin.
+    A manifest from before that record has none; it still counts, as the seed downloads nothing then."""
+    if current.get("type") != "zenodo":
+        return recorded == current  # https: the sha256 is the catalog's own; paddleocr: none
+    seen = recorded.get("sha256")
+    return {k: v for k, v in recorded.items() if k != "sha256"} == current and (pin is None or seen in (None, pin))
+
+
 def format_report(report: SeedReport) -> str:
     """The closing table: one row per model, the EFS mirror line, then each failure in full."""
     header = ("MODEL", "STATUS", "VERSION", "SIZE", "DOWNLOADED", "UPLOADED", "SECONDS")
@@ -317,6 +341,12 @@ def format_report(report: SeedReport) -> str:
     mirror = report.mirror
     if mirror is not None:
         lines += mirror_lines(mirror, {m.name: m.version for m in report.models if m.version})
+    digests = [m for m in report.models if m.archive_sha256]
+    if digests:
+        lines += format_table(
+            [("MODEL", "ARCHIVE SHA256", "PINNED")] + [(m.name, m.archive_sha256 or "", _pin_state(m)) for m in digests]
+        )
+        lines.append('pin an archive: add sha256: "<ARCHIVE SHA256>" to its source in the catalog (docs/seeding.md)')
     counts = {s: sum(m.status == s for m in report.models) for s in ("published", "unchanged", "failed", "staged")}
     lines.append(
         f"seed: {counts['published']} published, {counts['unchanged']} unchanged, {counts['failed']} failed"
@@ -327,6 +357,12 @@ def format_report(report: SeedReport) -> str:
     if mirror is not None and not mirror.ok:
         lines.append(f"FAILED EFS mirror: {mirror.error}")
     return "\n".join(lines)
+
+
+def _pin_state(outcome: ModelOutcome) -> str:
+    if outcome.pin is None:
+        return "no"
+    return "yes" if outcome.pin == outcome.archive_sha256 else "MISMATCH"
 
 
 class _StderrHandler(logging.StreamHandler):
