@@ -1,7 +1,8 @@
 """model_delivery: CDK constructs that deliver verified ML model files to ECS Fargate tasks.
 
     ModelStore      the KMS key, the models bucket (source of truth, with access logs) and, optionally,
-                    the EFS mirror, plus the read and publish policies of the models prefix
+                    the EFS mirror and an S3 Files file system over the bucket, plus the read and publish
+                    policies of the models prefix
     ModelDelivery   attach model delivery to any Fargate task definition and its app container: the
                     init container (modelsync image), volumes, the app's view of its models, IAM
     SeedingTask, SigningTask, SeedRunner, AutoSeed   the one-shot seeding task (stages, never signs), the signing
@@ -30,7 +31,7 @@ from model_delivery.monitoring import LoadBalancing, ModelDeliveryAlarms, ModelS
 from model_delivery.notifier import TaskNotifier
 from model_delivery.seeding import AutoSeed, ModelSeeding, SeedingTask, SeedRunner, seed_fingerprint
 from model_delivery.signing_task import SigningTask
-from model_delivery.store import MirrorOptions, ModelStore
+from model_delivery.store import BucketFilesOptions, MirrorOptions, ModelStore
 from model_delivery.thresholds import AlarmThresholds, MirrorAlarmThresholds
 
 __version__ = "0.3.0"
@@ -45,6 +46,7 @@ __all__ = [
     "AlarmThresholds",
     "AlarmTopic",
     "AutoSeed",
+    "BucketFilesOptions",
     "LoadBalancing",
     "MetricsOptions",
     "MirrorAlarmThresholds",

@@ -5,6 +5,8 @@ functions (docs/contracts.md, "Bucket layout"), so the policies and the code tha
     sign  (the signing task: holds kms:Sign)       models/*/*/manifest.json.sig, models/*/*/model.sig, models/*/LATEST
                                                    and deletes models/*/STAGED
 
+    version (files, manifest: created once, never overwritten; the bucket policy requires If-None-Match)
+
 In an IAM pattern `*` also matches `/`; none of the stage patterns can match a signature or LATEST key (those never
 contain `/files/` and do not end in `manifest.json` or `STAGED`).
 """
@@ -29,3 +31,5 @@ SIGN_KEYS = (
     latest_key(MODELS_PREFIX, ANY),
 )
 STAGED_KEYS = (staged_key(MODELS_PREFIX, ANY),)
+# A version's content: created once, never overwritten (its files and manifest; signatures and LATEST move).
+VERSION_KEYS = (file_key(MODELS_PREFIX, ANY, ANY, ANY), manifest_key(MODELS_PREFIX, ANY, ANY))

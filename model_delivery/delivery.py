@@ -27,7 +27,7 @@ from model_delivery.contract import SCRATCH_PATH, STORE_PATH, VIEW_PATH
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import check_retention, log_group
 from model_delivery.metrics import MetricsOptions
-from model_delivery.modes import delivery_mode
+from model_delivery.modes import delivery_mode, start_check_environment
 from model_delivery.nag import acknowledge_task_definition
 from model_delivery.specs import check_pins, names_of
 from model_delivery.store import ModelStore
@@ -76,7 +76,11 @@ class ModelDelivery(Construct):
       store: the ModelStore (with a mirror for a mode that reads it).
       image: the modelsync image (ContainerImage: an ECR tag, a registry image or an asset of container/).
       models: NAME or NAME@VERSION (a pin: that version exactly; a name follows LATEST at each task start).
-      mode: a delivery mode of model_delivery.modes: "s3" (default) or "efs".
+      mode: a delivery mode of model_delivery.modes: "s3" (default), "efs" or "s3files".
+      verify_every_byte: a mode that checks a store it did not write (efs, s3files) hashes every byte at start
+        instead of checking sizes (default False).
+      files_wait_seconds: a mode whose store shows new files late (s3files): how long the init container waits
+        for a version's files (default None: the mode's default, 60 s; 0: no wait).
       layout: how the view arranges the models (default "flat": <models_path>/<NAME>, MODEL_PATH set).
       models_path: where the app container finds the view (default /srv/models).
       log_group: where the init container logs (default: a new group, log_retention_days).
@@ -102,9 +106,17 @@ class ModelDelivery(Construct):
         log_group: logs.ILogGroup | None = None,
         log_retention_days: int = 30,
         metrics: MetricsOptions | None = None,
+        verify_every_byte: bool = False,
+        files_wait_seconds: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.delivery_mode = delivery_mode(mode, "ModelDelivery mode")
+        start_check = start_check_environment(
+            self.delivery_mode,
+            wait_seconds=files_wait_seconds,
+            deep=verify_every_byte,
+            name=lambda prop: f"ModelDelivery {prop}",
+        )
         if not models:
             raise ModelDeliveryError(
                 "ModelDelivery models is empty: name the models the app loads (NAME, or NAME@VERSION to pin one)"
@@ -135,6 +147,8 @@ class ModelDelivery(Construct):
             # Only versions signed with the store's signing key are linked (pull and verify).
             "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
             **self.delivery_mode.attach(task_definition, store),
+            **self.delivery_mode.store_environment,
+            **start_check,
             **(metrics.environment(self.mode) if metrics is not None else {}),
         }
         self.init = add_modelsync_container(

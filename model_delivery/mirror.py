@@ -37,6 +37,7 @@ class ModelMirror(Construct):
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
+        self.security_group = security_group  # the tasks that mount the mirror allow NFS 2049 to it
         self.file_system = efs.FileSystem(
             self,
             "FileSystem",

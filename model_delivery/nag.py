@@ -67,3 +67,14 @@ def acknowledge_step_keys(policy: IConstruct, arns: list[str]) -> None:
             "Each publishing step writes only its own object names under models/<name>/<version>/, created at run "
             "time; these patterns are those names and nothing else (model_delivery/bucket_keys.py).",
         )
+
+
+def acknowledge_bucket_files_sync(policy: IConstruct, objects_arn: str, rules_arn: str) -> None:
+    """The S3 Files synchronization role's two patterns."""
+    acknowledge_models_prefix(policy, objects_arn)
+    acknowledge_wildcard_resource(
+        policy,
+        rules_arn,
+        "S3 Files creates and names its own EventBridge rules (prefix DO-NOT-DELETE-S3-Files) when the file system "
+        "is created; the prefix is the narrowest ARN that covers them and no other rule.",
+    )

@@ -142,6 +142,21 @@ def writes_only(sid: str, role_arn: str, bucket: s3.IBucket, patterns: Sequence[
     )
 
 
+def versions_created_once(bucket: s3.IBucket, patterns: Sequence[str]) -> iam.PolicyStatement:
+    """Bucket policy: an object under `patterns` (a version's files and manifest) can only be created, never
+    overwritten: PutObject and CompleteMultipartUpload must carry If-None-Match (S3 user guide, "Enforce conditional
+    writes"); CreateMultipartUpload and UploadPart carry no condition headers and are exempt. What a task mounts
+    (s3files mode) or verified at start therefore cannot change under it, whoever writes."""
+    return iam.PolicyStatement(
+        sid="VersionsAreCreatedOnce",
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=["s3:PutObject"],
+        resources=[bucket.arn_for_objects(pattern) for pattern in patterns],
+        conditions={"Null": {"s3:if-none-match": "true"}, "Bool": {"s3:ObjectCreationOperation": "true"}},
+    )
+
+
 def sign_manifests(key: kms.IKey) -> iam.PolicyStatement:
     return iam.PolicyStatement(sid="SignManifests", actions=["kms:Sign", "kms:GetPublicKey"], resources=[key.key_arn])
 

@@ -1,15 +1,16 @@
 """What every task and container of model delivery has in common: a Linux/x86-64 Fargate task definition
-with the same cdk-nag acknowledgments, the EFS mirror volume, and containers with a read-only root file
+with the same cdk-nag acknowledgments, the EFS mirror and S3 Files volumes, and containers with a read-only root file
 system and a scratch /tmp, CloudWatch logs and an init process. One place so the service, init and
 seeding containers cannot drift apart."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from model_delivery.contract import IMAGE_USER, SCRATCH_PATH
 from model_delivery.errors import ModelDeliveryError
@@ -109,6 +110,31 @@ def add_efs_volume(task_definition: ecs.TaskDefinition, mirror: ModelMirror) -> 
             ),
         ),
     )
+
+
+def add_bucket_files_volume(task_definition: ecs.TaskDefinition, file_system_arn: str) -> None:
+    """The bucket's S3 Files file system at its root (the models/ prefix). aws-cdk-lib's Volume has no S3 Files
+    option: the volume is added as a task-local one and given its S3FilesVolumeConfiguration in the template
+    (an L1 override; ECS then mounts it with TLS, as S3 Files requires)."""
+    task_definition.add_volume(name=MODELS_VOLUME)
+    cdk.Aspects.of(task_definition).add(_S3FilesVolume(MODELS_VOLUME, file_system_arn))
+
+
+@jsii.implements(cdk.IAspect)
+class _S3FilesVolume:
+    """Finds the volume by name once every volume is added (the template lists them in the order they were)."""
+
+    def __init__(self, name: str, file_system_arn: str) -> None:
+        self.name, self.file_system_arn = name, file_system_arn
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, ecs.CfnTaskDefinition):
+            return
+        volumes = cdk.Stack.of(node).resolve(node.volumes) or []
+        index = next(i for i, volume in enumerate(volumes) if volume.get("name", volume.get("Name")) == self.name)
+        node.add_property_override(
+            f"Volumes.{index}.S3FilesVolumeConfiguration", {"FileSystemArn": self.file_system_arn}
+        )
 
 
 def scratch_volume(task_definition: ecs.TaskDefinition, name: str) -> str:

@@ -49,7 +49,6 @@ class AppService(Construct):
         stage: StageSettings,
         cluster: ecs.ICluster,
         store: ModelStore,
-        file_system_security_group: ec2.ISecurityGroup,
         modelsync_image: ecs.ContainerImage,
         repository: ecr.IRepository,
         subnets: ec2.SubnetSelection,
@@ -60,14 +59,14 @@ class AppService(Construct):
         mode = MODES[app.delivery_mode]
         vpc = cluster.vpc
         self.models = app.served_models
+        nfs = mode.nfs_peer(store) if mode.nfs_peer is not None else None
         self.security_group = task_security_group(
             self,
             "SecurityGroup",
             vpc=vpc,
             who=f"app {app.name}",
-            description=f"App {app.name} tasks: HTTPS out (S3, ECR, logs)"
-            + (", NFS to the model mirror" if mode.uses_mirror else ""),
-            mirror=file_system_security_group if mode.uses_mirror else None,
+            description=f"App {app.name} tasks: HTTPS out (S3, ECR, logs)" + (f", NFS to {nfs[0]}" if nfs else ""),
+            nfs=nfs,
         )
         self.log_group = log_group(self, "Logs", stage.log_retention_days, store.log_encryption)
         self.task_role = iam.Role(
@@ -98,6 +97,8 @@ class AppService(Construct):
             models_path=app.view_path,
             log_group=self.log_group,
             metrics=MetricsOptions(stage=stage.name, app=app.name),
+            verify_every_byte=app.verify_every_byte,
+            files_wait_seconds=app.files_wait,
         )
 
         # Before the first seed there is nothing to pull or verify: every task would fail and the first
@@ -164,6 +165,7 @@ class AppService(Construct):
                     "MODELSYNC_DEST": STORE_PATH,
                     "MODELSYNC_MODELS": ",".join(app.served_models),
                     "MODELSYNC_PORT": str(app.port),
+                    **MODES[app.delivery_mode].store_environment,
                 },
                 health_check=_health_check(app, ["CMD", "modelsync", "healthcheck"]),
                 stop_timeout_seconds=app.stop_timeout_seconds,

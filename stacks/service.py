@@ -79,7 +79,7 @@ class ServiceStack(cdk.Stack):
             vpc=vpc,
             who="the seeding tasks",
             description="Seeding and signing tasks: HTTPS out (Zenodo, PaddleOCR sources, S3, KMS), NFS to EFS",
-            mirror=file_system_security_group,
+            nfs=("the model mirror", file_system_security_group),
         )
         # The seeding task stages the union of every app's models (and seed_models); the signing task signs them
         # and mirrors them. "Default" is CDK's hidden id: the parts keep the logical ids they had.
@@ -127,7 +127,6 @@ class ServiceStack(cdk.Stack):
                 stage=stage,
                 cluster=self.cluster,
                 store=store,
-                file_system_security_group=file_system_security_group,
                 modelsync_image=service_image,
                 repository=self.repository,
                 subnets=subnets,
@@ -181,6 +180,7 @@ class ServiceStack(cdk.Stack):
             "SeedSecurityGroupId": self.seed_security_group.security_group_id,
             "FileSystemSecurityGroupId": file_system_security_group.security_group_id,
             "ModelsAccessPointId": mirror.access_point.access_point_id,
+            **({"BucketFileSystemArn": store.bucket_files.file_system_arn} if store.bucket_files is not None else {}),
             "AlarmTopicArn": self.topic.topic.topic_arn,
             # --signing-key for hand publishes, --trust-key for checks (docs/runbook.md).
             "SigningKeyArn": store.signing_key.key_arn,

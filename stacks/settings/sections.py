@@ -16,7 +16,7 @@ import aws_cdk as cdk
 from model_delivery.alarm_topic import check_email
 from model_delivery.delivery import TASK_PATHS, check_task_path
 from model_delivery.logs import LOG_RETENTION_DAYS, check_retention
-from model_delivery.modes import MODES, delivery_mode
+from model_delivery.modes import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, MODES, delivery_mode, start_check_environment
 from model_delivery.signing import check_publisher_role_arns
 from model_delivery.tasks import (
     EPHEMERAL_RANGE_GIB,
@@ -475,9 +475,26 @@ class AppSettings(Section):
     )
     delivery_mode: str = setting(
         "s3",
-        "How the app's tasks get their models.",
+        "How the app's tasks get their models: "
+        + "; ".join(f"`{name}`: {mode.summary}" for name, mode in MODES.items())
+        + " (docs/infrastructure.md, Delivery modes).",
         " or ".join(f"`{name}`" for name in MODES),
         check=lambda value, at: delivery_mode(value, at),
+    )
+    verify_every_byte: bool = setting(
+        False,
+        "The init container hashes every byte of the served versions at each task start instead of checking their "
+        "sizes against the signed manifest (modes that mount a store: "
+        + ", ".join(f"`{name}`" for name, mode in MODES.items() if mode.verifies)
+        + "). Slower starts, and every byte is read.",
+        "bool",
+    )
+    files_wait_seconds: int = setting(
+        DEFAULT_WAIT_SECONDS,
+        "How long the init container waits for a version's files that the store does not show yet ("
+        + ", ".join(f"`{name}`" for name, mode in MODES.items() if mode.late_files)
+        + ": S3 Files shows new objects asynchronously), before the task fails with one line.",
+        f"0-{MAX_WAIT_SECONDS}",
     )
     cpu: int = setting(1024, "Task CPU.", f"Fargate CPU units ({FARGATE_CPU})")
     memory_mib: int = setting(4096, "Task memory.", "a Fargate memory size for cpu")
@@ -548,8 +565,21 @@ class AppSettings(Section):
     def pinned_models(self) -> tuple[str, ...]:
         return tuple(spec for spec in self.served_models if "@" in spec)
 
+    @property
+    def files_wait(self) -> int | None:
+        """files_wait_seconds for the init container; None where the mode does not wait and it was left alone."""
+        if not MODES[self.delivery_mode].late_files and self.files_wait_seconds == DEFAULT_WAIT_SECONDS:
+            return None
+        return self.files_wait_seconds
+
     def check_together(self, prefix: str) -> None:
         check_fargate_size(where(prefix, "cpu"), where(prefix, "memory_mib"), self.cpu, self.memory_mib)
+        start_check_environment(
+            MODES[self.delivery_mode],
+            wait_seconds=self.files_wait,
+            deep=self.verify_every_byte,
+            name=lambda setting_name: where(prefix, setting_name),
+        )
         if not 1 <= self.min_capacity <= self.max_capacity:
             fail(where(prefix, "min_capacity"), self.min_capacity, f"1 to max_capacity ({self.max_capacity})")
         if not self.min_capacity <= self.desired_count <= self.max_capacity:

@@ -25,3 +25,8 @@ def prod_built() -> Built:
 @pytest.fixture(scope="module")
 def two_apps_built() -> Built:
     return Built(CONFIGS["two-apps"])
+
+
+@pytest.fixture(scope="module")
+def s3files_built() -> Built:
+    return Built(CONFIGS["s3files"])

@@ -39,14 +39,26 @@ AZ_CONTEXT = {
     for account in (ACCOUNT, "123456789012")  # the second: cdk.json's stage `example`
 }
 
+
+
+def readme_json_blocks(section: str) -> list[Any]:
+    """The ```json blocks of one `## section` of the README (its worked examples, synthesized by the tests)."""
+    text = (PROJECT / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", body, flags=re.S)]
+
+
+# The README's s3files app ("Delivery modes"), beside the demo app in s3 mode.
+S3FILES_APP = readme_json_blocks("Delivery modes")[0]
 # The configurations the stack tests cover: the default (the demo app in s3 mode) and efs delivery, prod with an
-# ECR tag, and the README's two apps on one store (cdk.json's stage `example`).
+# ECR tag, the README's two apps on one store (cdk.json's stage `example`) and its app that mounts the bucket.
 CONFIGS: dict[str, dict[str, str]] = {
     "s3": {},
     "efs": {"apps.demo.delivery_mode": "efs", "seed_on_deploy": "true"},
     "prod-ecr": {"stage": "prod", "image_source": "ecr", "image_tag": "v1.2.3"},
     "internal-ingress": {"apps.demo.ingress": "internal"},  # test_nag's acknowledgment check only
     "two-apps": {"stage": "example"},
+    "s3files": {"apps": json.dumps({"seg": S3FILES_APP, "demo": {}})},
 }
 DEMO = "Demo"  # the demo app's part of logical ids (stacks.naming.app_id("demo"))
 

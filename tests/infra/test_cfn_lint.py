@@ -20,9 +20,9 @@ IGNORED = ["W3005", "W3010"]
 CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")  # the console script installed next to this Python
 
 
-def test_templates_pass_cfn_lint(s3_built, efs_built, prod_built, tmp_path):
+def test_templates_pass_cfn_lint(s3_built, efs_built, prod_built, s3files_built, tmp_path):
     paths = []
-    for config, built in (("s3", s3_built), ("efs", efs_built), ("prod-ecr", prod_built)):
+    for config, built in (("s3", s3_built), ("efs", efs_built), ("prod-ecr", prod_built), ("s3files", s3files_built)):
         for stack, template in built.templates().items():
             path = tmp_path / f"{config}-{stack}.template.json"
             path.write_text(json.dumps(template))

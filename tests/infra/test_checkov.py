@@ -48,9 +48,9 @@ def ingress_built() -> dict[str, Built]:
 
 
 @pytest.fixture(scope="module")
-def scanned(s3_built, efs_built, prod_built, ingress_built, tmp_path_factory) -> tuple[dict, dict]:
+def scanned(s3_built, efs_built, prod_built, s3files_built, ingress_built, tmp_path_factory) -> tuple[dict, dict]:
     folder = tmp_path_factory.mktemp("templates")
-    configs = {"s3": s3_built, "efs": efs_built, "prod-ecr": prod_built, **ingress_built}
+    configs = {"s3": s3_built, "efs": efs_built, "prod-ecr": prod_built, "s3files": s3files_built, **ingress_built}
     templates = {}
     for config, built in configs.items():
         for stack, template in built.templates().items():

@@ -16,15 +16,13 @@ from model_delivery.catalog import DEFAULT_CATALOG
 from model_delivery.errors import ModelDeliveryError
 from modelsync.layouts import load_layouts
 
-from .helpers import (PROJECT, Built, cdk_json_context, containers, env, logical_id, mounts, resources, settings_for,
-                      task_definition)
+from .helpers import (Built, cdk_json_context, containers, env, logical_id, mounts, readme_json_blocks, resources,
+                      settings_for, task_definition)
 
 
 def readme_examples() -> tuple[dict, dict]:
     """The JSON blocks of the README's "Serve your own apps" section: a stage with two apps, and one more app."""
-    text = (PROJECT / "README.md").read_text()
-    section = text.split("## Serve your own apps", 1)[1].split("\n## ", 1)[0]
-    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", section, flags=re.S)]
+    blocks = readme_json_blocks("Serve your own apps")
     assert len(blocks) == 2, "the README shows a two-app stage and one more app"
     return blocks[0], blocks[1]
 

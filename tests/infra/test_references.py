@@ -31,6 +31,7 @@ REPLACING = {
     "AWS::ECR::Repository": ("EncryptionConfiguration", "RepositoryName"),
     "AWS::IAM::ManagedPolicy": ("Description", "ManagedPolicyName", "Path"),
     "AWS::IAM::Role": ("Path", "RoleName"),
+    "AWS::S3Files::FileSystem": ("Bucket", "ClientToken", "KmsKeyId", "Prefix"),
 }
 # What crosses stacks although CloudFormation could replace it, and why no setting does: their replacing
 # properties are constants of the code.
@@ -39,6 +40,9 @@ FIXED_ACROSS_STACKS = {
     r"^MirrorFileSystemModelsAccessPoint": "the mirror's access point: root /models and uid 10001 are constants",
     r"^Models(Read|Write|Stage|Sign)Access": "the managed policies: fixed descriptions, generated names",
     r"^(Seeding|Signing)Role": "the publishing roles: generated names, no path",
+    r"^BucketFilesSecurityGroup": "the S3 Files mount targets' group: its description is fixed (bucket_files.py)",
+    r"^BucketFilesFileSystem": "the S3 Files file system: bucket, models/ prefix and store key are constants",
+    r"^BucketFilesMountAccess": "the S3 Files mount policy: fixed description, generated name",
 }
 # Settings changed together in each variant (every one a setting a team changes on a live stage).
 VARIANTS = {
@@ -53,6 +57,9 @@ VARIANTS = {
         "seed_models": "SEG_M2F_Synthetic_Data", "apps.demo.ephemeral_storage_gib": "40"},
     "two apps": {"apps": json.dumps({"seg": {"models": ["SEG_M2F_GrapheneL"]},
                                      "ocr": {"models": ["paddleocr"], "delivery_mode": "efs", "layout": "paddlex"}})},
+    "an app mounting the bucket, waiting longer, hashing every byte": {
+        "apps": json.dumps({"seg": {"models": ["SEG_M2F_GrapheneL"], "delivery_mode": "s3files",
+                                    "files_wait_seconds": 300, "verify_every_byte": True}})},
 }
 
 

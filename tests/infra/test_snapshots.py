@@ -37,6 +37,11 @@ def test_two_apps(two_apps_built, json_snapshot, stack):
     assert masked(two_apps_built.templates()[stack]) == json_snapshot
 
 
+@pytest.mark.parametrize("stack", ["Storage", "Service"])
+def test_s3files_mode(s3files_built, json_snapshot, stack):
+    assert masked(s3files_built.templates()[stack]) == json_snapshot
+
+
 def test_masking_leaves_no_asset_hash(s3_built):
     text = json.dumps(masked(s3_built.templates()["Service"]))
     assert "<asset-hash>" in text and not ASSET_HASH.search(text)
