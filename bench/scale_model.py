@@ -1,4 +1,4 @@
-"""Scale-out on paper: time-to-ready and delivery cost when N tasks start at once, s3 mode vs efs mode.
+"""Scale-out on paper: time-to-ready and delivery cost when N tasks start at once, in the s3, efs and s3files modes.
 
 A model, not a measurement: every limit below is AWS's published figure (cited), every other input
 is an assumption you can change with an option. Prints markdown tables (docs/costs.md uses them).
@@ -15,7 +15,11 @@ Limits (see /work/shared/field-notes.md "Scale-out" and docs/costs.md for the so
   (ECS Developer Guide, "Fargate task ephemeral storage ... performance limits").
 - Fargate launch rate: 100 tasks at once, then 20 per second (ECS Developer Guide, "request
   throttling" / service quotas).
-- Image pull: the same in both modes, left out (add --image-pull-s).
+- S3 Files (s3files mode): reads of 128 KiB or more of data already in S3 stream directly from S3 (S3 User Guide,
+  "Working with Amazon S3 Files"), billed as S3 GET requests; small files and metadata go through the file
+  system's own storage, metered per operation ("How S3 Files is metered"; no price checked here, left out: a model
+  set of large files makes few of them). The size of S3 Files' direct GETs is not documented: --s3files-read-mib.
+- Image pull: the same in every mode, left out (add --image-pull-s).
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--models", type=int, default=10, help="models (two small GETs each: LATEST, manifest)")
     p.add_argument("--cpu-s-per-gib", type=float, default=3.0,
                    help="modelsync CPU seconds per GiB pulled (bench/run.py measures it; default 3)")
-    p.add_argument("--image-pull-s", type=float, default=0.0, help="image pull time, the same in both modes")
+    p.add_argument("--image-pull-s", type=float, default=0.0, help="image pull time, the same in every mode")
+    p.add_argument("--s3files-read-mib", type=float, default=8,
+                   help="assumed size of S3 Files' direct reads from S3 in MiB (not documented; default 8)")
     p.add_argument("--tasks", default="1,10,20,50,100,200")
     p.add_argument("--sizes-gb", default="1,10")
     return p.parse_args(argv)
@@ -83,6 +89,20 @@ def efs_mode(n: int, size_gb: float, a) -> dict:
     return {"seconds": seconds, "cost": n * size_gb * EFS_READ_PRICE, "bound": bound}
 
 
+def s3files_mode(n: int, size_gb: float, a) -> dict:
+    """The app reads the set through the mount: large files stream from S3 at the task's network rate, one GET per
+    read request, until the fleet's GET rate passes the prefix limit; the init check reads sizes only."""
+    size = size_gb * GB
+    read = a.s3files_read_mib * MIB
+    per_task, bound = a.task_network_mib * MIB, "task network"
+    get_rate = n * per_task / read
+    if get_rate > S3_GET_PER_S:
+        per_task, bound, get_rate = S3_GET_PER_S * read / n, "S3 GET/s per prefix", S3_GET_PER_S
+    gets_per_task = 2 * a.models + max(a.files, size / read)
+    seconds = a.image_pull_s + launch_delay(n) + size / per_task
+    return {"seconds": seconds, "cost": n * gets_per_task * S3_GET_PRICE, "bound": bound, "get_rate": get_rate}
+
+
 def table(a) -> str:
     lines = [f"Task: {a.vcpu} vCPU (ephemeral storage {EPHEMERAL_MIB_S[a.vcpu]} MiB/s), network {a.task_network_mib:g} "
              f"MiB/s (assumed), EFS limit {a.efs_limit_gib:g} GiB/s, parts {a.part_mib} MiB, image pull "
@@ -95,6 +115,14 @@ def table(a) -> str:
             s, e = s3_mode(n, size_gb, a), efs_mode(n, size_gb, a)
             lines.append(f"| {size_gb:g} GB | {n} | {s['seconds']:.0f} s | {s['bound']} | {s['get_rate']:,.0f} | "
                          f"${s['cost']:.3f} | {e['seconds']:.0f} s | {e['bound']} | ${e['cost']:.2f} |")
+    lines += ["", f"s3files: direct reads of {a.s3files_read_mib:g} MiB (assumed).", "",
+              "| model set | tasks | s3files: ready after | s3files: bound by | s3files: GET/s on the prefix "
+              "| s3files: requests $ |", "| ---: | ---: | ---: | --- | ---: | ---: |"]
+    for size_gb in [float(s) for s in a.sizes_gb.split(",")]:
+        for n in [int(t) for t in a.tasks.split(",")]:
+            f = s3files_mode(n, size_gb, a)
+            lines.append(f"| {size_gb:g} GB | {n} | {f['seconds']:.0f} s | {f['bound']} | {f['get_rate']:,.0f} | "
+                         f"${f['cost']:.3f} |")
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """model_delivery: CDK constructs that deliver verified ML model files to ECS Fargate tasks.
 
     ModelStore      the KMS key, the models bucket (source of truth, with access logs) and, optionally,
-                    the EFS mirror and an S3 Files file system over the bucket, plus the read and publish
-                    policies of the models prefix
+                    the EFS mirror, plus the read and publish policies of the models prefix
+    BucketFileSystem  the bucket's models/ prefix as an S3 Files file system (mode s3files), beside the apps
     ModelDelivery   attach model delivery to any Fargate task definition and its app container: the
                     init container (modelsync image), volumes, the app's view of its models, IAM
     SeedingTask, SigningTask, SeedRunner, AutoSeed   the one-shot seeding task (stages, never signs), the signing
@@ -20,6 +20,7 @@ the prop and the fix. The runtime they deploy is the modelsync package (containe
 """
 
 from model_delivery.alarm_topic import AlarmTopic
+from model_delivery.bucket_files import BucketFileSystem
 from model_delivery.contract import IMAGE_USER, MODELS_PREFIX, STORE_PATH, VIEW_PATH
 from model_delivery.dashboard import ModelDeliveryDashboard
 from model_delivery.delivery import ModelDelivery
@@ -31,7 +32,7 @@ from model_delivery.monitoring import LoadBalancing, ModelDeliveryAlarms, ModelS
 from model_delivery.notifier import TaskNotifier
 from model_delivery.seeding import AutoSeed, ModelSeeding, SeedingTask, SeedRunner, seed_fingerprint
 from model_delivery.signing_task import SigningTask
-from model_delivery.store import BucketFilesOptions, MirrorOptions, ModelStore
+from model_delivery.store import MirrorOptions, ModelStore
 from model_delivery.thresholds import AlarmThresholds, MirrorAlarmThresholds
 
 __version__ = "0.3.0"
@@ -46,7 +47,7 @@ __all__ = [
     "AlarmThresholds",
     "AlarmTopic",
     "AutoSeed",
-    "BucketFilesOptions",
+    "BucketFileSystem",
     "LoadBalancing",
     "MetricsOptions",
     "MirrorAlarmThresholds",

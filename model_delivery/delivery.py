@@ -23,11 +23,12 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from model_delivery.bucket_files import BucketFileSystem
 from model_delivery.contract import SCRATCH_PATH, STORE_PATH, VIEW_PATH
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.logs import check_retention, log_group
 from model_delivery.metrics import MetricsOptions
-from model_delivery.modes import delivery_mode, start_check_environment
+from model_delivery.modes import Sources, delivery_mode, start_check_environment
 from model_delivery.nag import acknowledge_task_definition
 from model_delivery.specs import check_pins, names_of
 from model_delivery.store import ModelStore
@@ -81,6 +82,7 @@ class ModelDelivery(Construct):
         instead of checking sizes (default False).
       files_wait_seconds: a mode whose store shows new files late (s3files): how long the init container waits
         for a version's files (default None: the mode's default, 60 s; 0: no wait).
+      bucket_files: the BucketFileSystem the task mounts in mode s3files (in the task definition's stack).
       layout: how the view arranges the models (default "flat": <models_path>/<NAME>, MODEL_PATH set).
       models_path: where the app container finds the view (default /srv/models).
       log_group: where the init container logs (default: a new group, log_retention_days).
@@ -108,6 +110,7 @@ class ModelDelivery(Construct):
         metrics: MetricsOptions | None = None,
         verify_every_byte: bool = False,
         files_wait_seconds: int | None = None,
+        bucket_files: BucketFileSystem | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.delivery_mode = delivery_mode(mode, "ModelDelivery mode")
@@ -146,7 +149,7 @@ class ModelDelivery(Construct):
             "MODELSYNC_LAYOUT_RULES": json.dumps(self.layout.document(), sort_keys=True, separators=(",", ":")),
             # Only versions signed with the store's signing key are linked (pull and verify).
             "MODELSYNC_TRUST_KEY": store.signing_key.key_arn,
-            **self.delivery_mode.attach(task_definition, store),
+            **self.delivery_mode.attach(task_definition, Sources(store, bucket_files)),
             **self.delivery_mode.store_environment,
             **start_check,
             **(metrics.environment(self.mode) if metrics is not None else {}),

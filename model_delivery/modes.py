@@ -22,6 +22,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 
 from model_delivery.alarm_topic import AlarmSpec
+from model_delivery.bucket_files import BucketFileSystem
 from model_delivery.contract import MODELS_PREFIX
 from model_delivery.errors import ModelDeliveryError
 from model_delivery.metrics import DeliveryMetrics, graph
@@ -30,6 +31,23 @@ from model_delivery.signing import verify_manifests
 from model_delivery.store import ModelStore
 from model_delivery.tasks import MODELS_VOLUME, add_bucket_files_volume, add_efs_volume
 from model_delivery.thresholds import AlarmThresholds
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a task's models come from: the store, and the bucket's S3 Files file system when one exists."""
+
+    store: ModelStore
+    bucket_files: BucketFileSystem | None = None
+
+    def require_bucket_files(self) -> BucketFileSystem:
+        if self.bucket_files is None:
+            raise ModelDeliveryError(
+                "ModelDelivery mode 's3files' needs the bucket's S3 Files file system: create a BucketFileSystem "
+                "(vpc, the store's bucket, key and bucket_files_role) and give it as bucket_files"
+            )
+        return self.bucket_files
+
 
 MAX_WAIT_SECONDS = 900  # an init container that waits longer holds the deployment; a stuck sync is a failure
 DEFAULT_WAIT_SECONDS = 60  # observers report seconds to ~30 s before S3 Files shows a new object
@@ -46,20 +64,21 @@ class DeliveryMode:
     uses_mirror: bool  # reads the store's EFS mirror (the stage then watches the mirror's limits)
     uses_bucket_files: bool  # mounts the bucket's S3 Files file system (the stage then creates it)
     # What its tasks reach over NFS: (what it is, in rule descriptions; its security group), or None.
-    nfs_peer: Callable[[ModelStore], tuple[str, ec2.ISecurityGroup]] | None
+    nfs_peer: Callable[[Sources], tuple[str, ec2.ISecurityGroup]] | None
     verifies: bool  # its init container checks a store it did not write: it can hash every byte (deep)
     late_files: bool  # its store shows new objects late: its init container can wait for them
     # How a modelsync reader (the init container, the demo app's `serve`) reads the store at /models.
     store_environment: dict[str, str]
     # Adds the store's volume (named MODELS_VOLUME) and the task role's access; returns the init container's
     # variables for this mode.
-    attach: Callable[[ecs.FargateTaskDefinition, ModelStore], dict[str, str]]
+    attach: Callable[[ecs.FargateTaskDefinition, Sources], dict[str, str]]
     dashboard_row: Callable[[DeliveryMetrics], list[cw.IWidget]]
     failure_metrics: Callable[[DeliveryMetrics], list[cw.IMetric]]  # beside InitFailures on the dashboard
     alarms: Callable[[DeliveryMetrics, AlarmThresholds], list[AlarmSpec]]
 
 
-def _attach_s3(task_definition: ecs.FargateTaskDefinition, store: ModelStore) -> dict[str, str]:
+def _attach_s3(task_definition: ecs.FargateTaskDefinition, sources: Sources) -> dict[str, str]:
+    store = sources.store
     task_definition.add_volume(name=MODELS_VOLUME)
     task_definition.task_role.add_managed_policy(store.read_policy)
     return {
@@ -70,7 +89,8 @@ def _attach_s3(task_definition: ecs.FargateTaskDefinition, store: ModelStore) ->
     }
 
 
-def _attach_efs(task_definition: ecs.FargateTaskDefinition, store: ModelStore) -> dict[str, str]:
+def _attach_efs(task_definition: ecs.FargateTaskDefinition, sources: Sources) -> dict[str, str]:
+    store = sources.store
     mirror = store.require_mirror("ModelDelivery mode 'efs'")
     add_efs_volume(task_definition, mirror)
     task_definition.task_role.add_to_principal_policy(
@@ -80,12 +100,13 @@ def _attach_efs(task_definition: ecs.FargateTaskDefinition, store: ModelStore) -
     return {}
 
 
-def _attach_bucket_files(task_definition: ecs.FargateTaskDefinition, store: ModelStore) -> dict[str, str]:
-    file_system = store.require_bucket_files("ModelDelivery mode 's3files'")
+def _attach_bucket_files(task_definition: ecs.FargateTaskDefinition, sources: Sources) -> dict[str, str]:
+    store, file_system = sources.store, sources.require_bucket_files()
     add_bucket_files_volume(task_definition, file_system.file_system_arn)
-    # Reading through S3 Files: the mount, and the direct reads it makes from the bucket (object, key via S3).
+    # Reading through S3 Files: the mount, and the reads it makes straight from the bucket with the task's identity
+    # (objects by version, the key through S3: the store's read policy).
     task_definition.task_role.add_managed_policy(store.read_policy)
-    task_definition.task_role.add_managed_policy(file_system.mount_policy)
+    task_definition.task_role.add_to_principal_policy(file_system.mount_statement)
     return {
         # LATEST statements must name this repository (s3://BUCKET/models/), as in s3 mode.
         "MODELSYNC_BUCKET": store.bucket.bucket_name,
@@ -150,9 +171,9 @@ MODES: dict[str, DeliveryMode] = {
             task_storage_copies=0,
             uses_mirror=True,
             uses_bucket_files=False,
-            nfs_peer=lambda store: (
+            nfs_peer=lambda sources: (
                 "the model mirror",
-                store.require_mirror("ModelDelivery mode 'efs'").security_group,
+                sources.store.require_mirror("ModelDelivery mode 'efs'").security_group,
             ),
             verifies=True,
             late_files=False,  # the signing task fills the mirror before it moves LATEST
@@ -164,17 +185,14 @@ MODES: dict[str, DeliveryMode] = {
         ),
         DeliveryMode(
             name="s3files",
-            summary="tasks mount the models bucket itself read-only (Amazon S3 Files)",
+            summary="tasks mount the models bucket itself read-only, through Amazon S3 Files",
             init_name="model-verify",
             init_command=("modelsync", "verify"),
             writes_store=False,
             task_storage_copies=0,
             uses_mirror=False,
             uses_bucket_files=True,
-            nfs_peer=lambda store: (
-                "the models bucket file system",
-                store.require_bucket_files("ModelDelivery mode 's3files'").security_group,
-            ),
+            nfs_peer=lambda sources: ("the models bucket file system", sources.require_bucket_files().security_group),
             verifies=True,
             late_files=True,  # S3 Files shows new objects asynchronously
             store_environment={"MODELSYNC_STORE": "bucket"},  # laid out as the bucket, not as pull writes it

@@ -41,7 +41,11 @@ def _key_via_s3(key: kms.IKey, actions: list[str]) -> iam.PolicyStatement:
 def models_read(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
     """Read the models prefix: get objects, list under the prefix, decrypt only through S3."""
     return [
-        iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"], resources=[models_objects_arn(bucket)]),
+        # GetObjectVersion: S3 Files (mode s3files) reads large files straight from the bucket, by version, with
+        # the reader's identity.
+        iam.PolicyStatement(
+            sid="ReadModels", actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[models_objects_arn(bucket)]
+        ),
         _list_models(bucket),
         _key_via_s3(key, ["kms:Decrypt"]),
     ]

@@ -21,7 +21,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from model_delivery import nag
-from model_delivery.bucket_files import BucketFilesOptions, BucketFileSystem
+from model_delivery.bucket_files import bucket_files_role
 from model_delivery.bucket_keys import SIGN_KEYS, STAGE_KEYS, STAGED_KEYS, VERSION_KEYS
 from model_delivery.buckets import ModelsBucket
 from model_delivery.errors import ModelDeliveryError
@@ -65,7 +65,6 @@ class ModelStore(Construct):
         RETAIN_ON_UPDATE_OR_DELETE: they hold the models and survive a delete or replacement, but a failed
         first create removes them instead of orphaning them; DESTROY still fails on a non-empty bucket).
       mirror: MirrorOptions for an EFS mirror (needed by tasks that read models from EFS), or None.
-      bucket_files: BucketFilesOptions for an S3 Files file system over models/ (tasks in mode s3files), or None.
       access_log_days: how long the bucket's server access logs are kept (default 30).
       description: the key's description.
       publisher_role_arns: IAM role ARNs besides the seeding task role that may sign manifests and write or
@@ -73,7 +72,7 @@ class ModelStore(Construct):
       log_group_prefix: the name prefix of every log group the constructs encrypt with `key` (default
         `/model-delivery/<stack name>`); the key's policy lets CloudWatch Logs use the key for those only.
     Attributes: key, signing_key, bucket, access_logs (also the load balancers' log bucket), mirror (or None),
-      bucket_files (a BucketFileSystem, or None),
+      bucket_files_role (what an S3 Files file system over models/ synchronizes with: read-only),
       read_policy (tasks that pull models: read, and the signing key's public key), write_policy (operators who
       publish by hand: write models/ and kms:Sign), seeding_role (the seeding task's: writes only staged
       versions, never signs), signing_role (the signing task's: re-hashes, signs, moves LATEST, writes the
@@ -89,7 +88,6 @@ class ModelStore(Construct):
         *,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         mirror: MirrorOptions | None = None,
-        bucket_files: BucketFilesOptions | None = None,
         access_log_days: int = 30,
         description: str = "Model delivery: models bucket and EFS mirror",
         publisher_role_arns: Sequence[str] = (),
@@ -155,11 +153,8 @@ class ModelStore(Construct):
                 removal_policy=removal_policy,
             )
         )
-        self.bucket_files = (
-            None
-            if bucket_files is None
-            else BucketFileSystem(self, "BucketFiles", vpc=bucket_files.vpc, bucket=self.bucket, key=self.key)
-        )
+        # Beside the bucket and key it names (a file system over models/ lives with the apps that mount it).
+        self.bucket_files_role = bucket_files_role(self, "BucketFilesSyncRole", bucket=self.bucket, key=self.key)
         self.read_policy = iam.ManagedPolicy(
             self,
             "ModelsReadAccess",
@@ -202,14 +197,6 @@ class ModelStore(Construct):
         role = iam.Role(self, id, assumed_by=ecs_tasks_principal(self), description=description)
         role.apply_removal_policy(removal_policy)
         return role
-
-    def require_bucket_files(self, construct: str) -> BucketFileSystem:
-        if self.bucket_files is None:
-            raise ModelDeliveryError(
-                f"{construct} needs the bucket's S3 Files file system: create the ModelStore with "
-                "bucket_files=BucketFilesOptions(vpc=...)"
-            )
-        return self.bucket_files
 
     def require_mirror(self, construct: str) -> ModelMirror:
         if self.mirror is None:

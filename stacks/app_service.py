@@ -26,9 +26,10 @@ from model_delivery import (
     ModelStore,
     TaskNotifier,
 )
+from model_delivery.bucket_files import BucketFileSystem
 from model_delivery.contract import STORE_PATH
 from model_delivery.logs import log_group
-from model_delivery.modes import MODES
+from model_delivery.modes import MODES, Sources
 from model_delivery.policies import ecs_tasks_principal
 from model_delivery.tasks import add_modelsync_container, add_scratch, add_task_container, fargate_task_definition
 from stacks.images import app_image
@@ -49,6 +50,7 @@ class AppService(Construct):
         stage: StageSettings,
         cluster: ecs.ICluster,
         store: ModelStore,
+        bucket_files: BucketFileSystem | None,
         modelsync_image: ecs.ContainerImage,
         repository: ecr.IRepository,
         subnets: ec2.SubnetSelection,
@@ -59,7 +61,8 @@ class AppService(Construct):
         mode = MODES[app.delivery_mode]
         vpc = cluster.vpc
         self.models = app.served_models
-        nfs = mode.nfs_peer(store) if mode.nfs_peer is not None else None
+        sources = Sources(store, bucket_files)
+        nfs = mode.nfs_peer(sources) if mode.nfs_peer is not None else None
         self.security_group = task_security_group(
             self,
             "SecurityGroup",
@@ -99,6 +102,7 @@ class AppService(Construct):
             metrics=MetricsOptions(stage=stage.name, app=app.name),
             verify_every_byte=app.verify_every_byte,
             files_wait_seconds=app.files_wait,
+            bucket_files=bucket_files,
         )
 
         # Before the first seed there is nothing to pull or verify: every task would fail and the first

@@ -51,7 +51,6 @@ def build(
         env=env,
         vpc=network.vpc,
         file_system_security_group=network.file_system_security_group,
-        bucket_files=settings.mounts_bucket_files,
         description=f"Model delivery ({stage.name}): KMS keys, models bucket, EFS mirror, ECR repository",
     )
     service = ServiceStack(

@@ -12,9 +12,8 @@ those resources. A replacement then changes the logical id, so CDK's published o
 (it is derived from the logical id) and every consumer's `Fn::GetStackOutput` names that new output: the
 consumer's template changes where the value is used, and CloudFormation resolves the new value there.
 
-Only stateless resources are renamed (the S3 Files file system is one: every byte it shows is in the
-bucket). A bucket, key, file system or repository with a new logical id would be a new, empty resource: their
-replacing properties are simply not changed in place (docs/infrastructure.md).
+Only stateless resources are renamed. A bucket, key, file system or repository with a new logical id would
+be a new, empty resource: their replacing properties are simply not changed in place (docs/infrastructure.md).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import jsii
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3files as s3files
 from constructs import IConstruct
 
 # Per type, the (Python) names of the properties whose change makes CloudFormation replace the resource
@@ -36,7 +34,6 @@ REPLACING_PROPERTIES: dict[type, tuple[str, ...]] = {
     ec2.CfnSecurityGroup: ("group_description", "group_name", "vpc_id"),
     efs.CfnAccessPoint: ("file_system_id", "posix_user", "root_directory"),
     iam.CfnManagedPolicy: ("description", "managed_policy_name", "path"),
-    s3files.CfnFileSystem: ("bucket", "client_token", "kms_key_id", "prefix"),
 }
 FINGERPRINT_CHARS = 8
 

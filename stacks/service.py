@@ -22,6 +22,8 @@ from model_delivery import (
     ModelStoreAlarms,
     TaskNotifier,
 )
+from model_delivery.bucket_files import BucketFileSystem
+from model_delivery.modes import MODES
 from model_delivery.notifier import NOTIFIER_CONCURRENCY
 from model_delivery.seeding import SEED_CONTAINER, SEED_RUNNER_CONCURRENCY, SEED_RUNNER_DIR, SEED_STREAM_PREFIX
 from model_delivery.signing_task import SIGN_CONTAINER, SIGN_STREAM_PREFIX
@@ -119,6 +121,15 @@ class ServiceStack(cdk.Stack):
             log_retention_days=stage.log_retention_days,
             reserved_concurrency=NOTIFIER_CONCURRENCY if stage.lambda_reserved_concurrency else None,
         )
+        # The bucket as a file system exists while an app mounts it (mode s3files), beside those apps: adding or
+        # removing it is one update of this stack.
+        self.bucket_files = (
+            BucketFileSystem(
+                self, "BucketFiles", vpc=vpc, bucket=store.bucket, key=store.key, role=store.bucket_files_role
+            )
+            if any(MODES[app.delivery_mode].uses_bucket_files for app in apps.values())
+            else None
+        )
         self.apps = {
             name: AppService(
                 self,
@@ -127,6 +138,7 @@ class ServiceStack(cdk.Stack):
                 stage=stage,
                 cluster=self.cluster,
                 store=store,
+                bucket_files=self.bucket_files,
                 modelsync_image=service_image,
                 repository=self.repository,
                 subnets=subnets,
@@ -180,7 +192,7 @@ class ServiceStack(cdk.Stack):
             "SeedSecurityGroupId": self.seed_security_group.security_group_id,
             "FileSystemSecurityGroupId": file_system_security_group.security_group_id,
             "ModelsAccessPointId": mirror.access_point.access_point_id,
-            **({"BucketFileSystemArn": store.bucket_files.file_system_arn} if store.bucket_files is not None else {}),
+            **({"BucketFileSystemArn": self.bucket_files.file_system_arn} if self.bucket_files is not None else {}),
             "AlarmTopicArn": self.topic.topic.topic_arn,
             # --signing-key for hand publishes, --trust-key for checks (docs/runbook.md).
             "SigningKeyArn": store.signing_key.key_arn,

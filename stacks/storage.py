@@ -14,7 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
-from model_delivery import BucketFilesOptions, MirrorOptions, ModelStore
+from model_delivery import MirrorOptions, ModelStore
 from stacks.settings import ImageSettings, StageSettings, StoreSettings
 
 
@@ -29,7 +29,6 @@ class StorageStack(cdk.Stack):
         image: ImageSettings,
         vpc: ec2.IVpc,
         file_system_security_group: ec2.ISecurityGroup,
-        bucket_files: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(scope, id, termination_protection=stage.termination_protection, **kwargs)
@@ -40,8 +39,6 @@ class StorageStack(cdk.Stack):
             "Default",
             removal_policy=stage.stateful_removal_policy,
             mirror=MirrorOptions(vpc=vpc, security_group=file_system_security_group),
-            # Only while some app mounts the bucket itself (delivery mode s3files).
-            bucket_files=BucketFilesOptions(vpc=vpc) if bucket_files else None,
             access_log_days=stage.log_retention_days,
             publisher_role_arns=store.publisher_role_arns,
             log_group_prefix=stage.log_group_prefix,

@@ -111,11 +111,6 @@ class Settings:
         return any(MODES[app.delivery_mode].uses_mirror for app in self.apps.values())
 
     @property
-    def mounts_bucket_files(self) -> bool:
-        """Some app mounts the bucket itself (S3 Files): the storage stack creates the file system."""
-        return any(MODES[app.delivery_mode].uses_bucket_files for app in self.apps.values())
-
-    @property
     def seed_fingerprint(self) -> str:
         """Changes whenever the catalog file or the seed selection changes (drives seed_on_deploy); with
         image_source=ecr also when the image tag changes, since the image carries the catalog it seeds."""

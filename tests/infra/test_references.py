@@ -31,7 +31,6 @@ REPLACING = {
     "AWS::ECR::Repository": ("EncryptionConfiguration", "RepositoryName"),
     "AWS::IAM::ManagedPolicy": ("Description", "ManagedPolicyName", "Path"),
     "AWS::IAM::Role": ("Path", "RoleName"),
-    "AWS::S3Files::FileSystem": ("Bucket", "ClientToken", "KmsKeyId", "Prefix"),
 }
 # What crosses stacks although CloudFormation could replace it, and why no setting does: their replacing
 # properties are constants of the code.
@@ -39,10 +38,7 @@ FIXED_ACROSS_STACKS = {
     r"^SecurityGroupsFileSystem": "the mirror's group: its description is fixed (stacks/network.py)",
     r"^MirrorFileSystemModelsAccessPoint": "the mirror's access point: root /models and uid 10001 are constants",
     r"^Models(Read|Write|Stage|Sign)Access": "the managed policies: fixed descriptions, generated names",
-    r"^(Seeding|Signing)Role": "the publishing roles: generated names, no path",
-    r"^BucketFilesSecurityGroup": "the S3 Files mount targets' group: its description is fixed (bucket_files.py)",
-    r"^BucketFilesFileSystem": "the S3 Files file system: bucket, models/ prefix and store key are constants",
-    r"^BucketFilesMountAccess": "the S3 Files mount policy: fixed description, generated name",
+    r"^(Seeding|Signing|BucketFilesSync)Role": "the publishing roles and S3 Files' role: generated names, no path",
 }
 # Settings changed together in each variant (every one a setting a team changes on a live stage).
 VARIANTS = {

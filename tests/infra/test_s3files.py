@@ -1,6 +1,7 @@
 """Delivery mode s3files: the README's app that mounts the bucket itself (Amazon S3 Files), beside the demo app in
-s3 mode. The storage side exists only while an app uses the mode; the task mounts the file system read-only in
-both containers; nobody gets a write; the file system and its role cannot write; the start check's settings."""
+s3 mode. The file system exists only while an app uses the mode, in the apps' stack; its role is the store's; the
+task mounts it read-only in both containers; nobody gets a write; the file system and its role cannot write; the
+start check's settings."""
 
 from __future__ import annotations
 
@@ -27,33 +28,40 @@ def is_write(action: str) -> bool:
     return any(action == w or (w.endswith(":") is False and action.startswith(w)) for w in WRITES)
 
 
-def test_the_file_system_exists_only_while_an_app_mounts_the_bucket(s3_built, efs_built, s3files_built):
+def test_the_file_system_exists_only_while_an_app_mounts_the_bucket_beside_those_apps(s3_built, efs_built,
+                                                                                     s3files_built):
     for built in (s3_built, efs_built):
-        assert all(not resources(built.storage, t) for t in S3FILES_TYPES)
-        assert not [k for k in resources(built.storage, "AWS::EC2::SecurityGroup") if k.startswith("BucketFiles")]
-    fs = resources(s3files_built.storage, "AWS::S3Files::FileSystem")
+        for template in (built.network, built.storage, built.service):
+            assert all(not resources(template, t) for t in S3FILES_TYPES)
+        assert not [k for k in resources(built.service, "AWS::EC2::SecurityGroup") if k.startswith("BucketFiles")]
+    assert all(not resources(s3files_built.storage, t) for t in S3FILES_TYPES)
+    fs = resources(s3files_built.service, "AWS::S3Files::FileSystem")
     assert len(fs) == 1
     [props] = [v["Properties"] for v in fs.values()]
     assert props["Prefix"] == "models/"
-    assert props["Bucket"] == {"Fn::GetAtt": [logical_id(s3files_built.storage, "AWS::S3::Bucket", "^BucketModels"),
-                                              "Arn"]}
-    assert props["KmsKeyId"] == {"Fn::GetAtt": [logical_id(s3files_built.storage, "AWS::KMS::Key", "^Key"), "Arn"]}
+    storage = s3files_built.storage
+    assert storage_value(s3files_built, props["Bucket"]) == {
+        "Fn::GetAtt": [logical_id(storage, "AWS::S3::Bucket", "^BucketModels"), "Arn"]}
+    assert storage_value(s3files_built, props["KmsKeyId"]) == {
+        "Fn::GetAtt": [logical_id(storage, "AWS::KMS::Key", "^Key"), "Arn"]}
+    assert storage_value(s3files_built, props["RoleArn"]) == {
+        "Fn::GetAtt": [logical_id(storage, "AWS::IAM::Role", "^BucketFilesSyncRole"), "Arn"]}
 
 
 def test_a_mount_target_in_every_private_subnet_behind_its_own_group(s3files_built):
-    targets = [t["Properties"] for t in resources(s3files_built.storage, "AWS::S3Files::MountTarget").values()]
+    targets = [t["Properties"] for t in resources(s3files_built.service, "AWS::S3Files::MountTarget").values()]
     private = {json.dumps(t["SubnetId"], sort_keys=True) for t in targets}
     assert len(targets) == len(private) == 2  # max_azs 2: one per private subnet
-    assert all("private" in json.dumps(t["SubnetId"]) for t in targets)
-    group = logical_id(s3files_built.storage, "AWS::EC2::SecurityGroup", "^BucketFilesSecurityGroup")
+    assert all("privateSubnet" in json.dumps(t["SubnetId"]) for t in targets)
+    group = logical_id(s3files_built.service, "AWS::EC2::SecurityGroup", "^BucketFilesSecurityGroup")
     assert all(t["SecurityGroups"] == [{"Fn::GetAtt": [group, "GroupId"]}] for t in targets)
 
 
 def test_nfs_is_open_only_to_the_apps_that_mount_the_bucket(s3files_built):
-    storage_group = logical_id(s3files_built.storage, "AWS::EC2::SecurityGroup", "^BucketFilesSecurityGroup")
+    group = logical_id(s3files_built.service, "AWS::EC2::SecurityGroup", "^BucketFilesSecurityGroup")
+    assert not only_group(s3files_built, "^BucketFilesSecurityGroup").get("SecurityGroupIngress")
     rules = [r["Properties"] for r in resources(s3files_built.service, "AWS::EC2::SecurityGroupIngress").values()
-             if r["Properties"].get("FromPort") == 2049 and "Storage" in json.dumps(r["Properties"]["GroupId"])
-             and storage_value(s3files_built, r["Properties"]["GroupId"]) == {"Fn::GetAtt": [storage_group, "GroupId"]}]
+             if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}]
     seg_group = logical_id(s3files_built.service, "AWS::EC2::SecurityGroup", "^SegSecurityGroup")
     assert [r["SourceSecurityGroupId"] for r in rules] == [{"Fn::GetAtt": [seg_group, "GroupId"]}]
     assert rules[0]["ToPort"] == 2049 and rules[0]["IpProtocol"] == "tcp"
@@ -69,8 +77,8 @@ def only_group(built, pattern):
 def test_both_containers_mount_the_file_system_read_only_at_models(s3files_built):
     volumes = {v["Name"]: v for v in task_definition(s3files_built.service, SEG)["Volumes"]}
     config = volumes["models"]["S3FilesVolumeConfiguration"]
-    fs = logical_id(s3files_built.storage, "AWS::S3Files::FileSystem", "^BucketFilesFileSystem")
-    assert storage_value(s3files_built, config["FileSystemArn"]) == {"Fn::GetAtt": [fs, "FileSystemArn"]}
+    fs = logical_id(s3files_built.service, "AWS::S3Files::FileSystem", "^BucketFilesFileSystem")
+    assert config["FileSystemArn"] == {"Fn::GetAtt": [fs, "FileSystemArn"]}
     assert set(config) == {"FileSystemArn"}
     c = containers(s3files_built.service, SEG)
     assert mounts(c["model-verify"])["/models"] == ("models", True)
@@ -92,7 +100,7 @@ def test_the_task_role_reads_and_mounts_and_writes_nothing(s3files_built):
     granted = actions(found)
     assert "s3files:ClientMount" in granted and "s3:GetObject" in granted and "s3:GetObjectVersion" in granted
     assert not [a for a in granted if is_write(a)], granted
-    fs = logical_id(s3files_built.storage, "AWS::S3Files::FileSystem", "^BucketFilesFileSystem")
+    fs = logical_id(s3files_built.service, "AWS::S3Files::FileSystem", "^BucketFilesFileSystem")
     [mount] = [s for s in found if s.get("Sid") == "MountBucketFiles"]
     assert mount["Resource"] == {"Fn::GetAtt": [fs, "FileSystemArn"]}
     assert not [s for s in found if "Condition" not in s and s.get("Resource") == "*"]
@@ -114,7 +122,7 @@ def test_the_sync_role_is_trusted_by_s3_files_for_this_account_and_cannot_write(
 
 
 def test_the_file_system_policy_denies_plain_nfs_writes_and_root(s3files_built):
-    [policy] = [p["Properties"]["Policy"] for p in resources(s3files_built.storage,
+    [policy] = [p["Properties"]["Policy"] for p in resources(s3files_built.service,
                                                                "AWS::S3Files::FileSystemPolicy").values()]
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert all(s["Effect"] == "Deny" for s in by_sid.values())

@@ -186,7 +186,8 @@ def test_every_efs_volume_uses_tls_iam_and_the_access_point(s3_built, efs_built,
 
 def test_s3_mode_service_role_only_reads_the_models_prefix(s3_built):
     found = statements(s3_built, "DemoTaskRole")
-    assert actions(found) == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt", "kms:GetPublicKey"}
+    # GetObjectVersion: the same objects by version (S3 Files' direct reads in mode s3files use it).
+    assert actions(found) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "kms:Decrypt", "kms:GetPublicKey"}
     by_sid = {s["Sid"]: s for s in found}
     assert by_sid["ReadModels"]["Resource"]["Fn::Join"][1][1] == "/models/*"
     assert by_sid["ListModelsPrefix"]["Condition"] == {"StringLike": {"s3:prefix": ["models/", "models/*"]}}
@@ -265,10 +266,11 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires(s3_b
                 if resource == "*":
                     assert acts == ["ecr:GetAuthorizationToken"], statement
                 elif "*" in text:  # the models prefix and each step's key patterns, new tasks of the cluster,
-                    # the seeding and signing tasks' log streams
+                    # the seeding and signing tasks' log streams, the EventBridge rules S3 Files names itself
                     step_keys = tuple(f'/{key}"]]}}' for key in (*STAGE_KEYS, *SIGN_KEYS))
                     assert text.endswith(('/models/*"]]}', '"/*"]]}', ':log-stream:seed/seed/*"]]}',
-                                          ':log-stream:sign/sign/*"]]}', *step_keys)), statement
+                                          ':log-stream:sign/sign/*"]]}', ':rule/DO-NOT-DELETE-S3-Files*"',
+                                          *step_keys)), statement
 
 
 def test_no_aws_managed_policies_except_on_cdks_default_security_group_provider(s3_built):

@@ -301,7 +301,8 @@ def test_app_py_prints_one_line_and_exits_2_on_a_bad_setting():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "model-delivery: error: setting 'apps.demo.delivery_mode' = 'ftp' is not allowed: use 's3' (each task "
-        "pulls its models from the bucket into its own storage) or 'efs' (tasks mount the EFS mirror read-only)"]
+        "pulls its models from the bucket into its own storage) or 'efs' (tasks mount the EFS mirror read-only) or "
+        "'s3files' (tasks mount the models bucket itself read-only, through Amazon S3 Files)"]
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
