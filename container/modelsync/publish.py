@@ -35,6 +35,7 @@ from .manifest import (
     read_manifest,
     version_prefix,
 )
+from .objects import S3Objects
 from .oms import BUNDLE_NAME
 from .progress import Progress, or_silent
 from .s3 import is_not_found, list_keys, translate_client_error
@@ -321,7 +322,7 @@ def put_latest(
         repo, digest = freshness.repository(bucket, prefix), manifest_digest(manifest)
         if after is None:
             after = freshness.ours(
-                freshness.read_object(client, bucket, prefix, manifest.name), signer.verifier(), repo
+                freshness.read_object(S3Objects(client, bucket, prefix), manifest.name), signer.verifier(), repo
             )
         try:
             sequence = freshness.next_sequence(after)

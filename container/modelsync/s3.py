@@ -160,10 +160,9 @@ def get_small_object(client, bucket: str, key: str, *, max_bytes: int, what: str
         if body is None:
             return None
     if len(body) > max_bytes:
-        raise JobFailed(
-            f"{where} is more than {max_bytes} bytes, the most a {what} may have: "
-            f"not a modelsync {what}; republish the model"
-        )
+        from .objects import too_big
+
+        raise too_big(where, max_bytes, what)
     return body
 
 
