@@ -143,11 +143,12 @@ def highest_in_history(client, bucket: str, prefix: str, name: str, verifier: Ve
 # Freshness -----------------------------------------------------------------------------------------
 
 
-def parse_age(raw: str) -> int:
-    """--max-latest-age: seconds, or a number with s, m, h or d (ValueError says how to write it)."""
+def parse_age(raw: str, *, minimum: int = 1, example: str = "36h, 7d or 3600 (seconds)") -> int:
+    """--max-latest-age (and --wait-for-files, minimum 0): seconds, or a number with s, m, h or d (ValueError
+    says how to write it)."""
     match = _DURATION.fullmatch(str(raw).strip().lower())
-    if not match or int(match.group(1)) < 1:
-        raise ValueError("is not a duration: use e.g. 36h, 7d or 3600 (seconds)")
+    if not match or int(match.group(1)) < minimum:
+        raise ValueError(f"is not a duration: use e.g. {example}")
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
