@@ -133,7 +133,16 @@ def _check_model(
             signature = store.where(signature_key(store.prefix, name, version))
             if not os.path.lexists(signature):  # absent is late; present and wrong is refused below
                 raise _Late(f"{signature} is missing")
-            check_pull_targets(store, None, [_Target(name, version, manifest, wanted is None)], trust, max_age=max_age)
+            try:
+                check_pull_targets(
+                    store, None, [_Target(name, version, manifest, wanted is None)], trust, max_age=max_age
+                )
+            except JobFailed:
+                if wanted is None and latest_version_in(store, name) != version:  # LATEST moved on meanwhile
+                    raise _Late(
+                        f"{store.where(latest_key(store.prefix, name))} moved on while it was checked"
+                    ) from None
+                raise
         state.record = Record(manifest, {})
         state.files, state.bytes = len(manifest.files), manifest.total_bytes
         return state, _check_files(store, state, manifest)
@@ -188,9 +197,11 @@ def _check_bytes(store: BucketStore, states: list[ModelState], workers: int | No
 
 
 def _digests(store: BucketStore, manifest: Manifest, workers: int | None) -> dict[str, str | OSError]:
-    files = store.open_files(manifest.name, manifest.version)
+    """path -> sha256 (or OSError) of the version's files (keyed by full path inside: biggest hashed first)."""
+    base, files = store.files_dir(manifest.name, manifest.version), store.open_files(manifest.name, manifest.version)
     try:
-        slots = {entry.path: files.slot(entry.path) for entry in manifest.files}
-        return sha256_many(list(slots), workers=workers, opened=lambda p: (slots[p].name, slots[p].dir.fd))
+        slots = {f"{base}/{entry.path}": files.slot(entry.path) for entry in manifest.files}
+        found = sha256_many(list(slots), workers=workers, opened=lambda p: (slots[p].name, slots[p].dir.fd))
     finally:
         files.close()
+    return {path[len(base) + 1 :]: digest for path, digest in found.items()}

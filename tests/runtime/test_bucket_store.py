@@ -335,6 +335,30 @@ def test_the_wait_polls_with_backoff_until_the_files_are_there_or_the_time_is_up
     assert f"{target} is missing after waiting 1.5m" in state.problems[0]
 
 
+def test_a_latest_that_moves_while_it_is_checked_is_followed_on_the_next_poll(
+        bucket, publish, signer, pem_keys, tmp_path, monkeypatch):
+    import modelsync.bucket_verify
+
+    publish("m", model_files(seed=1), signer=signer)
+    tree = copy_bucket_out(bucket, tmp_path / "mnt")
+    first_latest = (tree / "m" / "LATEST").read_bytes()
+    v2 = publish("m", model_files(seed=2), signer=signer)
+    tree = copy_bucket_out(bucket, tree)
+    (tree / "m" / "LATEST").write_bytes(first_latest)  # the mount still shows the LATEST before
+    real, calls = modelsync.bucket_verify.check_pull_targets, []
+
+    def moves_meanwhile(*args, **kwargs):  # S3 Files shows the new LATEST between the two reads of it
+        calls.append(1)
+        if len(calls) == 1:
+            copy_bucket_out(bucket, tree)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(modelsync.bucket_verify, "check_pull_targets", moves_meanwhile)
+    clock = FakeClock()
+    [state] = verify_bucket(tree, ["m"], trust=load_verifier(pem_keys[1]), wait=30, sleep=clock.sleep, clock=clock)
+    assert state.problems == [] and state.version == v2 and len(calls) == 2 and len(clock.sleeps) == 1
+
+
 def test_a_bad_signature_or_a_wrong_sha256_is_never_waited_on(bucket, publish, signer, pem_keys, tmp_path):
     v = publish("m", model_files(seed=1), signer=signer)
     tree = copy_bucket_out(bucket, tmp_path / "mnt")
