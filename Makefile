@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 # checkov pins boto3 and packaging exactly, against ours: it gets its own environment (requirements-checkov.txt).
 CHECKOV_VENV := .venv-checkov
+# The AWS CLI copies a bucket into the directory tree S3 Files would show (tests/runtime/test_bucket_store.py): an
+# independent tool, in its own environment like checkov (requirements-awscli.txt), so its pins never touch ours.
+AWSCLI_VENV := .venv-awscli
 PY     := $(VENV)/bin/python
 CDK    := node_modules/.bin/cdk
 STAGE  ?= dev
@@ -13,7 +16,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-checkov lint fmt synth test docs preflight deploy up destroy pins check-pins seed local bench lock clean
+.PHONY: install install-dev install-checkov install-awscli lint fmt synth test docs preflight deploy up destroy pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +46,13 @@ install-dev: $(VENV)/.deps-dev node_modules/.package-lock.json
 
 install-checkov: $(CHECKOV_VENV)/.deps
 
+$(AWSCLI_VENV)/.deps: requirements-awscli.txt
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/python -m pip install -q -r requirements-awscli.txt
+	touch $@
+
+install-awscli: $(AWSCLI_VENV)/.deps
+
 ## Synthesize every stack with cdk-nag on (fails on any unacknowledged finding).
 synth: install
 	rm -rf cdk.out
@@ -61,8 +71,9 @@ fmt: install-dev
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
-## Run the whole test suite (tests/infra/test_checkov.py runs checkov from $(CHECKOV_VENV)), after lint.
-test: install-dev install-checkov lint
+## Run the whole test suite (tests/infra/test_checkov.py runs checkov from $(CHECKOV_VENV), the bucket-store
+## tests the AWS CLI from $(AWSCLI_VENV)), after lint.
+test: install-dev install-checkov install-awscli lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## Write the generated references (docs/settings.md from the settings declarations); a test fails when they drift.

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from . import dsse
 from .keys import Signer, Verifier
 from .manifest import MAX_LATEST_BYTES, Manifest, latest_key
-from .s3 import get_small_object
+from .objects import Objects
 from .signing import parse_json_object
 
 PREDICATE_TYPE = "https://modelsync/latest/v1"
@@ -89,9 +89,9 @@ def open_latest(verifier: Verifier, envelope) -> Latest:
 # The LATEST object ---------------------------------------------------------------------------------
 
 
-def read_object(client, bucket: str, prefix: str, name: str) -> dict | None:
-    key = latest_key(prefix, name)
-    return parse_json_object(get_small_object(client, bucket, key, max_bytes=MAX_LATEST_BYTES, what="LATEST pointer"))
+def read_object(objects: Objects, name: str) -> dict | None:
+    key = latest_key(objects.prefix, name)
+    return parse_json_object(objects.read(key, max_bytes=MAX_LATEST_BYTES, what="LATEST pointer"))
 
 
 def ours(data: dict | None, verifier: Verifier, repo: str) -> Latest | None:
@@ -143,11 +143,12 @@ def highest_in_history(client, bucket: str, prefix: str, name: str, verifier: Ve
 # Freshness -----------------------------------------------------------------------------------------
 
 
-def parse_age(raw: str) -> int:
-    """--max-latest-age: seconds, or a number with s, m, h or d (ValueError says how to write it)."""
+def parse_age(raw: str, *, minimum: int = 1, example: str = "36h, 7d or 3600 (seconds)") -> int:
+    """--max-latest-age (and --wait-for-files, minimum 0): seconds, or a number with s, m, h or d (ValueError
+    says how to write it)."""
     match = _DURATION.fullmatch(str(raw).strip().lower())
-    if not match or int(match.group(1)) < 1:
-        raise ValueError("is not a duration: use e.g. 36h, 7d or 3600 (seconds)")
+    if not match or int(match.group(1)) < minimum:
+        raise ValueError(f"is not a duration: use e.g. {example}")
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 

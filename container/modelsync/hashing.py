@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from . import stop
@@ -28,14 +29,22 @@ def sha256_file(path: str | os.PathLike, *, dir_fd: int | None = None, follow_sy
 
 
 def sha256_many(
-    paths: list[str], *, workers: int | None = None, follow_symlinks: bool = True
+    paths: list[str],
+    *,
+    workers: int | None = None,
+    follow_symlinks: bool = True,
+    opened: Callable[[str], tuple[str, int]] | None = None,
 ) -> dict[str, str | OSError]:
-    """Path -> hex digest (or the OSError that prevented reading it), biggest files first."""
+    """Path -> hex digest (or the OSError that prevented reading it), biggest files first. opened: each path's
+    (name, directory descriptor) to open it by instead, never through a link (a tree opened without links)."""
     workers = workers or os.cpu_count() or 1
     ordered = sorted(paths, key=_size_or_zero, reverse=True)
 
     def one(path):
         try:
+            if opened is not None:
+                name, dir_fd = opened(path)
+                return path, sha256_file(name, dir_fd=dir_fd, follow_symlinks=False)
             return path, sha256_file(path, follow_symlinks=follow_symlinks)
         except OSError as exc:
             return path, exc

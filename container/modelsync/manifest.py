@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from .config import DEFAULT_PREFIX, check_name, check_version
 from .errors import JobFailed, ModelsyncError
-from .s3 import get_small_object, list_subprefixes
+from .objects import Objects, S3Objects
+from .s3 import list_subprefixes
 
 VERSION_HEX_CHARS = 16  # 64 bits of the content hash: collisions are not a practical concern
 # Bounds on what is read from the bucket: anything larger was not written by modelsync.
@@ -200,8 +201,13 @@ def _children(client, bucket, parent: str, what: str, check, warn) -> list[str]:
 
 
 def read_latest_version(client, bucket: str, name: str, *, prefix: str = DEFAULT_PREFIX) -> str | None:
-    key = latest_key(prefix, name)
-    body = get_small_object(client, bucket, key, max_bytes=MAX_LATEST_BYTES, what="LATEST pointer")
+    return latest_version_in(S3Objects(client, bucket, prefix), name)
+
+
+def latest_version_in(objects: Objects, name: str) -> str | None:
+    """The version LATEST names (None: no LATEST), from the bucket or the mounted tree (objects.py)."""
+    key = latest_key(objects.prefix, name)
+    body = objects.read(key, max_bytes=MAX_LATEST_BYTES, what="LATEST pointer")
     if body is None:
         return None
     try:
@@ -209,21 +215,26 @@ def read_latest_version(client, bucket: str, name: str, *, prefix: str = DEFAULT
     except (ValueError, KeyError, TypeError, RecursionError):
         version = None
     if not isinstance(version, str):
-        raise JobFailed(f"s3://{bucket}/{key} is not valid JSON with a 'version': republish the model") from None
+        raise JobFailed(f"{objects.where(key)} is not valid JSON with a 'version': republish the model") from None
     try:
         return check_version(version, name=name)
     except ModelsyncError as exc:
-        raise JobFailed(f"s3://{bucket}/{key}: {exc}") from None
+        raise JobFailed(f"{objects.where(key)}: {exc}") from None
 
 
 def read_manifest(client, bucket: str, name: str, version: str, *, prefix: str = DEFAULT_PREFIX) -> Manifest | None:
-    key = manifest_key(prefix, name, version)
-    body = get_small_object(client, bucket, key, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
+    return manifest_in(S3Objects(client, bucket, prefix), name, version)
+
+
+def manifest_in(objects: Objects, name: str, version: str) -> Manifest | None:
+    """The manifest of name@version (None: there is none), validated, from the bucket or the mounted tree."""
+    key = manifest_key(objects.prefix, name, version)
+    body = objects.read(key, max_bytes=MAX_MANIFEST_BYTES, what="manifest")
     if body is None:
         return None
-    manifest = Manifest.from_json(body, where=f"s3://{bucket}/{key}")
+    manifest = Manifest.from_json(body, where=objects.where(key))
     if manifest.name != name or manifest.version != version:
-        raise JobFailed(f"manifest s3://{bucket}/{key} names {manifest.name}@{manifest.version}: republish the model")
+        raise JobFailed(f"manifest {objects.where(key)} names {manifest.name}@{manifest.version}: republish the model")
     return manifest
 
 

@@ -139,6 +139,18 @@ def whole(minimum: int | None = None, maximum: int | None = None, *, problem: st
     return convert
 
 
+def switch(raw: Any) -> bool:
+    """A converter to a bool: the flag itself (True), or a variable's true/false (also 1/0, yes/no)."""
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not true or false: use true or false")
+
+
 def finish(
     parser,
     *,

@@ -17,6 +17,15 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
 from . import dsse, freshness, oms
+from .conditional import (
+    CONFLICT,
+    CONFLICT_ATTEMPTS,
+    PRECONDITION_FAILED,
+    conflict_pause,
+    create_only,
+    error_code,
+    put_new,
+)
 from .config import DEFAULT_CONCURRENCY, DEFAULT_PREFIX, check_name, default_part_size
 from .errors import JobFailed, ModelsyncError
 from .hashing import sha256_many
@@ -35,9 +44,10 @@ from .manifest import (
     read_manifest,
     version_prefix,
 )
+from .objects import S3Objects
 from .oms import BUNDLE_NAME
 from .progress import Progress, or_silent
-from .s3 import is_not_found, list_keys, translate_client_error
+from .s3 import list_keys, object_sha256, translate_client_error
 from .signing import make_envelope, manifest_digest, signature_key
 from .staging import write_staged
 from .store import stat_key
@@ -153,27 +163,33 @@ def publish_directory(
     version = content_version(entries)
 
     existing = read_manifest(client, bucket, name, version, prefix=prefix)
-    verifier = signer.verifier() if signer is not None else None
-    # An unsigned or wrongly signed manifest is not trusted as complete: it is written again, signed.
-    if existing is not None and verifier is not None:
-        if manifest_problem(client, bucket, prefix, existing, verifier) is not None:
-            existing = None
-    # Staging, nothing is signed yet: an existing manifest is kept only when it lists exactly these files.
-    if existing is not None and stage and sorted(existing.files, key=lambda e: e.path) != entries:
-        existing = None
-    complete = existing is not None
-    # Objects already under this version's prefix come from an earlier or interrupted publish of
-    # the very same content (the version is the content hash); S3 writes whole objects only. One
-    # LIST also catches objects deleted since (a published version stays repairable).
-    present = {
-        obj["Key"]: obj["Size"] for obj in list_keys(client, bucket, version_prefix(prefix, name, version) + "files/")
-    }
-    todo = [e for e in entries if present.get(file_key(prefix, name, version, e.path)) != e.size]
-    if not complete:  # resuming: also compare the sha256 each object was stored with
-        todo += _stored_with_other_sha256(
-            client, bucket, prefix, name, version, [e for e in entries if e not in todo], concurrency
+    where = f"s3://{bucket}/{version_prefix(prefix, name, version)}"
+    if existing is not None and sorted(existing.files, key=lambda e: e.path) != entries:
+        raise JobFailed(
+            f"{where}manifest.json lists other files than {directory} under the same version, and a version's "
+            "objects are never replaced: delete the version's objects (an operator; publishers cannot), then "
+            "publish again"
         )
-    if existing is not None and not todo:
+    verifier = signer.verifier() if signer is not None else None
+    # A manifest not signed by this key is not trusted as complete: its objects are checked, then it is signed.
+    trusted = existing is not None and (
+        verifier is None or manifest_problem(client, bucket, prefix, existing, verifier) is None
+    )
+    if existing is not None and not trusted and signer is not None and existing.source != dict(source or {}):
+        raise JobFailed(  # signing it would vouch for a provenance this publish does not claim
+            f"{where}manifest.json is not signed by the signing key and names another source than this publish, "
+            "and a version's manifest is never replaced: delete it (an operator; publishers cannot), then publish "
+            "again"
+        )
+    # Objects already under this version's prefix come from an earlier or interrupted publish of the very same
+    # content (the version is the content hash). They are never replaced (conditional.py), so they must be it:
+    # one LIST for the sizes, and when resuming the bytes themselves, read back and hashed.
+    files_prefix = version_prefix(prefix, name, version) + "files/"
+    present = {obj["Key"]: obj["Size"] for obj in list_keys(client, bucket, files_prefix)}
+    todo = [e for e in entries if file_key(prefix, name, version, e.path) not in present]
+    there = [e for e in entries if e not in todo]
+    _refuse_other_objects(client, bucket, prefix, name, version, directory, there, present, hash_them=not trusted)
+    if trusted and existing is not None and not todo:
         if stage:
             write_staged(client, bucket, prefix, name, version)
             return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
@@ -184,31 +200,24 @@ def publish_directory(
             put_latest(client, bucket, prefix, existing, None)
         return PublishResult(name, version, 0, 0, len(entries), unchanged=True)
 
-    uploaded_bytes = sum(e.size for e in todo)
-    progress.begin(f"{name}@{version}", uploaded_bytes, model=name, version=version, files=len(todo))
+    progress.begin(f"{name}@{version}", sum(e.size for e in todo), model=name, version=version, files=len(todo))
     part_size = part_size or default_part_size()
     config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency)
     try:
-        with create_transfer_manager(client, config) as manager:
-            futures = [
-                manager.upload(
-                    os.path.join(root, e.path),
-                    bucket,
-                    file_key(prefix, name, version, e.path),
-                    extra_args={"Metadata": {"sha256": e.sha256}},
-                    subscribers=[_ProgressSubscriber(progress)],
-                )
-                for e in todo
-            ]
-            for future in futures:
-                future.result()
-        _refuse_changed_files(client, bucket, prefix, name, version, directory, root, todo, before)
+        with create_only(client, bucket, files_prefix):
+            arrived = _upload_new(client, config, bucket, prefix, name, version, root, todo, progress)
+        _refuse_changed_files(bucket, prefix, name, version, directory, root, todo, before)
+        # Written by another publish of the same content between the LIST and the upload: it must be this content.
+        _refuse_other_objects(client, bucket, prefix, name, version, directory, arrived, None, hash_them=True)
         manifest = existing
         if manifest is None:
             manifest = Manifest(name, version, now_created(), dict(source or {}), entries)
             if signer is not None:  # before the manifest: a reader that finds the manifest finds its signatures
                 sign_version(client, bucket, prefix, manifest, signer)
-            _put_body(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode())
+            if not put_new(client, bucket, manifest_key(prefix, name, version), manifest.to_json().encode(), **JSON):
+                manifest = _manifest_meanwhile(client, bucket, prefix, name, version, directory, entries)
+                if signer is not None:
+                    sign_version(client, bucket, prefix, manifest, signer)
         elif signer is not None and published_problem(
             client, bucket, prefix, manifest, signer.verifier(), latest=False, current=True
         ):
@@ -219,8 +228,89 @@ def publish_directory(
             put_latest(client, bucket, prefix, manifest, signer)
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
-    progress.end(model=name, version=version, uploaded_files=len(todo))
-    return PublishResult(name, version, len(todo), uploaded_bytes, len(entries) - len(todo), unchanged=False)
+    uploaded = [e for e in todo if e not in arrived]
+    progress.end(model=name, version=version, uploaded_files=len(uploaded))
+    return PublishResult(
+        name, version, len(uploaded), sum(e.size for e in uploaded), len(entries) - len(uploaded), unchanged=False
+    )
+
+
+def _upload_new(client, config, bucket, prefix, name, version, root, todo, progress) -> list[FileEntry]:
+    """Upload todo (the caller's create_only makes every upload conditional); the entries whose object was
+    already there (412) are returned, a conflicting concurrent write (409) is tried again."""
+    arrived: list[FileEntry] = []
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        conflicts = []
+        with create_transfer_manager(client, config) as manager:
+            futures = [
+                (
+                    e,
+                    manager.upload(
+                        os.path.join(root, e.path),
+                        bucket,
+                        file_key(prefix, name, version, e.path),
+                        extra_args={"Metadata": {"sha256": e.sha256}},
+                        subscribers=[_ProgressSubscriber(progress)],
+                    ),
+                )
+                for e in todo
+            ]
+            for entry, future in futures:
+                try:
+                    future.result()
+                except bx.ClientError as exc:
+                    code = error_code(exc)
+                    if code == PRECONDITION_FAILED:
+                        arrived.append(entry)
+                    elif code == CONFLICT and attempt < CONFLICT_ATTEMPTS:
+                        conflicts.append(entry)
+                    else:
+                        raise
+        if not conflicts:
+            break
+        todo = conflicts
+        conflict_pause(attempt)
+    return arrived
+
+
+def _refuse_other_objects(
+    client, bucket, prefix, name, version, directory, entries: list[FileEntry], sizes: dict | None, *, hash_them: bool
+) -> None:
+    """JobFailed unless each entry's object is this content: its size (sizes: from a LIST; None: read), and with
+    hash_them its bytes read back and hashed (what a resume or a lost race would otherwise trust)."""
+    if not entries:
+        return
+    keys = {e.path: file_key(prefix, name, version, e.path) for e in entries}
+    if sizes is not None:
+        for entry in entries:
+            if sizes[keys[entry.path]] != entry.size:
+                raise _other_object(bucket, keys[entry.path], directory, entry, f"{sizes[keys[entry.path]]} bytes")
+    if not hash_them:
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(entries))) as pool:
+        found = list(pool.map(lambda e: object_sha256(client, bucket, keys[e.path]), entries))
+    for entry, (digest, size) in zip(entries, found, strict=True):
+        if (digest, size) != (entry.sha256, entry.size):
+            raise _other_object(bucket, keys[entry.path], directory, entry, f"sha256 {digest[:12]}..., {size} bytes")
+
+
+def _other_object(bucket: str, key: str, directory: str, entry: FileEntry, what: str) -> JobFailed:
+    return JobFailed(
+        f"s3://{bucket}/{key} holds other bytes ({what}) than {os.path.join(directory, entry.path)}, and a "
+        "version's objects are never replaced (If-None-Match): delete that object (an operator; publishers "
+        "cannot), then publish again"
+    )
+
+
+def _manifest_meanwhile(client, bucket, prefix, name, version, directory, entries) -> Manifest:
+    """The manifest another publish of the same content wrote between our read and our write (412)."""
+    manifest = read_manifest(client, bucket, name, version, prefix=prefix)
+    if manifest is None or sorted(manifest.files, key=lambda e: e.path) != entries:
+        raise JobFailed(
+            f"s3://{bucket}/{manifest_key(prefix, name, version)} was written by someone else meanwhile and does "
+            f"not list the files of {directory}: publish again"
+        )
+    return manifest
 
 
 def _check_folder_signature(root: str, directory: str, entries: list[FileEntry], verifier: Verifier) -> None:
@@ -241,37 +331,11 @@ def _check_folder_signature(root: str, directory: str, entries: list[FileEntry],
         raise JobFailed(f"--verify-oms refused {directory}: {problem}: publish exactly the folder that was signed")
 
 
-# Stored on the object of a file that changed while it was uploaded: matches no sha256, so a resume
-# uploads the file again (and a pull of a version that has a manifest reports it as wrong-size).
-INVALIDATED_SHA256 = "changed-while-publishing"
-
-
-def _stored_with_other_sha256(
-    client, bucket, prefix, name, version, entries: list[FileEntry], concurrency: int
-) -> list[FileEntry]:
-    """Entries whose object's sha256 metadata is not the entry's (one HEAD each; resumes only)."""
-
-    def differs(entry: FileEntry) -> bool:
-        try:
-            head = client.head_object(Bucket=bucket, Key=file_key(prefix, name, version, entry.path))
-        except bx.ClientError as exc:
-            if is_not_found(exc):  # deleted since the LIST: upload it again
-                return True
-            raise
-        return head.get("Metadata", {}).get("sha256") != entry.sha256
-
-    try:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            flags = list(pool.map(differs, entries))
-    except (bx.ClientError, bx.BotoCoreError) as exc:
-        raise translate_client_error(exc, bucket=bucket, key=version_prefix(prefix, name, version)) from None
-    return [e for e, bad in zip(entries, flags, strict=True) if bad]
-
-
-def _refuse_changed_files(client, bucket, prefix, name, version, directory, root, uploaded, before) -> None:
-    """Fail when an uploaded file changed after it was hashed, invalidating its object first: its
-    bytes may not match the sha256 it was stored with, and a later resume must not trust it.
-    Overwritten rather than deleted: the publishing role may write models/ but not delete."""
+def _refuse_changed_files(bucket, prefix, name, version, directory, root, uploaded, before) -> None:
+    """Fail, before the manifest, when an uploaded file changed after it was hashed: its object may hold bytes
+    other than the manifest's sha256. It cannot be replaced (If-None-Match) and publishers cannot delete: the
+    version stays without a manifest, and a later publish of that content reads its bytes back and refuses
+    them (_refuse_other_objects); sign and pull check every byte too."""
     changed = []
     for entry in uploaded:
         try:
@@ -280,19 +344,12 @@ def _refuse_changed_files(client, bucket, prefix, name, version, directory, root
             now = None
         if now != before[entry.path]:
             changed.append(entry)
-    if not changed:
-        return
-    for entry in changed:
-        client.put_object(
-            Bucket=bucket,
-            Key=file_key(prefix, name, version, entry.path),
-            Body=b"",
-            Metadata={"sha256": INVALIDATED_SHA256},
+    if changed:
+        key = file_key(prefix, name, version, changed[0].path)
+        raise JobFailed(
+            f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again once nothing "
+            f"writes to the folder (s3://{bucket}/{key} may hold the changed bytes; it is never trusted)"
         )
-    raise JobFailed(
-        f"{os.path.join(directory, changed[0].path)} changed while publishing: publish again "
-        "once nothing writes to the folder"
-    )
 
 
 def sign_version(client, bucket: str, prefix: str, manifest: Manifest, signer: Signer) -> None:
@@ -321,7 +378,7 @@ def put_latest(
         repo, digest = freshness.repository(bucket, prefix), manifest_digest(manifest)
         if after is None:
             after = freshness.ours(
-                freshness.read_object(client, bucket, prefix, manifest.name), signer.verifier(), repo
+                freshness.read_object(S3Objects(client, bucket, prefix), manifest.name), signer.verifier(), repo
             )
         try:
             sequence = freshness.next_sequence(after)
@@ -349,8 +406,12 @@ def _put_json(client, bucket: str, key: str, data: dict) -> None:
     _put_body(client, bucket, key, json.dumps(data).encode())
 
 
+JSON = {"ContentType": "application/json"}
+
+
 def _put_body(client, bucket: str, key: str, body: bytes) -> None:
+    """A mutable object (LATEST, signatures, model.sig): replaced in place."""
     try:
-        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        client.put_object(Bucket=bucket, Key=key, Body=body, **JSON)
     except (bx.ClientError, bx.BotoCoreError) as exc:
         raise translate_client_error(exc, bucket=bucket, key=key) from None

@@ -55,9 +55,10 @@ def list_versions(client, bucket: str, *, prefix: str, warn=None, trust=None) ->
 def _signature_state(client, bucket, prefix, manifest, trust) -> str | None:
     if trust is None:
         return None
+    from .objects import S3Objects
     from .signing import envelope_problem, manifest_digest, read_envelope
 
-    envelope = read_envelope(client, bucket, prefix, manifest.name, manifest.version)
+    envelope = read_envelope(S3Objects(client, bucket, prefix), manifest.name, manifest.version)
     if envelope is None:
         return "missing"
     problem = envelope_problem(trust, envelope, "manifest", manifest.name, manifest.version, manifest_digest(manifest))

@@ -27,6 +27,7 @@ from .errors import JobFailed, ModelsyncError, PullFailed
 from .hashing import sha256_file
 from .keys import Verifier
 from .manifest import FileEntry, Manifest, file_key, list_model_names, read_latest_version, read_manifest
+from .objects import S3Objects
 from .progress import Progress, or_silent
 from .store import CANNOT_LINK, LocalStore, Record, StatKey, follow_moves, stat_key
 from .storefs import Slot, Subdirs, link_refused
@@ -124,7 +125,7 @@ def pull(
     )
     accepted = None
     if trust is not None:
-        accepted = check_pull_targets(client, bucket, prefix, store, targets, trust, max_age=max_latest_age)
+        accepted = check_pull_targets(S3Objects(client, bucket, prefix), store, targets, trust, max_age=max_latest_age)
         accepted.keep_envelopes(store)
     result = PullResult()
     failures: list[JobFailed] = []
@@ -181,7 +182,7 @@ def plan(
     store = LocalStore(dest)
     targets = _resolve(client, bucket, prefix, store, models, True, warn=warn)
     if trust is not None:
-        check_pull_targets(client, bucket, prefix, store, targets, trust, max_age=max_latest_age)
+        check_pull_targets(S3Objects(client, bucket, prefix), store, targets, trust, max_age=max_latest_age)
     planned: list[PlannedFile] = []
     in_place = 0
     for target in targets:
@@ -312,7 +313,7 @@ class _Puller:
         if oms.holds_bundle_name(manifest):
             return None
 
-        return read_bundle(self.client, self.bucket, self.prefix, manifest.name, manifest.version)
+        return read_bundle(S3Objects(self.client, self.bucket, self.prefix), manifest.name, manifest.version)
 
     def _build_version(self, manifest: Manifest, trusted: dict, *, switch: bool) -> ModelPullResult:
         tree = self.store.version_subdirs(manifest.name, manifest.version, create=True)

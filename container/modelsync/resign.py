@@ -17,6 +17,7 @@ from .config import check_name
 from .errors import ModelsyncError
 from .keys import Signer, Verifier
 from .manifest import list_model_names, list_version_ids, read_latest_version, read_manifest
+from .objects import S3Objects
 from .publish import put_latest, sign_version
 from .trust import latest_problem, published_problem
 
@@ -88,7 +89,7 @@ def _resign_latest(client, bucket, prefix, name, manifest, signer: Signer, trust
         return Outcome(name, "LATEST", "refused", f"{problem}: publish the model again with the signing key")
     repo = freshness.repository(bucket, prefix)
     highest = freshness.highest_in_history(client, bucket, prefix, name, trust, repo)
-    current = freshness.ours(freshness.read_object(client, bucket, prefix, name), trust, repo)
+    current = freshness.ours(freshness.read_object(S3Objects(client, bucket, prefix), name), trust, repo)
     if latest_only and highest is not None and (current is None or current.sequence < highest.sequence):
         return Outcome(
             name,

@@ -160,10 +160,9 @@ def get_small_object(client, bucket: str, key: str, *, max_bytes: int, what: str
         if body is None:
             return None
     if len(body) > max_bytes:
-        raise JobFailed(
-            f"{where} is more than {max_bytes} bytes, the most a {what} may have: "
-            f"not a modelsync {what}; republish the model"
-        )
+        from .objects import too_big
+
+        raise too_big(where, max_bytes, what)
     return body
 
 
@@ -183,6 +182,29 @@ def _get_small_object_botocore(client, bucket: str, key: str, max_bytes: int) ->
     except bx.BotoCoreError as exc:
         raise translate_client_error(exc, bucket=bucket, key=key) from None
     return body
+
+
+def object_sha256(client, bucket: str, key: str, *, on_chunk=None) -> tuple[str, int]:
+    """(sha256, size) of an object's bytes as S3 serves them, streamed (sign and publish re-hash what is there)."""
+    import hashlib
+
+    import botocore.exceptions as bx
+
+    from . import stop
+
+    digest, size = hashlib.sha256(), 0
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        for chunk in body.iter_chunks(1024 * 1024):
+            stop.check()
+            digest.update(chunk)
+            size += len(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+        body.close()
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate_client_error(exc, bucket=bucket, key=key) from None
+    return digest.hexdigest(), size
 
 
 def list_keys(client, bucket: str, prefix: str):

@@ -48,8 +48,8 @@ _REASONS = {
 class ReadinessCache:
     """Cached verification of the model directory (one check at a time, on the worker thread)."""
 
-    def __init__(self, dest: str, models: list[str] | None, log=None):
-        self.dest, self.models = dest, models
+    def __init__(self, dest: str, models: list[str] | None, log=None, *, store: str = "local"):
+        self.dest, self.models, self.store = dest, models, store
         self.log = log or _log_to_stderr
         self._lock = threading.Lock()
         self._checked_at = -1e9
@@ -60,12 +60,19 @@ class ReadinessCache:
         with self._lock:
             if time.monotonic() - self._checked_at > READY_CACHE_SECONDS:
                 try:
-                    self._states = verify(self.dest, self.models)
+                    self._states = self._verify()
                 except Exception as exc:  # an answer (503 naming it), never a dropped connection
                     self._states = [ModelState("*", None, problems=[f"cannot check {self.dest}: {exc}"])]
                 self._checked_at = time.monotonic()
                 self._log_if_changed()
             return self._states
+
+    def _verify(self) -> list[ModelState]:
+        if self.store == "bucket":  # the mounted bucket (S3 Files): size level, no signatures (verify does those)
+            from .bucket_verify import verify_bucket
+
+            return verify_bucket(self.dest, self.models)
+        return verify(self.dest, self.models)
 
     def problems(self) -> list[str]:
         """`NAME: KIND` for every problem kind of every model; nothing else leaves the process."""
@@ -113,12 +120,13 @@ class ModelServer:
         timeout: float = REQUEST_TIMEOUT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
         log=None,
+        store: str = "local",
     ):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family, backlog=max_connections)
         self.server_address = self.socket.getsockname()
         self.timeout, self.max_connections = timeout, max_connections
-        self.ready = ReadinessCache(dest, models, log)
+        self.ready = ReadinessCache(dest, models, log, store=store)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
         self._pending: dict[asyncio.StreamWriter, None] = {}  # still sending their request, oldest first
         self._dropped: set[asyncio.StreamWriter] = set()  # pushed out, not yet cleaned up

@@ -9,14 +9,11 @@ move LATEST with the next sequence and remove the staging pointer. Then the EFS 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import botocore.exceptions as bx
-
-from . import freshness, stop
+from . import freshness
 from .errors import JobFailed, ModelsyncError
 from .keys import Signer
 from .manifest import (
@@ -30,11 +27,9 @@ from .manifest import (
 from .mirror import MirrorOutcome, unexpected
 from .progress import Progress, or_silent
 from .publish import put_latest, sign_version
-from .s3 import list_keys, translate_client_error
+from .s3 import list_keys, object_sha256
 from .staging import clear_staged, read_staged
 from .stop import Stopped
-
-CHUNK = 1024 * 1024
 
 
 class Refused(JobFailed):
@@ -139,7 +134,7 @@ def rehash(client, bucket: str, prefix: str, manifest: Manifest, *, concurrency:
     progress.begin(f"{manifest.name}@{manifest.version} re-hash", manifest.total_bytes, model=manifest.name)
 
     def one(path: str) -> tuple[str, str, int]:
-        digest, size = _object_sha256(client, bucket, base + path, progress)
+        digest, size = object_sha256(client, bucket, base + path, on_chunk=progress.advance)
         return path, digest, size
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -151,21 +146,6 @@ def rehash(client, bucket: str, prefix: str, manifest: Manifest, *, concurrency:
                     f"{manifest.name}@{manifest.version}"
                 )
     progress.end(model=manifest.name)
-
-
-def _object_sha256(client, bucket: str, key: str, progress) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        for chunk in body.iter_chunks(CHUNK):
-            stop.check()
-            digest.update(chunk)
-            size += len(chunk)
-            progress.advance(len(chunk))
-        body.close()
-    except (bx.ClientError, bx.BotoCoreError) as exc:
-        raise translate_client_error(exc, bucket=bucket, key=key) from None
-    return digest.hexdigest(), size
 
 
 def mirrored_models(client, bucket: str, prefix: str, only: list[str] | None) -> list[str]:

@@ -19,7 +19,7 @@ import json
 from .errors import JobFailed
 from .keys import ALGORITHM, Signer, Verifier, key_label
 from .manifest import Manifest, manifest_key
-from .s3 import get_small_object
+from .objects import Objects
 
 FORMAT = "modelsync-signature-1"
 SIGNATURE_SUFFIX = ".sig"  # <prefix><name>/<version>/manifest.json.sig; locally records/<name>/<version>.sig
@@ -70,9 +70,9 @@ def envelope_problem(verifier: Verifier, envelope, kind: str, name: str, version
     return None
 
 
-def read_envelope(client, bucket: str, prefix: str, name: str, version: str) -> dict | None:
-    body = get_small_object(
-        client, bucket, signature_key(prefix, name, version), max_bytes=MAX_SIGNATURE_BYTES, what="manifest signature"
+def read_envelope(objects: Objects, name: str, version: str) -> dict | None:
+    body = objects.read(
+        signature_key(objects.prefix, name, version), max_bytes=MAX_SIGNATURE_BYTES, what="manifest signature"
     )
     return parse_json_object(body)
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from .config import NAME_RE, VERSION_RE
 from .errors import ModelsyncError
 from .manifest import Manifest
-from .storefs import Dir, Slot, Subdirs, check_owned
+from .storefs import Dir, Slot, Subdirs, regular_files
 
 META = ".modelsync"
 META_MODE = 0o711  # others may traverse (through a view), not list or write
@@ -390,25 +390,11 @@ class LocalStore:
     def scan_version(self, name: str, version: str) -> dict[str, os.stat_result]:
         """lstat of every regular file in the version directory by its POSIX path there ({} when the
         directory is missing). A link or a special file anywhere in it is refused (UnsafeStore)."""
-        found: dict[str, os.stat_result] = {}
-
-        def scan(folder: Dir, prefix: str) -> None:
-            for entry in folder.entries():
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    with folder.sub(entry.name) as sub:
-                        scan(sub, f"{prefix}{entry.name}/")
-                elif stat.S_ISREG(st.st_mode):
-                    found[prefix + entry.name] = st
-                else:
-                    check_owned(st, os.path.join(folder.path, entry.name), directory=False)
-
         try:
             with self.version_tree(name, version) as vdir:
-                scan(vdir, "")
+                return regular_files(vdir)
         except FileNotFoundError:
-            pass
-        return found
+            return {}
 
     def stat_mismatches(self, record: Record) -> list[str]:
         """Paths whose current stat differs from the record (missing, resized, rewritten)."""

@@ -18,7 +18,7 @@ import stat
 import threading
 from dataclasses import dataclass
 
-from .errors import ModelsyncError
+from .errors import JobFailed, ModelsyncError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
@@ -62,11 +62,12 @@ def check_owned(st: os.stat_result, path: str, *, directory: bool) -> None:
 
 
 def _refusal(exc: OSError, parent: Dir, name: str, *, directory: bool) -> OSError:
-    """The error for a failed open under O_NOFOLLOW: a planted link or a wrong type becomes UnsafeStore."""
+    """The error for a failed open under O_NOFOLLOW: a planted link or a wrong type becomes UnsafeStore
+    (TreeRefused in a TreeDir)."""
     path = os.path.join(parent.path, name)
     if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
         with contextlib.suppress(OSError):
-            check_owned(os.stat(name, dir_fd=parent.fd, follow_symlinks=False), path, directory=directory)
+            parent.check(os.stat(name, dir_fd=parent.fd, follow_symlinks=False), path, directory=directory)
     return exc
 
 
@@ -77,6 +78,10 @@ class Dir:
 
     def __init__(self, fd: int, path: str):
         self.fd, self.path = fd, path
+
+    def check(self, st: os.stat_result, path: str, *, directory: bool) -> None:
+        """What an entry here must be to be used (the store: check_owned)."""
+        check_owned(st, path, directory=directory)
 
     @classmethod
     def root(cls, path: str, *, create: bool) -> Dir:
@@ -103,11 +108,11 @@ class Dir:
             raise _refusal(exc, self, name, directory=True) from None
         path = os.path.join(self.path, name)
         try:
-            check_owned(os.fstat(fd), path, directory=True)
+            self.check(os.fstat(fd), path, directory=True)
         except BaseException:
             os.close(fd)
             raise
-        return Dir(fd, path)
+        return type(self)(fd, path)
 
     def open(self, name: str, flags: int, mode: int = 0o600) -> int:
         """A file descriptor of the regular file `name` here, never through a link; O_CREAT | O_EXCL
@@ -118,7 +123,7 @@ class Dir:
             raise _refusal(exc, self, name, directory=False) from None
         if not flags & os.O_EXCL:
             try:
-                check_owned(os.fstat(fd), os.path.join(self.path, name), directory=False)
+                self.check(os.fstat(fd), os.path.join(self.path, name), directory=False)
             except BaseException:
                 os.close(fd)
                 raise
@@ -189,6 +194,56 @@ class Dir:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def regular_files(root: Dir) -> dict[str, os.stat_result]:
+    """lstat of every regular file under root by its POSIX path there, through directory descriptors; a link or a
+    special file anywhere is refused by the directory's own check (Dir.check: UnsafeStore, TreeRefused)."""
+    found: dict[str, os.stat_result] = {}
+
+    def scan(folder: Dir, prefix: str) -> None:
+        for entry in folder.entries():
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                with folder.sub(entry.name) as sub:
+                    scan(sub, f"{prefix}{entry.name}/")
+            elif stat.S_ISREG(st.st_mode):
+                found[prefix + entry.name] = st
+            else:
+                folder.check(st, os.path.join(folder.path, entry.name), directory=False)
+
+    scan(root, "")
+    return found
+
+
+class TreeRefused(JobFailed):
+    """Something in a tree modelsync only reads (the S3 Files mount) that it will not follow or read (exit 1)."""
+
+
+class TreeDir(Dir):
+    """A directory of a tree modelsync reads but does not own (the bucket's S3 Files mount): reached and read the
+    same way, links and special files refused, but owner and modes are the file system's, not checked."""
+
+    __slots__ = ()
+
+    @classmethod
+    def root(cls, path: str, *, create: bool = False) -> TreeDir:
+        return cls(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), path)
+
+    def check(self, st: os.stat_result, path: str, *, directory: bool) -> None:
+        if stat.S_ISLNK(st.st_mode):
+            raise TreeRefused(
+                f"{path} is a symbolic link, which modelsync never follows in the bucket tree (it could lead out of "
+                "the mount): remove the object that makes it and check the bucket"
+            )
+        if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+            raise TreeRefused(
+                f"{path} should be a {'directory' if directory else 'regular file'} and is not: check the bucket's "
+                "objects at that key"
+            )
+
+    def open(self, name: str, flags: int, mode: int = 0o600) -> int:
+        return super().open(name, flags | os.O_NONBLOCK, mode)  # a FIFO must not block before it is refused
 
 
 @dataclass(frozen=True)

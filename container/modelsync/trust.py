@@ -15,7 +15,7 @@ from . import dsse, freshness, oms
 from .errors import JobFailed, ModelsyncError
 from .keys import Verifier
 from .manifest import Manifest, latest_key, manifest_key
-from .s3 import get_small_object
+from .objects import Objects, S3Objects
 from .signing import (
     envelope_problem,
     manifest_digest,
@@ -27,9 +27,9 @@ from .signing import (
 )
 
 
-def read_bundle(client, bucket: str, prefix: str, name: str, version: str) -> bytes | None:
-    key = oms.bundle_key(prefix, name, version)
-    return get_small_object(client, bucket, key, max_bytes=oms.MAX_BUNDLE_BYTES, what="OMS bundle")
+def read_bundle(objects: Objects, name: str, version: str) -> bytes | None:
+    key = oms.bundle_key(objects.prefix, name, version)
+    return objects.read(key, max_bytes=oms.MAX_BUNDLE_BYTES, what="OMS bundle")
 
 
 def latest_refused(where: str, problem: str, name: str, current: str | None) -> JobFailed:
@@ -80,43 +80,45 @@ class Accepted:
             freshness.keep(store, name, data)
 
 
-def check_pull_targets(
-    client, bucket: str, prefix: str, store, targets, verifier: Verifier, *, max_age: int | None = None
-) -> Accepted:
+def check_pull_targets(objects: Objects, store, targets, verifier: Verifier, *, max_age: int | None = None) -> Accepted:
     """Refuse (JobFailed, before anything is downloaded or switched) any target not signed as the module
-    docstring says. Reads the store, never writes it (pull --dry-run)."""
+    docstring says. objects: the bucket, or the mounted tree (objects.py); store: the local store whose
+    copies and kept LATESTs count, or None (the tree has no local copies). Reads the store, never writes it
+    (pull --dry-run)."""
     accepted = Accepted(verifier)
+    prefix = objects.prefix
     for target in targets:
         name, version = target.name, target.version
         manifest: Manifest = target.content()
         digest = manifest_digest(manifest)
-        envelope = read_local_envelope(store, name, version) if target.record is not None else None
+        local_copies = store is not None and target.record is not None
+        envelope = read_local_envelope(store, name, version) if local_copies else None
         if envelope_problem(verifier, envelope, "manifest", name, version, digest) is not None:
-            envelope = read_envelope(client, bucket, prefix, name, version)
+            envelope = read_envelope(objects, name, version)
         problem = envelope_problem(verifier, envelope, "manifest", name, version, digest)
         if problem or envelope is None:
-            raise refused(f"s3://{bucket}/{manifest_key(prefix, name, version)}", problem or "no signature")
+            raise refused(objects.where(manifest_key(prefix, name, version)), problem or "no signature")
         accepted.envelopes.append((name, version, envelope))
-        local = oms.read_local_bundle(store, name, version) if target.record is not None else None
+        local = oms.read_local_bundle(store, name, version) if local_copies else None
         if local is None or oms.bundle_problem(local, verifier, manifest) is not None:
-            data = read_bundle(client, bucket, prefix, name, version)
+            data = read_bundle(objects, name, version)
             if data is not None:  # versions signed before OMS bundles have none
                 problem = oms.bundle_problem(data, verifier, manifest)
                 if problem:
-                    raise refused(f"s3://{bucket}/{oms.bundle_key(prefix, name, version)}", problem)
+                    raise refused(objects.where(oms.bundle_key(prefix, name, version)), problem)
                 accepted.bundles[(name, version)] = data
         if target.latest:
-            _check_latest(client, bucket, prefix, store, target, digest, accepted, max_age)
+            _check_latest(objects, store, target, digest, accepted, max_age)
     return accepted
 
 
-def _check_latest(client, bucket, prefix, store, target, digest: str, accepted: Accepted, max_age) -> None:
+def _check_latest(objects: Objects, store, target, digest: str, accepted: Accepted, max_age) -> None:
     name, version, verifier = target.name, target.version, accepted.verifier
-    where = f"s3://{bucket}/{latest_key(prefix, name)}"
-    data = freshness.read_object(client, bucket, prefix, name) or {}
+    where = objects.where(latest_key(objects.prefix, name))
+    data = freshness.read_object(objects, name) or {}
     if data.get("version") != version:
-        raise JobFailed(f"{where} moved from {version} to {data.get('version')} while pulling: pull again")
-    kept = freshness.kept_latest(store, name, verifier)
+        raise JobFailed(f"{where} moved from {version} to {data.get('version')} while it was checked: run again")
+    kept = freshness.kept_latest(store, name, verifier) if store is not None else None
     if "statement" not in data:  # the older format: no repository, sequence or time to check
         problem = envelope_problem(verifier, data.get("signature"), "latest", name, version, digest)
         if problem:
@@ -135,7 +137,7 @@ def _check_latest(client, bucket, prefix, store, target, digest: str, accepted: 
     problem = statement_problem(latest, name, version, digest)
     if problem:
         raise refused(f"{where} (-> {version})", problem)
-    problem = freshness.freshness_problem(latest, kept, repo=freshness.repository(bucket, prefix), max_age=max_age)
+    problem = freshness.freshness_problem(latest, kept, repo=objects.repository, max_age=max_age)
     if problem:
         raise latest_refused(where, problem, name, _current(store, name))
     accepted.latest[name] = (data, latest)
@@ -143,6 +145,8 @@ def _check_latest(client, bucket, prefix, store, target, digest: str, accepted: 
 
 
 def _current(store, name: str) -> str | None:
+    if store is None:
+        return None
     try:
         return store.current_version(name)
     except ModelsyncError:  # a real directory where the link belongs: pull reports that itself
@@ -213,7 +217,7 @@ def published_problem(
     problem = manifest_problem(client, bucket, prefix, manifest, verifier)
     if problem:
         return problem
-    bundle = read_bundle(client, bucket, prefix, name, version)
+    bundle = read_bundle(S3Objects(client, bucket, prefix), name, version)
     if bundle is not None or current:
         problem = oms.bundle_problem(bundle, verifier, manifest)
         if problem:
@@ -225,7 +229,7 @@ def published_problem(
 
 def manifest_problem(client, bucket: str, prefix: str, manifest: Manifest, verifier: Verifier) -> str | None:
     name, version = manifest.name, manifest.version
-    envelope = read_envelope(client, bucket, prefix, name, version)
+    envelope = read_envelope(S3Objects(client, bucket, prefix), name, version)
     problem = envelope_problem(verifier, envelope, "manifest", name, version, manifest_digest(manifest))
     return f"s3://{bucket}/{signature_key(prefix, name, version)}: {problem}" if problem else None
 
@@ -233,7 +237,7 @@ def manifest_problem(client, bucket: str, prefix: str, manifest: Manifest, verif
 def latest_problem(client, bucket: str, prefix: str, manifest: Manifest, verifier: Verifier, *, current: bool):
     name, version, digest = manifest.name, manifest.version, manifest_digest(manifest)
     where = f"s3://{bucket}/{latest_key(prefix, name)}"
-    data = freshness.read_object(client, bucket, prefix, name) or {}
+    data = freshness.read_object(S3Objects(client, bucket, prefix), name) or {}
     if data.get("version") != version:
         return f"{where}: another version"
     if "statement" not in data or current:  # the older format, which older readers still check

@@ -27,11 +27,16 @@ import stat
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from .config import parse_model_spec
 from .errors import JobFailed, ModelsyncError
 from .layouts import Layout, LayoutError, Placement, check_collisions
 from .store import LocalStore, fsync_dir
+
+if TYPE_CHECKING:
+    from .bucket_store import BucketStore
+    from .manifest import Manifest
 
 VIEW_META = ".modelsync-view"
 CURRENT = "current"
@@ -51,24 +56,28 @@ class ViewResult:
     seconds: float = 0.0  # how long building (or finding unchanged) the view took
 
 
-def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) -> ViewResult:
+def build_view(
+    view_dir, dest, layout: Layout, models: list[str] | None = None, *, source: Source | None = None
+) -> ViewResult:
     """Build or refresh the view at view_dir from the store at dest. models: "NAME" (the version
     <dest>/NAME links to now) or "NAME@VERSION" (recorded in dest); None = every installed model.
+    source: what the links point into, default the local store's version directories (LocalVersions);
+    ManifestFiles for the bucket tree.
 
     LayoutError (exit 2) for a model the layout cannot place; JobFailed (exit 1) for a model not
     in the store. Nothing in the view changes unless the new generation is complete."""
     started = time.monotonic()
-    store = LocalStore(dest)
+    source = source if source is not None else LocalVersions(LocalStore(dest))
     view = os.path.abspath(os.fspath(view_dir))
-    if view == store.dest or view == store.meta or view.startswith(store.meta + os.sep):
+    if source.holds(view):
         raise ModelsyncError(
-            f"the view {view} would be inside the model root {store.dest}: give the view "
+            f"the view {view} would be inside the model root {source.dest}: give the view "
             "its own directory (--view / MODELSYNC_VIEW)"
         )
-    specs = _specs(store, models)
+    specs = _specs(source, models)
     layout.check([name for name, _ in specs])
-    chosen = _versions(store, specs)
-    links = _links(store, layout, chosen)
+    chosen = [(name, source.version(name, version)) for name, version in specs]
+    links = _links(source, layout, chosen)
     _prepare(view, layout)
     meta = os.path.join(view, VIEW_META)
     with _locked(meta):
@@ -92,28 +101,53 @@ def build_view(view_dir, dest, layout: Layout, models: list[str] | None = None) 
     )
 
 
-# -- which versions, and what links to them ------------------------------------------------------
+# -- what the links point into ----------------------------------------------------------------------
 
 
-def _specs(store: LocalStore, models: list[str] | None) -> list[tuple[str, str | None]]:
-    specs: list[tuple[str, str | None]] = (
-        [parse_model_spec(m) for m in models] if models else [(n, None) for n in store.installed_models()]
-    )
-    if not specs:
-        raise JobFailed(f"no models under {store.dest} to put in a view: pull them first (modelsync pull)")
-    names = [name for name, _ in specs]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ModelsyncError(f"model {twice[0]!r} is given twice: a view shows one version of each model")
-    return specs
+class Source(Protocol):
+    """The store a view links into: which versions it shows, and the links that place one of them."""
+
+    @property
+    def dest(self) -> str: ...
+
+    def holds(self, path: str) -> bool:
+        """Is path inside the store (where no view may be)?"""
+        ...
+
+    def installed(self) -> list[str]:
+        """The models of a view built without --model."""
+        ...
+
+    def version(self, name: str, wanted: str | None) -> str:
+        """The version of name to show (wanted, else the current one); JobFailed when the store lacks it."""
+        ...
+
+    def entries(self, name: str, version: str, folder: str) -> list[str] | None:
+        """The names in folder of the version (None: no such directory)."""
+        ...
+
+    def links(self, name: str, version: str, placement: Placement) -> dict[str, str] | None:
+        """view path -> absolute target placing the version's placement.source (None: it has none)."""
+        ...
 
 
-def _versions(store: LocalStore, specs: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
-    chosen = []
-    for name, version in specs:
-        label = f"{name}@{version}" if version else name
-        if version is None:
-            version = store.current_version(name)
+class LocalVersions:
+    """The local or EFS store: one link per placement, to the verified version directory (or a path in it)."""
+
+    def __init__(self, store: LocalStore):
+        self.store = store
+        self.dest = store.dest
+
+    def holds(self, path: str) -> bool:
+        store = self.store
+        return path == store.dest or path == store.meta or path.startswith(store.meta + os.sep)
+
+    def installed(self) -> list[str]:
+        return self.store.installed_models()
+
+    def version(self, name: str, wanted: str | None) -> str:
+        store, label = self.store, f"{name}@{wanted}" if wanted else name
+        version = wanted if wanted else store.current_version(name)
         if (
             version is None
             or store.read_record(name, version) is None
@@ -123,40 +157,106 @@ def _versions(store: LocalStore, specs: list[tuple[str, str | None]]) -> list[tu
                 f"{label} is not in {store.dest} (no verified record of it): pull it first "
                 f"(modelsync pull --model {label}), or seed the mirror"
             )
-        chosen.append((name, version))
-    return chosen
+        return version
+
+    def entries(self, name: str, version: str, folder: str) -> list[str] | None:
+        try:
+            return os.listdir(os.path.join(self.store.version_dir(name, version), folder))
+        except OSError:
+            return None
+
+    def links(self, name: str, version: str, placement: Placement) -> dict[str, str] | None:
+        vdir = self.store.version_dir(name, version)
+        target = os.path.join(vdir, placement.source) if placement.source else vdir
+        return {placement.path: target} if os.path.exists(target) else None
 
 
-def _links(store: LocalStore, layout: Layout, chosen: list[tuple[str, str]]) -> dict[str, str]:
+class ManifestFiles:
+    """The bucket tree (S3 Files, bucket_store.py): the tree is live, and an object written later under a
+    version's files/ would show in a linked directory. So a placement becomes real directories (in the
+    view's read-only generation) holding one link per file of the checked manifest, and nothing else."""
+
+    def __init__(self, store: BucketStore, manifests: list[Manifest]):
+        self.store, self.dest = store, store.dest
+        self.manifests = {m.name: m for m in manifests}
+
+    def holds(self, path: str) -> bool:
+        return path == self.dest or path.startswith(self.dest + os.sep)
+
+    def installed(self) -> list[str]:
+        return sorted(self.manifests)
+
+    def version(self, name: str, wanted: str | None) -> str:
+        manifest = self.manifests.get(name)
+        if manifest is None or wanted not in (None, manifest.version):
+            label = f"{name}@{wanted}" if wanted else name
+            raise JobFailed(
+                f"{label} was not checked in {self.dest}: verify it first (modelsync verify --store bucket)"
+            )
+        return manifest.version
+
+    def _paths(self, name: str) -> list[str]:
+        return [entry.path for entry in self.manifests[name].files]
+
+    def entries(self, name: str, version: str, folder: str) -> list[str] | None:
+        inside = [
+            p[len(folder) + 1 :] if folder else p for p in self._paths(name) if not folder or p.startswith(folder + "/")
+        ]
+        return sorted({p.split("/", 1)[0] for p in inside}) or None
+
+    def links(self, name: str, version: str, placement: Placement) -> dict[str, str] | None:
+        base, source = self.store.files_dir(name, version), placement.source
+        paths = self._paths(name)
+        if source in paths:  # the placement is one file
+            return {placement.path: f"{base}/{source}"}
+        under = [p for p in paths if not source or p.startswith(source + "/")]
+        return {f"{placement.path}/{p[len(source) + 1 :] if source else p}": f"{base}/{p}" for p in under} or None
+
+
+# -- which versions, and what links to them ------------------------------------------------------
+
+
+def _specs(source: Source, models: list[str] | None) -> list[tuple[str, str | None]]:
+    specs: list[tuple[str, str | None]] = (
+        [parse_model_spec(m) for m in models] if models else [(n, None) for n in source.installed()]
+    )
+    if not specs:
+        raise JobFailed(f"no models under {source.dest} to put in a view: pull them first (modelsync pull)")
+    names = [name for name, _ in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ModelsyncError(f"model {twice[0]!r} is given twice: a view shows one version of each model")
+    return specs
+
+
+def _links(source: Source, layout: Layout, chosen: list[tuple[str, str]]) -> dict[str, str]:
     placed: list[tuple[str, Placement]] = []
-    targets: dict[Placement, str] = {}
+    links: dict[str, str] = {}
     for name, version in chosen:
-        vdir = store.version_dir(name, version)
         for placement in layout.place(name):
-            for concrete in placement.expand(_entries(vdir, placement, layout, name, version)):
-                target = os.path.join(vdir, concrete.source) if concrete.source else vdir
-                if not os.path.exists(target):
+            for concrete in placement.expand(_entries(source, placement, layout, name, version)):
+                found = source.links(name, version, concrete)
+                if found is None:
                     raise LayoutError(
                         f"layout {layout.name!r} links {concrete.source!r} of {name}@{version}, "
                         f"which it does not have: use a layout that fits this model"
                     )
                 placed.append((name, concrete))
-                targets[concrete] = target
+                links.update(found)
     check_collisions(layout.name, placed)
-    return {p.path: targets[p] for _, p in sorted(placed, key=lambda item: item[1].path)}
+    return dict(sorted(links.items()))
 
 
-def _entries(vdir: str, placement: Placement, layout: Layout, name: str, version: str) -> list[str]:
+def _entries(source: Source, placement: Placement, layout: Layout, name: str, version: str) -> list[str]:
     if not placement.each_entry:
         return []
-    folder = os.path.join(vdir, placement.source_dir)
-    try:
-        return os.listdir(folder)
-    except OSError:
+    found = source.entries(name, version, placement.source_dir)
+    if found is None:
         raise LayoutError(
             f"layout {layout.name!r} links each entry of {placement.source_dir or '.'!r} of "
             f"{name}@{version}, which has no such directory: use a layout that fits this model"
-        ) from None
+        )
+    return found
 
 
 # -- the view directory --------------------------------------------------------------------------

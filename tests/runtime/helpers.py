@@ -150,13 +150,15 @@ def file_named(name: str, after: int = 0):
 class FaultProxy:
     """A real HTTP proxy in front of the S3 server that can throttle, cut, corrupt or slow
     responses to object GETs, and counts them. `fault(method, path, count)` returns None,
-    "slowdown", "truncate" or "corrupt"; count is how many times that path was requested."""
+    "slowdown", "conflict" (409 ConditionalRequestConflict), "truncate" or "corrupt"; count is how many
+    times that path was requested. `requests` keeps (method, path and query, headers) of each request."""
 
     def __init__(self, upstream: str):
         self.upstream = urlsplit(upstream)
         self.fault = lambda method, path, count: None
         self.bytes_per_second: float | None = None  # slows object bodies when set
         self.counts: Counter = Counter()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.gates: list[Gate] = []  # matching requests wait at each gate (see Gate)
         self.body_bytes: Counter = Counter()  # response body bytes sent, per (method, path)
         self._lock = threading.Lock()
@@ -195,16 +197,18 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.counts[(self.command, path_only)] += 1
                     count = proxy.counts[(self.command, path_only)]
+                    proxy.requests.append((self.command, self.path, dict(self.headers.items())))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 for gate in proxy.gates:
                     if gate.match(self.command, path_only, count):
                         gate.enter()
                 action = proxy.fault(self.command, path_only, count)
-                if action == "slowdown":
-                    payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
-                               b"<Message>Please reduce your request rate.</Message></Error>")
-                    self.send_response(503)
+                if action in ("slowdown", "conflict"):
+                    code, status = ("SlowDown", 503) if action == "slowdown" else ("ConditionalRequestConflict", 409)
+                    payload = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                               "<Message>Please try again.</Message></Error>").encode()
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

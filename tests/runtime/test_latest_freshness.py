@@ -15,6 +15,7 @@ from modelsync.errors import JobFailed
 from modelsync.keys import load_verifier
 from modelsync.pull import _resolve, pull
 from modelsync.store import LocalStore
+from modelsync.objects import S3Objects
 from modelsync.trust import check_pull_targets
 
 from .helpers import assert_one_line_error, make_keypair, publish_cli, run_cli
@@ -163,7 +164,7 @@ def test_a_newer_latest_accepted_meanwhile_stops_an_older_switch(tmp_path, env, 
     client = make_client()
     verifier = load_verifier(pub)
     targets = _resolve(client, bucket, "models/", store, None, True)
-    slow = check_pull_targets(client, bucket, "models/", store, targets, verifier)
+    slow = check_pull_targets(S3Objects(client, bucket, "models/"), store, targets, verifier)
     publish(tmp_path, env, V2, key)
     pull(client, bucket, dest, trust=verifier)  # the other pull, done first
     with pytest.raises(JobFailed, match="older than .* which this store accepted"):

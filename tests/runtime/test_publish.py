@@ -150,8 +150,11 @@ def test_publish_refuses_a_name_pull_would_refuse_in_one_line(bucket, tmp_path, 
     assert keys(s3_client, bucket) == []  # refused before anything was uploaded
 
 
-def test_republishing_repairs_a_version_with_missing_or_wrong_objects(client, s3_client, bucket, tmp_path):
-    """Review finding 2: the 'unchanged' shortcut must not trust a version whose objects are gone."""
+def test_republishing_repairs_missing_objects_and_refuses_wrong_ones_without_replacing_them(
+        client, s3_client, bucket, tmp_path):
+    """Review finding 2: the 'unchanged' shortcut must not trust a version whose objects are gone. A missing
+    object is uploaded again; a wrong one cannot be replaced (If-None-Match): one line, until an operator
+    deletes it."""
     from modelsync.pull import pull
 
     from .helpers import tree
@@ -165,6 +168,13 @@ def test_republishing_repairs_a_version_with_missing_or_wrong_objects(client, s3
     assert proc.returncode == 1
     assert_one_line_error(proc, f"version {v} of m is incomplete in the bucket", "republish it (modelsync publish)")
 
+    proc = run_cli("publish", folder, "--name", "m", "--bucket", bucket)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, f"s3://{bucket}/models/m/{v}/files/config.yaml holds other bytes (7 bytes)",
+                          "never replaced", "delete that object")
+    assert s3_client.get_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml")["Body"].read() == b"shorter"
+
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml")  # the operator's step
     repaired = publish_directory(client, bucket, "m", folder, part_size=PART)
     assert repaired.version == v and not repaired.unchanged
     assert repaired.uploaded_files == 2 and repaired.skipped_files == 2
@@ -174,25 +184,26 @@ def test_republishing_repairs_a_version_with_missing_or_wrong_objects(client, s3
     assert again.unchanged and again.uploaded_files == 0
 
 
-def test_a_resumed_publish_replaces_an_object_whose_stored_sha256_differs(client, s3_client, bucket, tmp_path):
-    """Review finding 8: resuming compares the stored sha256, not only the size."""
-    from modelsync.pull import pull
-
-    from .helpers import tree
-
+def test_a_resumed_publish_reads_back_what_is_there_and_refuses_other_bytes(client, s3_client, bucket, tmp_path):
+    """Review finding 8: resuming checks the bytes, not the size or the stored sha256 metadata; an object of
+    other bytes is refused, never replaced."""
     files = model_files()
     folder = write_model(tmp_path / "m", files)
     v = publish_directory(client, bucket, "m", folder, part_size=PART).version
     s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/manifest.json")  # as a killed publish leaves it
     s3_client.delete_object(Bucket=bucket, Key="models/m/LATEST")
-    wrong = b"seed: 9\n"  # same size as config.yaml, other bytes
+    resumed = publish_directory(client, bucket, "m", folder, part_size=PART)  # every object read back: all good
+    assert resumed.version == v and resumed.uploaded_files == 0 and resumed.skipped_files == 4
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/manifest.json")
+    s3_client.delete_object(Bucket=bucket, Key="models/m/LATEST")
+    wrong = b"seed: 9\n"  # same size as config.yaml, other bytes, and the sha256 metadata of the right ones
     assert len(wrong) == len(files["config.yaml"])
     s3_client.put_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml", Body=wrong,
-                         Metadata={"sha256": sha256(wrong)})
-    resumed = publish_directory(client, bucket, "m", folder, part_size=PART)
-    assert resumed.version == v and resumed.uploaded_files == 1 and resumed.skipped_files == 3
-    pull(client, bucket, tmp_path / "d", part_size=PART)
-    assert tree(tmp_path / "d" / "m") == files
+                         Metadata={"sha256": sha256(files["config.yaml"])})
+    with pytest.raises(ModelsyncError, match=f"models/m/{v}/files/config.yaml holds other bytes"):
+        publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert s3_client.get_object(Bucket=bucket, Key=f"models/m/{v}/files/config.yaml")["Body"].read() == wrong
+    assert f"models/m/{v}/manifest.json" not in keys(s3_client, bucket) and "models/m/LATEST" not in keys(s3_client, bucket)
 
 
 def test_a_file_rewritten_while_publishing_fails_the_publish_and_latest_stays(
@@ -218,15 +229,111 @@ def test_a_file_rewritten_while_publishing_fails_the_publish_and_latest_stays(
     assert rewritten
     left = keys(s3_client, bucket)
     assert "models/m/LATEST" not in left and not any(k.endswith("manifest.json") for k in left)
-    # No object with bytes other than its sha256 is left for a resume to trust: the objects of the
-    # rewritten files are absent or invalidated (overwritten: the seeding role cannot delete).
-    for key in left:
-        if key.rsplit("/", 1)[-1] in rewritten:
-            head = s3_client.head_object(Bucket=bucket, Key=key)
-            assert head["ContentLength"] == 0 and head["Metadata"]["sha256"] == "changed-while-publishing"
-    # Once nothing writes to the folder, publishing again uploads the invalidated files for real.
+    # The objects of the rewritten files may hold the new bytes under the old sha256 and cannot be replaced
+    # (If-None-Match): the folder put back as it was hashed publishes that version again, and is refused.
+    originals = {path: open(os.path.join(folder, path), "rb").read() for path in files}
+    for path in rewritten:
+        with open(os.path.join(folder, path), "wb") as handle:
+            handle.write(files[path])
     proxy.fault = lambda method, path, count: None
+    with pytest.raises(ModelsyncError, match="holds other bytes"):
+        publish_directory(proxy_client, bucket, "m", folder, part_size=PART, concurrency=1)
+    assert "models/m/LATEST" not in keys(s3_client, bucket)
+    for path, content in originals.items():
+        with open(os.path.join(folder, path), "wb") as handle:
+            handle.write(content)
+    # The folder as it is now (other content: another version) publishes for real.
     result = publish_directory(proxy_client, bucket, "m", folder, part_size=PART, concurrency=1)
     for path in files:
         key = f"models/m/{result.version}/files/{path}"
         assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == open(os.path.join(folder, path), "rb").read()
+
+
+# -- a version's objects are written once (If-None-Match: *) -----------------------------------------------
+
+
+def object_versions(s3_client, bucket, key) -> int:
+    return len([v for v in s3_client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+                if v["Key"] == key])
+
+
+def hide_objects_from_the_list(monkeypatch):
+    """The LIST of a publish finds nothing, as when another publish writes the same version right after it."""
+    import modelsync.publish
+
+    monkeypatch.setattr(modelsync.publish, "list_keys", lambda *args, **kwargs: iter(()))
+
+
+def test_a_second_publish_of_a_version_writes_none_of_its_objects_again(
+        client, s3_client, bucket, tmp_path, monkeypatch):
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    files = model_files()  # model.pth is bigger than a part: a multipart upload, completed conditionally
+    folder = write_model(tmp_path / "m", files)
+    v = publish_directory(client, bucket, "m", folder, part_size=PART).version
+    hide_objects_from_the_list(monkeypatch)
+    again = publish_directory(client, bucket, "m", folder, part_size=PART)  # every upload answered 412
+    assert again.version == v and again.uploaded_files == 0 and again.skipped_files == len(files)
+    for key in [f"models/m/{v}/files/{p}" for p in files] + [f"models/m/{v}/manifest.json"]:
+        assert object_versions(s3_client, bucket, key) == 1, key  # written once, never again
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "model.pth"], ids=["put", "multipart"])
+def test_publish_cannot_replace_an_object_of_a_version(client, s3_client, bucket, tmp_path, monkeypatch, path):
+    """What is under files/ stays as it is, whatever a publish uploads there: the upload is conditional
+    (without If-None-Match this publish would replace the object and succeed)."""
+    files = model_files()
+    folder = write_model(tmp_path / "m", files)
+    v = publish_directory(client, bucket, "m", folder, part_size=PART).version
+    key = f"models/m/{v}/files/{path}"
+    s3_client.delete_object(Bucket=bucket, Key=f"models/m/{v}/manifest.json")
+    other = b"o" * len(files[path])
+    s3_client.put_object(Bucket=bucket, Key=key, Body=other)
+    hide_objects_from_the_list(monkeypatch)
+    with pytest.raises(ModelsyncError, match=f"{key} holds other bytes .* never replaced"):
+        publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == other
+    assert f"models/m/{v}/manifest.json" not in keys(s3_client, bucket)
+
+
+def test_the_manifest_is_written_once_and_a_concurrent_one_of_the_same_files_is_used(
+        client, s3_client, bucket, tmp_path, monkeypatch):
+    import modelsync.publish
+
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    folder = write_model(tmp_path / "m", model_files())
+    first = publish_directory(client, bucket, "m", folder, part_size=PART)
+    created = read_latest(client, bucket, "m").created
+    s3_client.delete_object(Bucket=bucket, Key="models/m/LATEST")
+    real = modelsync.publish.read_manifest
+    calls = []
+
+    def not_there_yet(*args, **kwargs):  # the other publish writes the manifest after this one looked
+        calls.append(args)
+        return None if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(modelsync.publish, "read_manifest", not_there_yet)
+    again = publish_directory(client, bucket, "m", folder, part_size=PART)
+    assert again.version == first.version and len(calls) == 2  # 412 on the manifest, then the one there is read
+    assert object_versions(s3_client, bucket, f"models/m/{first.version}/manifest.json") == 1
+    assert read_latest(client, bucket, "m").created == created  # LATEST moved to the manifest that was there
+
+
+def test_every_write_of_a_file_or_manifest_sends_if_none_match_and_a_409_is_tried_again(
+        bucket, s3_client, proxy, proxy_client, tmp_path):
+    files = model_files()
+    folder = write_model(tmp_path / "m", files)
+    proxy.fault = lambda method, path, count: (  # a concurrent conditional write of each key, once
+        "conflict" if method == "PUT" and count == 1 and ("/files/" in path or path.endswith("/manifest.json")) else None)
+    result = publish_directory(proxy_client, bucket, "m", folder, part_size=PART)
+    prefix = f"/{bucket}/models/m/{result.version}/"
+    creating = [(method, target, headers) for method, target, headers in proxy.requests
+                if target.startswith(prefix) and (method == "PUT" and "partNumber=" not in target
+                                                  or method == "POST" and "uploadId=" in target)]
+    assert {t.split("?")[0][len(prefix):] for _m, t, _h in creating} == \
+        {f"files/{p}" for p in files} | {"manifest.json"}
+    assert all(headers.get("If-None-Match") == "*" for _m, _t, headers in creating), creating
+    assert any(m == "POST" for m, _t, _h in creating)  # the multipart upload's completion
+    others = [t for m, t, h in proxy.requests if m == "PUT" and t == f"/{bucket}/models/m/LATEST"]
+    assert others and all("If-None-Match" not in h for m, t, h in proxy.requests if t in others)
+    for path, content in files.items():  # each key's first PUT was answered 409, then retried
+        assert s3_client.get_object(Bucket=bucket, Key=f"models/m/{result.version}/files/{path}")["Body"].read() == content

@@ -77,8 +77,11 @@ def test_an_unsigned_manifest_copying_the_source_does_not_make_the_seed_unchange
     assert published_problem(s3_client, bucket, "models/", latest, load_verifier(key_files[1]), latest=True) is None
 
 
-def test_a_rewritten_manifest_of_the_same_version_is_signed_again(zenodo, signed_seeder, seeded, s3_client, bucket):
-    """The catalog's own version, its manifest edited in place (signature no longer matches)."""
+def test_a_rewritten_manifest_of_the_same_version_is_checked_and_signed_never_replaced(
+        zenodo, signed_seeder, seeded, s3_client, bucket, key_files):
+    """The catalog's own version, its manifest edited in place (signature no longer matches): manifests are
+    written once (If-None-Match), so the one there, listing the same files, is signed after its objects were
+    read back; one that names another source is refused, not signed."""
     catalog, version = seeded
     key = manifest_key("models/", L2, version)
     data = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -88,7 +91,15 @@ def test_a_rewritten_manifest_of_the_same_version_is_signed_again(zenodo, signed
     second = signed_seeder(zenodo.url).run(catalog.select())
 
     assert second.models[0].status == "published" and second.models[0].version == version
-    assert read_latest(s3_client, bucket, L2).created != "2020-01-01T00:00:00.000000Z"
+    latest = read_latest(s3_client, bucket, L2)
+    assert latest.created == "2020-01-01T00:00:00.000000Z"
+    assert published_problem(s3_client, bucket, "models/", latest, load_verifier(key_files[1]), latest=True) is None
+
+    data["source"] = {"type": "https", "url": "https://elsewhere.example/model.zip"}
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
+    third = signed_seeder(zenodo.url).run(catalog.select())
+    assert third.models[0].status == "failed" and "names another source" in third.models[0].error
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == json.dumps(data).encode()
 
 
 def test_an_unsigned_latest_is_signed_again(zenodo, signed_seeder, seeded, s3_client, bucket):

@@ -27,6 +27,29 @@ def add_dest(parser) -> None:
     option(parser, "--dest", env="MODELSYNC_DEST", default=config.DEFAULT_DEST, metavar="DIR", help="local model root")
 
 
+STORES = ("local", "bucket")
+
+
+def add_store(parser) -> None:
+    """verify, view, serve: which kind of model root DEST is."""
+
+    def store(raw: str) -> str:
+        if str(raw).strip().lower() not in STORES:
+            raise ValueError(f"is not a store: use {' or '.join(STORES)}")
+        return str(raw).strip().lower()
+
+    option(
+        parser,
+        "--store",
+        env="MODELSYNC_STORE",
+        default="local",
+        convert=store,
+        metavar="{local,bucket}",
+        help="local: the store pull writes (DEST/.modelsync); bucket: DEST is the models bucket's prefix mounted "
+        "read-only (S3 Files), laid out as the bucket",
+    )
+
+
 def add_models(parser) -> None:
     option(
         parser,
@@ -116,11 +139,19 @@ def view_layout(args, wanted: list[str] | None):
     return layout
 
 
-def build_view(args, layout, models: list[str]) -> None:
-    """Build the view of exactly `models` (NAME@VERSION) and print its summary."""
+def build_view(args, layout, models: list[str], source=None) -> None:
+    """Build the view of exactly `models` (NAME@VERSION) and print its summary (source: view.build_view's)."""
     from ..view import build_view as build
 
-    print_view_summary(build(args.view, args.dest, layout, models), layout)
+    print_view_summary(build(args.view, args.dest, layout, models, source=source), layout)
+
+
+def bucket_view_source(dest: str, states):
+    """What a view over the bucket tree links: the files of the manifests verify_bucket checked."""
+    from ..bucket_store import BucketStore
+    from ..view import ManifestFiles
+
+    return ManifestFiles(BucketStore(dest), [s.record.manifest for s in states if s.record is not None])
 
 
 def print_view_summary(result, layout) -> None:
@@ -224,6 +255,21 @@ def add_max_latest_age(parser) -> None:
         metavar="AGE",
         show_default="no limit",
         help="with --trust-key, refuse a LATEST signed longer ago than AGE (e.g. 36h, 7d; docs/runbook.md)",
+    )
+
+
+def add_wait_for_files(parser) -> None:
+    from ..freshness import parse_age
+
+    option(
+        parser,
+        "--wait-for-files",
+        env="MODELSYNC_WAIT_FOR_FILES",
+        default=0,
+        convert=lambda raw: parse_age(raw, minimum=0, example="90s, 5m or 0 (no wait)"),
+        metavar="DURATION",
+        help="--store bucket: how long to wait for a version's manifest and files that are missing or not at "
+        "their size yet (S3 Files shows new objects after seconds); e.g. 90s, 5m",
     )
 
 

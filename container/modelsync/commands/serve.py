@@ -16,6 +16,7 @@ def register(subparsers) -> None:
         "/models (JSON). Runs until SIGTERM or SIGINT, then exits 0.",
     )
     _common.add_dest(parser)
+    _common.add_store(parser)
     _common.add_models(parser)
     option(parser, "--host", default="0.0.0.0", help="address to listen on (all addresses)")
     _common.add_port(parser)
@@ -37,7 +38,7 @@ def run(args) -> int:
     for spec in models or []:  # refused before listening: a bad spec would make every /readyz fail
         config.parse_model_spec(spec)
     try:
-        server = make_server(args.host, port, args.dest, models)
+        server = make_server(args.host, port, args.dest, models, store=args.store)
     except OSError as exc:
         raise ModelsyncError(
             f"cannot listen on {args.host}:{port} ({exc.strerror}): pick another --port / MODELSYNC_PORT"

@@ -6,7 +6,7 @@ import json
 import sys
 
 from .. import metrics
-from ..options import BAD_INPUT, finish, option
+from ..options import BAD_INPUT, finish, option, switch
 from . import _common
 
 
@@ -17,11 +17,23 @@ def register(subparsers) -> None:
         description="Check every model under DEST (or the ones named) against its manifest: sizes, missing and "
         "unexpected files, and the sha256 of each file whose stat (size, mtime, ctime, inode) moved off its "
         "record; --deep hashes every byte on all cores. One line per problem on stderr; --json prints the "
-        "result as one JSON object on stdout. A store someone else owns or may write is refused (exit 2).",
+        "result as one JSON object on stdout. A store someone else owns or may write is refused (exit 2). "
+        "--store bucket: DEST is the bucket's prefix mounted read-only (S3 Files); each model's version (a pin, "
+        "or LATEST) and its signed manifest are checked against the tree (every file at its size, none more), "
+        "waiting up to --wait-for-files for files not visible yet.",
     )
     _common.add_dest(parser)
+    _common.add_store(parser)
     _common.add_models(parser)
-    option(parser, "--deep", action="store_true", help="also check the sha256 of every byte (all cores)")
+    option(
+        parser,
+        "--deep",
+        env="MODELSYNC_DEEP",
+        action="store_true",
+        convert=switch,
+        help="also check the sha256 of every byte (all cores); the variable: true or false",
+    )
+    _common.add_wait_for_files(parser)
     option(
         parser,
         "--json",
@@ -39,7 +51,8 @@ def register(subparsers) -> None:
     finish(
         parser,
         example="modelsync verify --dest /models --deep\nmodelsync verify --model ocr@2026-01-01 --json\n"
-        "modelsync verify --trust-key KEY_ARN --max-latest-age 7d --bucket s3://my-models/models",
+        "modelsync verify --trust-key KEY_ARN --max-latest-age 7d --bucket s3://my-models/models\n"
+        "modelsync verify --store bucket --dest /models --wait-for-files 90s --view /var/lib/modelsync/view",
         exit_codes={
             0: "every model matches its manifest",
             1: "problems found (one line each on stderr)",
@@ -51,6 +64,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..errors import ModelsyncError
     from ..verify import verify
 
     wanted = args.models
@@ -61,14 +75,18 @@ def run(args) -> int:
         from ..freshness import repository as repo
 
         repository = repo(*_common.bucket_and_prefix(args))
-    states = verify(
-        args.dest,
-        wanted,
-        deep=args.deep,
-        trust=trust,
-        repository=repository,
-        max_latest_age=_common.max_latest_age(args, trust),
-    )
+    check = dict(deep=args.deep, trust=trust, repository=repository, max_latest_age=_common.max_latest_age(args, trust))
+    if args.store == "bucket":
+        from ..bucket_verify import verify_bucket
+
+        states = verify_bucket(args.dest, wanted, wait=args.wait_for_files, **check)
+    elif args.wait_for_files:
+        raise ModelsyncError(
+            "--wait-for-files / MODELSYNC_WAIT_FOR_FILES needs --store bucket / MODELSYNC_STORE=bucket: "
+            "a local store holds only versions pull completed"
+        )
+    else:
+        states = verify(args.dest, wanted, **check)
     problems = [p for s in states for p in s.problems]
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -104,5 +122,6 @@ def run(args) -> int:
     if problems:
         return 1
     if layout:
-        _common.build_view(args, layout, [f"{s.name}@{s.version}" for s in states])
+        source = _common.bucket_view_source(args.dest, states) if args.store == "bucket" else None
+        _common.build_view(args, layout, [f"{s.name}@{s.version}" for s in states], source=source)
     return 0
