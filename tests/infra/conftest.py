@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import CONFIGS, Built
+from .helpers import CONFIGS, DEPLOY_ACCESS, Built
 
 
 @pytest.fixture(scope="module")
@@ -25,3 +25,13 @@ def prod_built() -> Built:
 @pytest.fixture(scope="module")
 def two_apps_built() -> Built:
     return Built(CONFIGS["two-apps"])
+
+
+@pytest.fixture(scope="module")
+def access_built() -> Built:
+    return Built(DEPLOY_ACCESS["deploy-access"])
+
+
+@pytest.fixture(scope="module")
+def access_reuse_built() -> Built:
+    return Built(DEPLOY_ACCESS["deploy-access-reuse"])
