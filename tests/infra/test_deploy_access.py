@@ -79,7 +79,8 @@ def expected_deploy_statements(qualifier: str = "hnb659fds") -> list[dict]:
     service = "ModelDelivery-dev-Service"
     return [
         {"Sid": "AssumeCdkBootstrapRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
-         "Resource": [bootstrap_role(p, qualifier) for p in ("deploy", "file-publishing", "image-publishing", "lookup")]},
+         "Resource": [bootstrap_role(purpose, qualifier)
+                      for purpose in ("deploy", "file-publishing", "image-publishing", "lookup")]},
         {"Sid": "ReadStageStacks", "Effect": "Allow", "Action": "cloudformation:DescribeStacks",
          "Resource": [arn("cloudformation", "stack/CDKToolkit/*"), arn("cloudformation", f"stack/{service}/*"),
                       arn("cloudformation", "stack/ModelDelivery-dev-Storage/*")]},
@@ -105,7 +106,8 @@ def expected_deploy_statements(qualifier: str = "hnb659fds") -> list[dict]:
          "Resource": [f"{BUCKET}/models/*/*/manifest.json", f"{BUCKET}/models/*/LATEST"]},
         {"Sid": "ListModelsPrefix", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": BUCKET,
          "Condition": {"StringLike": {"s3:prefix": ["models/", "models/*"]}}},
-        {"Sid": "DecryptModelPointersViaS3", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": arn("kms", "key/*"),
+        {"Sid": "DecryptModelPointersViaS3", "Effect": "Allow", "Action": "kms:Decrypt",
+         "Resource": arn("kms", "key/*"),
          "Condition": {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"},
                        "ArnLike": {"kms:EncryptionContext:aws:s3:arn": BUCKET}}},
         {"Sid": "ReadQuotas", "Effect": "Allow", "Action": "servicequotas:GetServiceQuota",
