@@ -276,3 +276,27 @@ def test_the_pin_check_sees_a_uses_in_flow_style():
         "    steps:\n", "    steps:\n      - {uses: actions/checkout@v6}\n", 1)
     with pytest.raises(AssertionError):
         check_pins(text)
+
+
+# ---- the docs match the workflow --------------------------------------------------------------------------------
+
+CI_DEPLOY_DOC = PROJECT / "docs" / "ci-deploy.md"
+
+
+def setup_steps(text: str) -> list[int]:
+    section = text.split("## One-time setup", 1)[1].split("\n## ", 1)[0]
+    return [int(m[1]) for m in re.finditer(r"^(\d+)\. ", section, re.MULTILINE)]
+
+
+def test_the_setup_is_at_most_ten_numbered_steps():
+    steps = setup_steps(CI_DEPLOY_DOC.read_text())
+    assert steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 10, steps
+    assert setup_steps("## One-time setup\n" + "".join(f"{n}. x\n" for n in range(1, 12))) == list(range(1, 12))
+
+
+def test_every_variable_the_workflow_reads_is_in_the_setup():
+    variables = set(re.findall(r"vars\.([A-Z0-9_]+)", DEPLOY.read_text()))
+    assert variables == {"MODEL_DELIVERY_STAGE", "MODEL_DELIVERY_DIFF_STAGE", "MODEL_DELIVERY_DIFF_ROLE_ARN",
+                         "MODEL_DELIVERY_DEPLOY_ROLE_ARN"}, variables
+    setup = CI_DEPLOY_DOC.read_text().split("## One-time setup", 1)[1].split("\n## ", 1)[0]
+    assert not [v for v in variables if f"`{v}`" not in setup]
