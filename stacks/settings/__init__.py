@@ -1,7 +1,7 @@
 """Deployment settings: typed sections built from cdk.json context, a named stage and `-c` overrides.
 
 schema.py    how a setting is declared (its doc, what it allows, the rule that checks it)
-sections.py  the sections: stage, network, store, images, seeding, monitoring, and one per app
+sections.py  the sections: stage, network, store, images, seeding, monitoring, deploy access, one per app
 load.py      cdk.json blocks and `-c` overrides merged, checked, with what the catalog decides
 reference.py docs/settings.md, generated from the sections (`make docs`; a test fails on drift)
 """
@@ -11,6 +11,7 @@ from stacks.settings.sections import (
     DEMO_APP,
     AppAlarmSettings,
     AppSettings,
+    DeployAccessSettings,
     ImageSettings,
     MonitoringSettings,
     NetworkSettings,
@@ -26,6 +27,7 @@ __all__ = [
     "DEMO_APP",
     "AppAlarmSettings",
     "AppSettings",
+    "DeployAccessSettings",
     "ImageSettings",
     "MonitoringSettings",
     "NetworkSettings",

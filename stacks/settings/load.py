@@ -30,6 +30,7 @@ from stacks.settings.schema import Section, fail, where
 from stacks.settings.sections import (
     DEMO_APP,
     AppSettings,
+    DeployAccessSettings,
     ImageSettings,
     MonitoringSettings,
     NetworkSettings,
@@ -50,6 +51,7 @@ STAGE_SECTIONS: dict[str, type[Section]] = {
     "image": ImageSettings,
     "seeding": SeedingSettings,
     "monitoring": MonitoringSettings,
+    "deploy_access": DeployAccessSettings,
 }
 FLAT_KEYS = {name: section for section, cls in STAGE_SECTIONS.items() for name in cls.setting_names()}
 # Flat keys of earlier releases that now belong to an app: old key -> its path in the app's block.
@@ -96,6 +98,7 @@ class Settings:
     image: ImageSettings
     seeding: SeedingSettings
     monitoring: MonitoringSettings
+    deploy_access: DeployAccessSettings
     apps: Mapping[str, AppSettings]
     seeded_models: tuple[str, ...]  # every app's models plus seed_models (or the catalog's enabled entries)
     catalog_names: tuple[str, ...]
@@ -236,6 +239,8 @@ def _build(stage: str, values: dict[str, Any], catalog: Catalog) -> Settings:
         name: AppSettings.build(block, f"{APPS}.{check_app_name(name)}.", name=name)
         for name, block in (values.get(APPS) or {DEMO_APP: {}}).items()
     }
+    deploy_access: DeployAccessSettings = sections["deploy_access"]  # type: ignore[assignment]
+    _check_provider_account(deploy_access, stage_settings)
     _check_distinct_ids(apps)
     for app in apps.values():
         _check_certificate(app, stage_settings)
@@ -250,11 +255,24 @@ def _build(stage: str, values: dict[str, Any], catalog: Catalog) -> Settings:
         image=sections["image"],  # type: ignore[arg-type]
         seeding=seeding,
         monitoring=sections["monitoring"],  # type: ignore[arg-type]
+        deploy_access=deploy_access,
         apps=apps,
         seeded_models=seeded,
         catalog_names=catalog.names,
         catalog_sha256=catalog.sha256,
     )
+
+
+def _check_provider_account(access: DeployAccessSettings, stage: StageSettings) -> None:
+    """A role can only trust an identity provider of its own account."""
+    account = access.provider_account
+    if account and stage.account and account != stage.account:
+        fail(
+            "setting 'github_oidc_provider_arn'",
+            access.github_oidc_provider_arn,
+            f"the provider of the stage's account {stage.account} (a role trusts an OIDC provider of its own "
+            "account only), or empty to create it",
+        )
 
 
 def _check_distinct_ids(apps: Mapping[str, AppSettings]) -> None:

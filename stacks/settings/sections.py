@@ -319,6 +319,74 @@ class MonitoringSettings(Section):
         return MirrorAlarmThresholds(self.alarm_efs_io_limit_percent, self.alarm_efs_throughput_percent)
 
 
+# GitHub's rules for an owner (user or organization) and a repository name; environment names kept to characters
+# that need no escaping in an IAM condition value or a shell (no '*' or '?', which StringLike would treat as wildcards).
+GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+GITHUB_OIDC_PROVIDER_ARN = re.compile(
+    r"^arn:aws[a-z-]*:iam::(?P<account>[0-9]{12}):oidc-provider/token\.actions\.githubusercontent\.com$"
+)
+
+
+@dataclass(frozen=True)
+class DeployAccessSettings(Section):
+    section_title = "Deploy access"
+    section_doc = (
+        "The optional stack `ModelDelivery-<stage>-DeployAccess`: GitHub's OIDC provider and the two roles "
+        "`.github/workflows/deploy.yml` assumes, a deploy role for one GitHub environment and a read-only diff role "
+        "for pull requests (docs/ci-deploy.md). Deploy it once with `make deploy-access`; `cdk deploy --all`, "
+        "`make deploy` and `make up` never select it."
+    )
+
+    deploy_access: bool = setting(
+        False,
+        "Add the deploy-access stack to the app (in its own nested assembly, outside `--all`).",
+        "bool",
+    )
+    github_repository: str = setting(
+        "",
+        "The repository whose workflows may assume the roles, as GitHub spells it (the token's `sub` is compared "
+        "exactly, case included). Required with `deploy_access`.",
+        "`OWNER/NAME`",
+        check=_pattern(GITHUB_REPOSITORY, "OWNER/NAME of a GitHub repository, e.g. my-org/model-delivery"),
+    )
+    github_environment: str = setting(
+        "",
+        "The GitHub environment whose jobs may assume the deploy role. Empty: the stage's name (deploy.yml runs "
+        "its deploy job in the environment named after the stage).",
+        "a GitHub environment name (letters, digits, `.`, `_`, `-`), or empty",
+        check=_pattern(GITHUB_ENVIRONMENT, "a GitHub environment name of letters, digits, '.', '_' or '-', or empty"),
+    )
+    github_oidc_provider_arn: str = setting(
+        "",
+        "Empty: the stack creates the account's provider for `token.actions.githubusercontent.com`. An account "
+        "holds one provider per URL: when it has one already (`aws iam list-open-id-connect-providers`), give its "
+        "ARN and the roles trust that one.",
+        "an IAM OIDC provider ARN for token.actions.githubusercontent.com, or empty",
+        check=_pattern(
+            GITHUB_OIDC_PROVIDER_ARN,
+            "the ARN of the account's OIDC provider for GitHub, "
+            "arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com, or empty to create it",
+        ),
+    )
+
+    def check_together(self, prefix: str) -> None:
+        if self.deploy_access and not self.github_repository:
+            raise SettingsError(
+                f"{where(prefix, 'github_repository')} is required with deploy_access: true: the GitHub repository "
+                "(OWNER/NAME) whose workflows may deploy this stage, e.g. my-org/model-delivery"
+            )
+
+    def environment(self, stage: str) -> str:
+        """The GitHub environment the deploy role trusts."""
+        return self.github_environment or stage
+
+    @property
+    def provider_account(self) -> str | None:
+        found = GITHUB_OIDC_PROVIDER_ARN.match(self.github_oidc_provider_arn)
+        return found["account"] if found else None
+
+
 def _range_text(name: str) -> str:
     low, high, _what = RANGES[name]
     return f"{low}-{high}"
@@ -638,6 +706,7 @@ SECTIONS: tuple[type[Section], ...] = (
     ImageSettings,
     SeedingSettings,
     MonitoringSettings,
+    DeployAccessSettings,
     AppSettings,
     AppAlarmSettings,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import CONFIGS, Built
+from .helpers import CONFIGS, DEPLOY_ACCESS, Built
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +30,13 @@ def two_apps_built() -> Built:
 @pytest.fixture(scope="module")
 def s3files_built() -> Built:
     return Built(CONFIGS["s3files"])
+
+
+@pytest.fixture(scope="module")
+def access_built() -> Built:
+    return Built(DEPLOY_ACCESS["deploy-access"])
+
+
+@pytest.fixture(scope="module")
+def access_reuse_built() -> Built:
+    return Built(DEPLOY_ACCESS["deploy-access-reuse"])

@@ -60,6 +60,44 @@ CONFIGS: dict[str, dict[str, str]] = {
     "two-apps": {"stage": "example"},
     "s3files": {"apps": json.dumps({"seg": S3FILES_APP, "demo": {}})},
 }
+PUBLIC_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
+PRIVATE_SUBNETS = ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
+
+
+def lookup_answer(vpc_id: str, private: list[str] = PRIVATE_SUBNETS) -> dict:
+    """What `cdk synth` with credentials caches in cdk.context.json for Vpc.from_lookup."""
+    def subnets(ids: list[str], third_octet: int) -> list[dict]:
+        return [{"subnetId": subnet, "cidr": f"10.1.{third_octet + i}.0/24", "availabilityZone": f"eu-west-1{az}",
+                 "routeTableId": f"rtb-0{third_octet + i:016x}"} for i, (subnet, az) in enumerate(zip(ids, "ab"))]
+
+    key = (f"vpc-provider:account=111111111111:filter.vpc-id={vpc_id}:region=eu-west-1:"
+           "returnAsymmetricSubnets=true")
+    return {key: {"vpcId": vpc_id, "vpcCidrBlock": "10.1.0.0/16", "ownerAccountId": "111111111111",
+                  "availabilityZones": [],
+                  "subnetGroups": [{"name": "Public", "type": "Public", "subnets": subnets(PUBLIC_SUBNETS, 0)},
+                                   {"name": "Private", "type": "Private", "subnets": subnets(private, 10)}]}}
+
+
+# The deploy-access stack (setting deploy_access): on the default stage, creating the provider; and reusing the
+# account's provider, with its own environment, a custom bootstrap qualifier, an existing VPC, a certificate and an
+# app image in another account's ECR repository (each adds what preflight then calls).
+GITHUB_REPOSITORY = "My-Org/model.delivery"
+DEPLOY_ACCESS: dict[str, dict[str, str]] = {
+    "deploy-access": {"deploy_access": "true", "github_repository": GITHUB_REPOSITORY},
+    "deploy-access-reuse": {
+        "deploy_access": "true",
+        "github_repository": GITHUB_REPOSITORY,
+        "github_environment": "production",
+        "github_oidc_provider_arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com",
+        "@aws-cdk/core:bootstrapQualifier": "team42",
+        "apps.demo.image": "222222222222.dkr.ecr.us-east-1.amazonaws.com/team/app:v1",
+        "apps.demo.ingress": "public",
+        "apps.demo.health_path": "/health",
+        "apps.demo.certificate_arn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+        "vpc_id": "vpc-0123456789abcdef0",
+        **lookup_answer("vpc-0123456789abcdef0"),
+    },
+}
 DEMO = "Demo"  # the demo app's part of logical ids (stacks.naming.app_id("demo"))
 
 
@@ -90,10 +128,16 @@ class Built:
         self.network = Template.from_stack(self.delivery.network)
         self.storage = Template.from_stack(self.delivery.storage)
         self.service = Template.from_stack(self.delivery.service)
+        access = self.delivery.deploy_access
+        self.deploy_access = Template.from_stack(access) if access is not None else None
 
     def templates(self) -> dict[str, dict]:
-        return {"Network": self.network.to_json(), "Storage": self.storage.to_json(),
-                "Service": self.service.to_json()}
+        """Every stack's template; DeployAccess only where the configuration enables it."""
+        found = {"Network": self.network.to_json(), "Storage": self.storage.to_json(),
+                 "Service": self.service.to_json()}
+        if self.deploy_access is not None:
+            found["DeployAccess"] = self.deploy_access.to_json()
+        return found
 
 
 def resources(template: Template, type_: str) -> dict[str, dict]:

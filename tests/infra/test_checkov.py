@@ -19,8 +19,10 @@ INGRESS = {"internal-ingress": CONFIGS["internal-ingress"], "two-apps": CONFIGS[
                                                                      "0a1b2c3d-4e5f-6789-abcd-ef0123456789"}}
 CDK_LAMBDA = ("CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117")
 # (stack, logical id pattern, check id) -> the configurations it appears in.
+# The configurations whose network stack creates the VPC (deploy-access-reuse uses an existing one).
+NEW_VPC = {"s3", "efs", "prod-ecr", *INGRESS, "deploy-access"}
 EXPECTED_SKIPS = {
-    ("Network", r"^CustomVpcRestrictDefaultSGCustomResourceProviderHandler[0-9A-F]{8}$", check): "all"
+    ("Network", r"^CustomVpcRestrictDefaultSGCustomResourceProviderHandler[0-9A-F]{8}$", check): NEW_VPC
     for check in CDK_LAMBDA
 } | {
     ("Storage", r"^BucketAccessLogs[0-9A-F]{8}$", "CKV_AWS_18"): "all",
@@ -37,8 +39,8 @@ EXPECTED_SKIPS = {
     for check in ("CKV_AWS_2", "CKV_AWS_103")
 } | {
     # security groups' logical ids end in a replacement fingerprint (stacks/replacement.py)
-    ("Service", rf"^{app}IngressSecurityGroup[0-9A-F]{{8}}[0-9A-F]{{8}}$", "CKV_AWS_260"): {config}
-    for app, config in (("Demo", "public-https"), ("Ocr", "two-apps"))
+    ("Service", rf"^{app}IngressSecurityGroup[0-9A-F]{{8}}[0-9A-F]{{8}}$", "CKV_AWS_260"): configs
+    for app, configs in (("Demo", {"public-https", "deploy-access-reuse"}), ("Ocr", {"two-apps"}))
 }
 
 
@@ -48,9 +50,11 @@ def ingress_built() -> dict[str, Built]:
 
 
 @pytest.fixture(scope="module")
-def scanned(s3_built, efs_built, prod_built, s3files_built, ingress_built, tmp_path_factory) -> tuple[dict, dict]:
+def scanned(s3_built, efs_built, prod_built, s3files_built, ingress_built, access_built, access_reuse_built,
+            tmp_path_factory) -> tuple[dict, dict]:
     folder = tmp_path_factory.mktemp("templates")
-    configs = {"s3": s3_built, "efs": efs_built, "prod-ecr": prod_built, "s3files": s3files_built, **ingress_built}
+    configs = {"s3": s3_built, "efs": efs_built, "prod-ecr": prod_built, "s3files": s3files_built, **ingress_built,
+               "deploy-access": access_built, "deploy-access-reuse": access_reuse_built}  # with DeployAccess
     templates = {}
     for config, built in configs.items():
         for stack, template in built.templates().items():
@@ -96,6 +100,17 @@ def test_every_skip_is_expected_and_has_a_reason(scanned):
 
 def templates_configs(templates: dict) -> list[str]:
     return sorted({config for config, _ in templates})
+
+
+def test_the_deploy_access_stack_is_scanned_with_the_iam_and_oidc_checks(scanned):
+    report, _ = scanned
+    for config in ("deploy-access", "deploy-access-reuse"):
+        checks = {c["check_id"] for c in report["results"]["passed_checks"]
+                  if c["file_path"].endswith(f"{config}-DeployAccess.template.json")}
+        # credentials exposure, exfiltration, permissions management, privilege escalation, write access without
+        # constraints (107-111), assume-role from anywhere (60, 61), no admin or "*" action (40, 62, 63). checkov
+        # 3.3.30 has no CloudFormation check of GitHub OIDC trust claims: test_deploy_access.py asserts those.
+        assert {f"CKV_AWS_{n}" for n in (40, 60, 61, 62, 63, 107, 108, 109, 110, 111)} <= checks, sorted(checks)
 
 
 def test_checkov_reports_problems_and_honours_a_metadata_skip(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from stacks.errors import SettingsError
 
-from .helpers import Built, build_app, logical_id, resources
+from .helpers import PRIVATE_SUBNETS, Built, build_app, logical_id, lookup_answer, resources
 
 
 def private_subnet_ids(template) -> set[str]:
@@ -106,22 +106,6 @@ def test_task_groups_allow_only_https_out_and_nfs_where_the_mirror_is_read(s3_bu
     assert [rule["CidrIp"] for rule in efs_egress] == ["255.255.255.255/32"]
 
 
-PUBLIC_SUBNETS = ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"]
-PRIVATE_SUBNETS = ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"]
-
-
-def lookup_answer(vpc_id: str, private: list[str] = PRIVATE_SUBNETS) -> dict:
-    """What `cdk synth` with credentials caches in cdk.context.json for Vpc.from_lookup."""
-    def subnets(ids: list[str], third_octet: int) -> list[dict]:
-        return [{"subnetId": subnet, "cidr": f"10.1.{third_octet + i}.0/24", "availabilityZone": f"eu-west-1{az}",
-                 "routeTableId": f"rtb-0{third_octet + i:016x}"} for i, (subnet, az) in enumerate(zip(ids, "ab"))]
-
-    key = (f"vpc-provider:account=111111111111:filter.vpc-id={vpc_id}:region=eu-west-1:"
-           "returnAsymmetricSubnets=true")
-    return {key: {"vpcId": vpc_id, "vpcCidrBlock": "10.1.0.0/16", "ownerAccountId": "111111111111",
-                  "availabilityZones": [],
-                  "subnetGroups": [{"name": "Public", "type": "Public", "subnets": subnets(PUBLIC_SUBNETS, 0)},
-                                   {"name": "Private", "type": "Private", "subnets": subnets(private, 10)}]}}
 
 
 def test_an_existing_vpc_is_looked_up_not_created():
