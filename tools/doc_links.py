@@ -1,4 +1,4 @@
-"""Every relative link and anchor in README.md and docs/**/*.md must resolve (tests/ops/test_doc_links.py).
+"""Every relative link and anchor in README.md, CHANGELOG.md and docs/**/*.md resolves (tests/ops/test_doc_links.py).
 
 A link resolves when its file or directory exists (relative to the page, or to the repository for `/path`)
 and its `#anchor`, when it has one and leads to a markdown page, is a heading of that page under GitHub's
@@ -42,8 +42,9 @@ class Broken:
 
 
 def pages(root: Path = ROOT) -> list[Path]:
-    """README.md and every markdown page under docs/."""
-    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    """README.md, CHANGELOG.md and every markdown page under docs/."""
+    top = [root / name for name in ("README.md", "CHANGELOG.md") if (root / name).exists()]
+    return top + sorted((root / "docs").rglob("*.md"))
 
 
 def outside_fences(text: str) -> list[tuple[int, str]]:
