@@ -71,7 +71,10 @@ def check_task_path(path: object, where: str, taken: Mapping[str, str] = TASK_PA
 
 
 class ModelDelivery(Construct):
-    """Props:
+    """Model delivery for any Fargate task definition and its app container: the init container, volumes, the
+    app's view of its models, IAM.
+
+    Props:
       task_definition: the app's Fargate task definition (awsvpc, platform 1.4.0 or later for efs).
       app_container: the app's container in it; it starts after the init container succeeded.
       store: the ModelStore (with a mirror for a mode that reads it).
