@@ -1,4 +1,5 @@
-"""Every relative link and anchor in README.md, CHANGELOG.md and docs/**/*.md resolves (tests/ops/test_doc_links.py).
+"""Every relative link and anchor in README.md, CONTRIBUTING.md, CHANGELOG.md and docs/**/*.md resolves
+(tests/ops/test_doc_links.py).
 
 A link resolves when its file or directory exists (relative to the page, or to the repository for `/path`)
 and its `#anchor`, when it has one and leads to a markdown page, is a heading of that page under GitHub's
@@ -42,8 +43,8 @@ class Broken:
 
 
 def pages(root: Path = ROOT) -> list[Path]:
-    """README.md, CHANGELOG.md and every markdown page under docs/."""
-    top = [root / name for name in ("README.md", "CHANGELOG.md") if (root / name).exists()]
+    """README.md, CONTRIBUTING.md, CHANGELOG.md and every markdown page under docs/."""
+    top = [root / name for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md") if (root / name).exists()]
     return top + sorted((root / "docs").rglob("*.md"))
 
 

@@ -1,5 +1,6 @@
-"""Every relative link and anchor in README.md and docs/ resolves (tools/doc_links.py), and the checker itself
-finds what is broken: small fixtures of pages, and a copy of the real docs with one link broken on purpose."""
+"""Every relative link and anchor in README.md, CONTRIBUTING.md, CHANGELOG.md and docs/ resolves (tools/doc_links.py),
+and the checker itself finds what is broken: small fixtures of pages, and a copy of the real docs with one link
+broken on purpose."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_every_relative_link_and_anchor_in_the_docs_resolves():
 
 def test_the_docs_have_links_to_check():
     """The checker finds the links (a parser that found none would pass everything)."""
+    assert {"README.md", "CONTRIBUTING.md", "CHANGELOG.md"} <= {page.name for page in doc_links.pages()}
     found = [target for page in doc_links.pages() for _, target in doc_links.links(page.read_text())]
     assert len(found) > 50
     assert any("#" in t and not t.startswith("#") for t in found)  # anchors into other pages
