@@ -10,7 +10,7 @@ environment (MODEL_PATH, PADDLE_PDX_CACHE_HOME). The task role gets exactly what
 modelsync goes into the app's image.
 
 The layout's rules travel in the task definition (MODELSYNC_LAYOUT_RULES): the init container builds the view
-from the rules synth checked, whatever layouts file its image bundles (docs/contracts.md, "Layouts").
+from the rules synth checked, whatever layouts file its image bundles (docs/runtime.md, "Views and layouts").
 """
 
 from __future__ import annotations
