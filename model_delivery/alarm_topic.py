@@ -51,7 +51,9 @@ class AlarmSpec:
 
 
 class AlarmTopic(Construct):
-    """Props:
+    """The stage's encrypted SNS topic for every alarm and seed result.
+
+    Props:
       store: the ModelStore (its key encrypts the topic).
       stage: the stage's name (1-200 letters, digits, - and _): the topic's display name and the default prefix.
       email: an address to subscribe (it must confirm the subscription), or None.

@@ -19,7 +19,9 @@ from model_delivery.monitoring import ModelDeliveryAlarms, ModelStoreAlarms
 
 
 class ModelDeliveryDashboard(Construct):
-    """Props: store_alarms (the stage's ModelStoreAlarms), app_alarms (each app's ModelDeliveryAlarms, in the
+    """The stage's CloudWatch dashboard: a row per app, and the shared parts.
+
+    Props: store_alarms (the stage's ModelStoreAlarms), app_alarms (each app's ModelDeliveryAlarms, in the
     order of their rows), dashboard_name (default ModelDelivery-<stage>). Attribute: dashboard."""
 
     def __init__(

@@ -10,7 +10,7 @@ environment (MODEL_PATH, PADDLE_PDX_CACHE_HOME). The task role gets exactly what
 modelsync goes into the app's image.
 
 The layout's rules travel in the task definition (MODELSYNC_LAYOUT_RULES): the init container builds the view
-from the rules synth checked, whatever layouts file its image bundles (docs/contracts.md, "Layouts").
+from the rules synth checked, whatever layouts file its image bundles (docs/runtime.md, "Views and layouts").
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def check_task_path(path: object, where: str, taken: Mapping[str, str] = TASK_PA
 
 
 class ModelDelivery(Construct):
-    """Props:
+    """Model delivery for any Fargate task definition and its app container: the init container, volumes, the
+    app's view of its models, IAM.
+
+    Props:
       task_definition: the app's Fargate task definition (awsvpc, platform 1.4.0 or later for efs).
       app_container: the app's container in it; it starts after the init container succeeded.
       store: the ModelStore (with a mirror for a mode that reads it).

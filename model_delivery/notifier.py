@@ -47,7 +47,9 @@ NOTIFIER_CONCURRENCY = 5
 
 
 class TaskNotifier(Construct):
-    """Props: cluster (where the tasks run), topic (the stage's AlarmTopic), encryption (the store's
+    """Seed results to the alarm topic, and each app's init failures as a metric.
+
+    Props: cluster (where the tasks run), topic (the stage's AlarmTopic), encryption (the store's
     log_encryption: its key encrypts the topic and the function's logs), metrics (MetricsOptions: namespace and
     stage of the records it writes), seeding (ModelSeeding: the results of its seeding and signing tasks go to the
     topic; or None), log_retention_days, reserved_concurrency (None by default: fresh accounts cannot reserve any;

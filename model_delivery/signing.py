@@ -104,7 +104,7 @@ def signing_key_policy(scope: Construct, publishers: Sequence[str]) -> iam.Polic
 def signing_key(
     scope: Construct, id: str, *, publishers: Sequence[str], removal_policy: cdk.RemovalPolicy, description: str
 ) -> kms.Key:
-    # Asymmetric keys cannot rotate automatically: rotation is a new key (docs/runtime.md, "Key rotation").
+    # Asymmetric keys cannot rotate automatically: rotation is a new key (docs/runtime.md, "Signed manifests").
     return kms.Key(
         scope,
         id,

@@ -32,7 +32,9 @@ SIGN_EFS_ROOT = "/mnt/models"
 
 
 class SigningTask(Construct):
-    """Props: store, image (the modelsync image; PaddleOCR not needed), mirror_pins (NAME@VERSION the apps pin,
+    """The signing task definition: `modelsync sign`, the only task that holds the signing key.
+
+    Props: store, image (the modelsync image; PaddleOCR not needed), mirror_pins (NAME@VERSION the apps pin,
     kept in the mirror beside LATEST), cpu, memory_mib (re-hashing streams: 1 vCPU hashes about a GiB a second),
     log_retention_days, metrics (MetricsOptions or None).
     Attributes: store, task_role (the store's signing role), task_definition, container, log_group."""

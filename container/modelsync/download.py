@@ -33,7 +33,7 @@ from .storefs import Slot
 CHUNK = 1024 * 1024
 # Bodies are read and written through a buffer this small so it stays in the CPU cache between the
 # socket read, the write and the hash: with 1 MiB buffers (16 threads) the kernel's copy into the
-# page cache ran from memory and took twice the system time (measured: docs/runtime.md).
+# page cache ran from memory and took twice the system time (measured: docs/benchmark-history.md).
 READ_BUFFER = 64 * 1024
 PROGRESS_STEP = 1024 * 1024
 # Failures of the connection or of the body stream: botocore retries the request but not a body

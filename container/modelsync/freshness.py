@@ -1,5 +1,5 @@
 """The signed LATEST statement: which version is current, for which repository, in which order, since when
-(docs/contracts.md, "LATEST"); and the newest one a store has accepted, kept per model.
+(docs/contracts.md, "Signatures"); and the newest one a store has accepted, kept per model.
 
 The statement (an in-toto statement in a DSSE envelope, LATEST's `statement` member) binds the model's
 name, the manifest's sha256, the version, the repository (`s3://BUCKET/PREFIX`), a per-model sequence

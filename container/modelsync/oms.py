@@ -1,4 +1,4 @@
-"""OpenSSF Model Signing (OMS) v1.0 bundles of a version, `key` method (docs/contracts.md, "OMS bundles").
+"""OpenSSF Model Signing (OMS) v1.0 bundles of a version, `key` method (docs/contracts.md, "Signatures").
 
 A Sigstore bundle (v0.3) holding a DSSE envelope around an in-toto statement whose predicate lists
 every file of the version with its sha256 (serialization method `files`). The bundle lives beside the

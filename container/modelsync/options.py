@@ -22,6 +22,7 @@ from typing import Any
 from .errors import ModelsyncError
 
 _ATTR = "_modelsync_options"
+_EPILOG = "_modelsync_epilog"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Option:
     split: bool  # a repeatable flag: its environment variable is a comma list
     convert_env: bool = True  # False: the variable belongs to another tool (boto3), which checks it
     empty: str | None = None  # set: a value given but empty is an error, this text its fix (else: not given)
+    help: str = ""  # what it does, without the "(env ...; default ...)" note --help adds
+    shown_default: str | None = None  # the default as --help shows it (None: no default shown)
 
 
 def option(
@@ -72,6 +75,8 @@ def option(
         kwargs.get("action") == "append",
         convert_env,
         empty,
+        help,
+        shown if kwargs.get("action") not in ("store_true", "store_false") else None,
     )
     if not hasattr(parser, _ATTR):
         setattr(parser, _ATTR, [])
@@ -81,6 +86,19 @@ def option(
 
 def declared(parser) -> list[Option]:
     return list(getattr(parser, _ATTR, []))
+
+
+@dataclass(frozen=True)
+class Epilog:
+    """What finish() wrote into a subcommand's --help, kept as data for the CLI reference (modelsync.reference)."""
+
+    examples: tuple[str, ...]
+    environment: dict[str, str]  # variable(s) -> the flag or what it sets
+    exit_codes: dict[int | str, str]
+
+
+def epilog_of(parser) -> Epilog | None:
+    return getattr(parser, _EPILOG, None)
 
 
 def resolve(parser, args: argparse.Namespace) -> argparse.Namespace:
@@ -165,8 +183,10 @@ def finish(
     if s3 and any(opt.dest == "bucket" for opt in declared(parser)):
         rows.update(S3_ENV)
     rows.update(extra_env or {})
+    epilog = Epilog(tuple(example.strip().splitlines()), rows, dict(exit_codes))
+    setattr(parser, _EPILOG, epilog)
     width = max((len(k) for k in rows), default=0)
-    lines = ["examples:", *(f"  {line}" for line in example.strip().splitlines()), "", "environment:"]
+    lines = ["examples:", *(f"  {line}" for line in epilog.examples), "", "environment:"]
     lines += [f"  {name:<{width}}  {what}" for name, what in rows.items()] or ["  (none)"]
     lines += ["", "exit codes:", *(f"  {code:<4} {what}" for code, what in exit_codes.items())]
     parser.epilog = "\n".join(lines)
