@@ -1,9 +1,9 @@
 """Feature flags the constructs depend on: checked at construction, so an app without them fails at
-synth with one line naming the flag, instead of deep inside CDK (or worse, at deploy).
+synth with one line naming the flag, instead of at deploy.
 
-Measured by synthesizing every construct with all flags off, then each flag on: only this one changes
-whether the result works; the rest change cosmetics (Ref vs literal partition, policy ordering, EFS mount
-target ids) or the consumer's own resources. `cdk init` (CLI 2.1148) writes every flag here as true.
+Only flags without which the constructs' resources cannot deploy belong here; flags that change cosmetics
+(partition literals, policy ordering, logical ids) or the consumer's own resources do not, so an app created
+by an older `cdk init` is not refused for them. `cdk init` sets every flag listed here for new apps.
 """
 
 from __future__ import annotations

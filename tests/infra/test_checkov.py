@@ -20,7 +20,7 @@ INGRESS = {"internal-ingress": CONFIGS["internal-ingress"], "two-apps": CONFIGS[
 CDK_LAMBDA = ("CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117")
 # (stack, logical id pattern, check id) -> the configurations it appears in.
 # The configurations whose network stack creates the VPC (deploy-access-reuse uses an existing one).
-NEW_VPC = {"s3", "efs", "prod-ecr", *INGRESS, "deploy-access"}
+NEW_VPC = {"s3", "efs", "prod-ecr", "s3files", *INGRESS, "deploy-access"}
 EXPECTED_SKIPS = {
     ("Network", r"^CustomVpcRestrictDefaultSGCustomResourceProviderHandler[0-9A-F]{8}$", check): NEW_VPC
     for check in CDK_LAMBDA
