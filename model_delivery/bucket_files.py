@@ -31,6 +31,7 @@ from constructs import Construct
 
 from model_delivery import nag
 from model_delivery.contract import MODELS_PREFIX
+from model_delivery.file_system_policy import deny_without_tls
 from model_delivery.policies import models_objects_arn
 
 SERVICE_PRINCIPAL = "elasticfilesystem.amazonaws.com"  # S3 Files runs on EFS and assumes the role as EFS
@@ -146,14 +147,7 @@ def _client_policy() -> dict:
     everyone = [iam.AnyPrincipal()]
     return iam.PolicyDocument(
         statements=[
-            iam.PolicyStatement(
-                sid="DenyWithoutTls",
-                effect=iam.Effect.DENY,
-                principals=everyone,
-                actions=[CLIENT_MOUNT, CLIENT_WRITE, CLIENT_ROOT],
-                resources=["*"],
-                conditions={"Bool": {"aws:SecureTransport": "false"}},
-            ),
+            deny_without_tls([CLIENT_MOUNT, CLIENT_WRITE, CLIENT_ROOT], resources=["*"]),
             # Read-only for everyone: the bucket's writers are the publishing roles, through S3.
             iam.PolicyStatement(
                 sid="DenyWritesAndRoot",

@@ -17,6 +17,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from model_delivery.contract import IMAGE_UID, STORE_PATH
+from model_delivery.file_system_policy import deny_without_tls
 
 MIRROR_PATH = STORE_PATH  # the access point's root directory: the mirror looks like a task's store
 
@@ -70,13 +71,7 @@ class ModelMirror(Construct):
         client_actions = [CLIENT_MOUNT, CLIENT_WRITE, CLIENT_ROOT]
         return iam.PolicyDocument(
             statements=[
-                iam.PolicyStatement(
-                    sid="DenyWithoutTls",
-                    effect=iam.Effect.DENY,
-                    principals=everyone,
-                    actions=client_actions,
-                    conditions={"Bool": {"aws:SecureTransport": "false"}},
-                ),
+                deny_without_tls(client_actions),
                 iam.PolicyStatement(
                     sid="DenyOutsideMountTargets",
                     effect=iam.Effect.DENY,
