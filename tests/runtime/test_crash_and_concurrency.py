@@ -119,8 +119,13 @@ def test_concurrent_pulls_are_correct_even_without_the_lock(two_versions, bucket
     assert part_files(dest) == []
     gets = proxy.file_gets()
     expected = expected_gets(bucket, v2)
-    assert set(gets) == set(expected)
-    assert all(expected[k] <= n <= 3 * expected[k] for k, n in gets.items())
+    # Without the lock, a pull may find shared.bin's ctime moved by another pull's hard link before v1's record
+    # follows it, and download it instead of linking it: duplicate work, never a wrong byte, at most once a pull.
+    shared = f"/{bucket}/models/m/{v2}/files/shared.bin"
+    allowed = {**expected, shared: max(1, -(-len(V2["shared.bin"]) // PART))}
+    assert set(expected) <= set(gets) <= set(allowed)
+    assert all(n <= 3 * allowed[k] for k, n in gets.items())
+    assert all(expected[k] <= gets[k] for k in expected)
     # Precondition of this test: the processes really overlapped (without the lock they duplicate work).
     assert sum(gets.values()) > sum(expected.values())
 
