@@ -602,6 +602,10 @@ class _LocalCopies:
                         raise
                 else:
                     temp.move_to(target)  # a rename moves the ctime too
+                    # A concurrent pull (no working lock) may have linked this same file there first: a
+                    # rename over another link to the same file does nothing and succeeds (rename(2)),
+                    # leaving the temp. The name is ours alone, so remove it (it moves the ctime too).
+                    temp.unlink()
                     self.moved[expected] = stat_key(target.dir.lstat(target.name))
                     return True
             self.store.copy_file(source, temp)
